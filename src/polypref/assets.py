@@ -1,0 +1,29 @@
+"""Where the asset folders (personas/, prompts/, schemas/, data/, flows/) are: checkout or installed wheel."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+_FOLDERS = ("personas", "prompts", "schemas", "data", "flows")
+
+
+@cache
+def root() -> Path:
+    """The folder that holds the asset folders.
+
+    An installed wheel carries them in polypref/_assets (hatch force-include); a checkout has them at the
+    repository root, two levels above this file's package.
+    """
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_assets", here.parent.parent):
+        if all((candidate / name).is_dir() for name in _FOLDERS):
+            return candidate
+    raise RuntimeError(f"polypref assets not found next to {here}; reinstall the package")
+
+
+def path(folder: str, *parts: str) -> Path:
+    """Path of an asset, e.g. ``path("personas", "gss_spending.yaml")``."""
+    if folder not in _FOLDERS:
+        raise ValueError(f"unknown asset folder {folder!r}; expected one of {_FOLDERS}")
+    return root().joinpath(folder, *parts)

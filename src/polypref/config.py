@@ -1,0 +1,166 @@
+"""The build config: one YAML file, validated by pydantic with unknown keys forbidden."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from polypref import assets
+from polypref.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PopulationConfig(_Section):
+    spec: str = Field("gss_spending", description="A spec name in personas/ or a path to a spec YAML file")
+    size: int = Field(200, ge=1, le=50_000_000, description="Number of personas to sample")
+    allocation: Literal["proportional", "equal"] | dict[str, float] = Field(
+        "proportional",
+        description="Personas per group: proportional to the weighted survey shares, equal, "
+        "or a mapping group -> count (integers summing to size) or -> proportion (summing to 1)",
+    )
+    accept_terms: bool = Field(
+        False, description="Required for specs whose source restricts commercial use or redistribution"
+    )
+
+
+class ItemsConfig(_Section):
+    source: str = Field("demo", description='"demo" (shipped GSS spending items) or a .jsonl/.parquet path')
+    topics: list[str] | None = Field(None, description="Keep only these topics (None = all)")
+    pairing: Literal["all", "random"] = "all"
+    pairs_per_prompt: int = Field(3, ge=1, description="With pairing: random, pairs drawn per prompt")
+
+
+class SimulatedJudgeConfig(_Section):
+    backend: Literal["simulated"] = "simulated"
+    samples: int = Field(1, ge=1, le=64, description="Judgments per (persona, pair, order)")
+    temperature: float = Field(0.15, gt=0, le=10, description="Bradley-Terry temperature on stance distance")
+    position_bias: float = Field(0.4, ge=-10, le=10, description="Logit added in favour of the first response")
+    noise: float = Field(0.05, ge=0, le=1, description="Lapse rate: probability of a coin-flip choice")
+    tie_margin: float = Field(0.0, ge=0, le=1, description="Say tie when the distance gap is below this")
+
+
+class FiltersConfig(_Section):
+    swap_consistency: bool = Field(True, description="Drop judgments whose AB and BA verdicts disagree")
+    min_agreement: float = Field(0.75, ge=0, le=1, description="Min share of samples agreeing with majority")
+    min_confidence: float = Field(0.6, ge=0, le=1, description="Min judge confidence (0-1)")
+
+
+class OutputConfig(_Section):
+    units_per_shard: int = Field(100_000, ge=1, description="Judgments per work shard (and Parquet shard)")
+    row_group_rows: int = Field(50_000, ge=1_000, le=1_000_000, description="Rows per Parquet row group")
+    workers: int = Field(2, ge=1, le=256, description="Shards judged at the same time")
+    pretty_name: str = "polypref persona preferences"
+    license: str = Field("other", description="Dataset licence for the card (check the survey's terms)")
+
+
+class BuildConfig(_Section):
+    seed: int = Field(0, ge=0, description="Seeds sampling, pairing and the simulated judge")
+    population: PopulationConfig = PopulationConfig()
+    items: ItemsConfig = ItemsConfig()
+    judge: SimulatedJudgeConfig = SimulatedJudgeConfig()
+    filters: FiltersConfig = FiltersConfig()
+    output: OutputConfig = OutputConfig()
+
+    @field_validator("population")
+    @classmethod
+    def _allocation_values(cls, value: PopulationConfig) -> PopulationConfig:
+        if isinstance(value.allocation, dict) and any(v < 0 for v in value.allocation.values()):
+            raise ValueError("allocation values must be >= 0")
+        return value
+
+
+DEFAULT_CONFIG_PATH = assets.path("data", "configs", "default.yaml")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> BuildConfig:
+    """Read, override and validate a config; raise ConfigError naming file, field and reason."""
+    source = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    raw = _read_yaml_mapping(source)
+    set_by: dict[str, str] = {}
+    for item in overrides:
+        key, value = _parse_override(source, item)
+        _set_path(raw, key, value)
+        set_by[key] = item
+    try:
+        return BuildConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(str(source), [_describe(err, set_by) for err in e.errors()]) from None
+
+
+def _read_yaml_mapping(source: Path) -> dict[str, Any]:
+    try:
+        text = source.read_text()
+    except FileNotFoundError:
+        raise ConfigError(str(source), [("", "file not found")]) from None
+    except OSError as e:
+        raise ConfigError(str(source), [("", f"cannot read: {e.strerror}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(str(source), [("", f"YAML syntax error: {where}{getattr(e, 'problem', e)}")]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(str(source), [("", f"expected a mapping of sections, got {type(data).__name__}")])
+    return data
+
+
+def _parse_override(source: Path, item: str) -> tuple[str, Any]:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
+        raise ConfigError(str(source), [(f"--set {item}", "expected key.path=value, e.g. population.size=500")])
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else value
+    except yaml.YAMLError:
+        parsed = value  # not YAML: take the text as a string and let validation decide
+    return key.strip(), parsed
+
+
+def _set_path(raw: dict[str, Any], key: str, value: Any) -> None:
+    node = raw
+    *parents, leaf = key.split(".")
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[leaf] = value
+
+
+def _describe(err: Any, set_by: dict[str, str]) -> tuple[str, str]:
+    loc = [str(p) for p in err["loc"]]
+    field = ".".join(loc)
+    if err["type"] == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        reason = "unknown key" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
+    else:
+        reason = err["msg"]
+        if "input" in err and not isinstance(err["input"], dict):
+            reason += f" (got {err['input']!r})"
+    origin = next((set_by[k] for k in set_by if field == k or field.startswith(k + ".")), None)
+    if origin:
+        reason += f" [from --set {origin}]"
+    return field, reason
+
+
+def _allowed_keys(loc: list[str]) -> list[str]:
+    model: Any = BuildConfig
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+    return sorted(getattr(model, "model_fields", {}))
+
+
+def fingerprint_payload(config: BuildConfig) -> dict[str, Any]:
+    """The parts of the config that decide the dataset's content (worker count does not)."""
+    return config.model_dump(mode="json", exclude={"output": {"workers"}})

@@ -1,0 +1,77 @@
+"""The dataset card (README.md with YAML `configs:`), rendered from schemas/dataset_card.md.j2."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+import yaml
+
+from polypref import SCHEMA_VERSION, __version__, assets
+from polypref.dataset.schema import load
+from polypref.dataset.writer import CONFIGS
+
+if TYPE_CHECKING:
+    from polypref.pipeline import BuildPlan
+
+SCHEMA_OF = {"preferences": "preference", "judgments": "judgment", "personas": "persona"}
+
+
+@cache
+def _template() -> jinja2.Template:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(assets.path("schemas"))),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
+    return env.get_template("dataset_card.md.j2")
+
+
+def _columns(config: str) -> list[dict[str, str]]:
+    props = load(SCHEMA_OF[config])["properties"]
+    return [{"name": k, "description": v.get("description", "")} for k, v in props.items()]
+
+
+def front_matter(plan: BuildPlan, summary: dict[str, Any]) -> str:
+    n = summary["preferences"]
+    size = next(label for limit, label in ((1e3, "n<1K"), (1e4, "1K<n<10K"), (1e5, "10K<n<100K"),
+                                          (1e6, "100K<n<1M"), (1e7, "1M<n<10M"), (float("inf"), "n>10M"))
+                if n < limit)
+    tags = ["synthetic", "preference", "persona", "dpo", "polypref"]
+    if summary["judge"]["simulated"]:
+        tags.append("simulated")
+    meta = {
+        "pretty_name": plan.config.output.pretty_name,
+        "license": plan.config.output.license,
+        "language": ["en"],
+        "tags": tags,
+        "size_categories": [size],
+        "configs": [
+            {"config_name": c, "data_files": [{"split": "train", "path": f"data/{c}/*.parquet"}],
+             **({"default": True} if c == "preferences" else {})}
+            for c in CONFIGS
+        ],
+    }
+    return yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
+
+
+def render(plan: BuildPlan, summary: dict[str, Any]) -> str:
+    population = plan.population
+    groups = [
+        {"name": g, "share": population.group_shares[g], "personas": population.group_counts[g]}
+        for g in population.group_shares
+    ]
+    return _template().render(
+        front_matter=front_matter(plan, summary),
+        summary=summary,
+        config=plan.config,
+        config_yaml=yaml.safe_dump(plan.config.model_dump(mode="json"), sort_keys=False).strip(),
+        spec=population.spec,
+        population=population,
+        groups=groups,
+        columns={c: _columns(c) for c in CONFIGS},
+        version=__version__,
+        schema_version=SCHEMA_VERSION,
+    )

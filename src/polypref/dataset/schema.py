@@ -1,0 +1,210 @@
+"""Record contracts: pydantic models generate schemas/*.json; tables are validated against those files.
+
+``python -m polypref.dataset.schema --check`` fails when the files drift from the models; ``--update``
+rewrites them. At run time the JSON Schema files (not the models) define the Arrow schema and the checks,
+so what the files promise is what the Parquet holds.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from functools import cache
+from typing import Any, Literal
+
+import polars as pl
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from polypref import assets
+from polypref.errors import SchemaViolation
+from polypref.records import VERDICT
+
+_TEXT_MAP = {"type": "object", "additionalProperties": {"anyOf": [{"type": "string"}, {"type": "null"}]}}
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    run_id: str = Field(description="Identifies the build run (differs between otherwise identical builds)")
+    created_at: datetime = Field(description="When the row was written (UTC)")
+
+
+class PersonaRecord(_Record):
+    persona_id: str = Field(description="Content hash of (spec, respondent_id, replicate)")
+    spec: str
+    respondent_id: str = Field(description="The survey respondent this persona portrays")
+    replicate: int = Field(ge=0, description="Earlier draws of the same respondent in this population")
+    group: str = Field(description="Social group: the spec's group attributes joined by ' · '")
+    attributes: dict[str, str | None] = Field(json_schema_extra={"x-arrow": "struct"})
+    attitudes: dict[str, str | None] = Field(json_schema_extra={"x-arrow": "struct"})
+    weight: float = Field(gt=0, description="Group population share / group sample share")
+    portrayal: str
+
+
+class JudgmentRecord(_Record):
+    persona_id: str
+    pair_id: str
+    prompt_id: str
+    topic: str
+    order: Literal["AB", "BA"] = Field(description="AB: response A shown first")
+    sample: int = Field(ge=0)
+    first_response_id: str
+    second_response_id: str
+    choice: Literal["A", "B", "tie"] | None = Field(description="As the judge said it, in shown order")
+    winner_id: str | None = Field(description="The response the choice names (null for tie or invalid)")
+    strength: int | None = Field(ge=1, le=5)
+    confidence: float | None = Field(ge=0, le=1)
+    rationale: str | None
+    raw: str | None = Field(description="Raw model output (LLM judges)")
+    error: str | None = Field(description="Why the verdict is invalid; null when valid")
+    true_choice: Literal["A", "B", "tie"] | None = Field(description="Simulator ground truth; null for LLMs")
+    agreement: float | None = Field(ge=0, le=1, description="Share of the pair's valid verdicts for the majority")
+    drop_reason: str | None = Field(description="First filter that dropped the row; null = kept")
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    judge_backend: str
+    judge_model: str
+    simulated: bool = Field(description="True when the verdict comes from the simulator, not a model")
+
+
+class PreferenceRecord(_Record):
+    prompt: str
+    chosen: str
+    rejected: str
+    prompt_id: str
+    topic: str
+    pair_id: str
+    chosen_id: str
+    rejected_id: str
+    chosen_stance: str
+    rejected_stance: str
+    persona_id: str
+    persona_group: str
+    persona_attributes: dict[str, str | None] = Field(json_schema_extra={"x-arrow": "struct"})
+    persona_view: str | None = Field(description="The persona's own survey answer on this topic")
+    weight: float = Field(gt=0, description="Persona weight (post-stratification)")
+    strength: float = Field(ge=1, le=5, description="Mean strength of the kept verdicts")
+    confidence: float = Field(ge=0, le=1, description="Mean confidence of the kept verdicts")
+    agreement: float = Field(ge=0, le=1)
+    n_judgments: int = Field(ge=1, description="Kept verdicts behind this row")
+    matches_ground_truth: bool | None = Field(description="Simulated judge: chosen equals the true preference")
+    judge_backend: str
+    judge_model: str
+    simulated: bool
+
+
+RECORDS: dict[str, type[BaseModel]] = {
+    "persona": PersonaRecord,
+    "judgment": JudgmentRecord,
+    "preference": PreferenceRecord,
+}
+
+
+def generated() -> dict[str, dict[str, Any]]:
+    """Schema file name -> JSON Schema, as the models define them today."""
+    out = {}
+    for name, model in RECORDS.items():
+        schema = model.model_json_schema()
+        props = schema["properties"]  # run metadata last, so the columns read content first
+        schema["properties"] = {k: v for k, v in props.items() if k not in ("run_id", "created_at")} | {
+            k: props[k] for k in ("run_id", "created_at")
+        }
+        out[f"{name}.json"] = schema
+    out["verdict.json"] = VERDICT.json_schema()
+    return out
+
+
+@cache
+def load(name: str) -> dict[str, Any]:
+    return json.loads(assets.path("schemas", f"{name}.json").read_text())
+
+
+def _nullable(prop: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    options = prop.get("anyOf")
+    if options:
+        rest = [o for o in options if o.get("type") != "null"]
+        if len(rest) == 1:
+            return {**prop, **rest[0], "anyOf": None}, len(rest) < len(options)
+    return prop, False
+
+
+def _arrow_type(prop: dict[str, Any], struct_fields: list[str] | None) -> pa.DataType:
+    if prop.get("x-arrow") == "struct":
+        return pa.struct([pa.field(f, pa.string()) for f in (struct_fields or [])])
+    kind = prop.get("type") or ("string" if "enum" in prop or "const" in prop else None)
+    if kind == "string":
+        return pa.timestamp("us", tz="UTC") if prop.get("format") == "date-time" else pa.string()
+    simple = {"integer": pa.int64(), "number": pa.float64(), "boolean": pa.bool_()}
+    if kind in simple:
+        return simple[kind]
+    raise ValueError(f"no Arrow type for JSON Schema {prop}")
+
+
+def arrow_schema(name: str, struct_fields: dict[str, list[str]] | None = None) -> pa.Schema:
+    """Arrow schema from schemas/<name>.json. Open objects (x-arrow: struct) get the given field names."""
+    schema = load(name)
+    required = set(schema.get("required", []))
+    fields = []
+    for column, raw in schema["properties"].items():
+        prop, nullable = _nullable(raw)
+        arrow = _arrow_type(prop, (struct_fields or {}).get(column))
+        fields.append(pa.field(column, arrow, nullable=nullable or column not in required))
+    return pa.schema(fields)
+
+
+def to_arrow(name: str, frame: pl.DataFrame, struct_fields: dict[str, list[str]] | None = None) -> pa.Table:
+    """Validate a frame against schemas/<name>.json and return it as an Arrow table in the schema's layout."""
+    source = f"schemas/{name}.json"
+    schema = arrow_schema(name, struct_fields)
+    missing = [c for c in schema.names if c not in frame.columns]
+    if missing:  # working columns beyond the schema are left out of the published table
+        raise SchemaViolation(f"{source}: columns missing {missing}")
+    _check_values(name, frame)
+    try:
+        table = frame.select(schema.names).to_arrow().cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+        raise SchemaViolation(f"{source}: {e}") from None
+    for f in schema:
+        if not f.nullable and table.column(f.name).null_count:
+            raise SchemaViolation(f"{source}: column {f.name} has nulls but is required")
+    return table
+
+
+def _check_values(name: str, frame: pl.DataFrame) -> None:
+    """Enum and range constraints from the JSON Schema, checked on whole columns."""
+    for column, raw in load(name)["properties"].items():
+        prop, _ = _nullable(raw)
+        col = pl.col(column)
+        checks: list[tuple[pl.Expr, str]] = []
+        if "enum" in prop:
+            checks.append((~col.is_in(prop["enum"]), f"not one of {prop['enum']}"))
+        if "const" in prop:
+            checks.append((col != prop["const"], f"not {prop['const']!r}"))
+        for key, op in (("minimum", "lt"), ("maximum", "gt"), ("exclusiveMinimum", "le"), ("exclusiveMaximum", "ge")):
+            if key in prop:
+                checks.append((getattr(col, op)(prop[key]), f"violates {key} {prop[key]}"))
+        for bad, reason in checks:
+            count = frame.select(bad.fill_null(False).sum()).item()
+            if count:
+                raise SchemaViolation(f"schemas/{name}.json: column {column}: {count} values {reason}")
+
+
+def main(argv: list[str]) -> int:
+    """--check: exit 1 when schemas/ differ from the models; --update: rewrite them."""
+    stale = []
+    for file, schema in generated().items():
+        path = assets.path("schemas", file)
+        text = json.dumps(schema, indent=2) + "\n"
+        if not path.exists() or path.read_text() != text:
+            stale.append(file)
+            if "--update" in argv:
+                path.write_text(text)
+    if stale and "--update" not in argv:
+        print(f"schemas out of date: {stale}; run python -m polypref.dataset.schema --update", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,28 @@
+"""Every error polypref raises on purpose lives here, so callers catch one family."""
+
+from __future__ import annotations
+
+
+class PolyprefError(Exception):
+    """Base class: a problem the user can fix, reported without a traceback."""
+
+
+class ConfigError(PolyprefError):
+    """A build config, override, population spec, survey table or item file is invalid.
+
+    Raised before any expensive work starts; the message names the file, the field path and the reason.
+    """
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: invalid"] + [f"  {field or '<root>'}: {reason}" for field, reason in problems]
+        super().__init__("\n".join(lines))
+
+
+class OutputError(PolyprefError):
+    """The output directory cannot be used (it holds a different build, or is not a polypref build)."""
+
+
+class SchemaViolation(PolyprefError):  # noqa: N818 - it is a violation, not a generic error
+    """A table about to be written does not match its JSON Schema in schemas/."""

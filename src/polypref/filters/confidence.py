@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+import polars as pl
+
+from polypref.filters.base import PAIR_KEYS, VALID
+
+
+class Confidence:
+    """Drops a (persona, pair) whose mean verdict confidence is below the threshold.
+
+    Applied per pair rather than per judgment so the surviving judgments still cover both orders: dropping
+    single low-confidence verdicts would reintroduce the position bias the swap filter removed.
+    """
+
+    name = "confidence"
+
+    def __init__(self, minimum: float):
+        self.minimum = minimum
+
+    def drop_reason(self) -> pl.Expr:
+        mean = pl.col("confidence").filter(VALID).mean().over(PAIR_KEYS)
+        return pl.when(mean < self.minimum).then(pl.lit("low_confidence"))

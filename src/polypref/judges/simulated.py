@@ -1,0 +1,110 @@
+"""The offline default judge: an ideal-point persona simulator with exact ground truth.
+
+In the spirit of PersonalLLM's simulated users and PAL's ideal-point model. A persona's attitude on a topic
+is a point on the topic's answer scale (0..1); each response's stance is another point. The persona prefers
+the response closer to its own point, through a Bradley-Terry choice:
+
+    d        = |attitude - second| - |attitude - first|        (> 0: the first-shown response is closer)
+    P(first) = noise / 2 + (1 - noise) * sigmoid(d / temperature + position_bias)
+
+``position_bias`` (a logit) favours whichever response is shown first; ``noise`` is a lapse rate. The
+verdict's confidence is the model's probability of the option it chose, strength grows with that
+probability, and ``true_choice`` records the noiseless preference so filters can be scored against truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import polars as pl
+
+from polypref.config import SimulatedJudgeConfig
+from polypref.judges.base import JudgeInfo
+from polypref.records import UnitBatch
+
+MODEL = "ideal-point-bradley-terry/1"
+
+
+class SimulatedJudge:
+    def __init__(self, config: SimulatedJudgeConfig, seed: int):
+        self.config = config
+        self.seed = seed
+        self.info = JudgeInfo(
+            backend="simulated", model=MODEL, simulated=True, params=config.model_dump(exclude={"backend"})
+        )
+
+    def judge(self, batch: UnitBatch) -> Iterator[pl.DataFrame]:
+        cfg = self.config
+        topics = [pair.item.topic for pair in batch.pairs]
+        # attitude and its label per (persona, pair): small tables gathered per unit below
+        attitude = np.array(
+            [[_nan_if_none(p.positions.get(t)) for t in topics] for p in batch.personas], dtype=np.float64
+        ).reshape(len(batch.personas), len(topics))
+        view = [[p.attitudes.get(t) for t in topics] for p in batch.personas]
+        pos_a = np.array([pair.a.position for pair in batch.pairs])
+        pos_b = np.array([pair.b.position for pair in batch.pairs])
+
+        swapped = batch.order == 1
+        first = np.where(swapped, pos_b[batch.pair_idx], pos_a[batch.pair_idx])
+        second = np.where(swapped, pos_a[batch.pair_idx], pos_b[batch.pair_idx])
+        att = attitude[batch.persona_idx, batch.pair_idx]
+        d = np.abs(att - second) - np.abs(att - first)
+
+        p_first = cfg.noise / 2 + (1 - cfg.noise) / (1 + np.exp(-(d / cfg.temperature + cfg.position_bias)))
+        rng = np.random.default_rng([self.seed, batch.shard])
+        picks_first = rng.random(len(batch)) < p_first
+        valid = ~np.isnan(att)
+        tie = valid & (np.abs(d) < cfg.tie_margin)
+
+        p_chosen = np.where(picks_first, p_first, 1 - p_first)
+        p_chosen = np.where(tie, 1 - np.abs(2 * p_first - 1), p_chosen)
+        strength = np.clip(np.ceil(5 * (2 * p_chosen - 1)), 1, 5).astype(np.int8)
+        choice = np.where(tie, "tie", np.where(picks_first, "A", "B"))
+        truth = np.where(d > 0, "A", np.where(d < 0, "B", "tie"))
+
+        flat_view = pl.Series([v for row in view for v in row], dtype=pl.String)
+        persona_view = flat_view.gather(batch.persona_idx.astype(np.int64) * len(topics) + batch.pair_idx)
+        stance_first = pl.Series([pair.a.stance for pair in batch.pairs]).gather(batch.pair_idx)
+        stance_second = pl.Series([pair.b.stance for pair in batch.pairs]).gather(batch.pair_idx)
+        stance_first, stance_second = (
+            pl.select(pl.when(pl.lit(pl.Series(swapped))).then(pl.lit(b)).otherwise(pl.lit(a))).to_series()
+            for a, b in ((stance_first, stance_second), (stance_second, stance_first))
+        )
+        frame = pl.DataFrame(
+            {
+                "unit": np.arange(len(batch), dtype=np.int64),
+                "choice": choice,
+                "strength": strength,
+                "confidence": np.round(p_chosen, 4),
+                "view": persona_view,
+                "first": stance_first,
+                "second": stance_second,
+                "valid": valid,
+                "true_choice": truth,
+            }
+        )
+        chosen_stance = pl.when(pl.col("choice") == "A").then(pl.col("first")).otherwise(pl.col("second"))
+        rationale = (
+            pl.when(pl.col("choice") == "tie")
+            .then(pl.format("Both responses are about equally close to my view that spending is {}.", "view"))
+            .otherwise(pl.format("Response {} says spending is {}, and I think it is {}.",
+                                 "choice", chosen_stance, "view"))
+        )
+        yield frame.select(
+            "unit",
+            *(pl.when("valid").then(c).alias(c) for c in ("choice", "strength", "confidence", "true_choice")),
+            pl.when("valid").then(rationale).alias("rationale"),
+            pl.lit(None, dtype=pl.String).alias("raw"),
+            pl.when("valid").then(None).otherwise(pl.lit("no attitude: persona did not answer this topic"))
+            .alias("error"),
+            pl.lit(None, dtype=pl.Int32).alias("prompt_tokens"),
+            pl.lit(None, dtype=pl.Int32).alias("completion_tokens"),
+        )
+
+    def close(self) -> None:
+        return None
+
+
+def _nan_if_none(value: float | None) -> float:
+    return np.nan if value is None else value

@@ -1,0 +1,30 @@
+"""The one jinja2 environment over prompts/: strict, so a typo in a template fails loudly."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+
+import jinja2
+
+from polypref import assets
+
+
+@cache
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(assets.path("prompts"))),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=False,
+        autoescape=False,  # prompts are plain text read by models, not HTML
+    )
+
+
+def template(name: str) -> jinja2.Template:
+    return environment().get_template(name)
+
+
+def template_hash(name: str) -> str:
+    """Content hash of a template's source, recorded in provenance so a prompt change is visible."""
+    source, _, _ = environment().loader.get_source(environment(), name)  # type: ignore[union-attr]
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
