@@ -52,7 +52,7 @@ class FiltersConfig(_Section):
 
 
 class OutputConfig(_Section):
-    units_per_shard: int = Field(100_000, ge=1, description="Judgments per work shard (and Parquet shard)")
+    units_per_shard: int = Field(50_000, ge=1, description="Judgments per work shard (and Parquet shard)")
     row_group_rows: int = Field(50_000, ge=1_000, le=1_000_000, description="Rows per Parquet row group")
     workers: int = Field(2, ge=1, le=256, description="Shards judged at the same time")
     pretty_name: str = "polypref persona preferences"

@@ -132,27 +132,40 @@ def _fingerprint(config: BuildConfig) -> str:
     return h.hexdigest()[:16]
 
 
-def prepare_output(plan: BuildPlan, overwrite: bool = False) -> RunState:
-    """Create the output folder, or resume the build it holds. Refuses to mix two different builds."""
+def check_output(plan: BuildPlan, overwrite: bool = False) -> dict[str, Any] | None:
+    """The state of the build already in the output folder, if it may be resumed; raise if the folder is unusable.
+
+    Writes nothing, so the CLI can call it before starting Prefect.
+    """
+    if plan.out.exists() and not plan.out.is_dir():
+        raise OutputError(f"{plan.out} is a file, not a folder")
     state_file = plan.state_path("state.json")
     if state_file.exists():
         state = json.loads(state_file.read_text())
         if state["fingerprint"] == plan.fingerprint:
-            log.info("resuming run %s in %s", state["run_id"], plan.out)
-            return RunState(state["run_id"], datetime.fromisoformat(state["created_at"]))
+            return state
         if not overwrite:
             raise OutputError(
                 f"{plan.out} holds a different build (config or inputs changed); "
                 "choose another --out, or pass --overwrite to replace it"
             )
-        for name in ("data", STATE_DIR, "README.md"):
-            target = plan.out / name
-            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
     elif plan.out.exists() and any(plan.out.iterdir()):
         raise OutputError(f"{plan.out} is not empty and holds no polypref build; choose an empty or new folder")
+    return None
+
+
+def prepare_output(plan: BuildPlan, overwrite: bool = False) -> RunState:
+    """Create the output folder, or resume the build it holds. Refuses to mix two different builds."""
+    state = check_output(plan, overwrite)
+    if state is not None:
+        log.info("resuming run %s in %s", state["run_id"], plan.out)
+        return RunState(state["run_id"], datetime.fromisoformat(state["created_at"]))
+    for name in ("data", STATE_DIR, "README.md"):  # only reached with --overwrite of an earlier build
+        target = plan.out / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
     run = RunState(run_id=uuid.uuid4().hex[:12], created_at=datetime.now(UTC).replace(microsecond=0))
     write_json({"fingerprint": plan.fingerprint, "run_id": run.run_id, "created_at": run.created_at.isoformat(),
-                "num_shards": plan.num_shards, "num_units": plan.num_units}, state_file)
+                "num_shards": plan.num_shards, "num_units": plan.num_units}, plan.state_path("state.json"))
     return run
 
 

@@ -1,0 +1,56 @@
+"""Prefect flow: build a persona preference dataset. Thin: the work lives in polypref.pipeline.
+
+One task run = one shard (by default 100,000 judgments), never one judgment. Shards that already finished
+are skipped, so a failed or interrupted run resumes when started again with the same config and --out.
+Entrypoint for deployments: flows/build.py:build_dataset (see flows/prefect.yaml).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
+
+from polypref import pipeline
+from polypref.config import BuildConfig
+from polypref.judges import Judge, make_judge
+
+
+@task(name="judge-shard", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def judge_shard(plan: pipeline.BuildPlan, run: pipeline.RunState, index: int, judge: Judge) -> pipeline.ShardReport:
+    return pipeline.run_shard(plan, run, index, judge)
+
+
+@flow(name="build-dataset", validate_parameters=True)
+def build_dataset(config: BuildConfig, out: str, overwrite: bool = False) -> dict[str, Any]:
+    """Sample personas, judge every (persona, pair) in both orders, filter, and write the dataset to ``out``."""
+    plan = pipeline.plan(config, out)
+    run = pipeline.prepare_output(plan, overwrite)
+    judge = make_judge(config.judge, config.seed)  # once per flow run: an LLM engine loads once
+    try:
+        # the config, not the decorator, decides how many shards run at once
+        with ThreadPoolTaskRunner(max_workers=config.output.workers) as runner:
+            # quote(): Prefect would otherwise walk every persona looking for futures, once per task
+            futures = [
+                runner.submit(judge_shard, {"plan": quote(plan), "run": quote(run), "index": i, "judge": quote(judge)})
+                for i in range(plan.num_shards)
+            ]
+            reports = [f.result() for f in futures]
+    finally:
+        judge.close()
+    summary = pipeline.finalize(plan, run, reports, judge.info)
+    create_table_artifact(
+        key="filter-outcomes",
+        table=[{"outcome": k, "judgments": v} for k, v in summary["reasons"].items()],
+        description=f"Judgments per filter outcome, run {summary['run_id']}",
+    )
+    create_markdown_artifact(
+        key="build-summary",
+        markdown=f"# polypref build `{summary['run_id']}`\n\n{summary['personas']} personas, "
+        f"{summary['judgments']} judgments, {summary['preferences']} preferences in `{out}`.",
+    )
+    return summary

@@ -1,0 +1,3 @@
+from polypref.cli import main
+
+main()
