@@ -13,10 +13,10 @@ import argparse
 import json
 import math
 import os
-import threading
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -34,15 +34,29 @@ def main() -> None:
     args = parser.parse_args()
 
     config = load_config(None, args.set)
-    pairs = make_pairs(load_items(config.items.source, load_spec(config.population.spec)),
-                       config.items.pairing, config.items.pairs_per_prompt, config.seed)
+    pairs = make_pairs(
+        load_items(config.items.source, load_spec(config.population.spec)),
+        config.items.pairing,
+        config.items.pairs_per_prompt,
+        config.seed,
+    )
     per_persona = len(pairs) * 2 * config.judge.samples
     personas = math.ceil(args.judgments / per_persona)
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
-        command = [sys.executable, "-m", "polypref", "build", "--out", str(out), "--no-progress",
-                   "--set", f"population.size={personas}", *(f"--set={s}" for s in args.set)]
+        command = [
+            sys.executable,
+            "-m",
+            "polypref",
+            "build",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--set",
+            f"population.size={personas}",
+            *(f"--set={s}" for s in args.set),
+        ]
         print(f"building {personas} personas x {per_persona} judgments each ...", flush=True)
         start = time.perf_counter()
         proc = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -56,16 +70,20 @@ def main() -> None:
         size_mib = sum(p.stat().st_size for p in (out / "data").rglob("*.parquet")) / 2**20
 
     judgments = summary["judgments"]
-    print(json.dumps({
-        "judgments": judgments,
-        "seconds": round(seconds, 2),
-        "judgments_per_s": round(judgments / seconds),
-        "peak_rss_mib": round(peaks["self"] / 2**20, 1),
-        "peak_rss_tree_mib": round(peaks["tree"] / 2**20, 1),
-        "preferences": summary["preferences"],
-        "shards": summary["shards"],
-        "parquet_mib": round(size_mib, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "judgments": judgments,
+                "seconds": round(seconds, 2),
+                "judgments_per_s": round(judgments / seconds),
+                "peak_rss_mib": round(peaks["self"] / 2**20, 1),
+                "peak_rss_tree_mib": round(peaks["tree"] / 2**20, 1),
+                "preferences": summary["preferences"],
+                "shards": summary["shards"],
+                "parquet_mib": round(size_mib, 1),
+            }
+        )
+    )
 
 
 def _sample_rss(proc: subprocess.Popen) -> dict:

@@ -7,7 +7,6 @@ import os
 import shutil
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,8 +18,12 @@ from polypref import assets
 from polypref.config import DEFAULT_CONFIG_PATH, BuildConfig, load_config
 from polypref.errors import PolyprefError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Build synthetic persona preference datasets.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Build synthetic persona preference datasets.",
+)
 err = Console(stderr=True)
 out = Console()
 
@@ -92,15 +95,19 @@ def _load_flow() -> Any:
     from prefect.flows import load_flow_from_entrypoint
 
     # use_placeholder_flow=False: an import error in the flow file must surface, not become a stub flow
-    return load_flow_from_entrypoint(f"{assets.path('flows', 'build.py')}:build_dataset", use_placeholder_flow=False)
+    return load_flow_from_entrypoint(
+        f"{assets.path('flows', 'build.py')}:build_dataset", use_placeholder_flow=False
+    )
 
 
-class _progress_bar:  # noqa: N801 - used as a context manager
+class _progress_bar:
     """Polls the shard completion files, so progress works however the shards are scheduled."""
 
     def __init__(self, plan: Any, enabled: bool):
         self.plan = plan
-        self.enabled = enabled and sys.stderr.isatty() or enabled and os.environ.get("POLYPREF_PROGRESS") == "1"
+        self.enabled = (enabled and sys.stderr.isatty()) or (
+            enabled and os.environ.get("POLYPREF_PROGRESS") == "1"
+        )
         self.stop = threading.Event()
 
     def __enter__(self) -> _progress_bar:
@@ -124,8 +131,13 @@ class _progress_bar:  # noqa: N801 - used as a context manager
         return units
 
     def _run(self) -> None:
-        columns = (TextColumn("judging"), BarColumn(), MofNCompleteColumn(), TextColumn("judgments"),
-                   TimeElapsedColumn())
+        columns = (
+            TextColumn("judging"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("judgments"),
+            TimeElapsedColumn(),
+        )
         with Progress(*columns, console=err, transient=False) as bar:
             task = bar.add_task("judging", total=self.plan.num_units)
             while not self.stop.wait(0.5):
@@ -148,8 +160,10 @@ def _plan_summary(plan: Any) -> dict[str, Any]:
 
 def _print_summary(summary: dict[str, Any], out_dir: Path) -> None:
     reasons = ", ".join(f"{k} {v}" for k, v in summary["reasons"].items())
-    out.print(f"built {out_dir}: {summary['personas']} personas, {summary['judgments']} judgments, "
-              f"{summary['preferences']} preferences ({reasons})")
+    out.print(
+        f"built {out_dir}: {summary['personas']} personas, {summary['judgments']} judgments, "
+        f"{summary['preferences']} preferences ({reasons})"
+    )
     out.print(f'load it: datasets.load_dataset("{out_dir}", "preferences")')
 
 

@@ -40,7 +40,9 @@ class SimulatedJudgeConfig(_Section):
     backend: Literal["simulated"] = "simulated"
     samples: int = Field(1, ge=1, le=64, description="Judgments per (persona, pair, order)")
     temperature: float = Field(0.15, gt=0, le=10, description="Bradley-Terry temperature on stance distance")
-    position_bias: float = Field(0.4, ge=-10, le=10, description="Logit added in favour of the first response")
+    position_bias: float = Field(
+        0.4, ge=-10, le=10, description="Logit added in favour of the first response"
+    )
     noise: float = Field(0.05, ge=0, le=1, description="Lapse rate: probability of a coin-flip choice")
     tie_margin: float = Field(0.0, ge=0, le=1, description="Say tie when the distance gap is below this")
 
@@ -105,7 +107,9 @@ def _read_yaml_mapping(source: Path) -> dict[str, Any]:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(str(source), [("", f"YAML syntax error: {where}{getattr(e, 'problem', e)}")]) from None
+        raise ConfigError(
+            str(source), [("", f"YAML syntax error: {where}{getattr(e, 'problem', e)}")]
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -116,7 +120,9 @@ def _read_yaml_mapping(source: Path) -> dict[str, Any]:
 def _parse_override(source: Path, item: str) -> tuple[str, Any]:
     key, sep, value = item.partition("=")
     if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
-        raise ConfigError(str(source), [(f"--set {item}", "expected key.path=value, e.g. population.size=500")])
+        raise ConfigError(
+            str(source), [(f"--set {item}", "expected key.path=value, e.g. population.size=500")]
+        )
     try:
         parsed = yaml.safe_load(value) if value.strip() else value
     except yaml.YAMLError:

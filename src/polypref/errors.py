@@ -24,5 +24,5 @@ class OutputError(PolyprefError):
     """The output directory cannot be used (it holds a different build, or is not a polypref build)."""
 
 
-class SchemaViolation(PolyprefError):  # noqa: N818 - it is a violation, not a generic error
+class SchemaViolation(PolyprefError):
     """A table about to be written does not match its JSON Schema in schemas/."""

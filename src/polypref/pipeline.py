@@ -31,7 +31,7 @@ from polypref.dataset.tables import (
     personas_frame,
     preferences_frame,
 )
-from polypref.dataset.writer import CONFIGS, shard_path, write_json, write_parquet
+from polypref.dataset.writer import shard_path, write_json, write_parquet
 from polypref.errors import ConfigError, OutputError
 from polypref.filters import apply_filters, filters_from_config, reason_counts
 from polypref.items import load_items, make_pairs
@@ -101,15 +101,21 @@ def plan(config: BuildConfig, out: str | Path, source: str = "config") -> BuildP
     """Validate every input and lay out the shards; reads only inputs, writes nothing."""
     spec = load_spec(config.population.spec)
     if spec.opt_in and not config.population.accept_terms:
-        raise ConfigError(source, [(
-            "population.accept_terms",
-            f"spec {spec.name} uses a source with {spec.terms_class.replace('_', '-')} terms: {spec.terms} "
-            "Set population.accept_terms: true to build with it.",
-        )])
+        raise ConfigError(
+            source,
+            [
+                (
+                    "population.accept_terms",
+                    f"spec {spec.name} uses a source with {spec.terms_class.replace('_', '-')} terms: "
+                    f"{spec.terms} Set population.accept_terms: true to build with it.",
+                )
+            ],
+        )
     items = load_items(config.items.source, spec, config.items.topics)
     pairs = make_pairs(items, config.items.pairing, config.items.pairs_per_prompt, config.seed)
-    population = sample_population(spec, config.population.size, config.population.allocation, config.seed,
-                                   source=source)
+    population = sample_population(
+        spec, config.population.size, config.population.allocation, config.seed, source=source
+    )
     units_per_persona = len(pairs) * 2 * config.judge.samples
     return BuildPlan(
         config=config,
@@ -133,7 +139,7 @@ def _fingerprint(config: BuildConfig) -> str:
 
 
 def check_output(plan: BuildPlan, overwrite: bool = False) -> dict[str, Any] | None:
-    """The state of the build already in the output folder, if it may be resumed; raise if the folder is unusable.
+    """State of the build already in the output folder, if it may resume; raise if the folder is unusable.
 
     Writes nothing, so the CLI can call it before starting Prefect.
     """
@@ -150,7 +156,9 @@ def check_output(plan: BuildPlan, overwrite: bool = False) -> dict[str, Any] | N
                 "choose another --out, or pass --overwrite to replace it"
             )
     elif plan.out.exists() and any(plan.out.iterdir()):
-        raise OutputError(f"{plan.out} is not empty and holds no polypref build; choose an empty or new folder")
+        raise OutputError(
+            f"{plan.out} is not empty and holds no polypref build; choose an empty or new folder"
+        )
     return None
 
 
@@ -164,8 +172,16 @@ def prepare_output(plan: BuildPlan, overwrite: bool = False) -> RunState:
         target = plan.out / name
         shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
     run = RunState(run_id=uuid.uuid4().hex[:12], created_at=datetime.now(UTC).replace(microsecond=0))
-    write_json({"fingerprint": plan.fingerprint, "run_id": run.run_id, "created_at": run.created_at.isoformat(),
-                "num_shards": plan.num_shards, "num_units": plan.num_units}, plan.state_path("state.json"))
+    write_json(
+        {
+            "fingerprint": plan.fingerprint,
+            "run_id": run.run_id,
+            "created_at": run.created_at.isoformat(),
+            "num_shards": plan.num_shards,
+            "num_units": plan.num_units,
+        },
+        plan.state_path("state.json"),
+    )
     return run
 
 
@@ -187,10 +203,16 @@ def run_shard(plan: BuildPlan, run: RunState, index: int, judge: Judge) -> Shard
 
     rows = plan.config.output.row_group_rows
     attribute_names = list(plan.population.spec.attributes)
-    write_parquet(to_arrow("judgment", judgments_output(frame)),
-                  shard_path(plan.out, "judgments", index, plan.num_shards), rows)
-    write_parquet(to_arrow("preference", preferences, {"persona_attributes": attribute_names}),
-                  shard_path(plan.out, "preferences", index, plan.num_shards), rows)
+    write_parquet(
+        to_arrow("judgment", judgments_output(frame)),
+        shard_path(plan.out, "judgments", index, plan.num_shards),
+        rows,
+    )
+    write_parquet(
+        to_arrow("preference", preferences, {"persona_attributes": attribute_names}),
+        shard_path(plan.out, "preferences", index, plan.num_shards),
+        rows,
+    )
     report = _report(index, frame, preferences.height)
     write_json(asdict(report), plan.state_path("shards", f"{index:05d}.json"))
     return report
@@ -203,14 +225,24 @@ def _report(index: int, frame: pl.DataFrame, preferences: int) -> ShardReport:
     correct = pl.col("winner") == pl.col("true_winner")
     first = pl.col("winner") == pl.col("first_response_id")
     stats = frame.select(
-        truth_valid=scored.sum(), truth_correct=(scored & correct).sum(),
-        truth_kept=(scored & kept).sum(), truth_kept_correct=(scored & kept & correct).sum(),
-        first_position_valid=(valid & first).sum(), first_position_kept=(kept & first).sum(),
-        prompt_tokens=pl.col("prompt_tokens").sum(), completion_tokens=pl.col("completion_tokens").sum(),
+        truth_valid=scored.sum(),
+        truth_correct=(scored & correct).sum(),
+        truth_kept=(scored & kept).sum(),
+        truth_kept_correct=(scored & kept & correct).sum(),
+        first_position_valid=(valid & first).sum(),
+        first_position_kept=(kept & first).sum(),
+        prompt_tokens=pl.col("prompt_tokens").sum(),
+        completion_tokens=pl.col("completion_tokens").sum(),
     ).row(0, named=True)
     tokens = {k: int(stats.pop(k) or 0) for k in ("prompt_tokens", "completion_tokens")}
-    return ShardReport(index=index, units=frame.height, preferences=preferences, reasons=reason_counts(frame),
-                       tokens=tokens, **{k: int(v) for k, v in stats.items()})
+    return ShardReport(
+        index=index,
+        units=frame.height,
+        preferences=preferences,
+        reasons=reason_counts(frame),
+        tokens=tokens,
+        **{k: int(v) for k, v in stats.items()},
+    )
 
 
 def finalize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge: JudgeInfo) -> dict[str, Any]:
@@ -224,7 +256,9 @@ def finalize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge: 
     spec = plan.population.spec
     for i in range(total):
         frame = personas_frame(personas[i * step : (i + 1) * step], meta)
-        table = to_arrow("persona", frame, {"attributes": list(spec.attributes), "attitudes": list(spec.attitudes.items)})
+        table = to_arrow(
+            "persona", frame, {"attributes": list(spec.attributes), "attitudes": list(spec.attitudes.items)}
+        )
         write_parquet(table, shard_path(plan.out, "personas", i, total), plan.config.output.row_group_rows)
     summary = summarize(plan, run, reports, judge)
     (plan.out / "README.md").write_text(card.render(plan, summary))
@@ -254,7 +288,9 @@ def summarize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge:
         "shards": plan.num_shards,
         "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
         "judge": asdict(judge),
-        "tokens": {k: sum(r.tokens.get(k, 0) for r in reports) for k in ("prompt_tokens", "completion_tokens")},
+        "tokens": {
+            k: sum(r.tokens.get(k, 0) for r in reports) for k in ("prompt_tokens", "completion_tokens")
+        },
         "first_position_rate": {
             "valid": _ratio(total("first_position_valid"), valid),
             "kept": _ratio(total("first_position_kept"), kept),
@@ -262,7 +298,9 @@ def summarize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge:
         "ground_truth_accuracy": {
             "valid": _ratio(total("truth_correct"), total("truth_valid")),
             "kept": _ratio(total("truth_kept_correct"), total("truth_kept")),
-        } if judge.simulated else None,
+        }
+        if judge.simulated
+        else None,
     }
 
 

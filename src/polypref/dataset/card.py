@@ -36,9 +36,18 @@ def _columns(config: str) -> list[dict[str, str]]:
 
 def front_matter(plan: BuildPlan, summary: dict[str, Any]) -> str:
     n = summary["preferences"]
-    size = next(label for limit, label in ((1e3, "n<1K"), (1e4, "1K<n<10K"), (1e5, "10K<n<100K"),
-                                          (1e6, "100K<n<1M"), (1e7, "1M<n<10M"), (float("inf"), "n>10M"))
-                if n < limit)
+    size = next(
+        label
+        for limit, label in (
+            (1e3, "n<1K"),
+            (1e4, "1K<n<10K"),
+            (1e5, "10K<n<100K"),
+            (1e6, "100K<n<1M"),
+            (1e7, "1M<n<10M"),
+            (float("inf"), "n>10M"),
+        )
+        if n < limit
+    )
     tags = ["synthetic", "preference", "persona", "dpo", "polypref"]
     if summary["judge"]["simulated"]:
         tags.append("simulated")
@@ -49,8 +58,11 @@ def front_matter(plan: BuildPlan, summary: dict[str, Any]) -> str:
         "tags": tags,
         "size_categories": [size],
         "configs": [
-            {"config_name": c, "data_files": [{"split": "train", "path": f"data/{c}/*.parquet"}],
-             **({"default": True} if c == "preferences" else {})}
+            {
+                "config_name": c,
+                "data_files": [{"split": "train", "path": f"data/{c}/*.parquet"}],
+                **({"default": True} if c == "preferences" else {}),
+            }
             for c in CONFIGS
         ],
     }

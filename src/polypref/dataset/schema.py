@@ -59,7 +59,9 @@ class JudgmentRecord(_Record):
     raw: str | None = Field(description="Raw model output (LLM judges)")
     error: str | None = Field(description="Why the verdict is invalid; null when valid")
     true_choice: Literal["A", "B", "tie"] | None = Field(description="Simulator ground truth; null for LLMs")
-    agreement: float | None = Field(ge=0, le=1, description="Share of the pair's valid verdicts for the majority")
+    agreement: float | None = Field(
+        ge=0, le=1, description="Share of the pair's valid verdicts for the majority"
+    )
     drop_reason: str | None = Field(description="First filter that dropped the row; null = kept")
     prompt_tokens: int | None
     completion_tokens: int | None
@@ -88,7 +90,9 @@ class PreferenceRecord(_Record):
     confidence: float = Field(ge=0, le=1, description="Mean confidence of the kept verdicts")
     agreement: float = Field(ge=0, le=1)
     n_judgments: int = Field(ge=1, description="Kept verdicts behind this row")
-    matches_ground_truth: bool | None = Field(description="Simulated judge: chosen equals the true preference")
+    matches_ground_truth: bool | None = Field(
+        description="Simulated judge: chosen equals the true preference"
+    )
     judge_backend: str
     judge_model: str
     simulated: bool
@@ -161,14 +165,13 @@ def to_arrow(name: str, frame: pl.DataFrame, struct_fields: dict[str, list[str]]
     if missing:  # working columns beyond the schema are left out of the published table
         raise SchemaViolation(f"{source}: columns missing {missing}")
     _check_values(name, frame)
-    try:
-        table = frame.select(schema.names).to_arrow().cast(schema)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
-        raise SchemaViolation(f"{source}: {e}") from None
     for f in schema:
-        if not f.nullable and table.column(f.name).null_count:
+        if not f.nullable and frame[f.name].null_count():
             raise SchemaViolation(f"{source}: column {f.name} has nulls but is required")
-    return table
+    try:
+        return frame.select(schema.names).to_arrow().cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError) as e:
+        raise SchemaViolation(f"{source}: {e}") from None
 
 
 def _check_values(name: str, frame: pl.DataFrame) -> None:
@@ -181,7 +184,12 @@ def _check_values(name: str, frame: pl.DataFrame) -> None:
             checks.append((~col.is_in(prop["enum"]), f"not one of {prop['enum']}"))
         if "const" in prop:
             checks.append((col != prop["const"], f"not {prop['const']!r}"))
-        for key, op in (("minimum", "lt"), ("maximum", "gt"), ("exclusiveMinimum", "le"), ("exclusiveMaximum", "ge")):
+        for key, op in (
+            ("minimum", "lt"),
+            ("maximum", "gt"),
+            ("exclusiveMinimum", "le"),
+            ("exclusiveMaximum", "ge"),
+        ):
             if key in prop:
                 checks.append((getattr(col, op)(prop[key]), f"violates {key} {prop[key]}"))
         for bad, reason in checks:
@@ -201,7 +209,9 @@ def main(argv: list[str]) -> int:
             if "--update" in argv:
                 path.write_text(text)
     if stale and "--update" not in argv:
-        print(f"schemas out of date: {stale}; run python -m polypref.dataset.schema --update", file=sys.stderr)
+        print(
+            f"schemas out of date: {stale}; run python -m polypref.dataset.schema --update", file=sys.stderr
+        )
         return 1
     return 0
 

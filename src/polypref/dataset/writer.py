@@ -26,8 +26,12 @@ def write_parquet(table: pa.Table, path: Path, row_group_rows: int) -> None:
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
     try:
         with pq.ParquetWriter(
-            tmp, table.schema, compression="zstd", compression_level=3,
-            use_content_defined_chunking=CDC, write_page_index=True,
+            tmp,
+            table.schema,
+            compression="zstd",
+            compression_level=3,
+            use_content_defined_chunking=CDC,
+            write_page_index=True,
         ) as writer:
             writer.write_table(table, row_group_size=row_group_rows)
         os.replace(tmp, path)

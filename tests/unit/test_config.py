@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from polypref.config import DEFAULT_CONFIG_PATH, BuildConfig, load_config
+from polypref.errors import ConfigError
+
+
+def test_shipped_default_matches_model_defaults():
+    # the commented default.yaml is what `polypref init` writes; it must not drift from the code
+    assert load_config(None) == BuildConfig()
+    assert load_config(DEFAULT_CONFIG_PATH) == BuildConfig()
+
+
+def test_overrides_are_parsed_and_validated():
+    config = load_config(
+        None,
+        [
+            "population.size=17",
+            "judge.samples=3",
+            "filters.swap_consistency=false",
+            "items.topics=[natfare, natsoc]",
+        ],
+    )
+    assert config.population.size == 17
+    assert config.judge.samples == 3
+    assert config.filters.swap_consistency is False
+    assert config.items.topics == ["natfare", "natsoc"]
+
+
+def _error(tmp_path: Path, text: str | None, overrides: tuple[str, ...] = ()) -> ConfigError:
+    path = tmp_path / "c.yaml"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, list(overrides))
+    return info.value
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    e = _error(tmp_path, "population:\n  size: [1, 2\n")
+    assert e.source.endswith("c.yaml")
+    assert "YAML syntax error: line" in str(e)
+
+
+def test_unknown_key_lists_allowed_keys(tmp_path):
+    e = _error(tmp_path, "population:\n  sise: 10\n")
+    assert e.problems[0][0] == "population.sise"
+    assert "unknown key" in e.problems[0][1] and "size" in e.problems[0][1]
+
+
+def test_wrong_type(tmp_path):
+    e = _error(tmp_path, "population:\n  size: many\n")
+    assert e.problems[0][0] == "population.size"
+    assert "'many'" in e.problems[0][1]
+
+
+def test_out_of_range(tmp_path):
+    e = _error(tmp_path, "filters:\n  min_confidence: 1.5\n")
+    assert e.problems == [("filters.min_confidence", e.problems[0][1])]
+    assert "less than or equal to 1" in e.problems[0][1]
+
+
+def test_missing_file(tmp_path):
+    e = _error(tmp_path, None)
+    assert e.problems == [("", "file not found")]
+
+
+def test_not_a_mapping(tmp_path):
+    assert "expected a mapping" in str(_error(tmp_path, "- a\n- b\n"))
+
+
+def test_bad_override_is_blamed_on_the_override(tmp_path):
+    e = _error(tmp_path, "seed: 1\n", ("judge.samples=0",))
+    assert e.problems[0][0] == "judge.samples"
+    assert "--set judge.samples=0" in e.problems[0][1]
+    assert "expected key.path=value" in str(_error(tmp_path, "seed: 1\n", ("judge.samples",)))
+    assert "unknown key" in str(_error(tmp_path, "seed: 1\n", ("judge.sample=2",)))
+
+
+def test_unknown_backend_is_rejected(tmp_path):
+    e = _error(tmp_path, "judge:\n  backend: gpt\n")
+    assert e.problems[0][0] == "judge.backend"
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "polypref", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "field"),
+    [
+        ("population: {size: [1, 2\n", (), "YAML syntax error"),
+        ("population: {sise: 10}\n", (), "population.sise"),
+        ("population: {size: many}\n", (), "population.size"),
+        ("judge: {samples: 0}\n", (), "judge.samples"),
+        ("seed: 1\n", ("output.workers=-1",), "output.workers"),
+        ("population: {spec: nowhere}\n", (), "population spec not found"),
+        ("items: {source: missing.jsonl}\n", (), "items file not found"),
+        (None, (), "file not found"),
+    ],
+)
+def test_cli_rejects_bad_config_before_any_work(tmp_path, text, overrides, field):
+    config = tmp_path / "bad.yaml"
+    if text is not None:
+        config.write_text(text)
+    out = tmp_path / "out"
+    result = _cli("build", str(config), "--out", str(out), *(f"--set={o}" for o in overrides), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    message = result.stderr
+    assert field in message
+    assert "Traceback" not in message + result.stdout
+    assert not out.exists()
+
+
+def test_cli_reports_bad_spec_with_its_path_and_field(tiny, tmp_path):
+    spec = yaml.safe_load(tiny["spec"].read_text())
+    spec["attributes"]["region"]["column"] = "regio"
+    tiny["spec"].write_text(yaml.safe_dump(spec))
+    result = _cli(
+        "validate",
+        "--set",
+        f"population.spec={tiny['spec']}",
+        "--set",
+        f"items.source={tiny['items']}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert str(tiny["spec"]) in result.stderr
+    assert "attributes.region.column" in result.stderr and "'regio'" in result.stderr
+
+
+def test_init_writes_the_commented_default(tmp_path):
+    target = tmp_path / "conf" / "build.yaml"
+    result = _cli("init", str(target), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert target.read_text().count("#") > 20
+    assert load_config(target) == BuildConfig()
+    assert yaml.safe_load(target.read_text())["population"]["spec"] == "gss_spending"
+    again = _cli("init", str(target), cwd=tmp_path)
+    assert again.returncode == 2 and "--force" in again.stderr

@@ -1,0 +1,124 @@
+"""The core pipeline without Prefect: counts, determinism, resume and output-folder safety."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from polypref import pipeline
+from polypref.config import load_config
+from polypref.errors import OutputError
+from polypref.judges import make_judge
+
+VOLATILE = ["run_id", "created_at"]
+
+
+def build(config_path: Path, out: Path, overrides: tuple[str, ...] = ()) -> dict:
+    config = load_config(config_path, list(overrides))
+    plan = pipeline.plan(config, out)
+    run = pipeline.prepare_output(plan)
+    judge = make_judge(config.judge, config.seed)
+    reports = [pipeline.run_shard(plan, run, i, judge) for i in range(plan.num_shards)]
+    return pipeline.finalize(plan, run, reports, judge.info)
+
+
+def read(out: Path, config: str) -> pl.DataFrame:
+    return pl.read_parquet(sorted((out / "data" / config).glob("*.parquet"))).drop(VOLATILE)
+
+
+def test_counts_are_consistent(tiny_config, tmp_path):
+    summary = build(tiny_config, tmp_path / "out", ("judge.samples=3",))
+    personas, pairs = 60, 6
+    judgments = read(tmp_path / "out", "judgments")
+    preferences = read(tmp_path / "out", "preferences")
+    assert summary["judgments"] == judgments.height == personas * pairs * 2 * 3
+    assert summary["preferences"] == preferences.height <= personas * pairs
+    assert read(tmp_path / "out", "personas").height == personas
+    assert summary["shards"] > 1  # the tiny config forces several shards
+    assert sum(summary["reasons"].values()) == judgments.height
+    kept = judgments.filter(pl.col("drop_reason").is_null())
+    assert kept.select("persona_id", "pair_id").unique().height == preferences.height
+    assert preferences["n_judgments"].sum() == kept.height
+
+
+def test_same_config_and_seed_give_identical_parquet(tiny_config, tmp_path):
+    build(tiny_config, tmp_path / "a")
+    build(tiny_config, tmp_path / "b")
+    build(tiny_config, tmp_path / "c", ("seed=4",))
+    for config in ("preferences", "judgments", "personas"):
+        a, b = read(tmp_path / "a", config), read(tmp_path / "b", config)
+        assert a.equals(b), config
+    assert not read(tmp_path / "a", "judgments").equals(read(tmp_path / "c", "judgments"))
+    raw_a = pl.read_parquet(tmp_path / "a" / "data" / "judgments")
+    raw_b = pl.read_parquet(tmp_path / "b" / "data" / "judgments")
+    assert raw_a["run_id"][0] != raw_b["run_id"][0]
+
+
+class _FailingJudge:
+    """Wraps the real judge and dies on one shard, as a crashed worker would."""
+
+    def __init__(self, judge, fail_on: int):
+        self.inner, self.fail_on, self.info = judge, fail_on, judge.info
+
+    def judge(self, batch):
+        if batch.shard == self.fail_on:
+            raise RuntimeError("worker died")
+        return self.inner.judge(batch)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_crashed_run_resumes_and_matches_a_clean_build(tiny_config, tmp_path):
+    out = tmp_path / "out"
+    config = load_config(tiny_config)
+    plan = pipeline.plan(config, out)
+    run = pipeline.prepare_output(plan)
+    judge = _FailingJudge(make_judge(config.judge, config.seed), fail_on=2)
+    pipeline.run_shard(plan, run, 0, judge)
+    pipeline.run_shard(plan, run, 1, judge)
+    with pytest.raises(RuntimeError, match="worker died"):
+        pipeline.run_shard(plan, run, 2, judge)
+    assert not list((out / "data").rglob(".tmp-*"))  # nothing half-written
+    first = (out / "data" / "judgments" / f"train-00000-of-{plan.num_shards:05d}.parquet").stat().st_mtime_ns
+
+    resumed = build(tiny_config, out)  # the same command again
+    assert (
+        out / "data" / "judgments" / f"train-00000-of-{plan.num_shards:05d}.parquet"
+    ).stat().st_mtime_ns == first
+    build(tiny_config, tmp_path / "clean")
+    for name in ("preferences", "judgments", "personas"):
+        assert read(out, name).equals(read(tmp_path / "clean", name)), name
+    assert resumed["run_id"] == run.run_id
+
+
+def test_output_folder_is_never_mixed(tiny_config, tmp_path):
+    out = tmp_path / "out"
+    build(tiny_config, out)
+    config = load_config(tiny_config, ["seed=99"])
+    with pytest.raises(OutputError, match="different build"):
+        pipeline.prepare_output(pipeline.plan(config, out))
+    pipeline.prepare_output(pipeline.plan(config, out), overwrite=True)
+    assert not (out / "data").exists()
+
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="not empty"):
+        pipeline.prepare_output(pipeline.plan(config, stranger), overwrite=True)
+    assert (stranger / "notes.txt").read_text() == "mine"
+
+
+def test_restricted_specs_are_opt_in(tiny, tiny_config, tmp_path):
+    import yaml
+
+    from polypref.errors import ConfigError
+
+    spec = yaml.safe_load(tiny["spec"].read_text())
+    spec["terms_class"] = "non_commercial"
+    tiny["spec"].write_text(yaml.safe_dump(spec))
+    with pytest.raises(ConfigError, match=r"population\.accept_terms"):
+        pipeline.plan(load_config(tiny_config), tmp_path / "o")
+    assert pipeline.plan(load_config(tiny_config, ["population.accept_terms=true"]), tmp_path / "o")
