@@ -30,7 +30,9 @@ class PopulationConfig(_Section):
 
 
 class ItemsConfig(_Section):
-    source: str = Field("demo", description='"demo" (shipped GSS spending items) or a .jsonl/.parquet path')
+    source: str = Field(
+        "gss_spending", description="A shipped item set in data/items/ (by name) or a .jsonl/.parquet path"
+    )
     topics: list[str] | None = Field(None, description="Keep only these topics (None = all)")
     pairing: Literal["all", "random"] = "all"
     pairs_per_prompt: int = Field(3, ge=1, description="With pairing: random, pairs drawn per prompt")

@@ -35,6 +35,7 @@ from polypref.dataset.writer import shard_path, write_json, write_parquet
 from polypref.errors import ConfigError, OutputError
 from polypref.filters import apply_filters, filters_from_config, reason_counts
 from polypref.items import load_items, make_pairs
+from polypref.items.sources import resolve_items_path
 from polypref.judges import Judge, JudgeInfo, collect_verdicts
 from polypref.population import Population, load_spec, sample_population
 from polypref.population.spec import resolve_spec_path
@@ -132,8 +133,7 @@ def _fingerprint(config: BuildConfig) -> str:
     """Config content plus the inputs it names: a changed spec or item file is a different build."""
     h = hashlib.sha256(json.dumps(fingerprint_payload(config), sort_keys=True).encode())
     h.update(resolve_spec_path(config.population.spec).read_bytes())
-    if config.items.source != "demo":
-        h.update(Path(config.items.source).read_bytes())
+    h.update(resolve_items_path(config.items.source).read_bytes())
     h.update(f"{__version__}/{SCHEMA_VERSION}".encode())
     return h.hexdigest()[:16]
 

@@ -16,16 +16,18 @@ pytestmark = pytest.mark.integration
 
 
 def _polypref(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "polypref", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "polypref", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
     elsewhere = tmp_path_factory.mktemp("elsewhere")  # not the checkout: assets must come from the package
     out = elsewhere / "OUT"
-    result = _polypref("build", "--out", str(out), "--set", "population.size=40", "--set", "judge.samples=2",
-                       cwd=elsewhere)
+    result = _polypref(
+        "build", "--out", str(out), "--set", "population.size=40", "--set", "judge.samples=2", cwd=elsewhere
+    )
     return {"out": out, "result": result, "cwd": elsewhere}
 
 
@@ -77,8 +79,16 @@ def test_the_flow_ran_on_prefect(built):
 def test_same_command_again_resumes_without_redoing_shards(built):
     shard = next((built["out"] / "data" / "judgments").glob("*.parquet"))
     before = shard.stat().st_mtime_ns
-    again = _polypref("build", "--out", str(built["out"]), "--set", "population.size=40", "--set",
-                      "judge.samples=2", cwd=built["cwd"])
+    again = _polypref(
+        "build",
+        "--out",
+        str(built["out"]),
+        "--set",
+        "population.size=40",
+        "--set",
+        "judge.samples=2",
+        cwd=built["cwd"],
+    )
     assert again.returncode == 0, again.stderr
     assert shard.stat().st_mtime_ns == before
     changed = _polypref("build", "--out", str(built["out"]), cwd=built["cwd"])

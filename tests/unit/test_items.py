@@ -13,7 +13,7 @@ from tests.conftest import items_records
 
 def test_demo_items_cover_every_gss_spending_topic():
     spec = load_spec("gss_spending")
-    items = load_items("demo", spec)
+    items = load_items("gss_spending", spec)
     assert {i.topic for i in items} == set(spec.attitudes.items)
     for item in items:
         assert len(item.responses) >= 3

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
 from polypref import pipeline
 from polypref.config import load_config
-from polypref.errors import OutputError
+from polypref.errors import ConfigError, OutputError
 from polypref.judges import make_judge
 
 VOLATILE = ["run_id", "created_at"]
@@ -112,13 +113,22 @@ def test_output_folder_is_never_mixed(tiny_config, tmp_path):
 
 
 def test_restricted_specs_are_opt_in(tiny, tiny_config, tmp_path):
-    import yaml
-
-    from polypref.errors import ConfigError
-
     spec = yaml.safe_load(tiny["spec"].read_text())
     spec["terms_class"] = "non_commercial"
     tiny["spec"].write_text(yaml.safe_dump(spec))
     with pytest.raises(ConfigError, match=r"population\.accept_terms"):
         pipeline.plan(load_config(tiny_config), tmp_path / "o")
     assert pipeline.plan(load_config(tiny_config, ["population.accept_terms=true"]), tmp_path / "o")
+
+
+def test_shipped_ess_spec_is_opt_in_and_its_card_says_so(tmp_path):
+    ess = ["population.spec=ess9_gb_immigration", "items.source=ess_immigration", "population.size=50"]
+    config = tmp_path / "ess.yaml"
+    config.write_text("{}\n")
+    with pytest.raises(ConfigError, match="non-commercial"):
+        build(config, tmp_path / "refused", tuple(ess))
+    assert not (tmp_path / "refused").exists()
+    summary = build(config, tmp_path / "ess", (*ess, "population.accept_terms=true"))
+    assert summary["judgments"] == 50 * 9 * 2
+    card = (tmp_path / "ess" / "README.md").read_text()
+    assert "Restricted source (non-commercial)" in card and "CC BY-NC-SA 4.0" in card

@@ -18,7 +18,7 @@ from polypref.records import VERDICT, UnitBatch
 def batch() -> UnitBatch:
     spec = load_spec("gss_spending")
     personas = sample_population(spec, 1500, "proportional", seed=0).personas
-    return UnitBatch.persona_major(personas, make_pairs(load_items("demo", spec)), samples=1)
+    return UnitBatch.persona_major(personas, make_pairs(load_items("gss_spending", spec)), samples=1)
 
 
 def _judged(batch: UnitBatch, swap: bool = True, **judge: float) -> pl.DataFrame:

@@ -1,4 +1,4 @@
-"""Load items: the shipped demo set, or user files.
+"""Load items: a shipped item set (data/items/NAME.jsonl) or user files.
 
 JSONL: one item per line, ``{"id", "topic", "prompt", "responses": [{"id", "text", "stance"}, ...]}``.
 Parquet: one response per row, columns ``item_id, topic, prompt, response_id, response, stance``.
@@ -19,7 +19,6 @@ from polypref.errors import ConfigError
 from polypref.population.spec import SurveySpec
 from polypref.records import Item, Response, content_hash
 
-DEMO_ITEMS = "gss_spending.jsonl"
 PARQUET_COLUMNS = ("item_id", "topic", "prompt", "response_id", "response", "stance")
 
 
@@ -38,11 +37,19 @@ class _ItemIn(BaseModel):
     responses: list[_ResponseIn] = Field(min_length=2)
 
 
+def resolve_items_path(source: str) -> Path:
+    """A shipped item set by name (data/items/NAME.jsonl) or a path to a .jsonl or .parquet file."""
+    if Path(source).suffix in (".jsonl", ".parquet"):
+        return Path(source)
+    return assets.path("data", "items", f"{source}.jsonl")
+
+
 def load_items(source: str, spec: SurveySpec, topics: list[str] | None = None) -> tuple[Item, ...]:
     """Read items and check them against the spec's topics and scales; ConfigError names file and line."""
-    path = assets.path("data", "items", DEMO_ITEMS) if source == "demo" else Path(source)
+    path = resolve_items_path(source)
     if not path.exists():
-        raise ConfigError(str(path), [("", "items file not found")])
+        shipped = sorted(p.stem for p in assets.path("data", "items").glob("*.jsonl"))
+        raise ConfigError(str(path), [("", f"items file not found (shipped item sets: {shipped})")])
     if path.suffix == ".jsonl":
         raw = _read_jsonl(path)
     elif path.suffix == ".parquet":
