@@ -11,7 +11,7 @@ import polars as pl
 
 from polypref.filters.base import PAIR_KEYS, VALID
 from polypref.judges.base import JudgeInfo
-from polypref.records import Persona, UnitBatch
+from polypref.records import Persona, ResponsePair, UnitBatch
 
 TIE = "<tie>"  # internal winner marker for a tie verdict; never published
 
@@ -44,17 +44,26 @@ def _winner(choice: str, first: str, second: str) -> pl.Expr:
     )
 
 
+def pairs_frame(pairs: Sequence[ResponsePair]) -> pl.DataFrame:
+    """One row per pair with its prompt and both responses."""
+    return pl.DataFrame(
+        {
+            "pair_id": [p.id for p in pairs],
+            "prompt_id": [p.item.id for p in pairs],
+            "topic": [p.item.topic for p in pairs],
+            "prompt": [p.item.prompt for p in pairs],
+            **{
+                f"{side}_{field}": [getattr(getattr(p, side), field) for p in pairs]
+                for side in ("a", "b")
+                for field in ("id", "text", "stance")
+            },
+        }
+    )
+
+
 def judgments_frame(batch: UnitBatch, verdicts: pl.DataFrame, meta: RunMeta) -> pl.DataFrame:
     """One row per unit with keys, verdict, resolved winner, and the pair-level agreement and majority."""
-    pair = pl.DataFrame(
-        {
-            "pair_id": [p.id for p in batch.pairs],
-            "prompt_id": [p.item.id for p in batch.pairs],
-            "topic": [p.item.topic for p in batch.pairs],
-            "a_id": [p.a.id for p in batch.pairs],
-            "b_id": [p.b.id for p in batch.pairs],
-        }
-    )[batch.pair_idx]
+    pair = pairs_frame(batch.pairs).select("pair_id", "prompt_id", "topic", "a_id", "b_id")[batch.pair_idx]
     swapped = pl.Series(batch.order == 1)
     frame = (
         pl.concat(
@@ -110,19 +119,7 @@ def preferences_frame(frame: pl.DataFrame, batch: UnitBatch, meta: RunMeta) -> p
         agreement=pl.col("agreement").first(),
         n_judgments=pl.len().cast(pl.Int64),
     )
-    pairs = pl.DataFrame(
-        {
-            "pair_id": [p.id for p in batch.pairs],
-            "prompt_id": [p.item.id for p in batch.pairs],
-            "prompt": [p.item.prompt for p in batch.pairs],
-            "a_id": [p.a.id for p in batch.pairs],
-            "a_text": [p.a.text for p in batch.pairs],
-            "a_stance": [p.a.stance for p in batch.pairs],
-            "b_text": [p.b.text for p in batch.pairs],
-            "b_stance": [p.b.stance for p in batch.pairs],
-            "b_id": [p.b.id for p in batch.pairs],
-        }
-    )
+    pairs = pairs_frame(batch.pairs).drop("topic")
     chose_a = pl.col("chosen_id") == pl.col("a_id")
     return (
         agg.join(pairs, on="pair_id", how="left")
