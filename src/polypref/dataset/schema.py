@@ -32,30 +32,34 @@ class _Record(BaseModel):
 
 class PersonaRecord(_Record):
     persona_id: str = Field(description="Content hash of (spec, respondent_id, replicate)")
-    spec: str
+    spec: str = Field(description="Population spec the persona was sampled from")
     respondent_id: str = Field(description="The survey respondent this persona portrays")
     replicate: int = Field(ge=0, description="Earlier draws of the same respondent in this population")
     group: str = Field(description="Social group: the spec's group attributes joined by ' · '")
-    attributes: dict[str, str | None] = Field(json_schema_extra={"x-arrow": "struct"})
-    attitudes: dict[str, str | None] = Field(json_schema_extra={"x-arrow": "struct"})
+    attributes: dict[str, str | None] = Field(
+        description="Attribute -> label (null = not answered)", json_schema_extra={"x-arrow": "struct"}
+    )
+    attitudes: dict[str, str | None] = Field(
+        description="Topic -> the respondent's survey answer", json_schema_extra={"x-arrow": "struct"}
+    )
     weight: float = Field(gt=0, description="Group population share / group sample share")
-    portrayal: str
+    portrayal: str = Field(description="Role-play text rendered from the spec's prompts/ template")
 
 
 class JudgmentRecord(_Record):
-    persona_id: str
-    pair_id: str
-    prompt_id: str
-    topic: str
+    persona_id: str = Field(description="The judging persona (personas config)")
+    pair_id: str = Field(description="Content hash of (prompt, response A, response B)")
+    prompt_id: str = Field(description="Id of the item (prompt and its responses)")
+    topic: str = Field(description="Attitude item of the population spec that the prompt is about")
     order: Literal["AB", "BA"] = Field(description="AB: response A shown first")
-    sample: int = Field(ge=0)
-    first_response_id: str
-    second_response_id: str
+    sample: int = Field(ge=0, description="Repeat number of the same (persona, pair, order)")
+    first_response_id: str = Field(description="Response shown first (position A)")
+    second_response_id: str = Field(description="Response shown second (position B)")
     choice: Literal["A", "B", "tie"] | None = Field(description="As the judge said it, in shown order")
     winner_id: str | None = Field(description="The response the choice names (null for tie or invalid)")
-    strength: int | None = Field(ge=1, le=5)
-    confidence: float | None = Field(ge=0, le=1)
-    rationale: str | None
+    strength: int | None = Field(ge=1, le=5, description="How strongly the choice is preferred, 1-5")
+    confidence: float | None = Field(ge=0, le=1, description="The judge's confidence in its choice, 0-1")
+    rationale: str | None = Field(description="The judge's short reason")
     raw: str | None = Field(description="Raw model output (LLM judges)")
     error: str | None = Field(description="Why the verdict is invalid; null when valid")
     true_choice: Literal["A", "B", "tie"] | None = Field(description="Simulator ground truth; null for LLMs")
@@ -63,39 +67,41 @@ class JudgmentRecord(_Record):
         ge=0, le=1, description="Share of the pair's valid verdicts for the majority"
     )
     drop_reason: str | None = Field(description="First filter that dropped the row; null = kept")
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    judge_backend: str
-    judge_model: str
+    prompt_tokens: int | None = Field(description="Tokens sent (LLM judges)")
+    completion_tokens: int | None = Field(description="Tokens generated (LLM judges)")
+    judge_backend: str = Field(description="simulated | vllm | openai")
+    judge_model: str = Field(description="Model name, or the simulator's version")
     simulated: bool = Field(description="True when the verdict comes from the simulator, not a model")
 
 
 class PreferenceRecord(_Record):
-    prompt: str
-    chosen: str
-    rejected: str
-    prompt_id: str
-    topic: str
-    pair_id: str
-    chosen_id: str
-    rejected_id: str
-    chosen_stance: str
-    rejected_stance: str
-    persona_id: str
-    persona_group: str
-    persona_attributes: dict[str, str | None] = Field(json_schema_extra={"x-arrow": "struct"})
+    prompt: str = Field(description="The user prompt")
+    chosen: str = Field(description="The response the persona preferred")
+    rejected: str = Field(description="The other response")
+    prompt_id: str = Field(description="Id of the item (prompt and its responses)")
+    topic: str = Field(description="Attitude item of the population spec that the prompt is about")
+    pair_id: str = Field(description="Content hash of (prompt, response A, response B)")
+    chosen_id: str = Field(description="Id of the chosen response")
+    rejected_id: str = Field(description="Id of the rejected response")
+    chosen_stance: str = Field(description="Stance of the chosen response on the topic's answer scale")
+    rejected_stance: str = Field(description="Stance of the rejected response")
+    persona_id: str = Field(description="The judging persona (personas config)")
+    persona_group: str = Field(description="The persona's social group")
+    persona_attributes: dict[str, str | None] = Field(
+        description="The persona's attributes", json_schema_extra={"x-arrow": "struct"}
+    )
     persona_view: str | None = Field(description="The persona's own survey answer on this topic")
     weight: float = Field(gt=0, description="Persona weight (post-stratification)")
     strength: float = Field(ge=1, le=5, description="Mean strength of the kept verdicts")
     confidence: float = Field(ge=0, le=1, description="Mean confidence of the kept verdicts")
-    agreement: float = Field(ge=0, le=1)
+    agreement: float = Field(ge=0, le=1, description="Share of the pair's valid verdicts for the chosen one")
     n_judgments: int = Field(ge=1, description="Kept verdicts behind this row")
     matches_ground_truth: bool | None = Field(
         description="Simulated judge: chosen equals the true preference"
     )
-    judge_backend: str
-    judge_model: str
-    simulated: bool
+    judge_backend: str = Field(description="simulated | vllm | openai")
+    judge_model: str = Field(description="Model name, or the simulator's version")
+    simulated: bool = Field(description="True when the verdicts come from the simulator, not a model")
 
 
 RECORDS: dict[str, type[BaseModel]] = {
