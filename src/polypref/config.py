@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from polypref import assets
 from polypref.errors import ConfigError
+from polypref.judges.openai import OpenAIJudgeConfig
+from polypref.judges.simulated import SimulatedJudgeConfig
+from polypref.judges.vllm import VllmJudgeConfig
+from polypref.strict import StrictModel
+
+# One judge section per backend; `backend` picks which (adding a backend: a module and a line here).
+JudgeConfig = Annotated[
+    SimulatedJudgeConfig | VllmJudgeConfig | OpenAIJudgeConfig, Field(discriminator="backend")
+]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PopulationConfig(_Section):
+class PopulationConfig(StrictModel):
     spec: str = Field("gss_spending", description="A spec name in personas/ or a path to a spec YAML file")
     size: int = Field(200, ge=1, le=50_000_000, description="Number of personas to sample")
     allocation: Literal["proportional", "equal"] | dict[str, float] = Field(
@@ -29,7 +34,7 @@ class PopulationConfig(_Section):
     )
 
 
-class ItemsConfig(_Section):
+class ItemsConfig(StrictModel):
     source: str = Field(
         "gss_spending", description="A shipped item set in data/items/ (by name) or a .jsonl/.parquet path"
     )
@@ -38,24 +43,13 @@ class ItemsConfig(_Section):
     pairs_per_prompt: int = Field(3, ge=1, description="With pairing: random, pairs drawn per prompt")
 
 
-class SimulatedJudgeConfig(_Section):
-    backend: Literal["simulated"] = "simulated"
-    samples: int = Field(1, ge=1, le=64, description="Judgments per (persona, pair, order)")
-    temperature: float = Field(0.15, gt=0, le=10, description="Bradley-Terry temperature on stance distance")
-    position_bias: float = Field(
-        0.4, ge=-10, le=10, description="Logit added in favour of the first response"
-    )
-    noise: float = Field(0.05, ge=0, le=1, description="Lapse rate: probability of a coin-flip choice")
-    tie_margin: float = Field(0.0, ge=0, le=1, description="Say tie when the distance gap is below this")
-
-
-class FiltersConfig(_Section):
+class FiltersConfig(StrictModel):
     swap_consistency: bool = Field(True, description="Drop judgments whose AB and BA verdicts disagree")
     min_agreement: float = Field(0.75, ge=0, le=1, description="Min share of samples agreeing with majority")
     min_confidence: float = Field(0.6, ge=0, le=1, description="Min judge confidence (0-1)")
 
 
-class OutputConfig(_Section):
+class OutputConfig(StrictModel):
     units_per_shard: int = Field(50_000, ge=1, description="Judgments per work shard (and Parquet shard)")
     row_group_rows: int = Field(50_000, ge=1_000, le=1_000_000, description="Rows per Parquet row group")
     workers: int = Field(2, ge=1, le=256, description="Shards judged at the same time")
@@ -63,13 +57,20 @@ class OutputConfig(_Section):
     license: str = Field("other", description="Dataset licence for the card (check the survey's terms)")
 
 
-class BuildConfig(_Section):
+class BuildConfig(StrictModel):
     seed: int = Field(0, ge=0, description="Seeds sampling, pairing and the simulated judge")
     population: PopulationConfig = PopulationConfig()
     items: ItemsConfig = ItemsConfig()
-    judge: SimulatedJudgeConfig = SimulatedJudgeConfig()
+    judge: JudgeConfig = SimulatedJudgeConfig()
     filters: FiltersConfig = FiltersConfig()
     output: OutputConfig = OutputConfig()
+
+    @field_validator("judge", mode="before")
+    @classmethod
+    def _default_backend(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "backend" not in value:
+            return {"backend": "simulated", **value}
+        return value
 
     @field_validator("population")
     @classmethod
@@ -145,9 +146,14 @@ def _set_path(raw: dict[str, Any], key: str, value: Any) -> None:
 
 def _describe(err: Any, set_by: dict[str, str]) -> tuple[str, str]:
     loc = [str(p) for p in err["loc"]]
+    if loc[:1] == ["judge"] and len(loc) > 2 and loc[1] in _judge_models():
+        loc = ["judge", *loc[2:]]  # pydantic names the union member; users know the section
     field = ".".join(loc)
+    if err["type"] == "union_tag_invalid":
+        field = f"{field}.backend"
+        return field, f"unknown backend {err['ctx']['tag']!r}; expected one of {', '.join(_judge_models())}"
     if err["type"] == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1])
+        allowed = _allowed_keys(loc[:-1], str(err["loc"][1]) if field.startswith("judge.") else None)
         reason = "unknown key" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
     else:
         reason = err["msg"]
@@ -159,9 +165,19 @@ def _describe(err: Any, set_by: dict[str, str]) -> tuple[str, str]:
     return field, reason
 
 
-def _allowed_keys(loc: list[str]) -> list[str]:
+def _judge_models() -> dict[str, type]:
+    return {
+        m.model_fields["backend"].default: m
+        for m in (SimulatedJudgeConfig, VllmJudgeConfig, OpenAIJudgeConfig)
+    }
+
+
+def _allowed_keys(loc: list[str], backend: str | None = None) -> list[str]:
     model: Any = BuildConfig
     for part in loc:
+        if model is BuildConfig and part == "judge":
+            model = _judge_models().get(backend or "simulated")
+            continue
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:
             return []

@@ -11,8 +11,10 @@ import hashlib
 import json
 import logging
 import math
+import os
 import shutil
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -96,6 +98,9 @@ class ShardReport:
     first_position_valid: int = 0  # valid verdicts naming the first-shown response
     first_position_kept: int = 0
     tokens: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)  # invalid verdicts per error category
+    retries: int = 0  # extra requests for invalid outputs
+    recovered: int = 0  # judgments that were valid only after a retry
 
 
 def plan(config: BuildConfig, out: str | Path, source: str = "config") -> BuildPlan:
@@ -112,6 +117,7 @@ def plan(config: BuildConfig, out: str | Path, source: str = "config") -> BuildP
                 )
             ],
         )
+    _check_judge_environment(config, source)
     items = load_items(config.items.source, spec, config.items.topics)
     pairs = make_pairs(items, config.items.pairing, config.items.pairs_per_prompt, config.seed)
     population = sample_population(
@@ -127,6 +133,23 @@ def plan(config: BuildConfig, out: str | Path, source: str = "config") -> BuildP
         personas_per_shard=max(1, config.output.units_per_shard // units_per_persona),
         fingerprint=_fingerprint(config),
     )
+
+
+def _check_judge_environment(config: BuildConfig, source: str) -> None:
+    """Secrets come from the environment: a missing key must stop the build before any work, not mid-run."""
+    env = getattr(config.judge, "api_key_env", None)
+    if env and not os.environ.get(env):
+        raise ConfigError(
+            source,
+            [
+                (
+                    "judge.api_key_env",
+                    f"environment variable {env} is not set (the key is "
+                    "read from the environment, never from the config; use null for a server "
+                    "without authentication)",
+                )
+            ],
+        )
 
 
 def _fingerprint(config: BuildConfig) -> str:
@@ -197,7 +220,13 @@ def run_shard(plan: BuildPlan, run: RunState, index: int, judge: Judge) -> Shard
         return done
     batch = plan.batch(index)
     meta = RunMeta(run.run_id, run.created_at, judge.info)
-    frame = judgments_frame(batch, collect_verdicts(judge, batch), meta)
+    partial = plan.state_path("partial", f"{index:05d}")
+    saved = [pl.read_parquet(p) for p in sorted(partial.glob("*.parquet"))]  # micro-batches of a crashed run
+
+    def save(frame: pl.DataFrame) -> None:
+        write_parquet(frame.to_arrow(), partial / f"{frame['unit'][0]:09d}.parquet", len(frame) + 1)
+
+    frame = judgments_frame(batch, collect_verdicts(judge, batch, saved, on_frame=save), meta)
     frame = apply_filters(frame, filters_from_config(plan.config.filters))
     preferences = preferences_frame(frame, batch, meta)
 
@@ -215,6 +244,7 @@ def run_shard(plan: BuildPlan, run: RunState, index: int, judge: Judge) -> Shard
     )
     report = _report(index, frame, preferences.height)
     write_json(asdict(report), plan.state_path("shards", f"{index:05d}.json"))
+    shutil.rmtree(partial, ignore_errors=True)
     return report
 
 
@@ -233,7 +263,10 @@ def _report(index: int, frame: pl.DataFrame, preferences: int) -> ShardReport:
         first_position_kept=(kept & first).sum(),
         prompt_tokens=pl.col("prompt_tokens").sum(),
         completion_tokens=pl.col("completion_tokens").sum(),
+        retries=(pl.col("attempts") - 1).sum(),
+        recovered=((pl.col("attempts") > 1) & valid).sum(),
     ).row(0, named=True)
+    categories = frame.filter(~valid).group_by(pl.col("error").str.split(":").list.first()).len()
     tokens = {k: int(stats.pop(k) or 0) for k in ("prompt_tokens", "completion_tokens")}
     return ShardReport(
         index=index,
@@ -241,6 +274,7 @@ def _report(index: int, frame: pl.DataFrame, preferences: int) -> ShardReport:
         preferences=preferences,
         reasons=reason_counts(frame),
         tokens=tokens,
+        errors=dict(categories.iter_rows()),
         **{k: int(v) for k, v in stats.items()},
     )
 
@@ -270,10 +304,9 @@ def summarize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge:
     def total(name: str) -> int:
         return sum(getattr(r, name) for r in reports)
 
-    reasons: dict[str, int] = {}
-    for r in reports:
-        for reason, n in r.reasons.items():
-            reasons[reason] = reasons.get(reason, 0) + n
+    reasons = _merge(r.reasons for r in reports)
+    tokens = _merge(r.tokens for r in reports)
+    prices = judge.params.get("prices") or {}
     valid = sum(n for reason, n in reasons.items() if reason != "invalid")
     kept = reasons.get("kept", 0)
     return {
@@ -288,9 +321,19 @@ def summarize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge:
         "shards": plan.num_shards,
         "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
         "judge": asdict(judge),
-        "tokens": {
-            k: sum(r.tokens.get(k, 0) for r in reports) for k in ("prompt_tokens", "completion_tokens")
-        },
+        "errors": _merge(r.errors for r in reports),
+        "retries": total("retries"),
+        "recovered_by_retry": total("recovered"),
+        "tokens": tokens,
+        "cost_usd": round(
+            sum(
+                tokens.get(f"{kind}_tokens", 0) / 1e6 * prices[f"{kind}_per_million"]
+                for kind in ("prompt", "completion")
+            ),
+            4,
+        )
+        if prices
+        else None,
         "first_position_rate": {
             "valid": _ratio(total("first_position_valid"), valid),
             "kept": _ratio(total("first_position_kept"), kept),
@@ -302,6 +345,14 @@ def summarize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge:
         if judge.simulated
         else None,
     }
+
+
+def _merge(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for c in counts:
+        for key, n in c.items():
+            merged[key] = merged.get(key, 0) + n
+    return dict(sorted(merged.items(), key=lambda kv: -kv[1]))
 
 
 def _ratio(a: int, b: int) -> float | None:

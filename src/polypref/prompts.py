@@ -9,15 +9,24 @@ import jinja2
 
 from polypref import assets
 
+MARKER_OPEN, MARKER_CLOSE = "<<<", ">>>"
+
+
+def delimit(text: str) -> str:
+    """Make untrusted text unable to forge or close a ``<<<MARKER>>>``: its angle runs become look-alikes."""
+    return text.replace(MARKER_OPEN, "‹‹‹").replace(MARKER_CLOSE, "›››")
+
 
 @cache
 def environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(assets.path("prompts"))),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=False,
         autoescape=False,  # prompts are plain text read by models, not HTML
     )
+    env.filters["delimit"] = delimit
+    return env
 
 
 def template(name: str) -> jinja2.Template:

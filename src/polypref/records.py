@@ -126,6 +126,18 @@ class UnitBatch:
     def __len__(self) -> int:
         return len(self.persona_idx)
 
+    def take(self, rows: np.ndarray) -> UnitBatch:
+        """The same shard restricted to some rows (renumbered from 0), e.g. the units a crash left undone."""
+        return UnitBatch(
+            personas=self.personas,
+            pairs=self.pairs,
+            shard=self.shard,
+            persona_idx=self.persona_idx[rows],
+            pair_idx=self.pair_idx[rows],
+            order=self.order[rows],
+            sample=self.sample[rows],
+        )
+
     def unit(self, i: int) -> WorkUnit:
         return WorkUnit(
             persona=self.personas[self.persona_idx[i]],

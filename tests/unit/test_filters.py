@@ -38,6 +38,7 @@ def _verdicts(script: list[tuple[str | None, float]]) -> pl.DataFrame:
             "true_choice": [None] * len(script),
             "prompt_tokens": [None] * len(script),
             "completion_tokens": [None] * len(script),
+            "attempts": [1] * len(script),
         },
         schema=VERDICT_COLUMNS,
     )

@@ -20,8 +20,9 @@ def test_schema_files_match_the_models():
 
 def test_verdict_schema_is_what_llms_are_asked_for():
     verdict = load("verdict")
-    assert verdict["required"] == ["choice", "strength", "confidence", "rationale"]
+    assert verdict["required"] == ["rationale", "choice", "strength", "confidence"]  # reason, then answer
     assert verdict["properties"]["choice"]["enum"] == ["A", "B", "tie"]
+    assert verdict["properties"]["confidence"]["maximum"] == 100  # the model's 0-100, stored as 0-1
 
 
 def _persona(**changes: object) -> pl.DataFrame:

@@ -5,11 +5,12 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
-from polypref.config import FiltersConfig, SimulatedJudgeConfig
+from polypref.config import FiltersConfig
 from polypref.dataset.tables import RunMeta, judgments_frame
 from polypref.filters import apply_filters, filters_from_config
 from polypref.items import load_items, make_pairs
 from polypref.judges import collect_verdicts, make_judge
+from polypref.judges.simulated import SimulatedJudgeConfig
 from polypref.population import load_spec, sample_population
 from polypref.records import VERDICT, UnitBatch
 

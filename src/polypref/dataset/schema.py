@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from polypref import assets
 from polypref.errors import SchemaViolation
-from polypref.records import VERDICT
+from polypref.judges.parsing import LLMVerdict
 
 _TEXT_MAP = {"type": "object", "additionalProperties": {"anyOf": [{"type": "string"}, {"type": "null"}]}}
 
@@ -67,10 +67,12 @@ class JudgmentRecord(_Record):
         ge=0, le=1, description="Share of the pair's valid verdicts for the majority"
     )
     drop_reason: str | None = Field(description="First filter that dropped the row; null = kept")
+    attempts: int = Field(ge=1, description="Requests made for this judgment (invalid outputs are re-asked)")
     prompt_tokens: int | None = Field(description="Tokens sent (LLM judges)")
     completion_tokens: int | None = Field(description="Tokens generated (LLM judges)")
     judge_backend: str = Field(description="simulated | vllm | openai")
     judge_model: str = Field(description="Model name, or the simulator's version")
+    prompt_template: str | None = Field(description="Prompt templates and their content hashes (LLM judges)")
     simulated: bool = Field(description="True when the verdict comes from the simulator, not a model")
 
 
@@ -121,7 +123,7 @@ def generated() -> dict[str, dict[str, Any]]:
             k: props[k] for k in ("run_id", "created_at")
         }
         out[f"{name}.json"] = schema
-    out["verdict.json"] = VERDICT.json_schema()
+    out["verdict.json"] = LLMVerdict.model_json_schema()
     return out
 
 

@@ -95,6 +95,7 @@ def judgments_frame(batch: UnitBatch, verdicts: pl.DataFrame, meta: RunMeta) -> 
     leader = VALID & (pl.col("votes") == pl.col("top"))
     return frame.with_columns(
         *_meta_columns(meta),
+        prompt_template=pl.lit(meta.judge.template, dtype=pl.String),
         agreement=pl.when(pl.col("n_valid") > 0).then(pl.col("top") / pl.col("n_valid")),
         majority=pl.when(pl.col("winner").filter(leader).n_unique().over(PAIR_KEYS) == 1).then(
             pl.col("winner").filter(leader).first().over(PAIR_KEYS)

