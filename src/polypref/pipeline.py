@@ -330,7 +330,7 @@ def summarize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge:
                 tokens.get(f"{kind}_tokens", 0) / 1e6 * prices[f"{kind}_per_million"]
                 for kind in ("prompt", "completion")
             ),
-            4,
+            6,
         )
         if prices
         else None,

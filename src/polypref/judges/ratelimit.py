@@ -35,6 +35,7 @@ class AdaptiveLimiter:
         self._area_in_flight = 0.0  # integral of in_flight dt, for the mean
         self._area_limit = 0.0
         self.throttled = 0
+        self.lowest_limit = self.limit
 
     def _tick(self) -> None:
         now = self._clock()
@@ -76,6 +77,7 @@ class AdaptiveLimiter:
                 self.throttled += 1
                 if now - self._last_decrease > 1.0:  # one cut per burst of 429s, not one per request
                     self.limit = max(self.minimum, self.limit / 2)
+                    self.lowest_limit = min(self.lowest_limit, self.limit)
                     self._last_decrease = now
             elif success:
                 self.limit = min(self.maximum, self.limit + 1 / self.limit)
