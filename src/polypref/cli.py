@@ -95,9 +95,7 @@ def _load_flow() -> Any:
     from prefect.flows import load_flow_from_entrypoint
 
     # use_placeholder_flow=False: an import error in the flow file must surface, not become a stub flow
-    return load_flow_from_entrypoint(
-        f"{assets.path('flows', 'build.py')}:build_dataset", use_placeholder_flow=False
-    )
+    return load_flow_from_entrypoint(f"{assets.path('flows', 'build.py')}:build_dataset", use_placeholder_flow=False)
 
 
 class _progress_bar:
@@ -105,9 +103,7 @@ class _progress_bar:
 
     def __init__(self, plan: Any, enabled: bool):
         self.plan = plan
-        self.enabled = (enabled and sys.stderr.isatty()) or (
-            enabled and os.environ.get("POLYPREF_PROGRESS") == "1"
-        )
+        self.enabled = (enabled and sys.stderr.isatty()) or (enabled and os.environ.get("POLYPREF_PROGRESS") == "1")
         self.stop = threading.Event()
 
     def __enter__(self) -> _progress_bar:

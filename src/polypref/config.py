@@ -16,9 +16,7 @@ from polypref.judges.vllm import VllmJudgeConfig
 from polypref.strict import StrictModel
 
 # One judge section per backend; `backend` picks which (adding a backend: a module and a line here).
-JudgeConfig = Annotated[
-    SimulatedJudgeConfig | VllmJudgeConfig | OpenAIJudgeConfig, Field(discriminator="backend")
-]
+JudgeConfig = Annotated[SimulatedJudgeConfig | VllmJudgeConfig | OpenAIJudgeConfig, Field(discriminator="backend")]
 
 
 class PopulationConfig(StrictModel):
@@ -110,9 +108,7 @@ def _read_yaml_mapping(source: Path) -> dict[str, Any]:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(
-            str(source), [("", f"YAML syntax error: {where}{getattr(e, 'problem', e)}")]
-        ) from None
+        raise ConfigError(str(source), [("", f"YAML syntax error: {where}{getattr(e, 'problem', e)}")]) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -123,9 +119,7 @@ def _read_yaml_mapping(source: Path) -> dict[str, Any]:
 def _parse_override(source: Path, item: str) -> tuple[str, Any]:
     key, sep, value = item.partition("=")
     if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
-        raise ConfigError(
-            str(source), [(f"--set {item}", "expected key.path=value, e.g. population.size=500")]
-        )
+        raise ConfigError(str(source), [(f"--set {item}", "expected key.path=value, e.g. population.size=500")])
     try:
         parsed = yaml.safe_load(value) if value.strip() else value
     except yaml.YAMLError:
@@ -166,10 +160,7 @@ def _describe(err: Any, set_by: dict[str, str]) -> tuple[str, str]:
 
 
 def _judge_models() -> dict[str, type]:
-    return {
-        m.model_fields["backend"].default: m
-        for m in (SimulatedJudgeConfig, VllmJudgeConfig, OpenAIJudgeConfig)
-    }
+    return {m.model_fields["backend"].default: m for m in (SimulatedJudgeConfig, VllmJudgeConfig, OpenAIJudgeConfig)}
 
 
 def _allowed_keys(loc: list[str], backend: str | None = None) -> list[str]:

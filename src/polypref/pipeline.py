@@ -179,9 +179,7 @@ def check_output(plan: BuildPlan, overwrite: bool = False) -> dict[str, Any] | N
                 "choose another --out, or pass --overwrite to replace it"
             )
     elif plan.out.exists() and any(plan.out.iterdir()):
-        raise OutputError(
-            f"{plan.out} is not empty and holds no polypref build; choose an empty or new folder"
-        )
+        raise OutputError(f"{plan.out} is not empty and holds no polypref build; choose an empty or new folder")
     return None
 
 

@@ -8,9 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import datasets
 import pytest
 import yaml
+
+from tests.conftest import load_with_datasets
 
 pytestmark = pytest.mark.integration
 
@@ -40,9 +41,9 @@ def test_build_runs_cleanly(built):
 
 def test_datasets_loads_all_three_configs_with_consistent_counts(built):
     out = str(built["out"])
-    personas = datasets.load_dataset(out, "personas", split="train")
-    judgments = datasets.load_dataset(out, "judgments", split="train")
-    preferences = datasets.load_dataset(out, "preferences", split="train")
+    personas = load_with_datasets(out, "personas")
+    judgments = load_with_datasets(out, "judgments")
+    preferences = load_with_datasets(out, "preferences")
     pairs = len(set(judgments["pair_id"]))
     assert personas.num_rows == 40 and pairs == 54
     assert judgments.num_rows == personas.num_rows * pairs * 2 * 2
@@ -51,7 +52,7 @@ def test_datasets_loads_all_three_configs_with_consistent_counts(built):
     assert row["chosen"] != row["rejected"] and row["prompt"].endswith("?")
     assert set(row["persona_attributes"]) >= {"age", "sex", "party"}
     assert row["simulated"] is True and row["judge_backend"] == "simulated"
-    default = datasets.load_dataset(out, split="train")  # the card marks preferences as the default config
+    default = load_with_datasets(out)  # the card marks preferences as the default config
     assert default.num_rows == preferences.num_rows
     kept = sum(1 for reason in judgments["drop_reason"] if reason is None)
     assert sum(preferences["n_judgments"]) == kept

@@ -110,9 +110,7 @@ def test_stricter_agreement_drops_the_split_pair(tiny):
 
 
 def test_filters_off_keep_everything_valid(tiny):
-    _, frame, _ = _run(
-        tiny, 2, SCRIPT, FiltersConfig(swap_consistency=False, min_agreement=0, min_confidence=0)
-    )
+    _, frame, _ = _run(tiny, 2, SCRIPT, FiltersConfig(swap_consistency=False, min_agreement=0, min_confidence=0))
     assert reason_counts(frame) == {"kept": 15, "invalid": 1}
 
 
@@ -127,9 +125,7 @@ def test_ties_and_split_votes_make_no_preference(tiny):
         ("B", 0.9),
         ("A", 0.9),
     ]  # persona 1, pair 1: consistent for b
-    _, frame, prefs = _run(
-        tiny, 1, script, FiltersConfig(swap_consistency=False, min_agreement=0, min_confidence=0)
-    )
+    _, frame, prefs = _run(tiny, 1, script, FiltersConfig(swap_consistency=False, min_agreement=0, min_confidence=0))
     assert reason_counts(frame) == {"kept": 4, "tie": 2, "no_majority": 2}
     assert prefs.height == 2
     assert frame.filter(pl.col("choice") == "tie")["winner"].to_list() == ["<tie>", "<tie>"]

@@ -17,8 +17,8 @@ import pytest
 
 from polypref import pipeline
 from polypref.config import load_config
-from polypref.judges.openai import OpenAIJudge, batch_lines, chat_body
 from polypref.judges.llm import Request
+from polypref.judges.openai import OpenAIJudge, batch_lines, chat_body
 
 GOOD = {"rationale": "Closer to what I think.", "choice": "A", "strength": 4, "confidence": 80}
 UNITS = 2 * 6 * 2  # personas x pairs x orders
@@ -61,9 +61,7 @@ def ok(body: dict, content: dict | str = GOOD) -> httpx2.Response:
     return httpx2.Response(200, json=completion(body, text), headers={"x-ratelimit-remaining-requests": "50"})
 
 
-def build(
-    tiny_config: Path, tmp_path: Path, handler, *overrides: str
-) -> tuple[dict, pl.DataFrame, OpenAIJudge]:
+def build(tiny_config: Path, tmp_path: Path, handler, *overrides: str) -> tuple[dict, pl.DataFrame, OpenAIJudge]:
     settings = [
         "population.size=2",
         "judge.backend=openai",
@@ -81,9 +79,7 @@ def build(
     out = tmp_path / "out"
     plan = pipeline.plan(config, out)
     run = pipeline.prepare_output(plan)
-    judge = OpenAIJudge(
-        config.judge, config.seed, plan.state_path("judge"), transport=httpx2.MockTransport(handler)
-    )
+    judge = OpenAIJudge(config.judge, config.seed, plan.state_path("judge"), transport=httpx2.MockTransport(handler))
     reports = [pipeline.run_shard(plan, run, i, judge) for i in range(plan.num_shards)]
     summary = pipeline.finalize(plan, run, reports, judge.info)
     return summary, pl.read_parquet(out / "data" / "judgments"), judge
@@ -113,9 +109,7 @@ def test_happy_path_structured_output_tokens_and_cost(tiny_config, tmp_path):
 def test_429_storm_with_retry_after_is_waited_out(tiny_config, tmp_path):
     def reply(n, body, req):
         if n <= 30:
-            return httpx2.Response(
-                429, headers={"retry-after": "0.02"}, json={"error": {"message": "rate limited"}}
-            )
+            return httpx2.Response(429, headers={"retry-after": "0.02"}, json={"error": {"message": "rate limited"}})
         return ok(body)
 
     summary, judgments, judge = build(tiny_config, tmp_path, ChatStub(reply), "judge.max_retries=12")
@@ -179,8 +173,7 @@ def test_always_truncated_and_garbage_and_refusals_are_kept_with_raw_text(tiny_c
     summary, judgments, _ = build(tiny_config, tmp_path, ChatStub(reply), "judge.max_invalid_retries=1")
     assert judgments.height == UNITS and judgments["error"].null_count() == 0
     assert (
-        set(summary["errors"]) <= {"truncated", "unparseable", "refusal"}
-        and sum(summary["errors"].values()) == UNITS
+        set(summary["errors"]) <= {"truncated", "unparseable", "refusal"} and sum(summary["errors"].values()) == UNITS
     )
     assert (judgments["attempts"] == 2).all()
     assert judgments["raw"].null_count() == 0
@@ -190,7 +183,7 @@ def test_always_truncated_and_garbage_and_refusals_are_kept_with_raw_text(tiny_c
 
 def test_client_errors_are_not_retried(tiny_config, tmp_path):
     stub = ChatStub(lambda n, body, req: httpx2.Response(404, json={"error": {"message": "no such model"}}))
-    summary, judgments, _ = build(tiny_config, tmp_path, stub, "judge.response_format=json_schema")
+    _summary, judgments, _ = build(tiny_config, tmp_path, stub, "judge.response_format=json_schema")
     assert len(stub.bodies) == UNITS
     assert judgments["error"].str.contains("HTTP 404: no such model").all()
 
@@ -199,9 +192,7 @@ def test_servers_without_json_schema_fall_back(tiny_config, tmp_path):
     def reply(n, body, req):
         kind = (body.get("response_format") or {}).get("type")
         if kind == "json_schema":
-            return httpx2.Response(
-                400, json={"error": {"message": "response_format json_schema unsupported"}}
-            )
+            return httpx2.Response(400, json={"error": {"message": "response_format json_schema unsupported"}})
         if kind == "json_object":
             return httpx2.Response(500, json={"error": {"message": "json_object is not supported either"}})
         return ok(body, "Here you go: " + json.dumps(GOOD))  # plain text, extracted tolerantly
@@ -327,7 +318,7 @@ def _multipart_file(request: httpx2.Request) -> bytes:
 def test_batch_api_resumes_its_pending_batch_instead_of_paying_twice(tiny_config, tmp_path):
     stub = BatchStub(fail_first_poll=True)
     args = ("judge.batch_api=true", "judge.batch_poll_s=0.01", "judge.micro_batch=100")
-    with pytest.raises(Exception, match="went down|Connection"):
+    with pytest.raises(Exception, match=r"went down|Connection"):
         build(tiny_config, tmp_path, stub, *args)
     assert stub.created == 1
     pending = list((tmp_path / "out" / ".polypref" / "judge" / "batches").glob("*.json"))
@@ -341,9 +332,7 @@ def test_batch_api_resumes_its_pending_batch_instead_of_paying_twice(tiny_config
 
 
 def test_batch_lines_are_pure_and_match_live_bodies(tiny_config):
-    config = load_config(
-        tiny_config, ["judge.backend=openai", "judge.model=m", "judge.api_key_env=null"]
-    ).judge
+    config = load_config(tiny_config, ["judge.backend=openai", "judge.model=m", "judge.api_key_env=null"]).judge
     requests = [
         Request(0, 0, [{"role": "user", "content": "hi"}], 7),
         Request(1, 1, [{"role": "user", "content": "yo"}], 8),

@@ -86,9 +86,7 @@ def test_a_crashed_run_resumes_and_matches_a_clean_build(tiny_config, tmp_path):
     first = (out / "data" / "judgments" / f"train-00000-of-{plan.num_shards:05d}.parquet").stat().st_mtime_ns
 
     resumed = build(tiny_config, out)  # the same command again
-    assert (
-        out / "data" / "judgments" / f"train-00000-of-{plan.num_shards:05d}.parquet"
-    ).stat().st_mtime_ns == first
+    assert (out / "data" / "judgments" / f"train-00000-of-{plan.num_shards:05d}.parquet").stat().st_mtime_ns == first
     build(tiny_config, tmp_path / "clean")
     for name in ("preferences", "judgments", "personas"):
         assert read(out, name).equals(read(tmp_path / "clean", name)), name
@@ -132,3 +130,20 @@ def test_shipped_ess_spec_is_opt_in_and_its_card_says_so(tmp_path):
     assert summary["judgments"] == 50 * 9 * 2
     card = (tmp_path / "ess" / "README.md").read_text()
     assert "Restricted source (non-commercial)" in card and "CC BY-NC-SA 4.0" in card
+
+
+def test_an_empty_shard_still_loads_with_datasets(tiny_config, tmp_path):
+    import pyarrow.parquet as pq
+
+    from polypref.dataset.writer import write_parquet
+    from tests.conftest import load_with_datasets
+
+    out = tmp_path / "out"
+    summary = build(tiny_config, out)
+    shards = sorted((out / "data" / "preferences").glob("*.parquet"))
+    first = pq.read_table(shards[0])
+    write_parquet(first.slice(0, 0), shards[0], 1000)  # as if every pair of shard 0 had been filtered out
+    assert pq.ParquetFile(shards[0]).metadata.num_row_groups == 0
+    # an empty row group here broke the reader: "BatchSize must be greater than 0, got 0"
+    loaded = load_with_datasets(out, "preferences")
+    assert loaded.num_rows == summary["preferences"] - first.num_rows > 0

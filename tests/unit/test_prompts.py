@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
@@ -78,7 +79,7 @@ def test_work_is_persona_major(personas):
     pairs = make_pairs(load_items("gss_spending", spec))
     batch = UnitBatch.persona_major(personas, pairs, samples=2)
     ids = [u.persona.id for u in batch]
-    changes = sum(1 for a, b in zip(ids, ids[1:], strict=False) if a != b)
+    changes = sum(1 for a, b in itertools.pairwise(ids) if a != b)
     assert changes == len(personas) - 1
 
 

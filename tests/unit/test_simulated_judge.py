@@ -76,9 +76,7 @@ def test_same_seed_same_verdicts_other_seed_differs(batch):
 
 def test_unanswered_topic_is_an_invalid_verdict_not_a_guess(tiny):
     spec = load_spec(str(tiny["spec"]))  # the tiny spec marks skipped t2 answers instead of dropping them
-    personas = [
-        p for p in sample_population(spec, 2000, "proportional", seed=0).personas if p.attitudes["t2"] is None
-    ]
+    personas = [p for p in sample_population(spec, 2000, "proportional", seed=0).personas if p.attitudes["t2"] is None]
     assert personas
     pairs = make_pairs(load_items(str(tiny["items"]), spec))
     unanswered = UnitBatch.persona_major(tuple(personas[:3]), pairs, samples=1)

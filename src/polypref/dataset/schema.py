@@ -63,9 +63,7 @@ class JudgmentRecord(_Record):
     raw: str | None = Field(description="Raw model output (LLM judges)")
     error: str | None = Field(description="Why the verdict is invalid; null when valid")
     true_choice: Literal["A", "B", "tie"] | None = Field(description="Simulator ground truth; null for LLMs")
-    agreement: float | None = Field(
-        ge=0, le=1, description="Share of the pair's valid verdicts for the majority"
-    )
+    agreement: float | None = Field(ge=0, le=1, description="Share of the pair's valid verdicts for the majority")
     drop_reason: str | None = Field(description="First filter that dropped the row; null = kept")
     attempts: int = Field(ge=1, description="Requests made for this judgment (invalid outputs are re-asked)")
     prompt_tokens: int | None = Field(description="Tokens sent (LLM judges)")
@@ -98,9 +96,7 @@ class PreferenceRecord(_Record):
     confidence: float = Field(ge=0, le=1, description="Mean confidence of the kept verdicts")
     agreement: float = Field(ge=0, le=1, description="Share of the pair's valid verdicts for the chosen one")
     n_judgments: int = Field(ge=1, description="Kept verdicts behind this row")
-    matches_ground_truth: bool | None = Field(
-        description="Simulated judge: chosen equals the true preference"
-    )
+    matches_ground_truth: bool | None = Field(description="Simulated judge: chosen equals the true preference")
     judge_backend: str = Field(description="simulated | vllm | openai")
     judge_model: str = Field(description="Model name, or the simulator's version")
     simulated: bool = Field(description="True when the verdicts come from the simulator, not a model")
@@ -217,9 +213,7 @@ def main(argv: list[str]) -> int:
             if "--update" in argv:
                 path.write_text(text)
     if stale and "--update" not in argv:
-        print(
-            f"schemas out of date: {stale}; run python -m polypref.dataset.schema --update", file=sys.stderr
-        )
+        print(f"schemas out of date: {stale}; run python -m polypref.dataset.schema --update", file=sys.stderr)
         return 1
     return 0
 

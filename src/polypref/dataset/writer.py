@@ -33,7 +33,8 @@ def write_parquet(table: pa.Table, path: Path, row_group_rows: int) -> None:
             use_content_defined_chunking=CDC,
             write_page_index=True,
         ) as writer:
-            writer.write_table(table, row_group_size=row_group_rows)
+            if table.num_rows:  # an empty row group breaks `datasets` (batch size 0); no row group reads fine
+                writer.write_table(table, row_group_size=row_group_rows)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -19,8 +19,5 @@ class SwapConsistency:
         n_valid = VALID.sum().over(keys)
         n_winners = pl.col("winner").filter(VALID).n_unique().over(keys)
         return (
-            pl.when(n_valid < 2)
-            .then(pl.lit("swap_unverifiable"))
-            .when(n_winners > 1)
-            .then(pl.lit("swap_inconsistent"))
+            pl.when(n_valid < 2).then(pl.lit("swap_unverifiable")).when(n_winners > 1).then(pl.lit("swap_inconsistent"))
         )

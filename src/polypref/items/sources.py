@@ -95,8 +95,7 @@ def _read_parquet(path: Path) -> list[tuple[str, object]]:
     for (item_id,), group in frame.group_by("item_id", maintain_order=True):
         first = group.row(0, named=True)
         responses = [
-            {"id": r["response_id"], "text": r["response"], "stance": r["stance"]}
-            for r in group.iter_rows(named=True)
+            {"id": r["response_id"], "text": r["response"], "stance": r["stance"]} for r in group.iter_rows(named=True)
         ]
         records.append(
             (
@@ -135,9 +134,7 @@ def _validate(path: Path, where: str, record: object, spec: SurveySpec) -> Item:
     responses = []
     for index, r in enumerate(parsed.responses):
         if r.stance not in scale:
-            raise ConfigError(
-                str(path), [(f"{where}: responses.{index}.stance", f"{r.stance!r} is not on {scale}")]
-            )
+            raise ConfigError(str(path), [(f"{where}: responses.{index}.stance", f"{r.stance!r} is not on {scale}")])
         responses.append(
             Response(
                 id=r.id or content_hash(parsed.prompt, r.text),

@@ -34,9 +34,7 @@ class LLMJudgeConfig(StrictModel):
     temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature (> 0 when samples > 1)")
     top_p: float = Field(1.0, gt=0, le=1)
     max_tokens: int = Field(256, ge=1, le=32_768, description="Output token limit per judgment")
-    max_invalid_retries: int = Field(
-        2, ge=0, le=10, description="Re-asks for unparseable or truncated output"
-    )
+    max_invalid_retries: int = Field(2, ge=0, le=10, description="Re-asks for unparseable or truncated output")
     micro_batch: int = Field(256, ge=1, description="Units per engine call; finished micro-batches are saved")
 
     @model_validator(mode="after")
@@ -117,9 +115,7 @@ class LLMJudge:
         ]
 
     def system_prompt(self, persona: Persona) -> str:
-        return self._system.render(
-            persona=persona.portrayal, mode=self.config.mode, allow_ties=self.config.allow_ties
-        )
+        return self._system.render(persona=persona.portrayal, mode=self.config.mode, allow_ties=self.config.allow_ties)
 
     def judge(self, batch: UnitBatch) -> Iterator[pl.DataFrame]:
         size = self.config.micro_batch
@@ -139,9 +135,7 @@ class LLMJudge:
         rows: dict[int, dict] = {}
         pending = list(units)
         for attempt in range(self.config.max_invalid_retries + 1):
-            requests = [
-                Request(i, attempt, built[i][1], self._request_seed(built[i][0], attempt)) for i in pending
-            ]
+            requests = [Request(i, attempt, built[i][1], self._request_seed(built[i][0], attempt)) for i in pending]
             with self._lock:
                 completions = self._generate(requests)
             for request, completion in zip(requests, completions, strict=True):

@@ -40,20 +40,14 @@ class Prices(StrictModel):
 
 class OpenAIJudgeConfig(LLMJudgeConfig):
     backend: Literal["openai"] = "openai"
-    base_url: str = Field(
-        "https://api.openai.com/v1", description="OpenAI-compatible endpoint, ending in /v1"
-    )
+    base_url: str = Field("https://api.openai.com/v1", description="OpenAI-compatible endpoint, ending in /v1")
     api_key_env: str | None = Field(
         "OPENAI_API_KEY", description="Environment variable holding the API key (null: the server needs none)"
     )
     concurrency: int = Field(16, ge=1, description="Requests in flight to start with")
     max_concurrency: int = Field(128, ge=1, description="Upper bound the adaptive limit may grow to")
-    timeout_s: float | None = Field(
-        120, gt=0, description="Per-request timeout (null: wait as long as it takes)"
-    )
-    max_retries: int = Field(
-        8, ge=0, le=50, description="Retries per request on 429, 5xx, timeouts, lost connections"
-    )
+    timeout_s: float | None = Field(120, gt=0, description="Per-request timeout (null: wait as long as it takes)")
+    max_retries: int = Field(8, ge=0, le=50, description="Retries per request on 429, 5xx, timeouts, lost connections")
     backoff_base_s: float = Field(1.0, gt=0)
     backoff_max_s: float = Field(60.0, gt=0)
     response_format: Literal["auto", "json_schema", "json_object", "none"] = Field(
@@ -64,6 +58,10 @@ class OpenAIJudgeConfig(LLMJudgeConfig):
     batch_api: bool = Field(False, description="Use the Batch API (50% cheaper, asynchronous, up to 24 h)")
     batch_poll_s: float = Field(30, gt=0, description="Seconds between batch status checks")
     prices: Prices | None = Field(None, description="Token prices, to report the run's cost")
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict,
+        description='Provider-specific request fields, e.g. {"chat_template_kwargs": {"enable_thinking": false}}',
+    )
 
 
 def chat_body(config: OpenAIJudgeConfig, request: Request, response_format: str) -> dict[str, Any]:
@@ -74,6 +72,7 @@ def chat_body(config: OpenAIJudgeConfig, request: Request, response_format: str)
         "temperature": config.temperature,
         "top_p": config.top_p,
         "seed": request.seed,
+        **config.extra_body,
     }
     if config.mode == "choice":
         body["max_tokens"] = 1
@@ -186,9 +185,7 @@ class OpenAIJudge(LLMJudge):
             throttled = success = False
             hint = None
             try:
-                raw = await client.chat.completions.with_raw_response.create(
-                    **chat_body(self.config, request, fmt)
-                )
+                raw = await client.chat.completions.with_raw_response.create(**chat_body(self.config, request, fmt))
                 self.limiter.observe_headers(raw.headers)
                 success = True
                 return completion_from(raw.parse().model_dump())
@@ -209,9 +206,7 @@ class OpenAIJudge(LLMJudge):
             finally:
                 await self.limiter.release(throttled=throttled, success=success)
             if attempt < self.config.max_retries:
-                delay = backoff_delay(
-                    attempt, self.config.backoff_base_s, self.config.backoff_max_s, hint, self._rng
-                )
+                delay = backoff_delay(attempt, self.config.backoff_base_s, self.config.backoff_max_s, hint, self._rng)
                 if throttled and hint:
                     self.limiter.pause(hint)
                 await asyncio.sleep(delay)
@@ -221,16 +216,12 @@ class OpenAIJudge(LLMJudge):
         """In auto mode, a server that rejects the response_format gets the next simpler one."""
         if self.config.response_format != "auto" or used == "none" or self.config.mode == "choice":
             return False
-        rejected = status in (400, 422) or (
-            status == 500 and ("response_format" in message or "json" in message)
-        )
+        rejected = status in (400, 422) or (status == 500 and ("response_format" in message or "json" in message))
         if not rejected:
             return False
         if self._format == used:  # concurrent requests may have downgraded already
             self._format = FORMATS[FORMATS.index(used) + 1]
-            log.warning(
-                "server rejected response_format %s (%s); using %s", used, message[:120], self._format
-            )
+            log.warning("server rejected response_format %s (%s); using %s", used, message[:120], self._format)
         return True
 
     # -- Batch API ----------------------------------------------------------------------------------
@@ -286,9 +277,7 @@ def _batch_results(text: str) -> dict[str, Completion]:
         response = row.get("response") or {}
         if row.get("error") or response.get("status_code", 200) >= 400:
             detail = row.get("error") or (response.get("body") or {}).get("error")
-            results[row["custom_id"]] = Completion(
-                error=f"api_error: batch request failed: {json.dumps(detail)[:300]}"
-            )
+            results[row["custom_id"]] = Completion(error=f"api_error: batch request failed: {json.dumps(detail)[:300]}")
         else:
             results[row["custom_id"]] = completion_from(response.get("body") or {})
     return results

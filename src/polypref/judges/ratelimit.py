@@ -6,6 +6,7 @@ Pure asyncio and stdlib, no HTTP: the OpenAI backend feeds it outcomes and heade
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import random
 import re
@@ -60,10 +61,8 @@ class AdaptiveLimiter:
                 wait = self._paused_until - self._clock()
                 if wait <= 0 and self.in_flight < int(self.limit):
                     break
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(cond.wait(), timeout=wait if wait > 0 else None)
-                except TimeoutError:
-                    pass
             self._tick()
             self.in_flight += 1
 
@@ -142,9 +141,7 @@ def retry_after(headers: Mapping[str, str] | None, now: float | None = None) -> 
     return max(0.0, when - (time.time() if now is None else now))
 
 
-def backoff_delay(
-    attempt: int, base: float, cap: float, server_hint: float | None, rng: random.Random
-) -> float:
+def backoff_delay(attempt: int, base: float, cap: float, server_hint: float | None, rng: random.Random) -> float:
     """How long to wait before retry ``attempt`` (0-based): the server's hint plus a little jitter when it gave
     one, else full-jitter exponential backoff (uniform in [0, min(cap, base * 2**attempt)])."""
     if server_hint is not None:

@@ -33,9 +33,7 @@ class SimulatedJudgeConfig(StrictModel):
     backend: Literal["simulated"] = "simulated"
     samples: int = Field(1, ge=1, le=64, description="Judgments per (persona, pair, order)")
     temperature: float = Field(0.15, gt=0, le=10, description="Bradley-Terry temperature on stance distance")
-    position_bias: float = Field(
-        0.4, ge=-10, le=10, description="Logit added in favour of the first response"
-    )
+    position_bias: float = Field(0.4, ge=-10, le=10, description="Logit added in favour of the first response")
     noise: float = Field(0.05, ge=0, le=1, description="Lapse rate: probability of a coin-flip choice")
     tie_margin: float = Field(0.0, ge=0, le=1, description="Say tie when the distance gap is below this")
 
@@ -103,9 +101,7 @@ class SimulatedJudge:
             pl.when(pl.col("choice") == "tie")
             .then(pl.format("Both responses are about equally close to my view that spending is {}.", "view"))
             .otherwise(
-                pl.format(
-                    "Response {} says spending is {}, and I think it is {}.", "choice", chosen_stance, "view"
-                )
+                pl.format("Response {} says spending is {}, and I think it is {}.", "choice", chosen_stance, "view")
             )
         )
         yield frame.select(

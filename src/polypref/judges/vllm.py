@@ -31,6 +31,10 @@ class VllmJudgeConfig(LLMJudgeConfig):
     kv_cache_memory_bytes: int | None = Field(None, ge=1, description="KV cache size (CPU builds need it)")
     enforce_eager: bool = Field(False, description="Skip CUDA graph capture (faster start, slower decode)")
     enable_prefix_caching: bool = True
+    structured_outputs_backend: Literal["xgrammar", "guidance", "auto"] = Field(
+        "xgrammar",
+        description="Grammar engine; whitespace outside strings is disabled so no model can loop on it",
+    )
     chat_template_kwargs: dict[str, Any] = Field(
         default_factory=dict, description='Passed to the chat template, e.g. {"enable_thinking": false}'
     )
@@ -51,7 +55,7 @@ class VllmJudge(LLMJudge):
         self._structure = (
             StructuredOutputsParams(choice=labels)
             if config.mode == "choice"
-            else StructuredOutputsParams(json=request_schema(config.allow_ties), disable_any_whitespace=True)
+            else StructuredOutputsParams(json=request_schema(config.allow_ties))
         )
         self._logprobs = len(labels) if config.mode == "choice" else None
         engine = {
@@ -62,11 +66,13 @@ class VllmJudge(LLMJudge):
             "enforce_eager": config.enforce_eager,
             "enable_prefix_caching": config.enable_prefix_caching,
             "seed": seed,
-            **(
-                {"kv_cache_memory_bytes": config.kv_cache_memory_bytes}
-                if config.kv_cache_memory_bytes
-                else {}
-            ),
+            # engine-wide: the per-request flag is ignored, and without it a weak model can emit JSON
+            # whitespace until max_tokens (seen with greedy decoding on the tiny test model)
+            "structured_outputs_config": {
+                "backend": config.structured_outputs_backend,
+                "disable_any_whitespace": True,
+            },
+            **({"kv_cache_memory_bytes": config.kv_cache_memory_bytes} if config.kv_cache_memory_bytes else {}),
             **config.engine_kwargs,
         }
         self.llm = LLM(model=config.model, **engine)
@@ -120,9 +126,7 @@ class VllmJudge(LLMJudge):
     def prefix_cache_counters(self) -> tuple[int, int]:
         """(queries, hits) in tokens since the engine started (needs disable_log_stats=False)."""
         counters = {m.name: getattr(m, "value", 0) for m in self.llm.get_metrics()}
-        return int(counters.get("vllm:prefix_cache_queries", 0)), int(
-            counters.get("vllm:prefix_cache_hits", 0)
-        )
+        return int(counters.get("vllm:prefix_cache_queries", 0)), int(counters.get("vllm:prefix_cache_hits", 0))
 
     def close(self) -> None:
         engine = getattr(self, "llm", None)

@@ -35,9 +35,7 @@ def group_shares(frame: pl.DataFrame) -> dict[str, float]:
     return {g: float(w) / total for g, w in sums.iter_rows()}
 
 
-def allocate(
-    shares: dict[str, float], size: int, allocation: Allocation, source: str = "config"
-) -> dict[str, int]:
+def allocate(shares: dict[str, float], size: int, allocation: Allocation, source: str = "config") -> dict[str, int]:
     """Personas per group. Proportions become counts by largest remainder, so counts always sum to size."""
     field_name = "population.allocation"
     if allocation == "proportional":
@@ -47,9 +45,7 @@ def allocate(
     elif isinstance(allocation, dict):
         unknown = sorted(set(allocation) - set(shares))
         if unknown:
-            raise ConfigError(
-                source, [(f"{field_name}.{unknown[0]}", f"unknown group; groups: {sorted(shares)}")]
-            )
+            raise ConfigError(source, [(f"{field_name}.{unknown[0]}", f"unknown group; groups: {sorted(shares)}")])
         values = list(allocation.values())
         total = sum(values)
         if all(float(v).is_integer() for v in values) and total == size:

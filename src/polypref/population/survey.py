@@ -52,32 +52,24 @@ def respondents(spec: SurveySpec, table: pl.DataFrame | None = None) -> Responde
     table = load_table(spec) if table is None else table
     _check_columns(spec, table)
     exprs: list[pl.Expr] = [
-        (
-            pl.col(spec.id_column).cast(pl.String)
-            if spec.id_column
-            else pl.int_range(pl.len()).cast(pl.String)
-        ).alias("respondent_id"),
+        (pl.col(spec.id_column).cast(pl.String) if spec.id_column else pl.int_range(pl.len()).cast(pl.String)).alias(
+            "respondent_id"
+        ),
         (pl.col(spec.weight_column).cast(pl.Float64) if spec.weight_column else pl.lit(1.0)).alias("weight"),
     ]
     for name, attr in spec.attributes.items():
-        exprs.append(
-            _label(spec, table, f"attributes.{name}", attr.column, attr.labels, attr.bins).alias(f"a:{name}")
-        )
+        exprs.append(_label(spec, table, f"attributes.{name}", attr.column, attr.labels, attr.bins).alias(f"a:{name}"))
     for topic, item in spec.attitudes.items.items():
         scale = spec.scale(topic)
         label = _label(spec, table, f"attitudes.items.{topic}", item.column, spec.codes(topic), None, scale)
         exprs.append(label.alias(f"v:{topic}"))
-        position = label.replace_strict(
-            scale, [i / (len(scale) - 1) for i in range(len(scale))], default=None
-        )
+        position = label.replace_strict(scale, [i / (len(scale) - 1) for i in range(len(scale))], default=None)
         exprs.append(position.cast(pl.Float64).alias(f"p:{topic}"))
     frame = table.select(exprs)
     _check_weights(spec, frame)
 
     dropped: dict[str, int] = {}
-    drop_columns = [
-        (f"a:{n}", f"missing attribute {n}") for n, a in spec.attributes.items() if a.missing == "drop"
-    ]
+    drop_columns = [(f"a:{n}", f"missing attribute {n}") for n, a in spec.attributes.items() if a.missing == "drop"]
     if spec.attitudes.missing == "drop":
         drop_columns += [(f"v:{t}", f"missing attitude {t}") for t in spec.attitudes.items]
     for column, reason in drop_columns:
@@ -95,9 +87,7 @@ def respondents(spec: SurveySpec, table: pl.DataFrame | None = None) -> Responde
     )
     frame = frame.with_columns(group=group)
     if frame.is_empty():
-        raise ConfigError(
-            spec.path, [("", f"no respondents left after missing-value rules (dropped: {dropped})")]
-        )
+        raise ConfigError(spec.path, [("", f"no respondents left after missing-value rules (dropped: {dropped})")])
     return Respondents(frame=frame, total=table.height, dropped=dropped)
 
 
@@ -135,9 +125,7 @@ def _label(
     """Expression giving each respondent's label for a column; unknown codes are a spec error, not a null."""
     values = [v for v in table[column].drop_nulls().unique().to_list() if not _is_nan(v)]
     col = (
-        pl.when(pl.col(column).is_not_nan()).then(pl.col(column))
-        if table[column].dtype.is_float()
-        else pl.col(column)
+        pl.when(pl.col(column).is_not_nan()).then(pl.col(column)) if table[column].dtype.is_float() else pl.col(column)
     )
     if bins is not None:
         if not table[column].dtype.is_numeric():
@@ -145,9 +133,7 @@ def _label(
         top = bins[-1].upto
         over = [v for v in values if v > top]
         if over:
-            raise ConfigError(
-                spec.path, [(f"{field}.bins", f"values {sorted(over)[:5]} exceed the last bin ({top})")]
-            )
+            raise ConfigError(spec.path, [(f"{field}.bins", f"values {sorted(over)[:5]} exceed the last bin ({top})")])
         expr = pl.lit(None, dtype=pl.String)
         for b in reversed(bins):
             expr = pl.when(col <= b.upto).then(pl.lit(b.label)).otherwise(expr)
@@ -162,19 +148,13 @@ def _label(
             )
         keys = list(mapping)
         if table[column].dtype.is_numeric():
-            return col.cast(pl.Float64).replace_strict(
-                [float(k) for k in keys], list(mapping.values()), default=None
-            )
-        return col.cast(pl.String).replace_strict(
-            [str(k) for k in keys], list(mapping.values()), default=None
-        )
+            return col.cast(pl.Float64).replace_strict([float(k) for k in keys], list(mapping.values()), default=None)
+        return col.cast(pl.String).replace_strict([str(k) for k in keys], list(mapping.values()), default=None)
     text = col.cast(pl.Int64).cast(pl.String) if _all_integral(values) else col.cast(pl.String)
     if scale is not None:
         stray = sorted({str(_canonical(v)) for v in values} - set(scale))
         if stray:
-            raise ConfigError(
-                spec.path, [(field, f"column {column!r} has answers off the scale: {stray[:10]}")]
-            )
+            raise ConfigError(spec.path, [(field, f"column {column!r} has answers off the scale: {stray[:10]}")])
     return text
 
 
@@ -191,6 +171,4 @@ def _check_weights(spec: SurveySpec, frame: pl.DataFrame) -> None:
         return
     bad = frame.filter(pl.col("weight").is_null() | pl.col("weight").is_nan() | (pl.col("weight") < 0)).height
     if bad:
-        raise ConfigError(
-            spec.path, [("weight_column", f"{bad} rows have a missing, NaN or negative weight")]
-        )
+        raise ConfigError(spec.path, [("weight_column", f"{bad} rows have a missing, NaN or negative weight")])
