@@ -146,3 +146,18 @@ def test_init_writes_the_commented_default(tmp_path):
     assert yaml.safe_load(target.read_text())["population"]["spec"] == "gss_spending"
     again = _cli("init", str(target), cwd=tmp_path)
     assert again.returncode == 2 and "--force" in again.stderr
+
+
+@pytest.mark.parametrize("name", ["vllm_gpu.yaml", "openai.yaml", "vllm_fleet.yaml"])
+def test_shipped_llm_example_configs_are_valid(name, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-example")
+    config = load_config(DEFAULT_CONFIG_PATH.parent / name)
+    assert config.judge.backend in ("vllm", "openai")
+    assert "sk-example" not in config.model_dump_json()
+
+
+def test_cli_switches_the_default_config_to_an_llm_backend():
+    config = load_config(None, ["judge.backend=vllm", "judge.model=/models/x"])
+    assert config.judge.backend == "vllm" and config.judge.model == "/models/x"
+    e = pytest.raises(ConfigError, load_config, None, ["judge.backend=openai"]).value
+    assert e.problems[0][0] == "judge.model" and "Field required" in e.problems[0][1]
