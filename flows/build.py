@@ -30,7 +30,7 @@ def build_dataset(config: BuildConfig, out: str, overwrite: bool = False) -> dic
     """Sample personas, judge each (persona, pair) in both orders, filter, and write the dataset."""
     plan = pipeline.plan(config, out)
     run = pipeline.prepare_output(plan, overwrite)
-    judge = make_judge(config.judge, config.seed)  # once per flow run: an LLM engine loads once
+    judge = make_judge(config.judge, config.seed, plan.state_path("judge"))  # once per run: an engine loads once
     try:
         # the config, not the decorator, decides how many shards run at once
         with ThreadPoolTaskRunner(max_workers=config.output.workers) as runner:
