@@ -25,9 +25,13 @@ from polypref.judges import make_judge
 from polypref.population import load_spec, sample_population
 from polypref.records import UnitBatch
 
-CPU = ["judge.dtype=float32", "judge.enforce_eager=true", "judge.kv_cache_memory_bytes=536870912",
-       "judge.max_model_len=4096", "judge.engine_kwargs={enable_chunked_prefill: false, max_num_batched_tokens: 8192,"
-       " disable_log_stats: false}"]
+CPU = [
+    "judge.dtype=float32",
+    "judge.enforce_eager=true",
+    "judge.kv_cache_memory_bytes=536870912",
+    "judge.max_model_len=4096",
+    "judge.engine_kwargs={enable_chunked_prefill: false, max_num_batched_tokens: 8192, disable_log_stats: false}",
+]
 
 
 def units(n: int, seed: int = 0) -> UnitBatch:
@@ -40,9 +44,15 @@ def units(n: int, seed: int = 0) -> UnitBatch:
 
 def bench_vllm(args: argparse.Namespace) -> dict:
     # no invalid-output retries: the raw run cannot retry, so they would count as our overhead
-    overrides = ["judge.backend=vllm", f"judge.model={args.model}", f"judge.micro_batch={args.n}",
-                 f"judge.max_tokens={args.max_tokens}", "judge.max_invalid_retries=0", *(CPU if args.cpu else
-                 ["judge.engine_kwargs={disable_log_stats: false}"]), *args.set]
+    overrides = [
+        "judge.backend=vllm",
+        f"judge.model={args.model}",
+        f"judge.micro_batch={args.n}",
+        f"judge.max_tokens={args.max_tokens}",
+        "judge.max_invalid_retries=0",
+        *(CPU if args.cpu else ["judge.engine_kwargs={disable_log_stats: false}"]),
+        *args.set,
+    ]
     config = load_config(None, overrides)
     judge = make_judge(config.judge, config.seed)
     batch = units(args.n)
@@ -50,8 +60,12 @@ def bench_vllm(args: argparse.Namespace) -> dict:
     llm = judge.llm
 
     def raw(msgs: list) -> float:
-        params = [judge._sampling_params(temperature=0.0, max_tokens=args.max_tokens, seed=i,
-                                         structured_outputs=judge._structure) for i in range(len(msgs))]
+        params = [
+            judge._sampling_params(
+                temperature=0.0, max_tokens=args.max_tokens, seed=i, structured_outputs=judge._structure
+            )
+            for i in range(len(msgs))
+        ]
         llm.reset_prefix_cache()
         start = time.perf_counter()
         llm.chat(msgs, params, use_tqdm=False)
@@ -80,15 +94,28 @@ def bench_vllm(args: argparse.Namespace) -> dict:
     random.Random(0).shuffle(shuffled)
     _, rate_shuffled = hit_rate(lambda: raw(shuffled))
     judge.close()
-    return {"n": args.n, "invalid": invalid, "raw_per_s": round(args.n / raw_s, 2), "ours_per_s": round(args.n / ours_s, 2),
-            "ratio": round(raw_s / ours_s, 3), "prefix_cache_hit_rate": round(rate, 3),
-            "prefix_cache_hit_rate_shuffled": round(rate_shuffled, 3)}
+    return {
+        "n": args.n,
+        "invalid": invalid,
+        "raw_per_s": round(args.n / raw_s, 2),
+        "ours_per_s": round(args.n / ours_s, 2),
+        "ratio": round(raw_s / ours_s, 3),
+        "prefix_cache_hit_rate": round(rate, 3),
+        "prefix_cache_hit_rate_shuffled": round(rate_shuffled, 3),
+    }
 
 
 def bench_openai(args: argparse.Namespace) -> dict:
-    overrides = ["judge.backend=openai", f"judge.model={args.model}", f"judge.base_url={args.base_url}",
-                 f"judge.micro_batch={args.n}", f"judge.max_tokens={args.max_tokens}",
-                 f"judge.concurrency={args.concurrency}", f"judge.max_concurrency={args.concurrency}", *args.set]
+    overrides = [
+        "judge.backend=openai",
+        f"judge.model={args.model}",
+        f"judge.base_url={args.base_url}",
+        f"judge.micro_batch={args.n}",
+        f"judge.max_tokens={args.max_tokens}",
+        f"judge.concurrency={args.concurrency}",
+        f"judge.max_concurrency={args.concurrency}",
+        *args.set,
+    ]
     if not any(s.startswith("judge.api_key_env") for s in args.set):
         overrides.append("judge.api_key_env=null")
     config = load_config(None, overrides)
@@ -100,8 +127,14 @@ def bench_openai(args: argparse.Namespace) -> dict:
     seconds = time.perf_counter() - start
     invalid = sum(f["error"].is_not_null().sum() for f in frames)
     mean, limit = judge.limiter.mean_in_flight(), judge.limiter.mean_limit()
-    return {"n": args.n, "invalid": int(invalid), "ours_per_s": round(args.n / seconds, 2),
-            "mean_in_flight": round(mean, 2), "concurrency": round(limit, 2), "in_flight_ratio": round(mean / limit, 3)}
+    return {
+        "n": args.n,
+        "invalid": int(invalid),
+        "ours_per_s": round(args.n / seconds, 2),
+        "mean_in_flight": round(mean, 2),
+        "concurrency": round(limit, 2),
+        "in_flight_ratio": round(mean / limit, 3),
+    }
 
 
 def main() -> None:

@@ -118,12 +118,23 @@ class _progress_bar:
             self.thread.join()
 
     def _done(self) -> int:
-        units = 0
+        """Units in finished shards, plus the saved micro-batches of shards still being judged."""
+        import pyarrow.parquet as pq
+
+        units, finished = 0, set()
         for path in self.plan.state_path("shards").glob("*.json"):
             try:
                 units += json.loads(path.read_text())["units"]
+                finished.add(path.stem)
             except (OSError, ValueError, KeyError):
                 continue  # being replaced right now; read it next tick
+        for path in self.plan.state_path("partial").glob("*/*.parquet"):
+            if path.parent.name in finished or path.name.startswith("."):
+                continue
+            try:
+                units += pq.read_metadata(path).num_rows
+            except (OSError, ValueError):
+                continue
         return units
 
     def _run(self) -> None:

@@ -159,5 +159,7 @@ def test_shipped_llm_example_configs_are_valid(name, monkeypatch):
 def test_cli_switches_the_default_config_to_an_llm_backend():
     config = load_config(None, ["judge.backend=vllm", "judge.model=/models/x"])
     assert config.judge.backend == "vllm" and config.judge.model == "/models/x"
-    e = pytest.raises(ConfigError, load_config, None, ["judge.backend=openai"]).value
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["judge.backend=openai"])
+    e = info.value
     assert e.problems[0][0] == "judge.model" and "Field required" in e.problems[0][1]

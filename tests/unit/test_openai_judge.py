@@ -341,3 +341,47 @@ def test_batch_lines_are_pure_and_match_live_bodies(tiny_config):
     assert [line["custom_id"] for line in lines] == ["u0-a0", "u1-a1"]
     assert lines[1]["body"] == chat_body(config, requests[1], "json_schema")
     assert lines[0]["url"] == "/v1/chat/completions" and lines[0]["method"] == "POST"
+
+
+class _DiesOnCall(OpenAIJudge):
+    """The real judge, but the process 'dies' on its n-th engine call (as a killed worker would)."""
+
+    def __init__(self, *args, die_on: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls, self.die_on = 0, die_on
+
+    def _generate(self, requests):
+        self.calls += 1
+        if self.calls == self.die_on:
+            raise KeyboardInterrupt("killed")
+        return super()._generate(requests)
+
+
+def test_a_crash_mid_shard_loses_at_most_one_micro_batch(tiny_config, tmp_path):
+    stub = ChatStub(lambda n, body, req: ok(body))
+    settings = [
+        "population.size=2",
+        "judge.backend=openai",
+        "judge.model=m",
+        "judge.base_url=http://stub.invalid/v1",
+        "judge.api_key_env=null",
+        "judge.micro_batch=5",
+        "output.units_per_shard=1000",
+    ]
+    config = load_config(tiny_config, settings)
+    plan = pipeline.plan(config, tmp_path / "out")
+    assert plan.num_shards == 1
+    run = pipeline.prepare_output(plan)
+    dying = _DiesOnCall(config.judge, config.seed, transport=httpx2.MockTransport(stub), die_on=3)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run_shard(plan, run, 0, dying)
+    assert len(stub.bodies) == 10  # two micro-batches of 5 were answered ...
+    assert len(list(plan.state_path("partial", "00000").glob("*.parquet"))) == 2  # ... and saved
+
+    again = OpenAIJudge(config.judge, config.seed, transport=httpx2.MockTransport(stub))
+    report = pipeline.run_shard(plan, run, 0, again)
+    assert report.units == UNITS and len(stub.bodies) == UNITS  # nothing was asked twice
+    assert not plan.state_path("partial", "00000").exists()
+    judgments = pl.read_parquet(tmp_path / "out" / "data" / "judgments")
+    assert judgments["error"].null_count() == UNITS
+    assert judgments.select("persona_id", "pair_id", "order", "sample").unique().height == UNITS
