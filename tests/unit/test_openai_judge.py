@@ -385,3 +385,15 @@ def test_a_crash_mid_shard_loses_at_most_one_micro_batch(tiny_config, tmp_path):
     judgments = pl.read_parquet(tmp_path / "out" / "data" / "judgments")
     assert judgments["error"].null_count() == UNITS
     assert judgments.select("persona_id", "pair_id", "order", "sample").unique().height == UNITS
+
+
+def test_card_reports_failures_retries_and_cost(tiny_config, tmp_path):
+    def reply(n, body, req):
+        if n % 4 == 0:
+            return ok(body, "not json")
+        return ok(body)
+
+    build(tiny_config, tmp_path, ChatStub(reply), "judge.max_invalid_retries=1", "judge.prices.prompt_per_million=1",
+          "judge.prices.completion_per_million=1")
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "Re-asked outputs:" in card and "judge_system.j2:" in card and "at the configured prices" in card
