@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import time
+
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # the JSON result must stay the last line
 
 from polypref.config import load_config
 from polypref.items import load_items, make_pairs
