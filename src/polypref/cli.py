@@ -38,6 +38,7 @@ PREFECT_DEFAULTS = {
     "DO_NOT_TRACK": "1",
     "PREFECT_LOGGING_LEVEL": "WARNING",
     "PREFECT_LOGGING_SERVER_LEVEL": "CRITICAL",
+    "VLLM_LOGGING_LEVEL": "WARNING",  # the engine's INFO lines would bury the progress bar
 }
 
 
@@ -86,8 +87,17 @@ def build(
     for key, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)
     flow = _load_flow()
-    with _progress_bar(plan, enabled=progress):
-        summary = flow(config=cfg, out=str(out_dir), overwrite=overwrite)
+    try:
+        with _progress_bar(plan, enabled=progress):
+            summary = flow(config=cfg, out=str(out_dir), overwrite=overwrite)
+    except RuntimeError as e:
+        if "ephemeral Prefect API server" not in str(e):
+            raise
+        raise PolyprefError(
+            f"Prefect's local server did not start ({e}). If another Prefect version used this Prefect home, its "
+            "database may be too new for this one: point PREFECT_HOME at a new folder, or set PREFECT_API_URL "
+            "to a running Prefect server. Finished shards are kept; rerun to resume."
+        ) from None
     _print_summary(summary, out_dir)
 
 

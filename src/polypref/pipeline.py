@@ -136,7 +136,12 @@ def plan(config: BuildConfig, out: str | Path, source: str = "config") -> BuildP
 
 
 def _check_judge_environment(config: BuildConfig, source: str) -> None:
-    """Secrets come from the environment: a missing key must stop the build before any work, not mid-run."""
+    """What the judge needs from this machine (an engine install, a key in the environment) is checked before
+    any work, not discovered mid-run."""
+    if config.judge.backend == "vllm":
+        from polypref.judges.vllm import require_vllm
+
+        require_vllm()
     env = getattr(config.judge, "api_key_env", None)
     if env and not os.environ.get(env):
         raise ConfigError(

@@ -393,7 +393,13 @@ def test_card_reports_failures_retries_and_cost(tiny_config, tmp_path):
             return ok(body, "not json")
         return ok(body)
 
-    build(tiny_config, tmp_path, ChatStub(reply), "judge.max_invalid_retries=1", "judge.prices.prompt_per_million=1",
-          "judge.prices.completion_per_million=1")
+    build(
+        tiny_config,
+        tmp_path,
+        ChatStub(reply),
+        "judge.max_invalid_retries=1",
+        "judge.prices.prompt_per_million=1",
+        "judge.prices.completion_per_million=1",
+    )
     card = (tmp_path / "out" / "README.md").read_text()
     assert "Re-asked outputs:" in card and "judge_system.j2:" in card and "at the configured prices" in card

@@ -41,15 +41,29 @@ class VllmJudgeConfig(LLMJudgeConfig):
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Further vllm.LLM(...) arguments")
 
 
+def require_vllm() -> None:
+    """Import vLLM now, so a broken install fails with advice before any engine or Prefect work starts."""
+    try:
+        from vllm import LLM  # noqa: F401  (the engine import is what pulls in torchvision)
+    except ImportError as e:
+        raise PolyprefError(f"judge.backend vllm needs vLLM: {INSTALL_HINT} ({e})") from None
+    except RuntimeError as e:
+        if "torchvision" not in str(e):
+            raise
+        raise PolyprefError(
+            f"vLLM failed to import: {e}. PyPI's torchvision does not work with the CPU build of torch: "
+            "pip uninstall -y torchvision torchaudio torchcodec"
+        ) from None
+
+
 class VllmJudge(LLMJudge):
     def __init__(self, config: VllmJudgeConfig, seed: int, workdir: Path | None = None):
         super().__init__(config, seed)
         self.config: VllmJudgeConfig = config
-        try:
-            from vllm import LLM, SamplingParams
-            from vllm.sampling_params import StructuredOutputsParams
-        except ImportError as e:
-            raise PolyprefError(f"judge.backend vllm needs vLLM: {INSTALL_HINT} ({e})") from None
+        require_vllm()
+        from vllm import LLM, SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
         self._sampling_params = SamplingParams
         labels = ["A", "B", "tie"] if config.allow_ties else ["A", "B"]
         self._structure = (
