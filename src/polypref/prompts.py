@@ -1,4 +1,4 @@
-"""The one jinja2 environment over prompts/: strict, so a typo in a template fails loudly."""
+"""The jinja2 environments over the template folders: strict, so a typo in a template fails loudly."""
 
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ def delimit(text: str) -> str:
 
 
 @cache
-def environment() -> jinja2.Environment:
+def environment(folder: str = "prompts") -> jinja2.Environment:
+    """The strict environment over an asset folder: prompts/ for model text, schemas/ for the dataset card."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(assets.path("prompts"))),
+        loader=jinja2.FileSystemLoader(str(assets.path(folder))),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=False,
         autoescape=False,  # prompts are plain text read by models, not HTML

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
-import jinja2
 import yaml
 
-from polypref import SCHEMA_VERSION, __version__, assets
+from polypref import SCHEMA_VERSION, __version__, prompts
 from polypref.dataset.schema import load
 from polypref.dataset.writer import CONFIGS
 
@@ -16,17 +14,6 @@ if TYPE_CHECKING:
     from polypref.pipeline import BuildPlan
 
 SCHEMA_OF = {"preferences": "preference", "judgments": "judgment", "personas": "persona"}
-
-
-@cache
-def _template() -> jinja2.Template:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(assets.path("schemas"))),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-    )
-    return env.get_template("dataset_card.md.j2")
 
 
 def _columns(config: str) -> list[dict[str, str]]:
@@ -75,15 +62,20 @@ def render(plan: BuildPlan, summary: dict[str, Any]) -> str:
         {"name": g, "share": population.group_shares[g], "personas": population.group_counts[g]}
         for g in population.group_shares
     ]
-    return _template().render(
-        front_matter=front_matter(plan, summary),
-        summary=summary,
-        config=plan.config,
-        config_yaml=yaml.safe_dump(plan.config.model_dump(mode="json"), sort_keys=False).strip(),
-        spec=population.spec,
-        population=population,
-        groups=groups,
-        columns={c: _columns(c) for c in CONFIGS},
-        version=__version__,
-        schema_version=SCHEMA_VERSION,
+    return (
+        prompts.environment("schemas")
+        .get_template("dataset_card.md.j2")
+        .render(
+            front_matter=front_matter(plan, summary),
+            summary=summary,
+            config=plan.config,
+            config_yaml=yaml.safe_dump(plan.config.model_dump(mode="json"), sort_keys=False).strip(),
+            spec=population.spec,
+            population=population,
+            groups=groups,
+            columns={c: _columns(c) for c in CONFIGS},
+            version=__version__,
+            schema_version=SCHEMA_VERSION,
+        )
+        + "\n"
     )
