@@ -100,3 +100,17 @@ def test_core_pipeline_does_not_import_prefect():
     code = "import sys, polypref.pipeline, polypref.judges.simulated; print('prefect' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_deployment_file_points_at_the_flow():
+    from polypref import assets
+
+    spec = yaml.safe_load(assets.path("flows", "prefect.yaml").read_text())
+    for deployment in spec["deployments"]:
+        path, _, name = deployment["entrypoint"].partition(":")
+        assert path == "flows/build.py" and name == "build_dataset"
+        assert deployment["parameters"]["config"]["population"]["spec"] == "gss_spending"
+    from prefect.flows import load_flow_from_entrypoint
+
+    flow = load_flow_from_entrypoint(f"{assets.path('flows', 'build.py')}:build_dataset", use_placeholder_flow=False)
+    assert flow.name == "build-dataset"
