@@ -403,3 +403,46 @@ def test_card_reports_failures_retries_and_cost(tiny_config, tmp_path):
     )
     card = (tmp_path / "out" / "README.md").read_text()
     assert "Re-asked outputs:" in card and "judge_system.j2:" in card and "at the configured prices" in card
+
+
+def test_shard_threads_share_one_client_and_limit_and_overlap(tiny_config, tmp_path):
+    import asyncio
+    import threading
+
+    state = {"now": 0, "peak": 0}
+    lock = threading.Lock()
+
+    async def handler(request: httpx2.Request) -> httpx2.Response:
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        await asyncio.sleep(0.02)
+        with lock:
+            state["now"] -= 1
+        return ok(json.loads(request.content))
+
+    settings = [
+        "population.size=4",
+        "judge.backend=openai",
+        "judge.model=m",
+        "judge.base_url=http://stub.invalid/v1",
+        "judge.api_key_env=null",
+        "judge.micro_batch=2",
+        "judge.concurrency=3",
+        "judge.max_concurrency=3",
+        "output.units_per_shard=12",
+    ]
+    config = load_config(tiny_config, settings)
+    plan = pipeline.plan(config, tmp_path / "out")
+    assert plan.num_shards == 4
+    run = pipeline.prepare_output(plan)
+    judge = OpenAIJudge(config.judge, config.seed, transport=httpx2.MockTransport(handler))
+    threads = [threading.Thread(target=pipeline.run_shard, args=(plan, run, i, judge)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    judge.close()
+    reports = [pipeline.shard_report(plan, i) for i in range(4)]
+    assert all(r is not None and r.units == 12 for r in reports)
+    assert state["peak"] == 3  # micro-batches of 2 from different shards overlapped, up to the limit and no further

@@ -6,6 +6,7 @@ vLLM engine and OpenAI-compatible APIs behave the same way on the same inputs.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -81,7 +82,8 @@ class LLMJudge:
     def __init__(self, config: LLMJudgeConfig, seed: int):
         self.config = config
         self.seed = seed
-        self._lock = threading.Lock()  # one engine per process: shard threads take turns
+        self._lock = threading.Lock()
+        self.serialize_calls = True  # one engine per process: shard threads take turns (an API judge need not)
         self._system = prompts.template(SYSTEM_TEMPLATE)
         self._pair = prompts.template(PAIR_TEMPLATE)
 
@@ -136,7 +138,7 @@ class LLMJudge:
         pending = list(units)
         for attempt in range(self.config.max_invalid_retries + 1):
             requests = [Request(i, attempt, built[i][1], self._request_seed(built[i][0], attempt)) for i in pending]
-            with self._lock:
+            with self._lock if self.serialize_calls else contextlib.nullcontext():
                 completions = self._generate(requests)
             for request, completion in zip(requests, completions, strict=True):
                 rows[request.unit] = self._row(request, completion, rows.get(request.unit))

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import random
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -147,6 +148,11 @@ class OpenAIJudge(LLMJudge):
         self._format = "json_schema" if config.response_format == "auto" else config.response_format
         self._rng = random.Random(seed)
         self.limiter = AdaptiveLimiter(config.concurrency, config.max_concurrency)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._loop_lock = threading.Lock()
+        self._shared: Any = None
+        self.serialize_calls = False  # shard threads may call at once: they share the loop and the limiter
         self.info = self._info("openai", config.model_dump(exclude={"backend", "model", "api_key_env"}))
 
     # -- client -------------------------------------------------------------------------------------
@@ -164,16 +170,26 @@ class OpenAIJudge(LLMJudge):
         )
 
     def _generate(self, requests: Sequence[Request]) -> list[Completion]:
+        """Run on the judge's own event loop, so every shard thread shares one client, connection pool and
+        concurrency limit, and micro-batches of different shards overlap instead of taking turns."""
         if not requests:
             return []
-        self.limiter.rebind()
         run = self._batch if self.config.batch_api else self._live
-        return asyncio.run(run(requests))
+        return asyncio.run_coroutine_threadsafe(run(requests), self._event_loop()).result()
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        with self._loop_lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(target=self._loop.run_forever, name="polypref-openai", daemon=True)
+                self._thread.start()
+            return self._loop
 
     # -- live requests ------------------------------------------------------------------------------
     async def _live(self, requests: Sequence[Request]) -> list[Completion]:
-        async with self._client() as client:
-            return list(await asyncio.gather(*(self._one(client, r) for r in requests)))
+        if self._shared is None:  # made on the loop that will use it
+            self._shared = self._client()
+        return list(await asyncio.gather(*(self._one(self._shared, r) for r in requests)))
 
     async def _one(self, client: Any, request: Request) -> Completion:
         import openai
@@ -265,7 +281,15 @@ class OpenAIJudge(LLMJudge):
         return completions
 
     def close(self) -> None:
-        return None
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        if self._shared is not None:
+            asyncio.run_coroutine_threadsafe(self._shared.close(), loop).result(timeout=30)
+            self._shared = None
+        loop.call_soon_threadsafe(loop.stop)
+        self._thread.join(timeout=30)
+        loop.close()
 
 
 def _batch_results(text: str) -> dict[str, Completion]:

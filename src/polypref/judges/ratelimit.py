@@ -46,13 +46,9 @@ class AdaptiveLimiter:
         self._since = now
 
     def _condition(self) -> asyncio.Condition:
-        if self._cond is None:  # bound lazily: each micro-batch runs in its own event loop
+        if self._cond is None:  # made on first use, inside the event loop that will wait on it
             self._cond = asyncio.Condition()
         return self._cond
-
-    def rebind(self) -> None:
-        """Forget the event loop of an earlier asyncio.run (the counters carry over)."""
-        self._cond = None
 
     async def acquire(self) -> None:
         cond = self._condition()
