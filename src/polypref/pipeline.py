@@ -27,6 +27,7 @@ from polypref.config import BuildConfig, fingerprint_payload
 from polypref.dataset import card
 from polypref.dataset.schema import to_arrow
 from polypref.dataset.tables import (
+    TIE,
     RunMeta,
     judgments_frame,
     judgments_output,
@@ -227,7 +228,8 @@ def run_shard(plan: BuildPlan, run: RunState, index: int, judge: Judge) -> Shard
     saved = [pl.read_parquet(p) for p in sorted(partial.glob("*.parquet"))]  # micro-batches of a crashed run
 
     def save(frame: pl.DataFrame) -> None:
-        write_parquet(frame.to_arrow(), partial / f"{frame['unit'][0]:09d}.parquet", len(frame) + 1)
+        if frame.height:
+            write_parquet(frame.to_arrow(), partial / f"{frame['unit'][0]:09d}.parquet", frame.height)
 
     frame = judgments_frame(batch, collect_verdicts(judge, batch, saved, on_frame=save), meta)
     frame = apply_filters(frame, filters_from_config(plan.config.filters))
@@ -254,7 +256,7 @@ def run_shard(plan: BuildPlan, run: RunState, index: int, judge: Judge) -> Shard
 def _report(index: int, frame: pl.DataFrame, preferences: int) -> ShardReport:
     valid = pl.col("error").is_null()
     kept = pl.col("drop_reason").is_null()
-    scored = valid & pl.col("true_winner").is_not_null() & (pl.col("true_winner") != "<tie>")
+    scored = valid & pl.col("true_winner").is_not_null() & (pl.col("true_winner") != TIE)
     correct = pl.col("winner") == pl.col("true_winner")
     first = pl.col("winner") == pl.col("first_response_id")
     stats = frame.select(
