@@ -446,3 +446,28 @@ def test_shard_threads_share_one_client_and_limit_and_overlap(tiny_config, tmp_p
     reports = [pipeline.shard_report(plan, i) for i in range(4)]
     assert all(r is not None and r.units == 12 for r in reports)
     assert state["peak"] == 3  # micro-batches of 2 from different shards overlapped, up to the limit and no further
+
+
+def test_choice_mode_reads_logprobs_from_a_one_token_answer(tiny_config, tmp_path):
+    import math
+
+    def reply(n, body, req):
+        assert body["max_tokens"] == 1 and body["logprobs"] is True and "response_format" not in body
+        answer = completion(body, "B", finish="length")  # one token asked for, one token given
+        answer["choices"][0]["logprobs"] = {
+            "content": [
+                {
+                    "token": "B",
+                    "logprob": math.log(0.7),
+                    "top_logprobs": [
+                        {"token": "B", "logprob": math.log(0.7)},
+                        {"token": "A", "logprob": math.log(0.1)},
+                    ],
+                }
+            ]
+        }
+        return httpx2.Response(200, json=answer)
+
+    _, judgments, _ = build(tiny_config, tmp_path, ChatStub(reply), "judge.mode=choice")
+    assert judgments["error"].null_count() == UNITS
+    assert judgments["confidence"].to_list() == [pytest.approx(0.875)] * UNITS  # 0.7 / (0.7 + 0.1)

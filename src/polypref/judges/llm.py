@@ -155,7 +155,7 @@ class LLMJudge:
             verdict, error = None, completion.error
         elif completion.refusal:
             verdict, error = None, f"refusal: {completion.refusal[:200]}"
-        elif completion.finish_reason == "length":
+        elif completion.finish_reason == "length" and self.config.mode == "verdict":  # choice mode asks for 1 token
             verdict, error = None, f"truncated: output reached max_tokens ({self.config.max_tokens})"
         elif self.config.mode == "choice":
             verdict, error = parse_choice(completion.text, completion.choice_logprobs, self.config.allow_ties)
