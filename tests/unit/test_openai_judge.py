@@ -181,11 +181,22 @@ def test_always_truncated_and_garbage_and_refusals_are_kept_with_raw_text(tiny_c
     assert refused.height and (refused["raw"] == "I can't play this persona.").all()
 
 
-def test_client_errors_are_not_retried(tiny_config, tmp_path):
-    stub = ChatStub(lambda n, body, req: httpx2.Response(404, json={"error": {"message": "no such model"}}))
+def test_client_errors_are_recorded_not_retried(tiny_config, tmp_path):
+    stub = ChatStub(lambda n, body, req: httpx2.Response(413, json={"error": {"message": "prompt too large"}}))
     _summary, judgments, _ = build(tiny_config, tmp_path, stub, "judge.response_format=json_schema")
     assert len(stub.bodies) == UNITS
-    assert judgments["error"].str.contains("HTTP 404: no such model").all()
+    assert judgments["error"].str.contains("HTTP 413: prompt too large").all()
+
+
+@pytest.mark.parametrize(("status", "advice"), [(401, "judge.api_key_env"), (404, "judge.model")])
+def test_setup_errors_stop_the_run_and_leave_the_shard_to_redo(tiny_config, tmp_path, status, advice):
+    from polypref.errors import PolyprefError
+
+    stub = ChatStub(lambda n, body, req: httpx2.Response(status, json={"error": {"message": "nope"}}))
+    with pytest.raises(PolyprefError, match=advice):
+        build(tiny_config, tmp_path, stub)
+    assert len(stub.bodies) <= 8  # stopped within the first micro-batch, not after every unit
+    assert not list((tmp_path / "out" / ".polypref").glob("shards/*.json"))
 
 
 def test_servers_without_json_schema_fall_back(tiny_config, tmp_path):

@@ -32,6 +32,11 @@ from polypref.strict import StrictModel
 log = logging.getLogger("polypref.judges.openai")
 FORMATS = ("json_schema", "json_object", "none")
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
+FATAL = {  # answers about the setup, not the request: the run stops, saved micro-batches are kept
+    401: "Check the key in the variable judge.api_key_env names.",
+    403: "The key lacks access to this model or endpoint.",
+    404: "Check judge.base_url and judge.model.",
+}
 
 
 class Prices(StrictModel):
@@ -213,6 +218,12 @@ class OpenAIJudge(LLMJudge):
                 if self._downgrade_format(fmt, status, _message(e)):
                     continue
                 throttled = status == 429
+                if status in FATAL:
+                    # every request would fail the same way: stop rather than mark the whole shard invalid
+                    # (a finished shard is not judged again, so the rerun after the fix would skip it)
+                    raise PolyprefError(
+                        f"{self.config.base_url} refused the request: {last}. {FATAL[status]}"
+                    ) from None
                 if status not in (408, 409, 429) and status < 500:
                     return Completion(error=last)
             except openai.APITimeoutError:
