@@ -41,11 +41,8 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory):
 
 
 def load_with_datasets(folder: Path, config: str | None = None):
-    """`datasets.load_dataset` on a build folder, with a cache of its own.
-
-    `datasets` reads HF_DATASETS_CACHE once at import, and in one test session its cache returned another
-    build's rows for a folder of the same name; a fresh cache_dir per load rules that out.
-    """
+    """`datasets.load_dataset` on a build folder, with a cache of its own: tests stay independent of each
+    other's cached builds (the card's dataset_info keeps builds apart for users; see test_pipeline)."""
     import tempfile
 
     import datasets

@@ -136,7 +136,6 @@ def test_an_empty_shard_still_loads_with_datasets(tiny_config, tmp_path):
     import pyarrow.parquet as pq
 
     from polypref.dataset.writer import write_parquet
-    from tests.conftest import load_with_datasets
 
     out = tmp_path / "out"
     summary = build(tiny_config, out)
@@ -145,5 +144,19 @@ def test_an_empty_shard_still_loads_with_datasets(tiny_config, tmp_path):
     write_parquet(first.slice(0, 0), shards[0], 1000)  # as if every pair of shard 0 had been filtered out
     assert pq.ParquetFile(shards[0]).metadata.num_row_groups == 0
     # an empty row group here broke the reader: "BatchSize must be greater than 0, got 0"
-    loaded = load_with_datasets(out, "preferences")
+    # read the shard files directly: the card declares the build's real row counts, which this edit breaks
+    import datasets
+
+    files = [str(p) for p in shards]
+    loaded = datasets.load_dataset("parquet", data_files={"train": files}, split="train", cache_dir=str(tmp_path / "c"))
     assert loaded.num_rows == summary["preferences"] - first.num_rows > 0
+
+
+def test_two_builds_in_folders_of_the_same_name_load_their_own_rows(tiny_config, tmp_path):
+    import datasets
+
+    cache = str(tmp_path / "one-shared-cache")  # as for a user: one datasets cache for everything
+    for folder, size in (("a", 20), ("b", 30)):
+        build(tiny_config, tmp_path / folder / "out", (f"population.size={size}",))
+        personas = datasets.load_dataset(str(tmp_path / folder / "out"), "personas", split="train", cache_dir=cache)
+        assert personas.num_rows == size  # b once got a's 20 cached rows

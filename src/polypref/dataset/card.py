@@ -52,6 +52,17 @@ def front_matter(plan: BuildPlan, summary: dict[str, Any]) -> str:
             }
             for c in CONFIGS
         ],
+        # Row counts and file sizes per config. Besides informing readers, they make `datasets` cache each
+        # build apart: it keys a local folder's cache by folder name and this metadata, not by the files, so
+        # without it a second build in a folder called `out` loaded the first build's cached rows.
+        "dataset_info": [
+            {
+                "config_name": c,
+                "splits": [{"name": "train", "num_examples": summary[c]}],
+                "download_size": sum(p.stat().st_size for p in (plan.out / "data" / c).glob("*.parquet")),
+            }
+            for c in CONFIGS
+        ],
     }
     return yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
 
