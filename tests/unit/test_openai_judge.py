@@ -61,13 +61,19 @@ def ok(body: dict, content: dict | str = GOOD) -> httpx2.Response:
     return httpx2.Response(200, json=completion(body, text), headers={"x-ratelimit-remaining-requests": "50"})
 
 
+# an openai judge pointed at the stub, on the tiny survey
+STUB_JUDGE = [
+    "population.size=2",
+    "judge.backend=openai",
+    "judge.model=stub-model",
+    "judge.base_url=http://stub.invalid/v1",
+    "judge.api_key_env=null",
+]
+
+
 def build(tiny_config: Path, tmp_path: Path, handler, *overrides: str) -> tuple[dict, pl.DataFrame, OpenAIJudge]:
     settings = [
-        "population.size=2",
-        "judge.backend=openai",
-        "judge.model=stub-model",
-        "judge.base_url=http://stub.invalid/v1",
-        "judge.api_key_env=null",
+        *STUB_JUDGE,
         "judge.max_retries=4",
         "judge.backoff_base_s=0.01",
         "judge.backoff_max_s=0.05",
@@ -371,11 +377,7 @@ class _DiesOnCall(OpenAIJudge):
 def test_a_crash_mid_shard_loses_at_most_one_micro_batch(tiny_config, tmp_path):
     stub = ChatStub(lambda n, body, req: ok(body))
     settings = [
-        "population.size=2",
-        "judge.backend=openai",
-        "judge.model=m",
-        "judge.base_url=http://stub.invalid/v1",
-        "judge.api_key_env=null",
+        *STUB_JUDGE,
         "judge.micro_batch=5",
         "output.units_per_shard=1000",
     ]
@@ -433,11 +435,8 @@ def test_shard_threads_share_one_client_and_limit_and_overlap(tiny_config, tmp_p
         return ok(json.loads(request.content))
 
     settings = [
+        *STUB_JUDGE,
         "population.size=4",
-        "judge.backend=openai",
-        "judge.model=m",
-        "judge.base_url=http://stub.invalid/v1",
-        "judge.api_key_env=null",
         "judge.micro_batch=2",
         "judge.concurrency=3",
         "judge.max_concurrency=3",
