@@ -26,3 +26,18 @@ class OutputError(PolyprefError):
 
 class SchemaViolation(PolyprefError):
     """A table about to be written does not match its JSON Schema in schemas/."""
+
+
+class JudgeFatalError(PolyprefError):
+    """The judge's setup is wrong (bad key, no access, unknown model or endpoint): every request would fail.
+
+    The build stops at once: requests in flight are cancelled, no shard is retried, the CLI exits 2.
+    """
+
+
+class Interrupted(PolyprefError):
+    """The user (SIGINT) or a scheduler (SIGTERM) asked the build to stop; finished work is saved."""
+
+    def __init__(self, signal_name: str = "SIGINT"):
+        self.signal_name = signal_name
+        super().__init__(f"stopped by {signal_name}; finished micro-batches are saved, rerun the same command to resume")

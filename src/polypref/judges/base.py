@@ -9,6 +9,8 @@ from typing import Any, Protocol
 import numpy as np
 import polars as pl
 
+from polypref.errors import Interrupted
+from polypref.interrupt import signal_name, stop_requested
 from polypref.records import UnitBatch
 
 # What every judge returns per unit; ``unit`` is the row number in the batch.
@@ -24,7 +26,17 @@ VERDICT_COLUMNS: dict[str, pl.DataType] = {
     "prompt_tokens": pl.Int32(),
     "completion_tokens": pl.Int32(),
     "attempts": pl.Int16(),  # requests made for this unit (invalid outputs are re-asked)
+    "response_format": pl.String(),  # output constraint the answer was asked under (LLM judges); null otherwise
 }
+
+# The category (text before the first ":") of ``error`` for a unit that never got an answer: transport
+# failures after every retry, a Batch API batch that failed or expired. Unlike an invalid answer, such a unit
+# is not done: it is not saved as finished work, and a rerun asks again for exactly these units.
+NO_ANSWER = "no_answer"
+
+
+def error_category(error: str | None) -> str | None:
+    return None if error is None else error.split(":", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,8 @@ def collect_verdicts(
             if on_frame is not None:
                 on_frame(frame)
             frames.append(frame)
+            if stop_requested():  # the micro-batch just finished is saved; stop before asking for more
+                raise Interrupted(signal_name())
     verdicts = pl.concat(frames) if frames else pl.DataFrame(schema=VERDICT_COLUMNS)
     verdicts = verdicts.sort("unit")
     if verdicts.height != len(batch) or not verdicts["unit"].equals(pl.Series("unit", range(len(batch)))):

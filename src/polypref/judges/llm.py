@@ -174,4 +174,5 @@ class LLMJudge:
             "prompt_tokens": spent["prompt_tokens"] + (completion.prompt_tokens or 0),
             "completion_tokens": spent["completion_tokens"] + (completion.completion_tokens or 0),
             "attempts": request.attempt + 1,
+            "response_format": None,
         }

@@ -116,6 +116,7 @@ class SimulatedJudge:
             pl.lit(None, dtype=pl.Int32).alias("prompt_tokens"),
             pl.lit(None, dtype=pl.Int32).alias("completion_tokens"),
             pl.lit(1, dtype=pl.Int16).alias("attempts"),
+            pl.lit(None, dtype=pl.String).alias("response_format"),
         )
 
     def close(self) -> None:
