@@ -174,8 +174,3 @@ def _allowed_keys(loc: list[str], backend: str | None = None) -> list[str]:
             return []
         model = field.annotation
     return sorted(getattr(model, "model_fields", {}))
-
-
-def fingerprint_payload(config: BuildConfig) -> dict[str, Any]:
-    """The parts of the config that decide the dataset's content (worker count does not)."""
-    return config.model_dump(mode="json", exclude={"output": {"workers"}})

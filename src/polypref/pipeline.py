@@ -7,45 +7,39 @@ swap and agreement filters stay shard-local and a shard is judged, filtered and 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from polypref import SCHEMA_VERSION, __version__
-from polypref.config import BuildConfig, fingerprint_payload
+from polypref.config import BuildConfig
 from polypref.dataset import card
 from polypref.dataset.schema import to_arrow
-from polypref.dataset.tables import (
-    TIE,
-    RunMeta,
-    judgments_frame,
-    judgments_output,
-    personas_frame,
-    preferences_frame,
-)
-from polypref.dataset.writer import shard_path, write_json, write_parquet
+from polypref.dataset.state import STATE_DIR, BuildState
+from polypref.dataset.tables import RunMeta, judgments_frame, personas_frame, preferences_frame
+from polypref.dataset.writer import CONFIGS, shard_path, write_bytes, write_json, write_parquet, write_parquet_together
 from polypref.errors import ConfigError, OutputError
 from polypref.filters import apply_filters, filters_from_config, reason_counts
+from polypref.fingerprint import build_fingerprint
 from polypref.items import load_items, make_pairs
 from polypref.items.sources import resolve_items_path
 from polypref.judges import Judge, JudgeInfo, collect_verdicts
+from polypref.judges.base import NO_ANSWER
 from polypref.population import Population, load_spec, sample_population
 from polypref.population.spec import resolve_spec_path
 from polypref.records import Item, ResponsePair, UnitBatch
 
 log = logging.getLogger("polypref.pipeline")
-STATE_DIR = ".polypref"
 
 
 @dataclass(frozen=True)
@@ -78,6 +72,10 @@ class BuildPlan:
     def state_path(self, *parts: str) -> Path:
         return self.out.joinpath(STATE_DIR, *parts)
 
+    @property
+    def state(self) -> BuildState:
+        return BuildState(self.out)
+
 
 @dataclass(frozen=True)
 class RunState:
@@ -102,10 +100,46 @@ class ShardReport:
     errors: dict[str, int] = field(default_factory=dict)  # invalid verdicts per error category
     retries: int = 0  # extra requests for invalid outputs
     recovered: int = 0  # judgments that were valid only after a retry
+    unanswered: int = 0  # units that never got an answer: not done, a rerun asks again for exactly these
+    reused: int = 0  # units taken from earlier runs (a finished shard, or saved micro-batches)
+    formats: dict[str, int] = field(default_factory=dict)  # judgments per output constraint used (LLM judges)
+
+    @property
+    def done(self) -> bool:
+        return self.unanswered == 0
+
+
+_last_plan: dict[str, BuildPlan] = {}
 
 
 def plan(config: BuildConfig, out: str | Path, source: str = "config") -> BuildPlan:
-    """Validate every input and lay out the shards; reads only inputs, writes nothing."""
+    """Validate every input and lay out the shards; reads only inputs, writes nothing.
+
+    The CLI plans before starting Prefect (to fail fast) and the flow plans again: the second call with the
+    same config, folder and unchanged input files returns the first plan instead of sampling again.
+    """
+    key = json.dumps([config.model_dump(mode="python"), str(out), source, _input_stamps(config)], default=str)
+    if (cached := _last_plan.get(key)) is not None:
+        return cached
+    made = _plan(config, out, source)
+    _last_plan.clear()
+    _last_plan[key] = made
+    return made
+
+
+def _input_stamps(config: BuildConfig) -> list[object]:
+    """Size and mtime of the input files a config names (what would make a cached plan stale)."""
+    stamps: list[object] = []
+    for path in (resolve_spec_path(config.population.spec), resolve_items_path(config.items.source)):
+        try:
+            st = path.stat()
+            stamps.append((str(path), st.st_size, st.st_mtime_ns))
+        except OSError:
+            stamps.append((str(path), None))
+    return stamps
+
+
+def _plan(config: BuildConfig, out: str | Path, source: str) -> BuildPlan:
     spec = load_spec(config.population.spec)
     if spec.opt_in and not config.population.accept_terms:
         raise ConfigError(
@@ -132,7 +166,7 @@ def plan(config: BuildConfig, out: str | Path, source: str = "config") -> BuildP
         items=items,
         pairs=pairs,
         personas_per_shard=max(1, config.output.units_per_shard // units_per_persona),
-        fingerprint=_fingerprint(config),
+        fingerprint=build_fingerprint(config, spec),
     )
 
 
@@ -158,78 +192,136 @@ def _check_judge_environment(config: BuildConfig, source: str) -> None:
         )
 
 
-def _fingerprint(config: BuildConfig) -> str:
-    """Config content plus the inputs it names: a changed spec or item file is a different build."""
-    h = hashlib.sha256(json.dumps(fingerprint_payload(config), sort_keys=True).encode())
-    h.update(resolve_spec_path(config.population.spec).read_bytes())
-    h.update(resolve_items_path(config.items.source).read_bytes())
-    h.update(f"{__version__}/{SCHEMA_VERSION}".encode())
-    return h.hexdigest()[:16]
-
-
 def check_output(plan: BuildPlan, overwrite: bool = False) -> dict[str, Any] | None:
     """State of the build already in the output folder, if it may resume; raise if the folder is unusable.
 
-    Writes nothing, so the CLI can call it before starting Prefect.
+    Leaves nothing behind, so the CLI can call it before starting Prefect.
     """
-    if plan.out.exists() and not plan.out.is_dir():
-        raise OutputError(f"{plan.out} is a file, not a folder")
-    state_file = plan.state_path("state.json")
-    if state_file.exists():
-        state = json.loads(state_file.read_text())
+    _check_writable(plan.out)
+    state = plan.state.read()
+    if state is not None:
         if state["fingerprint"] == plan.fingerprint:
+            _check_no_foreign_files(plan, state)
             return state
         if not overwrite:
             raise OutputError(
-                f"{plan.out} holds a different build (config or inputs changed); "
-                "choose another --out, or pass --overwrite to replace it"
+                f"{plan.out} holds a different build (its config or inputs differ: the seed, population, items, "
+                "judge or filters, an input file, a template or the polypref version); choose another --out, "
+                "or pass --overwrite to replace it"
             )
     elif plan.out.exists() and any(plan.out.iterdir()):
         raise OutputError(f"{plan.out} is not empty and holds no polypref build; choose an empty or new folder")
     return None
 
 
+def _check_writable(out: Path) -> None:
+    """Fail before any work if the folder cannot be made or written (a read-only disk, a path below a file)."""
+    existing = out
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file, not a folder" if existing == out else f"is below {existing}, which is a file"
+        raise OutputError(f"{out} {what}")
+    try:
+        probe = existing / f".tmp-probe-{uuid.uuid4().hex}"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise OutputError(f"cannot write to {existing}: {e.strerror or e}") from None
+
+
+def _check_no_foreign_files(plan: BuildPlan, state: dict[str, Any]) -> None:
+    """A resumed build only ever holds its own shards; anything else in data/ was put there by someone else."""
+    for config in CONFIGS:
+        for path in plan.state.data_files(config):
+            if not _SHARD_NAME.fullmatch(path.name):
+                raise OutputError(
+                    f"{path} is not a shard of this build; move it out of {plan.out} (a build folder holds only "
+                    "what polypref writes)"
+                )
+
+
+_SHARD_NAME = re.compile(r"train-\d{5}-of-\d{5}\.parquet")
+
+
 def prepare_output(plan: BuildPlan, overwrite: bool = False) -> RunState:
-    """Create the output folder, or resume the build it holds. Refuses to mix two different builds."""
+    """Create the output folder, or resume the build it holds. Refuses to mix two different builds.
+
+    The personas table and a card that names the configs are written first, so a build in progress loads
+    with ``datasets.load_dataset(out, "judgments")`` like a finished one (with the shards done so far).
+    """
     state = check_output(plan, overwrite)
+    plan.state.clean_temp_files()
     if state is not None:
         log.info("resuming run %s in %s", state["run_id"], plan.out)
-        return RunState(state["run_id"], datetime.fromisoformat(state["created_at"]))
-    for name in ("data", STATE_DIR, "README.md"):  # only reached with --overwrite of an earlier build
-        target = plan.out / name
-        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-    run = RunState(run_id=uuid.uuid4().hex[:12], created_at=datetime.now(UTC).replace(microsecond=0))
-    write_json(
-        {
-            "fingerprint": plan.fingerprint,
-            "run_id": run.run_id,
-            "created_at": run.created_at.isoformat(),
-            "num_shards": plan.num_shards,
-            "num_units": plan.num_units,
-        },
-        plan.state_path("state.json"),
-    )
+        run = RunState(state["run_id"], datetime.fromisoformat(state["created_at"]))
+    else:
+        for name in ("data", STATE_DIR, "README.md"):  # only reached with --overwrite of an earlier build
+            target = plan.out / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        run = RunState(run_id=uuid.uuid4().hex[:12], created_at=datetime.now(UTC).replace(microsecond=0))
+        plan.state.write(
+            {
+                "fingerprint": plan.fingerprint,
+                "run_id": run.run_id,
+                "created_at": run.created_at.isoformat(),
+                "num_shards": plan.num_shards,
+                "num_units": plan.num_units,
+            }
+        )
+    _write_personas(plan, run)
+    if not (plan.out / "README.md").exists():
+        _write_text(plan.out / "README.md", card.render_in_progress(plan))
     return run
 
 
+def _write_personas(plan: BuildPlan, run: RunState) -> None:
+    personas = plan.population.personas
+    step = max(1, plan.config.output.units_per_shard)
+    total = math.ceil(len(personas) / step)
+    spec = plan.population.spec
+    meta = RunMeta(run.run_id, run.created_at, JudgeInfo("", "", simulated=False))
+    for i in range(total):
+        path = shard_path(plan.out, "personas", i, total)
+        if path.exists():  # written by the run this one resumes
+            continue
+        frame = personas_frame(personas[i * step : (i + 1) * step], meta)
+        table = to_arrow(
+            "persona", frame, {"attributes": list(spec.attributes), "attitudes": list(spec.attitudes.items)}
+        )
+        write_parquet(table, path, plan.config.output.row_group_rows)
+
+
 def shard_report(plan: BuildPlan, index: int) -> ShardReport | None:
-    """The report of a finished shard; its file is written last, so it marks completion."""
-    path = plan.state_path("shards", f"{index:05d}.json")
-    return ShardReport(**json.loads(path.read_text())) if path.exists() else None
+    """The report of a shard with nothing left to do (its file is written last, so it marks completion)."""
+    stored = plan.state.read_report(index)
+    if stored is None:
+        return None
+    try:
+        report = ShardReport(**stored)
+    except TypeError:  # written by another version: redo the shard rather than trust it
+        return None
+    return report if report.done else None
 
 
 def run_shard(plan: BuildPlan, run: RunState, index: int, judge: Judge) -> ShardReport:
-    """Judge, filter and write one shard; a finished shard is skipped, so reruns resume."""
+    """Judge, filter and write one shard; a finished shard is skipped, so reruns resume.
+
+    Units that never got an answer are written as such (the card counts them) but not saved as done: the
+    shard stays unfinished and a rerun asks again for exactly those units.
+    """
     if (done := shard_report(plan, index)) is not None:
-        return done
+        return replace(done, reused=done.units)
     batch = plan.batch(index)
     meta = RunMeta(run.run_id, run.created_at, judge.info)
-    partial = plan.state_path("partial", f"{index:05d}")
-    saved = [pl.read_parquet(p) for p in sorted(partial.glob("*.parquet"))]  # micro-batches of a crashed run
+    saved = plan.state.saved_micro_batches(index)  # micro-batches of an interrupted run
+    reused = sum(f.height for f in saved)
+    answered = pl.col("error").is_null() | ~pl.col("error").str.starts_with(f"{NO_ANSWER}:")
 
     def save(frame: pl.DataFrame) -> None:
-        if frame.height:
-            write_parquet(frame.to_arrow(), partial / f"{frame['unit'][0]:09d}.parquet", frame.height)
+        plan.state.save_micro_batch(index, frame.filter(answered), plan.config.output.row_group_rows)
 
     frame = judgments_frame(batch, collect_verdicts(judge, batch, saved, on_frame=save), meta)
     frame = apply_filters(frame, filters_from_config(plan.config.filters))
@@ -237,28 +329,29 @@ def run_shard(plan: BuildPlan, run: RunState, index: int, judge: Judge) -> Shard
 
     rows = plan.config.output.row_group_rows
     attribute_names = list(plan.population.spec.attributes)
-    write_parquet(
-        to_arrow("judgment", judgments_output(frame)),
-        shard_path(plan.out, "judgments", index, plan.num_shards),
+    write_parquet_together(
+        [
+            (to_arrow("judgment", frame), shard_path(plan.out, "judgments", index, plan.num_shards)),
+            (
+                to_arrow("preference", preferences, {"persona_attributes": attribute_names}),
+                shard_path(plan.out, "preferences", index, plan.num_shards),
+            ),
+        ],
         rows,
     )
-    write_parquet(
-        to_arrow("preference", preferences, {"persona_attributes": attribute_names}),
-        shard_path(plan.out, "preferences", index, plan.num_shards),
-        rows,
-    )
-    report = _report(index, frame, preferences.height)
-    write_json(asdict(report), plan.state_path("shards", f"{index:05d}.json"))
-    shutil.rmtree(partial, ignore_errors=True)
+    report = replace(_report(index, frame, preferences.height), reused=reused)
+    plan.state.write_report(index, asdict(report))
+    if report.done:
+        plan.state.clear_partial(index)
     return report
 
 
 def _report(index: int, frame: pl.DataFrame, preferences: int) -> ShardReport:
     valid = pl.col("error").is_null()
     kept = pl.col("drop_reason").is_null()
-    scored = valid & pl.col("true_winner").is_not_null() & (pl.col("true_winner") != TIE)
-    correct = pl.col("winner") == pl.col("true_winner")
-    first = pl.col("winner") == pl.col("first_response_id")
+    scored = valid & pl.col("true_side").is_in(["a", "b"])
+    correct = pl.col("side") == pl.col("true_side")
+    first = pl.col("winner_id") == pl.col("first_response_id")
     stats = frame.select(
         truth_valid=scored.sum(),
         truth_correct=(scored & correct).sum(),
@@ -270,8 +363,10 @@ def _report(index: int, frame: pl.DataFrame, preferences: int) -> ShardReport:
         completion_tokens=pl.col("completion_tokens").sum(),
         retries=(pl.col("attempts") - 1).sum(),
         recovered=((pl.col("attempts") > 1) & valid).sum(),
+        unanswered=(pl.col("drop_reason") == NO_ANSWER).sum(),
     ).row(0, named=True)
     categories = frame.filter(~valid).group_by(pl.col("error").str.split(":").list.first()).len()
+    formats = frame.filter(pl.col("response_format").is_not_null()).group_by("response_format").len()
     tokens = {k: int(stats.pop(k) or 0) for k in ("prompt_tokens", "completion_tokens")}
     return ShardReport(
         index=index,
@@ -280,29 +375,23 @@ def _report(index: int, frame: pl.DataFrame, preferences: int) -> ShardReport:
         reasons=reason_counts(frame),
         tokens=tokens,
         errors=dict(categories.iter_rows()),
+        formats=dict(formats.iter_rows()),
         **{k: int(v) for k, v in stats.items()},
     )
 
 
 def finalize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge: JudgeInfo) -> dict[str, Any]:
-    """Write the personas config and the dataset card; return the build summary."""
+    """Write the dataset card and the build summary; return the summary."""
     if sorted(r.index for r in reports) != list(range(plan.num_shards)):
         raise RuntimeError(f"finalize needs all {plan.num_shards} shard reports, got {len(reports)}")
-    meta = RunMeta(run.run_id, run.created_at, judge)
-    personas = plan.population.personas
-    step = max(1, plan.config.output.units_per_shard)
-    total = math.ceil(len(personas) / step)
-    spec = plan.population.spec
-    for i in range(total):
-        frame = personas_frame(personas[i * step : (i + 1) * step], meta)
-        table = to_arrow(
-            "persona", frame, {"attributes": list(spec.attributes), "attitudes": list(spec.attitudes.items)}
-        )
-        write_parquet(table, shard_path(plan.out, "personas", i, total), plan.config.output.row_group_rows)
     summary = summarize(plan, run, reports, judge)
-    (plan.out / "README.md").write_text(card.render(plan, summary))
+    _write_text(plan.out / "README.md", card.render(plan, summary))
     write_json(summary, plan.state_path("summary.json"))
     return summary
+
+
+def _write_text(path: Path, text: str) -> None:
+    write_bytes(text.encode("utf-8"), path)
 
 
 def summarize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge: JudgeInfo) -> dict[str, Any]:
@@ -328,6 +417,9 @@ def summarize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge:
         "judge": asdict(judge),
         "errors": _merge(r.errors for r in reports),
         "retries": total("retries"),
+        "unanswered": total("unanswered"),
+        "reused_judgments": total("reused"),
+        "response_formats": _merge(r.formats for r in reports),
         "recovered_by_retry": total("recovered"),
         "tokens": tokens,
         "cost_usd": round(

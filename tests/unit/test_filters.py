@@ -39,6 +39,7 @@ def _verdicts(script: list[tuple[str | None, float]]) -> pl.DataFrame:
             "prompt_tokens": [None] * len(script),
             "completion_tokens": [None] * len(script),
             "attempts": [1] * len(script),
+            "response_format": [None] * len(script),
         },
         schema=VERDICT_COLUMNS,
     )
@@ -88,7 +89,9 @@ def test_exact_counts_per_reason(tiny):
     assert frame.filter(pl.col("drop_reason") == "invalid")["error"].to_list() == ["unparseable"]
     assert prefs.height == 3
     assert sorted(prefs["n_judgments"].to_list()) == [2, 2, 4]
-    assert sorted(prefs["agreement"].to_list()) == [0.75, 1.0, 1.0]
+    # agreement counts only judgments that survived the swap filter: the split sample of persona 0, pair 1
+    # is dropped before the vote, so the two judgments left agree fully
+    assert sorted(prefs["agreement"].to_list()) == [1.0, 1.0, 1.0]
 
 
 def test_preference_names_the_majority_response(tiny):
@@ -103,10 +106,14 @@ def test_preference_names_the_majority_response(tiny):
 
 
 def test_stricter_agreement_drops_the_split_pair(tiny):
-    _, frame, prefs = _run(tiny, 2, SCRIPT, FiltersConfig(min_agreement=0.8, min_confidence=0.6))
-    counts = reason_counts(frame)
-    assert counts["low_agreement"] == 2 and counts["kept"] == 6
+    # without the swap filter, persona 0, pair 1 votes 3 to 1 for response a: agreement 0.75
+    config = FiltersConfig(swap_consistency=False, min_agreement=0.8, min_confidence=0.6)
+    _, frame, prefs = _run(tiny, 2, SCRIPT, config)
+    assert reason_counts(frame) == {"kept": 7, "invalid": 1, "low_agreement": 4, "low_confidence": 4}
     assert prefs.height == 2
+    loose = FiltersConfig(swap_consistency=False, min_agreement=0.75, min_confidence=0.6)
+    _, _, prefs = _run(tiny, 2, SCRIPT, loose)
+    assert sorted(prefs["agreement"].to_list()) == [0.75, 1.0, 1.0]
 
 
 def test_filters_off_keep_everything_valid(tiny):
@@ -128,4 +135,5 @@ def test_ties_and_split_votes_make_no_preference(tiny):
     _, frame, prefs = _run(tiny, 1, script, FiltersConfig(swap_consistency=False, min_agreement=0, min_confidence=0))
     assert reason_counts(frame) == {"kept": 4, "tie": 2, "no_majority": 2}
     assert prefs.height == 2
-    assert frame.filter(pl.col("choice") == "tie")["winner"].to_list() == ["<tie>", "<tie>"]
+    assert frame.filter(pl.col("choice") == "tie")["side"].to_list() == ["tie", "tie"]
+    assert frame.filter(pl.col("choice") == "tie")["winner_id"].to_list() == [None, None]

@@ -99,8 +99,10 @@ def test_output_folder_is_never_mixed(tiny_config, tmp_path):
     config = load_config(tiny_config, ["seed=99"])
     with pytest.raises(OutputError, match="different build"):
         pipeline.prepare_output(pipeline.plan(config, out))
-    pipeline.prepare_output(pipeline.plan(config, out), overwrite=True)
-    assert not (out / "data").exists()
+    run = pipeline.prepare_output(pipeline.plan(config, out), overwrite=True)
+    # the old build is gone; the new one starts with its personas (written first, so a partial build loads)
+    assert sorted(p.name for p in (out / "data").iterdir()) == ["personas"]
+    assert set(pl.read_parquet(out / "data" / "personas")["run_id"]) == {run.run_id}
 
     stranger = tmp_path / "stranger"
     stranger.mkdir()

@@ -31,12 +31,12 @@ def _judged(batch: UnitBatch, swap: bool = True, **judge: float) -> pl.DataFrame
 
 
 def _first_rate(frame: pl.DataFrame) -> float:
-    return float((frame["winner"] == frame["first_response_id"]).mean())
+    return float((frame["winner_id"] == frame["first_response_id"]).mean())
 
 
 def _accuracy(frame: pl.DataFrame) -> float:
-    scored = frame.filter(pl.col("true_winner") != "<tie>")
-    return float((scored["winner"] == scored["true_winner"]).mean())
+    scored = frame.filter(pl.col("true_side") != "tie")
+    return float((scored["side"] == scored["true_side"]).mean())
 
 
 def test_position_bias_shows_up_as_configured(batch):

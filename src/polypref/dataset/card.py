@@ -21,6 +21,28 @@ def _columns(config: str) -> list[dict[str, str]]:
     return [{"name": k, "description": v.get("description", "")} for k, v in props.items()]
 
 
+def _configs() -> list[dict[str, Any]]:
+    return [
+        {
+            "config_name": c,
+            "data_files": [{"split": "train", "path": f"data/{c}/*.parquet"}],
+            **({"default": True} if c == "preferences" else {}),
+        }
+        for c in CONFIGS
+    ]
+
+
+def render_in_progress(plan: BuildPlan) -> str:
+    """The card of a build still running: its configs, so the shards done so far load by config name."""
+    meta = {"pretty_name": plan.config.output.pretty_name, "license": plan.config.output.license, "configs": _configs()}
+    return (
+        f"---\n{yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)}---\n\n"
+        f"# {plan.config.output.pretty_name}\n\n"
+        "**Build in progress.** The shards written so far load with `datasets.load_dataset(folder, config)`; "
+        "this card is replaced by the full one when the build finishes. Rerun the same `polypref build` to resume.\n"
+    )
+
+
 def front_matter(plan: BuildPlan, summary: dict[str, Any]) -> str:
     n = summary["preferences"]
     size = next(
@@ -44,14 +66,7 @@ def front_matter(plan: BuildPlan, summary: dict[str, Any]) -> str:
         "language": ["en"],
         "tags": tags,
         "size_categories": [size],
-        "configs": [
-            {
-                "config_name": c,
-                "data_files": [{"split": "train", "path": f"data/{c}/*.parquet"}],
-                **({"default": True} if c == "preferences" else {}),
-            }
-            for c in CONFIGS
-        ],
+        "configs": _configs(),
         # Row counts and file sizes per config. Besides informing readers, they make `datasets` cache each
         # build apart: it keys a local folder's cache by folder name and this metadata, not by the files, so
         # without it a second build in a folder called `out` loaded the first build's cached rows.
@@ -59,7 +74,7 @@ def front_matter(plan: BuildPlan, summary: dict[str, Any]) -> str:
             {
                 "config_name": c,
                 "splits": [{"name": "train", "num_examples": summary[c]}],
-                "download_size": sum(p.stat().st_size for p in (plan.out / "data" / c).glob("*.parquet")),
+                "download_size": plan.state.download_size(c),
             }
             for c in CONFIGS
         ],

@@ -63,11 +63,23 @@ class JudgmentRecord(_Record):
     raw: str | None = Field(description="Raw model output (LLM judges)")
     error: str | None = Field(description="Why the verdict is invalid; null when valid")
     true_choice: Literal["A", "B", "tie"] | None = Field(description="Simulator ground truth; null for LLMs")
-    agreement: float | None = Field(ge=0, le=1, description="Share of the pair's valid verdicts for the majority")
-    drop_reason: str | None = Field(description="First filter that dropped the row; null = kept")
+    agreement: float | None = Field(
+        ge=0,
+        le=1,
+        description="Share of the pair's voting verdicts (those left after the validity and swap filters) that "
+        "name its leading response; null when none is left",
+    )
+    drop_reason: str | None = Field(
+        description="First filter that dropped the row; null = kept. no_answer: the endpoint never answered "
+        "(a rerun asks again); invalid: it answered with no usable verdict"
+    )
     attempts: int = Field(ge=1, description="Requests made for this judgment (invalid outputs are re-asked)")
     prompt_tokens: int | None = Field(description="Tokens sent (LLM judges)")
     completion_tokens: int | None = Field(description="Tokens generated (LLM judges)")
+    response_format: str | None = Field(
+        description="Output constraint the answer was asked under: json_schema, json_object, none or choice "
+        "(LLM judges)"
+    )
     judge_backend: str = Field(description="simulated | vllm | openai")
     judge_model: str = Field(description="Model name, or the simulator's version")
     prompt_template: str | None = Field(description="Prompt templates and their content hashes (LLM judges)")
@@ -94,7 +106,7 @@ class PreferenceRecord(_Record):
     weight: float = Field(gt=0, description="Persona weight (post-stratification)")
     strength: float = Field(ge=1, le=5, description="Mean strength of the kept verdicts")
     confidence: float = Field(ge=0, le=1, description="Mean confidence of the kept verdicts")
-    agreement: float = Field(ge=0, le=1, description="Share of the pair's valid verdicts for the chosen one")
+    agreement: float = Field(ge=0, le=1, description="Share of the kept verdicts that name the chosen response")
     n_judgments: int = Field(ge=1, description="Kept verdicts behind this row")
     matches_ground_truth: bool | None = Field(description="Simulated judge: chosen equals the true preference")
     judge_backend: str = Field(description="simulated | vllm | openai")

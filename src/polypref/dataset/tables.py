@@ -9,11 +9,9 @@ from datetime import datetime
 import numpy as np
 import polars as pl
 
-from polypref.filters.base import PAIR_KEYS, VALID
+from polypref.filters.base import PAIR_KEYS
 from polypref.judges.base import JudgeInfo
 from polypref.records import Persona, ResponsePair, UnitBatch
-
-TIE = "<tie>"  # internal winner marker for a tie verdict; never published
 
 
 @dataclass(frozen=True)
@@ -33,14 +31,14 @@ def _meta_columns(meta: RunMeta) -> list[pl.Expr]:
     ]
 
 
-def _winner(choice: str, first: str, second: str) -> pl.Expr:
+def _side(choice: str) -> pl.Expr:
+    """The side of the pair a shown-order choice names: "a", "b" or "tie" (null for no choice)."""
+    shown_first = pl.col("order") == "AB"
     return (
-        pl.when(pl.col(choice) == "A")
-        .then(pl.col(first))
-        .when(pl.col(choice) == "B")
-        .then(pl.col(second))
-        .when(pl.col(choice) == "tie")
-        .then(pl.lit(TIE))
+        pl.when(pl.col(choice) == "tie")
+        .then(pl.lit("tie"))
+        .when(pl.col(choice).is_in(["A", "B"]))
+        .then(pl.when((pl.col(choice) == "A") == shown_first).then(pl.lit("a")).otherwise(pl.lit("b")))
     )
 
 
@@ -62,10 +60,11 @@ def pairs_frame(pairs: Sequence[ResponsePair]) -> pl.DataFrame:
 
 
 def judgments_frame(batch: UnitBatch, verdicts: pl.DataFrame, meta: RunMeta) -> pl.DataFrame:
-    """One row per unit with keys, verdict, resolved winner, and the pair-level agreement and majority."""
+    """One row per unit with keys and verdict; ``side`` and ``true_side`` say which response of the pair the
+    verdict and the simulator's truth name, whatever the order shown. Filters and the vote come after."""
     pair = pairs_frame(batch.pairs).select("pair_id", "prompt_id", "topic", "a_id", "b_id")[batch.pair_idx]
     swapped = pl.Series(batch.order == 1)
-    frame = (
+    return (
         pl.concat(
             [
                 pl.DataFrame(
@@ -83,58 +82,48 @@ def judgments_frame(batch: UnitBatch, verdicts: pl.DataFrame, meta: RunMeta) -> 
         .with_columns(
             first_response_id=pl.when(swapped).then("b_id").otherwise("a_id"),
             second_response_id=pl.when(swapped).then("a_id").otherwise("b_id"),
+            side=_side("choice"),
+            true_side=_side("true_choice"),
         )
         .with_columns(
-            winner=_winner("choice", "first_response_id", "second_response_id"),
-            true_winner=_winner("true_choice", "first_response_id", "second_response_id"),
+            *_meta_columns(meta),
+            winner_id=pl.when(pl.col("side") == "a").then("a_id").when(pl.col("side") == "b").then("b_id"),
+            prompt_template=pl.lit(meta.judge.template, dtype=pl.String),
         )
     )
-    votes = pl.len().over([*PAIR_KEYS, "winner"])
-    frame = frame.with_columns(votes=pl.when(VALID).then(votes), n_valid=VALID.sum().over(PAIR_KEYS))
-    frame = frame.with_columns(top=pl.col("votes").max().over(PAIR_KEYS))
-    leader = VALID & (pl.col("votes") == pl.col("top"))
-    return frame.with_columns(
-        *_meta_columns(meta),
-        prompt_template=pl.lit(meta.judge.template, dtype=pl.String),
-        agreement=pl.when(pl.col("n_valid") > 0).then(pl.col("top") / pl.col("n_valid")),
-        majority=pl.when(pl.col("winner").filter(leader).n_unique().over(PAIR_KEYS) == 1).then(
-            pl.col("winner").filter(leader).first().over(PAIR_KEYS)
-        ),
-    )
-
-
-def judgments_output(frame: pl.DataFrame) -> pl.DataFrame:
-    """The published judgments: internal markers removed (a tie has no winner id)."""
-    return frame.with_columns(winner_id=pl.col("winner").replace(TIE, None))
 
 
 def preferences_frame(frame: pl.DataFrame, batch: UnitBatch, meta: RunMeta) -> pl.DataFrame:
-    """One row per (persona, pair) whose judgments all passed the filters, as TRL prompt/chosen/rejected."""
+    """One row per (persona, pair) with kept judgments, as TRL prompt/chosen/rejected.
+
+    Everything here is recomputed from the kept judgments alone, so a row can never contradict them.
+    """
     kept = frame.filter(pl.col("drop_reason").is_null())
     agg = kept.group_by(PAIR_KEYS, maintain_order=True).agg(
-        chosen_id=pl.col("majority").first(),
-        true_winner=pl.col("true_winner").first(),
+        chosen_side=pl.col("majority").first(),
+        true_side=pl.col("true_side").first(),
         topic=pl.col("topic").first(),
         strength=pl.col("strength").cast(pl.Float64).mean(),
         confidence=pl.col("confidence").mean(),
-        agreement=pl.col("agreement").first(),
+        agreement=(pl.col("side") == pl.col("majority")).mean(),
         n_judgments=pl.len().cast(pl.Int64),
     )
     pairs = pairs_frame(batch.pairs).drop("topic")
-    chose_a = pl.col("chosen_id") == pl.col("a_id")
+    chose_a = pl.col("chosen_side") == "a"
     return (
         agg.join(pairs, on="pair_id", how="left")
         .join(persona_columns(batch.personas), on="persona_id", how="left")
         .join(persona_views(batch.personas), on=["persona_id", "topic"], how="left")
         .with_columns(
             *_meta_columns(meta),
+            chosen_id=pl.when(chose_a).then("a_id").otherwise("b_id"),
+            rejected_id=pl.when(chose_a).then("b_id").otherwise("a_id"),
             chosen=pl.when(chose_a).then("a_text").otherwise("b_text"),
             rejected=pl.when(chose_a).then("b_text").otherwise("a_text"),
-            rejected_id=pl.when(chose_a).then("b_id").otherwise("a_id"),
             chosen_stance=pl.when(chose_a).then("a_stance").otherwise("b_stance"),
             rejected_stance=pl.when(chose_a).then("b_stance").otherwise("a_stance"),
             matches_ground_truth=pl.when(pl.lit(meta.judge.simulated)).then(
-                pl.col("chosen_id") == pl.col("true_winner")
+                pl.col("chosen_side") == pl.col("true_side")
             ),
         )
     )

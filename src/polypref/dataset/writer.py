@@ -1,15 +1,24 @@
-"""Parquet shards in Hub layout, written atomically (temp file + rename) with the `datasets` defaults."""
+"""Files in Hub layout, written atomically (temp file + rename) with the `datasets` Parquet defaults.
+
+A write that fails (full disk, read-only folder) removes its temp file and raises OutputError naming the
+path, so a build stops with a clear message and never leaves a torn file under a real name.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from polypref.errors import OutputError
 
 CONFIGS = ("preferences", "judgments", "personas")
 TMP_PREFIX = ".tmp-"  # what a killed writer can leave behind; never data (see dataset.state)
@@ -21,32 +30,75 @@ def shard_path(out: Path, config: str, index: int, total: int) -> Path:
     return out / "data" / config / f"train-{index:05d}-of-{total:05d}.parquet"
 
 
+def _temp_for(path: Path) -> Path:
+    return path.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}-{path.name}")
+
+
+@contextmanager
+def _reported(path: Path) -> Iterator[None]:
+    """OS errors while writing ``path`` become an OutputError that says what to do."""
+    try:
+        yield
+    except OSError as e:
+        hint = {
+            errno.ENOSPC: "the disk is full; free space and rerun the same command to resume",
+            errno.EDQUOT: "the disk quota is exceeded; free space and rerun the same command to resume",
+            errno.EROFS: "the file system is read-only; choose another --out",
+            errno.EACCES: "permission denied; choose another --out",
+        }.get(e.errno or 0, f"{e.strerror or e}")
+        raise OutputError(f"cannot write {path}: {hint}") from None
+    except pa.ArrowException as e:  # pyarrow reports some I/O failures as its own errors
+        raise OutputError(f"cannot write {path}: {e}") from None
+
+
+def _write_parquet_file(table: pa.Table, path: Path, row_group_rows: int) -> None:
+    with pq.ParquetWriter(
+        path,
+        table.schema,
+        compression="zstd",
+        compression_level=3,
+        use_content_defined_chunking=CDC,
+        write_page_index=True,
+    ) as writer:
+        if table.num_rows:  # an empty row group breaks `datasets` (batch size 0); no row group reads fine
+            writer.write_table(table, row_group_size=row_group_rows)
+
+
+def write_parquet_together(tables: Sequence[tuple[pa.Table, Path]], row_group_rows: int) -> None:
+    """Write several files so that they all appear or none does: every temp file is complete before the
+    first rename, and renames cannot fail for lack of space."""
+    temps: list[tuple[Path, Path]] = []
+    try:
+        for table, path in tables:
+            with _reported(path):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = _temp_for(path)
+                temps.append((tmp, path))
+                _write_parquet_file(table, tmp, row_group_rows)
+        for tmp, path in temps:
+            with _reported(path):
+                os.replace(tmp, path)
+    finally:
+        for tmp, _ in temps:
+            tmp.unlink(missing_ok=True)
+
+
 def write_parquet(table: pa.Table, path: Path, row_group_rows: int) -> None:
     """Write then rename: a crash leaves either no file or a complete one, never a torn shard."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}-{path.name}")
+    write_parquet_together([(table, path)], row_group_rows)
+
+
+def write_bytes(data: bytes, path: Path) -> None:
+    tmp = _temp_for(path)
     try:
-        with pq.ParquetWriter(
-            tmp,
-            table.schema,
-            compression="zstd",
-            compression_level=3,
-            use_content_defined_chunking=CDC,
-            write_page_index=True,
-        ) as writer:
-            if table.num_rows:  # an empty row group breaks `datasets` (batch size 0); no row group reads fine
-                writer.write_table(table, row_group_size=row_group_rows)
-        os.replace(tmp, path)
+        with _reported(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def write_json(data: Any, path: Path) -> None:
     """Atomic JSON write, used for run state and shard completion markers."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}-{path.name}")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_bytes(json.dumps(data, indent=2, sort_keys=True, default=str).encode("utf-8"), path)

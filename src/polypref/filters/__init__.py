@@ -4,24 +4,25 @@ from __future__ import annotations
 
 from polypref.config import FiltersConfig
 from polypref.filters.agreement import Agreement
-from polypref.filters.base import Filter, apply_filters, reason_counts
+from polypref.filters.base import Filter, FilterChain, apply_filters, reason_counts
 from polypref.filters.confidence import Confidence
 from polypref.filters.outcome import Outcome
 from polypref.filters.swap import SwapConsistency
 from polypref.filters.validity import Validity
 
 
-def filters_from_config(config: FiltersConfig) -> list[Filter]:
-    """Filters in the order their reasons take precedence."""
-    chain: list[Filter] = [Validity()]
+def filters_from_config(config: FiltersConfig) -> FilterChain:
+    """Filters of each stage, in the order their reasons take precedence."""
+    judgment: list[Filter] = [Validity()]
     if config.swap_consistency:
-        chain.append(SwapConsistency())
+        judgment.append(SwapConsistency())
+    pair: list[Filter] = []
     if config.min_agreement > 0:
-        chain.append(Agreement(config.min_agreement))
+        pair.append(Agreement(config.min_agreement))
     if config.min_confidence > 0:
-        chain.append(Confidence(config.min_confidence))
-    chain.append(Outcome())
-    return chain
+        pair.append(Confidence(config.min_confidence))
+    pair.append(Outcome())
+    return FilterChain(judgment=tuple(judgment), pair=tuple(pair))
 
 
-__all__ = ["Filter", "apply_filters", "filters_from_config", "reason_counts"]
+__all__ = ["Filter", "FilterChain", "apply_filters", "filters_from_config", "reason_counts"]

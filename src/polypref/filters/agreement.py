@@ -4,9 +4,9 @@ import polars as pl
 
 
 class Agreement:
-    """Self-agreement: the share of a (persona, pair)'s valid judgments that name its majority response.
+    """Self-agreement: the share of a (persona, pair)'s voting judgments that name its leading side.
 
-    ``agreement`` is computed once in the judgments frame (it is also published); this filter thresholds it.
+    ``agreement`` comes from the vote (and is published); this filter thresholds it.
     """
 
     name = "agreement"

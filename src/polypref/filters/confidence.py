@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import polars as pl
 
-from polypref.filters.base import PAIR_KEYS, VALID
+from polypref.filters.base import PAIR_KEYS, SURVIVING
 
 
 class Confidence:
-    """Drops a (persona, pair) whose mean verdict confidence is below the threshold.
+    """Drops a (persona, pair) whose voting judgments' mean confidence is below the threshold.
 
     Applied per pair rather than per judgment so the surviving judgments still cover both orders: dropping
     single low-confidence verdicts would reintroduce the position bias the swap filter removed.
@@ -18,5 +18,5 @@ class Confidence:
         self.minimum = minimum
 
     def drop_reason(self) -> pl.Expr:
-        mean = pl.col("confidence").filter(VALID).mean().over(PAIR_KEYS)
+        mean = pl.col("confidence").filter(SURVIVING).mean().over(PAIR_KEYS)
         return pl.when(mean < self.minimum).then(pl.lit("low_confidence"))

@@ -6,7 +6,7 @@ from polypref.filters.base import PAIR_KEYS, VALID
 
 
 class SwapConsistency:
-    """Keeps a sample only when its AB and BA verdicts name the same response (or both say tie).
+    """Keeps a sample only when its AB and BA verdicts name the same side (or both say tie).
 
     Position bias shows up as a verdict that follows the slot rather than the content; judging both orders
     and requiring agreement removes it. A sample whose partner verdict is invalid cannot be checked.
@@ -17,7 +17,7 @@ class SwapConsistency:
     def drop_reason(self) -> pl.Expr:
         keys = [*PAIR_KEYS, "sample"]
         n_valid = VALID.sum().over(keys)
-        n_winners = pl.col("winner").filter(VALID).n_unique().over(keys)
+        n_sides = pl.col("side").filter(VALID).n_unique().over(keys)
         return (
-            pl.when(n_valid < 2).then(pl.lit("swap_unverifiable")).when(n_winners > 1).then(pl.lit("swap_inconsistent"))
+            pl.when(n_valid < 2).then(pl.lit("swap_unverifiable")).when(n_sides > 1).then(pl.lit("swap_inconsistent"))
         )

