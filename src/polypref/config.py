@@ -93,14 +93,21 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     try:
         return BuildConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(str(source), [_describe(err, set_by) for err in e.errors()]) from None
+        problems = [_describe(err, set_by) for err in e.errors()]
+        # a value from the command line is the command line's fault, not the config file's
+        blamed = "command line" if all("[from --set " in reason for _, reason in problems) else str(source)
+        raise ConfigError(blamed, problems) from None
 
 
 def _read_yaml_mapping(source: Path) -> dict[str, Any]:
+    if source.is_dir():
+        raise ConfigError(str(source), [("", "is a folder, not a config file")])
     try:
-        text = source.read_text()
+        text = source.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(str(source), [("", "file not found")]) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(str(source), [("", f"not UTF-8 text (byte {e.start})")]) from None
     except OSError as e:
         raise ConfigError(str(source), [("", f"cannot read: {e.strerror}")]) from None
     try:
@@ -119,7 +126,7 @@ def _read_yaml_mapping(source: Path) -> dict[str, Any]:
 def _parse_override(source: Path, item: str) -> tuple[str, Any]:
     key, sep, value = item.partition("=")
     if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
-        raise ConfigError(str(source), [(f"--set {item}", "expected key.path=value, e.g. population.size=500")])
+        raise ConfigError("command line", [(f"--set {item}", "expected key.path=value, e.g. population.size=500")])
     try:
         parsed = yaml.safe_load(value) if value.strip() else value
     except yaml.YAMLError:

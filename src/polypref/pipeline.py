@@ -198,7 +198,12 @@ def check_output(plan: BuildPlan, overwrite: bool = False) -> dict[str, Any] | N
     Leaves nothing behind, so the CLI can call it before starting Prefect.
     """
     _check_writable(plan.out)
-    state = plan.state.read()
+    try:
+        state = plan.state.read()
+    except OutputError:
+        if not overwrite:
+            raise
+        state = {"fingerprint": None}  # damaged: replaced like any other build
     if state is not None:
         if state["fingerprint"] == plan.fingerprint:
             _check_no_foreign_files(plan, state)

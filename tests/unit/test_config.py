@@ -71,6 +71,17 @@ def test_missing_file(tmp_path):
     assert e.problems == [("", "file not found")]
 
 
+def test_non_utf8_and_folder_configs_are_named(tmp_path):
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("population: {spec: caf\xe9}\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert info.value.source == str(bad) and "not UTF-8" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    assert info.value.source == str(tmp_path) and "folder" in str(info.value)
+
+
 def test_not_a_mapping(tmp_path):
     assert "expected a mapping" in str(_error(tmp_path, "- a\n- b\n"))
 
@@ -79,6 +90,7 @@ def test_bad_override_is_blamed_on_the_override(tmp_path):
     e = _error(tmp_path, "seed: 1\n", ("judge.samples=0",))
     assert e.problems[0][0] == "judge.samples"
     assert "--set judge.samples=0" in e.problems[0][1]
+    assert e.source == "command line"  # not the config file, which is fine
     assert "expected key.path=value" in str(_error(tmp_path, "seed: 1\n", ("judge.samples",)))
     assert "unknown key" in str(_error(tmp_path, "seed: 1\n", ("judge.sample=2",)))
 
@@ -149,11 +161,28 @@ def test_init_writes_the_commented_default(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["vllm_gpu.yaml", "openai.yaml", "vllm_fleet.yaml"])
-def test_shipped_llm_example_configs_are_valid(name, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-example")
+def test_shipped_llm_example_configs_are_valid(name):
     config = load_config(DEFAULT_CONFIG_PATH.parent / name)
     assert config.judge.backend in ("vllm", "openai")
-    assert "sk-example" not in config.model_dump_json()
+
+
+def test_the_api_key_is_read_from_the_environment_and_never_kept(monkeypatch, tmp_path):
+    from polypref import pipeline
+    from polypref.judges import make_judge
+
+    config = load_config(DEFAULT_CONFIG_PATH.parent / "openai.yaml", ["population.size=2"])
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(ConfigError) as info:  # checked before any work, naming the variable
+        pipeline.plan(config, tmp_path)
+    assert info.value.problems[0][0] == "judge.api_key_env" and "OPENAI_API_KEY" in info.value.problems[0][1]
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-example-4f1d")
+    assert pipeline.plan(config, tmp_path).num_units > 0
+    judge = make_judge(config.judge, config.seed)
+    try:
+        assert judge._api_key == "sk-example-4f1d"  # the key the judge sends is the environment's
+        assert "sk-example-4f1d" not in repr(judge.info) + config.model_dump_json()
+    finally:
+        judge.close()
 
 
 def test_cli_switches_the_default_config_to_an_llm_backend():

@@ -23,7 +23,7 @@ import polars as pl
 from pydantic import Field
 
 from polypref.judges.base import JudgeInfo
-from polypref.records import UnitBatch
+from polypref.records import UnitBatch, content_hash
 from polypref.strict import StrictModel
 
 MODEL = "ideal-point-bradley-terry/1"
@@ -64,8 +64,7 @@ class SimulatedJudge:
         d = np.abs(att - second) - np.abs(att - first)
 
         p_first = cfg.noise / 2 + (1 - cfg.noise) / (1 + np.exp(-(d / cfg.temperature + cfg.position_bias)))
-        rng = np.random.default_rng([self.seed, batch.shard])
-        picks_first = rng.random(len(batch)) < p_first
+        picks_first = unit_uniforms(self.seed, batch) < p_first
         valid = ~np.isnan(att)
         tie = valid & (np.abs(d) < cfg.tie_margin)
 
@@ -99,9 +98,14 @@ class SimulatedJudge:
         chosen_stance = pl.when(pl.col("choice") == "A").then(pl.col("first")).otherwise(pl.col("second"))
         rationale = (
             pl.when(pl.col("choice") == "tie")
-            .then(pl.format("Both responses are about equally close to my view that spending is {}.", "view"))
+            .then(pl.format('Both responses are about equally close to my own answer, "{}".', "view"))
             .otherwise(
-                pl.format("Response {} says spending is {}, and I think it is {}.", "choice", chosen_stance, "view")
+                pl.format(
+                    'Response {} takes the stance "{}", closest to my own answer, "{}".',
+                    "choice",
+                    chosen_stance,
+                    "view",
+                )
             )
         )
         yield frame.select(
@@ -121,6 +125,25 @@ class SimulatedJudge:
 
     def close(self) -> None:
         return None
+
+
+def unit_uniforms(seed: int, batch: UnitBatch) -> np.ndarray:
+    """One uniform draw per unit, a function of (seed, persona, pair, order, sample) alone: the same unit gets
+    the same verdict in any batch, so redoing some units of a shard (a resume) reproduces a clean build."""
+    persona_keys = np.array([int(content_hash(seed, p.id), 16) for p in batch.personas], dtype=np.uint64)
+    pair_keys = np.array([int(content_hash(pair.id), 16) for pair in batch.pairs], dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        x = _mix(persona_keys[batch.persona_idx] ^ _mix(pair_keys[batch.pair_idx]))
+        x = _mix(x ^ (batch.order.astype(np.uint64) << np.uint64(32)) ^ batch.sample.astype(np.uint64))
+    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a bijection on 64-bit integers that spreads every input bit over the output."""
+    x = (x + np.uint64(0x9E3779B97F4A7C15)) & np.uint64(0xFFFFFFFFFFFFFFFF)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
 
 
 def _nan_if_none(value: float | None) -> float:

@@ -1,0 +1,238 @@
+"""The output folder as a build leaves it: resume, leftovers, damaged state, unwritable folders, a full disk,
+units that never got an answer, and which config changes make a different build."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from polypref import pipeline
+from polypref.config import load_config
+from polypref.dataset.state import BuildState
+from polypref.errors import OutputError
+from polypref.judges import make_judge
+from polypref.judges.base import NO_ANSWER
+from tests.unit.test_pipeline import build, read
+
+
+class _OutageJudge:
+    """The real simulated judge behind an endpoint that fails for some units, as an API outage would: those
+    units come back as ``no_answer``. Records which units it was asked for."""
+
+    def __init__(self, judge, failing: set[str]):
+        self.inner, self.failing, self.info = judge, failing, judge.info
+        self.asked: list[str] = []
+
+    def judge(self, batch):
+        keys = [batch.unit(i).key for i in range(len(batch))]
+        self.asked += keys
+        for frame in self.inner.judge(batch):
+            down = pl.Series([keys[u] in self.failing for u in frame["unit"]])
+            yield frame.with_columns(
+                error=pl.when(down).then(pl.lit(f"{NO_ANSWER}: HTTP 503 after 8 retries")).otherwise("error"),
+                choice=pl.when(down).then(None).otherwise("choice"),
+            )
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _run(plan, judge) -> dict:
+    run = pipeline.prepare_output(plan)
+    reports = [pipeline.run_shard(plan, run, i, judge) for i in range(plan.num_shards)]
+    return pipeline.finalize(plan, run, reports, judge.info)
+
+
+def test_unanswered_units_are_counted_and_exactly_they_are_asked_again(tiny_config, tmp_path):
+    out = tmp_path / "out"
+    config = load_config(tiny_config)
+    plan = pipeline.plan(config, out)
+    every = [plan.batch(s).unit(i).key for s in range(plan.num_shards) for i in range(len(plan.batch(s)))]
+    failing = set(every[5:40]) | {every[-1]}
+    outage = _OutageJudge(make_judge(config.judge, config.seed), failing)
+    first = _run(plan, outage)
+    assert first["unanswered"] == len(failing)
+    assert first["reasons"][NO_ANSWER] == len(failing)
+    judgments = read(out, "judgments")
+    assert judgments.filter(pl.col("drop_reason") == NO_ANSWER).height == len(failing)
+    assert "never got an answer" in (out / "README.md").read_text()
+
+    recovered = _OutageJudge(make_judge(config.judge, config.seed), set())
+    second = _run(pipeline.plan(config, out), recovered)
+    assert sorted(recovered.asked) == sorted(failing)  # nothing answered is paid for twice
+    assert second["unanswered"] == 0 and NO_ANSWER not in second["reasons"]
+    assert second["reused_judgments"] == plan.num_units - len(failing)
+    build(tiny_config, tmp_path / "clean")
+    for name in ("preferences", "judgments"):
+        assert read(out, name).equals(read(tmp_path / "clean", name)), name
+    assert not BuildState(out).micro_batch_files(0)  # finished shards keep no micro-batches
+
+
+def test_leftover_temp_files_are_ignored_and_cleaned(tiny_config, tmp_path):
+    out = tmp_path / "out"
+    config = load_config(tiny_config)
+    plan = pipeline.plan(config, out)
+    state = BuildState(out)
+    run = pipeline.prepare_output(plan)
+    judge = make_judge(config.judge, config.seed)
+    pipeline.run_shard(plan, run, 0, judge)
+    # what a process killed mid-write leaves: a torn temp file beside a micro-batch and beside shards
+    torn = b"PAR1 torn"
+    state.partial_dir(1).mkdir(parents=True)
+    (state.partial_dir(1) / ".tmp-0123-000000024.parquet").write_bytes(torn)
+    (out / "data" / "judgments" / ".tmp-4567-train-00001-of-00008.parquet").write_bytes(torn * 1000)
+    summary = build(tiny_config, out)  # resumes without reading them
+    assert not list(out.rglob(".tmp-*"))
+    assert summary["judgments"] == plan.num_units
+    card = yaml.safe_load((out / "README.md").read_text().split("---")[1])
+    sizes = {c["config_name"]: c["download_size"] for c in card["dataset_info"]}
+    assert sizes["judgments"] == sum(p.stat().st_size for p in (out / "data" / "judgments").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [('{"fingerprint": "abc', "invalid JSON"), ("{}", "missing fingerprint"), ("[1, 2]", "missing")],
+)
+def test_a_damaged_state_file_is_a_clear_error(tiny_config, tmp_path, content, message):
+    out = tmp_path / "out"
+    build(tiny_config, out)
+    (out / ".polypref" / "state.json").write_text(content)
+    with pytest.raises(OutputError, match=message) as caught:
+        pipeline.check_output(pipeline.plan(load_config(tiny_config), out))
+    assert "state.json" in str(caught.value) and "--overwrite" in str(caught.value)
+    pipeline.prepare_output(pipeline.plan(load_config(tiny_config), out), overwrite=True)  # the way out works
+
+
+def test_a_path_below_a_file_is_a_clear_error(tiny_config, tmp_path):
+    (tmp_path / "file").write_text("x")
+    for out in (tmp_path / "file", tmp_path / "file" / "out"):
+        with pytest.raises(OutputError, match="file"):
+            pipeline.check_output(pipeline.plan(load_config(tiny_config), out))
+
+
+def test_a_read_only_folder_fails_before_any_work(tiny_config, tmp_path):
+    """A read-only file system (root ignores permission bits, so a mode would test nothing), via the real CLI."""
+    readonly = tmp_path / "readonly"
+    with _small_disk(readonly, "1m", "ro"):
+        for out in (readonly, readonly / "out"):
+            done = subprocess.run(
+                [sys.executable, "-m", "polypref", "build", str(tiny_config), "--out", str(out)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert done.returncode == 2, done.stderr
+            assert "Traceback" not in done.stderr + done.stdout
+            assert "cannot write to" in done.stderr and "read-only" in done.stderr.lower()
+            assert str(readonly) in done.stderr.replace("\n", "")
+        assert list(readonly.iterdir()) == []
+
+
+@contextlib.contextmanager
+def _small_disk(path: Path, size: str, *options: str) -> Iterator[None]:
+    """A tmpfs of the given size: a real full disk, ENOSPC and all (we run as root here and in CI)."""
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join([f"size={size}", *options]), "tmpfs", str(path)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_a_full_disk_stops_with_a_clear_error_and_no_half_shard(tiny_config, tmp_path):
+    disk = tmp_path / "disk"
+    with _small_disk(disk, "2m"):
+        out = disk / "out"
+        config = load_config(tiny_config)
+        plan = pipeline.plan(config, out)
+        run = pipeline.prepare_output(plan)
+        judge = make_judge(config.judge, config.seed)
+        pipeline.run_shard(plan, run, 0, judge)
+        filler = disk / "filler"
+        with contextlib.suppress(OSError), filler.open("wb") as f:  # fill the disk up to the last byte
+            while True:
+                f.write(b"\0" * 4096)
+                f.flush()
+        with pytest.raises(OutputError, match="disk is full"):
+            pipeline.run_shard(plan, run, 1, judge)
+        for name in ("judgments", "preferences"):  # a shard's tables appear together or not at all
+            assert sorted(p.name for p in (out / "data" / name).iterdir()) == [
+                f"train-00000-of-{plan.num_shards:05d}.parquet"
+            ]
+        assert pipeline.shard_report(plan, 1) is None
+        filler.unlink()
+        resumed = build(tiny_config, out)
+        assert resumed["judgments"] == plan.num_units
+        build(tiny_config, tmp_path / "clean")
+        for name in ("preferences", "judgments"):
+            assert read(out, name).equals(read(tmp_path / "clean", name)), name
+
+
+def test_operational_settings_resume_and_data_settings_do_not(tiny_config, tiny, tmp_path):
+    out = tmp_path / "out"
+    build(tiny_config, out)
+    base = pipeline.plan(load_config(tiny_config), out).fingerprint
+    operational = ["output.workers=7", "output.license=mit", "output.pretty_name=x", "output.row_group_rows=5000"]
+    for override in operational:
+        plan = pipeline.plan(load_config(tiny_config, [override]), out)
+        assert plan.fingerprint == base, override
+        assert pipeline.check_output(plan) is not None  # resumes: no --overwrite needed
+    for override in ["seed=4", "filters.min_agreement=0.9", "judge.noise=0.2", "output.units_per_shard=300"]:
+        assert pipeline.plan(load_config(tiny_config, [override]), out).fingerprint != base, override
+    table = pl.read_parquet(tiny["dir"] / "survey.parquet")
+    table.with_columns(w=pl.col("w") * 2).write_parquet(tiny["dir"] / "survey.parquet")  # same spec, new data
+    changed = pipeline.plan(load_config(tiny_config), out)
+    assert changed.fingerprint != base
+    with pytest.raises(OutputError, match="different build"):
+        pipeline.check_output(changed)
+
+
+def test_llm_operational_settings_do_not_change_the_fingerprint(tiny_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("K", "secret-key")
+    llm = ["judge.backend=openai", "judge.model=m", "judge.api_key_env=K"]
+    base = pipeline.plan(load_config(tiny_config, llm), tmp_path).fingerprint
+    for override in [
+        "judge.concurrency=3",
+        "judge.max_concurrency=9",
+        "judge.timeout_s=5",
+        "judge.micro_batch=8",
+        "judge.max_retries=1",
+        "judge.base_url=http://127.0.0.1:9/v1",
+    ]:
+        assert pipeline.plan(load_config(tiny_config, [*llm, override]), tmp_path).fingerprint == base, override
+    for override in ["judge.model=other", "judge.temperature=0.5", "judge.mode=choice"]:
+        assert pipeline.plan(load_config(tiny_config, [*llm, override]), tmp_path).fingerprint != base, override
+
+
+def test_planning_twice_samples_once(tiny_config, tiny, tmp_path):
+    config = load_config(tiny_config)
+    first = pipeline.plan(config, tmp_path / "out")
+    assert pipeline.plan(config, tmp_path / "out") is first  # the CLI's plan is the flow's plan
+    items = tiny["items"]
+    items.write_text(items.read_text() + "\n")
+    os.utime(items, ns=(0, 0))
+    assert pipeline.plan(config, tmp_path / "out") is not first  # a changed input is read again
+
+
+def test_a_partial_build_loads_by_config_name(tiny_config, tmp_path):
+    from tests.conftest import load_with_datasets
+
+    out = tmp_path / "out"
+    config = load_config(tiny_config)
+    plan = pipeline.plan(config, out)
+    run = pipeline.prepare_output(plan)
+    pipeline.run_shard(plan, run, 0, make_judge(config.judge, config.seed))
+    assert load_with_datasets(out, "personas").num_rows == len(plan.population.personas)
+    judgments = load_with_datasets(out, "judgments")
+    assert judgments.num_rows == len(plan.batch(0))
+    assert "in progress" in (out / "README.md").read_text()
+    assert json.loads((out / ".polypref" / "state.json").read_text())["num_shards"] == plan.num_shards
