@@ -6,13 +6,21 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import (
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+)
 
 from polypref import assets
 from polypref.errors import ConfigError
 from polypref.judges.openai import OpenAIJudgeConfig
 from polypref.judges.simulated import SimulatedJudgeConfig
 from polypref.judges.vllm import VllmJudgeConfig
+from polypref.provenance import public
 from polypref.strict import StrictModel
 
 # One judge section per backend; `backend` picks which (adding a backend: a module and a line here).
@@ -62,6 +70,13 @@ class BuildConfig(StrictModel):
     judge: JudgeConfig = SimulatedJudgeConfig()
     filters: FiltersConfig = FiltersConfig()
     output: OutputConfig = OutputConfig()
+
+    @model_serializer(mode="wrap")
+    def _public_json(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
+        """JSON dumps are what leaves the process (Prefect's stored flow parameters, the card, artifacts), so
+        they never carry credentials; Python dumps (the fingerprint) keep every value."""
+        dumped = handler(self)
+        return public(dumped) if info.mode_is_json() else dumped
 
     @field_validator("judge", mode="before")
     @classmethod

@@ -37,6 +37,7 @@ from polypref.judges import Judge, JudgeInfo, collect_verdicts
 from polypref.judges.base import NO_ANSWER
 from polypref.population import Population, load_spec, sample_population
 from polypref.population.spec import resolve_spec_path
+from polypref.provenance import public
 from polypref.records import Item, ResponsePair, UnitBatch
 
 log = logging.getLogger("polypref.pipeline")
@@ -419,7 +420,7 @@ def summarize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge:
         "preferences": total("preferences"),
         "shards": plan.num_shards,
         "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
-        "judge": asdict(judge),
+        "judge": public(asdict(judge)),
         "errors": _merge(r.errors for r in reports),
         "retries": total("retries"),
         "unanswered": total("unanswered"),
