@@ -11,11 +11,9 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
 import uuid
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,9 +25,9 @@ from polypref.dataset import card
 from polypref.dataset.schema import to_arrow
 from polypref.dataset.state import STATE_DIR, BuildState
 from polypref.dataset.tables import RunMeta, judgments_frame, personas_frame, preferences_frame
-from polypref.dataset.writer import CONFIGS, shard_path, write_bytes, write_json, write_parquet, write_parquet_together
+from polypref.dataset.writer import shard_path, write_bytes, write_json, write_parquet, write_parquet_together
 from polypref.errors import ConfigError, OutputError
-from polypref.filters import apply_filters, filters_from_config, reason_counts
+from polypref.filters import apply_filters, filters_from_config
 from polypref.fingerprint import build_fingerprint
 from polypref.items import load_items, make_pairs
 from polypref.items.sources import resolve_items_path
@@ -37,8 +35,8 @@ from polypref.judges import Judge, JudgeInfo, collect_verdicts
 from polypref.judges.base import NO_ANSWER
 from polypref.population import Population, load_spec, sample_population
 from polypref.population.spec import resolve_spec_path
-from polypref.provenance import public
 from polypref.records import Item, ResponsePair, UnitBatch
+from polypref.report import ShardReport, shard_stats, summarize
 
 log = logging.getLogger("polypref.pipeline")
 
@@ -82,32 +80,6 @@ class BuildPlan:
 class RunState:
     run_id: str
     created_at: datetime
-
-
-@dataclass
-class ShardReport:
-    index: int
-    units: int
-    preferences: int
-    reasons: dict[str, int]
-    # scored against the simulator's ground truth (zero for LLM judges): raw vs after filters
-    truth_valid: int = 0
-    truth_correct: int = 0
-    truth_kept: int = 0
-    truth_kept_correct: int = 0
-    first_position_valid: int = 0  # valid verdicts naming the first-shown response
-    first_position_kept: int = 0
-    tokens: dict[str, int] = field(default_factory=dict)
-    errors: dict[str, int] = field(default_factory=dict)  # invalid verdicts per error category
-    retries: int = 0  # extra requests for invalid outputs
-    recovered: int = 0  # judgments that were valid only after a retry
-    unanswered: int = 0  # units that never got an answer: not done, a rerun asks again for exactly these
-    reused: int = 0  # units taken from earlier runs (a finished shard, or saved micro-batches)
-    formats: dict[str, int] = field(default_factory=dict)  # judgments per output constraint used (LLM judges)
-
-    @property
-    def done(self) -> bool:
-        return self.unanswered == 0
 
 
 _last_plan: dict[str, BuildPlan] = {}
@@ -198,7 +170,7 @@ def check_output(plan: BuildPlan, overwrite: bool = False) -> dict[str, Any] | N
 
     Leaves nothing behind, so the CLI can call it before starting Prefect.
     """
-    _check_writable(plan.out)
+    plan.state.check_writable()
     try:
         state = plan.state.read()
     except OutputError:
@@ -207,7 +179,11 @@ def check_output(plan: BuildPlan, overwrite: bool = False) -> dict[str, Any] | N
         state = {"fingerprint": None}  # damaged: replaced like any other build
     if state is not None:
         if state["fingerprint"] == plan.fingerprint:
-            _check_no_foreign_files(plan, state)
+            if foreign := plan.state.foreign_files():
+                raise OutputError(
+                    f"{foreign[0]} is not a shard of this build; move it out of {plan.out} (a build folder holds "
+                    "only what polypref writes)"
+                )
             return state
         if not overwrite:
             raise OutputError(
@@ -218,38 +194,6 @@ def check_output(plan: BuildPlan, overwrite: bool = False) -> dict[str, Any] | N
     elif plan.out.exists() and any(plan.out.iterdir()):
         raise OutputError(f"{plan.out} is not empty and holds no polypref build; choose an empty or new folder")
     return None
-
-
-def _check_writable(out: Path) -> None:
-    """Fail before any work if the folder cannot be made or written (a read-only disk, a path below a file)."""
-    existing = out
-    while not existing.exists():
-        if existing.parent == existing:
-            break
-        existing = existing.parent
-    if not existing.is_dir():
-        what = "is a file, not a folder" if existing == out else f"is below {existing}, which is a file"
-        raise OutputError(f"{out} {what}")
-    try:
-        probe = existing / f".tmp-probe-{uuid.uuid4().hex}"
-        probe.touch()
-        probe.unlink()
-    except OSError as e:
-        raise OutputError(f"cannot write to {existing}: {e.strerror or e}") from None
-
-
-def _check_no_foreign_files(plan: BuildPlan, state: dict[str, Any]) -> None:
-    """A resumed build only ever holds its own shards; anything else in data/ was put there by someone else."""
-    for config in CONFIGS:
-        for path in plan.state.data_files(config):
-            if not _SHARD_NAME.fullmatch(path.name):
-                raise OutputError(
-                    f"{path} is not a shard of this build; move it out of {plan.out} (a build folder holds only "
-                    "what polypref writes)"
-                )
-
-
-_SHARD_NAME = re.compile(r"train-\d{5}-of-\d{5}\.parquet")
 
 
 def prepare_output(plan: BuildPlan, overwrite: bool = False) -> RunState:
@@ -345,45 +289,11 @@ def run_shard(plan: BuildPlan, run: RunState, index: int, judge: Judge) -> Shard
         ],
         rows,
     )
-    report = replace(_report(index, frame, preferences.height), reused=reused)
+    report = replace(shard_stats(index, frame, preferences.height), reused=reused)
     plan.state.write_report(index, asdict(report))
     if report.done:
         plan.state.clear_partial(index)
     return report
-
-
-def _report(index: int, frame: pl.DataFrame, preferences: int) -> ShardReport:
-    valid = pl.col("error").is_null()
-    kept = pl.col("drop_reason").is_null()
-    scored = valid & pl.col("true_side").is_in(["a", "b"])
-    correct = pl.col("side") == pl.col("true_side")
-    first = pl.col("winner_id") == pl.col("first_response_id")
-    stats = frame.select(
-        truth_valid=scored.sum(),
-        truth_correct=(scored & correct).sum(),
-        truth_kept=(scored & kept).sum(),
-        truth_kept_correct=(scored & kept & correct).sum(),
-        first_position_valid=(valid & first).sum(),
-        first_position_kept=(kept & first).sum(),
-        prompt_tokens=pl.col("prompt_tokens").sum(),
-        completion_tokens=pl.col("completion_tokens").sum(),
-        retries=(pl.col("attempts") - 1).sum(),
-        recovered=((pl.col("attempts") > 1) & valid).sum(),
-        unanswered=(pl.col("drop_reason") == NO_ANSWER).sum(),
-    ).row(0, named=True)
-    categories = frame.filter(~valid).group_by(pl.col("error").str.split(":").list.first()).len()
-    formats = frame.filter(pl.col("response_format").is_not_null()).group_by("response_format").len()
-    tokens = {k: int(stats.pop(k) or 0) for k in ("prompt_tokens", "completion_tokens")}
-    return ShardReport(
-        index=index,
-        units=frame.height,
-        preferences=preferences,
-        reasons=reason_counts(frame),
-        tokens=tokens,
-        errors=dict(categories.iter_rows()),
-        formats=dict(formats.iter_rows()),
-        **{k: int(v) for k, v in stats.items()},
-    )
 
 
 def finalize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge: JudgeInfo) -> dict[str, Any]:
@@ -398,65 +308,3 @@ def finalize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge: 
 
 def _write_text(path: Path, text: str) -> None:
     write_bytes(text.encode("utf-8"), path)
-
-
-def summarize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge: JudgeInfo) -> dict[str, Any]:
-    def total(name: str) -> int:
-        return sum(getattr(r, name) for r in reports)
-
-    reasons = _merge(r.reasons for r in reports)
-    tokens = _merge(r.tokens for r in reports)
-    prices = judge.params.get("prices") or {}
-    valid = sum(n for reason, n in reasons.items() if reason != "invalid")
-    kept = reasons.get("kept", 0)
-    return {
-        "run_id": run.run_id,
-        "created_at": run.created_at.isoformat(),
-        "fingerprint": plan.fingerprint,
-        "personas": len(plan.population.personas),
-        "pairs": len(plan.pairs),
-        "prompts": len(plan.items),
-        "judgments": total("units"),
-        "preferences": total("preferences"),
-        "shards": plan.num_shards,
-        "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
-        "judge": public(asdict(judge)),
-        "errors": _merge(r.errors for r in reports),
-        "retries": total("retries"),
-        "unanswered": total("unanswered"),
-        "reused_judgments": total("reused"),
-        "response_formats": _merge(r.formats for r in reports),
-        "recovered_by_retry": total("recovered"),
-        "tokens": tokens,
-        "cost_usd": round(
-            sum(
-                tokens.get(f"{kind}_tokens", 0) / 1e6 * prices[f"{kind}_per_million"]
-                for kind in ("prompt", "completion")
-            ),
-            6,
-        )
-        if prices
-        else None,
-        "first_position_rate": {
-            "valid": _ratio(total("first_position_valid"), valid),
-            "kept": _ratio(total("first_position_kept"), kept),
-        },
-        "ground_truth_accuracy": {
-            "valid": _ratio(total("truth_correct"), total("truth_valid")),
-            "kept": _ratio(total("truth_kept_correct"), total("truth_kept")),
-        }
-        if judge.simulated
-        else None,
-    }
-
-
-def _merge(counts: Iterable[dict[str, int]]) -> dict[str, int]:
-    merged: dict[str, int] = {}
-    for c in counts:
-        for key, n in c.items():
-            merged[key] = merged.get(key, 0) + n
-    return dict(sorted(merged.items(), key=lambda kv: -kv[1]))
-
-
-def _ratio(a: int, b: int) -> float | None:
-    return round(a / b, 4) if b else None

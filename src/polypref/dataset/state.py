@@ -11,7 +11,10 @@ The pipeline, the progress bar and the card all go through this module, so they 
 
 from __future__ import annotations
 
+import errno
 import json
+import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ from polypref.dataset.writer import CONFIGS, TMP_PREFIX, write_json, write_parqu
 from polypref.errors import OutputError
 
 STATE_DIR = ".polypref"
+_SHARD_NAME = re.compile(r"train-\d{5}-of-\d{5}\.parquet")
 STATE_KEYS = ("fingerprint", "run_id", "created_at", "num_shards", "num_units")
 
 
@@ -144,6 +148,27 @@ class BuildState:
         if partial.is_dir():
             folders += [p for p in partial.iterdir() if p.is_dir()]
         return folders
+
+    def foreign_files(self) -> list[Path]:
+        """Files in data/ that no build writes: a resumed build must not merge them into its dataset."""
+        return [p for c in CONFIGS for p in self.data_files(c) if not _SHARD_NAME.fullmatch(p.name)]
+
+    def check_writable(self) -> None:
+        """Fail before any work if the folder cannot be made or written (a read-only disk, a path below a
+        file). Leaves nothing behind."""
+        existing = self.out
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+        if not existing.is_dir():
+            what = "is a file, not a folder" if existing == self.out else f"is below {existing}, which is a file"
+            raise OutputError(f"{self.out} {what}")
+        probe = existing / f"{TMP_PREFIX}probe-{uuid.uuid4().hex}"
+        try:
+            probe.touch()
+            probe.unlink()
+        except OSError as e:
+            hint = "the file system is read-only" if e.errno == errno.EROFS else (e.strerror or str(e))
+            raise OutputError(f"cannot write to {existing}: {hint}; choose another --out") from None
 
     # -- progress -----------------------------------------------------------------------------------
     def progress_units(self) -> int:

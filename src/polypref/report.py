@@ -1,0 +1,140 @@
+"""What a build reports: per-shard statistics (kept beside the shard as its completion marker) and the summary
+of a whole build that the card, summary.json, the CLI and Prefect artifacts show."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from polypref.filters import reason_counts
+from polypref.judges import JudgeInfo
+from polypref.judges.base import NO_ANSWER
+from polypref.provenance import public
+
+if TYPE_CHECKING:
+    from polypref.pipeline import BuildPlan, RunState
+
+
+@dataclass
+class ShardReport:
+    index: int
+    units: int
+    preferences: int
+    reasons: dict[str, int]
+    # scored against the simulator's ground truth (zero for LLM judges): raw vs after filters
+    truth_valid: int = 0
+    truth_correct: int = 0
+    truth_kept: int = 0
+    truth_kept_correct: int = 0
+    first_position_valid: int = 0  # valid verdicts naming the first-shown response
+    first_position_kept: int = 0
+    tokens: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)  # invalid verdicts per error category
+    retries: int = 0  # extra requests for invalid outputs
+    recovered: int = 0  # judgments that were valid only after a retry
+    unanswered: int = 0  # units that never got an answer: not done, a rerun asks again for exactly these
+    reused: int = 0  # units taken from earlier runs (a finished shard, or saved micro-batches)
+    formats: dict[str, int] = field(default_factory=dict)  # judgments per output constraint used (LLM judges)
+
+    @property
+    def done(self) -> bool:
+        return self.unanswered == 0
+
+
+def shard_stats(index: int, frame: pl.DataFrame, preferences: int) -> ShardReport:
+    valid = pl.col("error").is_null()
+    kept = pl.col("drop_reason").is_null()
+    scored = valid & pl.col("true_side").is_in(["a", "b"])
+    correct = pl.col("side") == pl.col("true_side")
+    first = pl.col("winner_id") == pl.col("first_response_id")
+    stats = frame.select(
+        truth_valid=scored.sum(),
+        truth_correct=(scored & correct).sum(),
+        truth_kept=(scored & kept).sum(),
+        truth_kept_correct=(scored & kept & correct).sum(),
+        first_position_valid=(valid & first).sum(),
+        first_position_kept=(kept & first).sum(),
+        prompt_tokens=pl.col("prompt_tokens").sum(),
+        completion_tokens=pl.col("completion_tokens").sum(),
+        retries=(pl.col("attempts") - 1).sum(),
+        recovered=((pl.col("attempts") > 1) & valid).sum(),
+        unanswered=(pl.col("drop_reason") == NO_ANSWER).sum(),
+    ).row(0, named=True)
+    categories = frame.filter(~valid).group_by(pl.col("error").str.split(":").list.first()).len()
+    formats = frame.filter(pl.col("response_format").is_not_null()).group_by("response_format").len()
+    tokens = {k: int(stats.pop(k) or 0) for k in ("prompt_tokens", "completion_tokens")}
+    return ShardReport(
+        index=index,
+        units=frame.height,
+        preferences=preferences,
+        reasons=reason_counts(frame),
+        tokens=tokens,
+        errors=dict(categories.iter_rows()),
+        formats=dict(formats.iter_rows()),
+        **{k: int(v) for k, v in stats.items()},
+    )
+
+
+def summarize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge: JudgeInfo) -> dict[str, Any]:
+    def total(name: str) -> int:
+        return sum(getattr(r, name) for r in reports)
+
+    reasons = _merge(r.reasons for r in reports)
+    tokens = _merge(r.tokens for r in reports)
+    prices = judge.params.get("prices") or {}
+    valid = sum(n for reason, n in reasons.items() if reason != "invalid")
+    kept = reasons.get("kept", 0)
+    return {
+        "run_id": run.run_id,
+        "created_at": run.created_at.isoformat(),
+        "fingerprint": plan.fingerprint,
+        "personas": len(plan.population.personas),
+        "pairs": len(plan.pairs),
+        "prompts": len(plan.items),
+        "judgments": total("units"),
+        "preferences": total("preferences"),
+        "shards": plan.num_shards,
+        "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+        "judge": public(asdict(judge)),
+        "errors": _merge(r.errors for r in reports),
+        "retries": total("retries"),
+        "unanswered": total("unanswered"),
+        "reused_judgments": total("reused"),
+        "response_formats": _merge(r.formats for r in reports),
+        "recovered_by_retry": total("recovered"),
+        "tokens": tokens,
+        "cost_usd": round(
+            sum(
+                tokens.get(f"{kind}_tokens", 0) / 1e6 * prices[f"{kind}_per_million"]
+                for kind in ("prompt", "completion")
+            ),
+            6,
+        )
+        if prices
+        else None,
+        "first_position_rate": {
+            "valid": _ratio(total("first_position_valid"), valid),
+            "kept": _ratio(total("first_position_kept"), kept),
+        },
+        "ground_truth_accuracy": {
+            "valid": _ratio(total("truth_correct"), total("truth_valid")),
+            "kept": _ratio(total("truth_kept_correct"), total("truth_kept")),
+        }
+        if judge.simulated
+        else None,
+    }
+
+
+def _merge(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for c in counts:
+        for key, n in c.items():
+            merged[key] = merged.get(key, 0) + n
+    return dict(sorted(merged.items(), key=lambda kv: -kv[1]))
+
+
+def _ratio(a: int, b: int) -> float | None:
+    return round(a / b, 4) if b else None
