@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from polypref import prompts
 from polypref.errors import ConfigError
+from polypref.population import portrayal
 from polypref.population.spec import SurveySpec
 from polypref.population.survey import Respondents, respondents
 from polypref.records import Persona, content_hash
@@ -47,6 +47,9 @@ def allocate(shares: dict[str, float], size: int, allocation: Allocation, source
         if unknown:
             raise ConfigError(source, [(f"{field_name}.{unknown[0]}", f"unknown group; groups: {sorted(shares)}")])
         values = list(allocation.values())
+        negative = sorted(g for g, v in allocation.items() if not v >= 0)
+        if negative:
+            raise ConfigError(source, [(f"{field_name}.{negative[0]}", "must be a number >= 0")])
         total = sum(values)
         if all(float(v).is_integer() for v in values) and total == size:
             return {g: int(allocation.get(g, 0)) for g in shares}
@@ -105,7 +108,8 @@ def sample_population(
 
     drawn = frame[order]
     persona_weight = {g: shares[g] / (c / size) for g, c in counts.items() if c}
-    template = prompts.template(spec.portrayal)
+    source_file = spec.path or spec.name
+    template = portrayal.load(spec.portrayal, source_file)
     topics = {t: item.topic for t, item in spec.attitudes.items.items()}
     seen: dict[str, int] = {}
     personas = []
@@ -126,7 +130,7 @@ def sample_population(
                 attitudes=views,
                 positions={t: row[f"p:{t}"] for t in topics},
                 weight=persona_weight[row["group"]],
-                portrayal=template.render(a=attributes, views=views, topics=topics).strip(),
+                portrayal=portrayal.render(template, source_file, rid, attributes, views, topics),
             )
         )
     return Population(

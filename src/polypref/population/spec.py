@@ -2,30 +2,52 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from polypref import assets
 from polypref.errors import ConfigError
+from polypref.population import files, portrayal
 from polypref.strict import StrictModel
 
-Code = int | float | str
+# bool first: YAML true/false keys stay booleans (for Boolean columns) instead of becoming 1/0
+Code = bool | int | float | str
+GROUP_SEPARATOR = " · "  # joins a respondent's group attribute labels into the group name
+NOT_ANSWERED = "not answered"  # the group label of a missing, marked attribute
+
+
+def _text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or only whitespace")
+    return value
+
+
+Label = Annotated[str, AfterValidator(_text)]
+
+
+def _unique(values: list[str]) -> list[str]:
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"labels must be distinct; repeated: {repeated}")
+    return values
 
 
 class Bin(StrictModel):
     upto: float = Field(description="Inclusive upper bound of the bin")
-    label: str
+    label: Label
 
 
 class AttributeSpec(StrictModel):
     """A persona attribute read from one column: coded (labels), binned (bins) or taken as text."""
 
     column: str
-    labels: dict[Code, str] | None = None
-    bins: list[Bin] | None = None
+    labels: dict[Code, Label] | None = None
+    bins: list[Bin] | None = Field(None, min_length=1)
     missing: Literal["drop", "mark"] = Field(
         "drop", description="drop: leave out respondents without an answer; mark: keep them with a null"
     )
@@ -34,21 +56,32 @@ class AttributeSpec(StrictModel):
     def _one_mapping(self) -> AttributeSpec:
         if self.labels is not None and self.bins is not None:
             raise ValueError("give labels or bins, not both")
-        if self.bins is not None and [b.upto for b in self.bins] != sorted(b.upto for b in self.bins):
-            raise ValueError("bins must be sorted by upto")
+        if self.bins is not None:
+            bounds = [b.upto for b in self.bins]
+            if any(math.isnan(b) for b in bounds):
+                raise ValueError("bins: upto must be a number, not NaN")
+            if any(lo >= hi for lo, hi in itertools.pairwise(bounds)):
+                raise ValueError(f"bins: upto must increase from bin to bin; got {bounds}")
         return self
+
+    def label_texts(self) -> list[str]:
+        return list((self.labels or {}).values()) + [b.label for b in self.bins or []]
 
 
 class AttitudeItem(StrictModel):
     column: str
     topic: str = Field(description="What the item asks about, in words (used in portrayals and rationales)")
-    scale: list[str] | None = Field(None, description="Answer labels in order; default: attitudes.scale")
-    codes: dict[Code, str] | None = Field(None, description="Column value -> label; default: attitudes.codes")
+    scale: Annotated[list[Label], AfterValidator(_unique)] | None = Field(
+        None, min_length=2, description="Answer labels in order; default: attitudes.scale"
+    )
+    codes: dict[Code, Label] | None = Field(None, description="Column value -> label; default: attitudes.codes")
 
 
 class AttitudesSpec(StrictModel):
-    scale: list[str] = Field(min_length=2, description="Ordered answer labels shared by the items")
-    codes: dict[Code, str] | None = Field(None, description="Column value -> label (None: value as text)")
+    scale: Annotated[list[Label], AfterValidator(_unique)] = Field(
+        min_length=2, description="Ordered answer labels shared by the items"
+    )
+    codes: dict[Code, Label] | None = Field(None, description="Column value -> label (None: value as text)")
     missing: Literal["drop", "mark"] = "drop"
     items: dict[str, AttitudeItem] = Field(min_length=1)
 
@@ -77,9 +110,20 @@ class SurveySpec(StrictModel):
         unknown = [g for g in self.groups.by if g not in self.attributes]
         if unknown:
             raise ValueError(f"groups.by: unknown attributes {unknown}; known: {sorted(self.attributes)}")
+        repeated = sorted({g for g in self.groups.by if self.groups.by.count(g) > 1})
+        if repeated:
+            raise ValueError(f"groups.by: attributes listed twice: {repeated}")
+        for name in self.groups.by:
+            # "a · b" + "c" and "a" + "b · c" would name one group: two groups silently merged
+            joined = [t for t in self.attributes[name].label_texts() if GROUP_SEPARATOR in t]
+            if joined:
+                raise ValueError(
+                    f"attributes.{name}: labels {joined} contain the group separator {GROUP_SEPARATOR!r}, "
+                    "which would merge groups; use another character"
+                )
         for topic, item in self.attitudes.items.items():
             scale = item.scale or self.attitudes.scale
-            codes = item.codes or self.attitudes.codes or {}
+            codes = self.codes(topic) or {}
             stray = sorted({v for v in codes.values() if v not in scale})
             if stray:
                 raise ValueError(f"attitudes.items.{topic}: code labels {stray} are not on the scale {scale}")
@@ -89,7 +133,13 @@ class SurveySpec(StrictModel):
         return self.attitudes.items[topic].scale or self.attitudes.scale
 
     def codes(self, topic: str) -> dict[Code, str] | None:
-        return self.attitudes.items[topic].codes or self.attitudes.codes
+        """An item's own codes, even an empty mapping, replace the shared ones."""
+        own = self.attitudes.items[topic].codes
+        return own if own is not None else self.attitudes.codes
+
+    def codes_field(self, topic: str) -> str:
+        """Where the codes for a topic are written in the spec, for error messages."""
+        return f"attitudes.items.{topic}.codes" if self.attitudes.items[topic].codes is not None else "attitudes.codes"
 
     @property
     def opt_in(self) -> bool:
@@ -99,32 +149,69 @@ class SurveySpec(StrictModel):
 
 def resolve_spec_path(name_or_path: str) -> Path:
     candidate = Path(name_or_path)
-    if candidate.suffix in (".yaml", ".yml"):
+    if candidate.suffix.lower() in (".yaml", ".yml"):
         return candidate
     return assets.path("personas", f"{name_or_path}.yaml")
 
 
 def load_spec(name_or_path: str) -> SurveySpec:
-    """Read a spec by name (personas/NAME.yaml) or path; raise ConfigError naming the file and field."""
+    """Read a spec by name (personas/NAME.yaml) or path; raise ConfigError naming the file and field.
+
+    The portrayal template is loaded here too, so a spec that names a missing or broken one fails on load.
+    """
     path = resolve_spec_path(name_or_path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         shipped = sorted(p.stem for p in assets.path("personas").glob("*.yaml"))
-        raise ConfigError(str(path), [("", f"population spec not found (shipped specs: {shipped})")]) from None
-    except yaml.YAMLError as e:
-        raise ConfigError(str(path), [("", f"YAML syntax error: {e}")]) from None
-    if not isinstance(raw, dict):
-        raise ConfigError(str(path), [("", "expected a mapping")])
+        raise ConfigError(str(path), [("", f"population spec not found (shipped specs: {shipped})")])
+    text = files.read_text(path)
     try:
-        return SurveySpec.model_validate({**raw, "path": str(path)})
+        raw = yaml.load(text, Loader=_SpecLoader)  # a SafeLoader that also refuses duplicate keys
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(str(path), [("", f"YAML syntax error: {where}{getattr(e, 'problem', e)}")]) from None
+    except RecursionError:
+        raise ConfigError(str(path), [("", "YAML nested too deeply")]) from None
+    except (ValueError, OverflowError) as e:  # a scalar Python cannot build: 2020-13-45, an int of 5,000 digits
+        raise ConfigError(str(path), [("", f"YAML value cannot be read: {e}")]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(str(path), [("", f"expected a mapping, got {type(raw).__name__}")])
+    if "path" in raw:  # set from where the file is, never from its content
+        raise ConfigError(str(path), [("path", "Extra inputs are not permitted")])
+    try:
+        spec = SurveySpec.model_validate({**raw, "path": str(path)})
     except ValidationError as e:
         raise ConfigError(str(path), [_problem(err) for err in e.errors()]) from None
+    portrayal.load(spec.portrayal, str(path))
+    return spec
 
 
-def _problem(err: dict) -> tuple[str, str]:
-    field = ".".join(str(p) for p in err["loc"])
+class _SpecLoader(yaml.SafeLoader):
+    """YAML keeps the last of two equal keys; a spec must not silently lose a label or a setting that way."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: list[Any] = []
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        # 1, 1.0 and true are equal Python keys: YAML would keep only the last of them
+        if any(key == other for other in seen):
+            raise yaml.constructor.ConstructorError(
+                "while reading a mapping", node.start_mark, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.append(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_SpecLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _problem(err: Any) -> tuple[str, str]:
+    # keys come from the user's file and may hold control characters: print those quoted
+    field = ".".join(str(p) if str(p).isprintable() else repr(str(p)) for p in err["loc"])
     message = err["msg"].removeprefix("Value error, ")
-    if not field and ": " in message:  # cross-field checks name their field first
-        field, message = message.split(": ", 1)
+    if not field and ": " in message:
+        field, message = message.split(": ", 1)  # cross-field checks name their field first
     return field, message

