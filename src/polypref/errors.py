@@ -40,4 +40,6 @@ class Interrupted(PolyprefError):
 
     def __init__(self, signal_name: str = "SIGINT"):
         self.signal_name = signal_name
-        super().__init__(f"stopped by {signal_name}; finished micro-batches are saved, rerun the same command to resume")
+        super().__init__(
+            f"stopped by {signal_name}; finished micro-batches are saved, rerun the same command to resume"
+        )

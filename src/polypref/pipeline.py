@@ -34,7 +34,8 @@ from polypref.items.sources import resolve_items_path
 from polypref.judges import Judge, JudgeInfo, collect_verdicts
 from polypref.judges.base import NO_ANSWER
 from polypref.population import Population, load_spec, sample_population
-from polypref.population.spec import resolve_spec_path
+from polypref.population.spec import SurveySpec, resolve_spec_path
+from polypref.population.survey import source_file
 from polypref.records import Item, ResponsePair, UnitBatch
 from polypref.report import ShardReport, shard_stats, summarize
 
@@ -91,19 +92,21 @@ def plan(config: BuildConfig, out: str | Path, source: str = "config") -> BuildP
     The CLI plans before starting Prefect (to fail fast) and the flow plans again: the second call with the
     same config, folder and unchanged input files returns the first plan instead of sampling again.
     """
-    key = json.dumps([config.model_dump(mode="python"), str(out), source, _input_stamps(config)], default=str)
+    spec = load_spec(config.population.spec)
+    key = json.dumps([config.model_dump(mode="python"), str(out), source, _input_stamps(config, spec)], default=str)
     if (cached := _last_plan.get(key)) is not None:
         return cached
-    made = _plan(config, out, source)
+    made = _plan(config, out, source, spec)
     _last_plan.clear()
     _last_plan[key] = made
     return made
 
 
-def _input_stamps(config: BuildConfig) -> list[object]:
-    """Size and mtime of the input files a config names (what would make a cached plan stale)."""
+def _input_stamps(config: BuildConfig, spec: SurveySpec) -> list[object]:
+    """Size and mtime of the input files a build reads (what would make a cached plan stale)."""
     stamps: list[object] = []
-    for path in (resolve_spec_path(config.population.spec), resolve_items_path(config.items.source)):
+    inputs = (resolve_spec_path(config.population.spec), resolve_items_path(config.items.source), source_file(spec))
+    for path in inputs:
         try:
             st = path.stat()
             stamps.append((str(path), st.st_size, st.st_mtime_ns))
@@ -112,8 +115,7 @@ def _input_stamps(config: BuildConfig) -> list[object]:
     return stamps
 
 
-def _plan(config: BuildConfig, out: str | Path, source: str) -> BuildPlan:
-    spec = load_spec(config.population.spec)
+def _plan(config: BuildConfig, out: str | Path, source: str, spec: SurveySpec) -> BuildPlan:
     if spec.opt_in and not config.population.accept_terms:
         raise ConfigError(
             source,
@@ -126,7 +128,12 @@ def _plan(config: BuildConfig, out: str | Path, source: str) -> BuildPlan:
             ],
         )
     _check_judge_environment(config, source)
-    items = load_items(config.items.source, spec, config.items.topics)
+    try:
+        items = load_items(config.items.source, spec, config.items.topics)
+    except ConfigError as e:
+        if e.source != "config":
+            raise
+        raise ConfigError(source, e.problems) from None  # a config value's fault: name the config
     pairs = make_pairs(items, config.items.pairing, config.items.pairs_per_prompt, config.seed)
     population = sample_population(
         spec, config.population.size, config.population.allocation, config.seed, source=source

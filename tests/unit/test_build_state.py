@@ -220,7 +220,11 @@ def test_planning_twice_samples_once(tiny_config, tiny, tmp_path):
     items = tiny["items"]
     items.write_text(items.read_text() + "\n")
     os.utime(items, ns=(0, 0))
-    assert pipeline.plan(config, tmp_path / "out") is not first  # a changed input is read again
+    second = pipeline.plan(config, tmp_path / "out")
+    assert second is not first  # a changed input is read again
+    table = pl.read_parquet(tiny["dir"] / "survey.parquet")
+    table.with_columns(w=pl.col("w") * 2).write_parquet(tiny["dir"] / "survey.parquet")
+    assert pipeline.plan(config, tmp_path / "out") is not second  # and so is a changed survey table
 
 
 def test_a_partial_build_loads_by_config_name(tiny_config, tmp_path):

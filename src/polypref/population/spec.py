@@ -10,9 +10,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
-from polypref import assets
+from polypref import assets, files
 from polypref.errors import ConfigError
-from polypref.population import files, portrayal
+from polypref.population import portrayal
 from polypref.strict import StrictModel
 
 # bool first: YAML true/false keys stay booleans (for Boolean columns) instead of becoming 1/0

