@@ -28,9 +28,8 @@ from typing import Annotated, Any
 import polars as pl
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from polypref import assets
+from polypref import assets, files
 from polypref.errors import ConfigError
-from polypref.population import files
 from polypref.population.spec import SurveySpec
 from polypref.records import Item, Response, content_hash
 
