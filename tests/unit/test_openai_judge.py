@@ -7,8 +7,14 @@ the Parquet files is the real code: client, retries, limiter, parsing, pipeline,
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Callable
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx2
@@ -17,8 +23,11 @@ import pytest
 
 from polypref import pipeline
 from polypref.config import load_config
+from polypref.errors import JudgeFatalError
+from polypref.judges import collect_verdicts
+from polypref.judges.base import NO_ANSWER, error_category
 from polypref.judges.llm import Request
-from polypref.judges.openai import OpenAIJudge, batch_lines, chat_body
+from polypref.judges.openai import OpenAIJudge, batch_lines, chat_body, format_rejected
 
 GOOD = {"rationale": "Closer to what I think.", "choice": "A", "strength": 4, "confidence": 80}
 UNITS = 2 * 6 * 2  # personas x pairs x orders
@@ -71,17 +80,17 @@ STUB_JUDGE = [
 ]
 
 
+FAST_RETRIES = [
+    "judge.max_retries=4",
+    "judge.backoff_base_s=0.01",
+    "judge.backoff_max_s=0.05",
+    "judge.micro_batch=8",
+    "judge.concurrency=4",
+]
+
+
 def build(tiny_config: Path, tmp_path: Path, handler, *overrides: str) -> tuple[dict, pl.DataFrame, OpenAIJudge]:
-    settings = [
-        *STUB_JUDGE,
-        "judge.max_retries=4",
-        "judge.backoff_base_s=0.01",
-        "judge.backoff_max_s=0.05",
-        "judge.micro_batch=8",
-        "judge.concurrency=4",
-        *overrides,
-    ]
-    config = load_config(tiny_config, settings)
+    config = load_config(tiny_config, [*STUB_JUDGE, *FAST_RETRIES, *overrides])
     out = tmp_path / "out"
     plan = pipeline.plan(config, out)
     run = pipeline.prepare_output(plan)
@@ -89,6 +98,41 @@ def build(tiny_config: Path, tmp_path: Path, handler, *overrides: str) -> tuple[
     reports = [pipeline.run_shard(plan, run, i, judge) for i in range(plan.num_shards)]
     summary = pipeline.finalize(plan, run, reports, judge.info)
     return summary, pl.read_parquet(out / "data" / "judgments"), judge
+
+
+def judge_all(tiny_config: Path, tmp_path: Path, handler, *overrides: str) -> tuple[pl.DataFrame, OpenAIJudge]:
+    """Every unit of the build through the real judge, without the pipeline's bookkeeping: for outcomes the
+    pipeline treats specially (no_answer units are not saved as done), the judge's own verdicts are the contract."""
+    config = load_config(tiny_config, [*STUB_JUDGE, *FAST_RETRIES, *overrides])
+    plan = pipeline.plan(config, tmp_path / "out")
+    judge = OpenAIJudge(config.judge, config.seed, tmp_path / "judge-state", transport=httpx2.MockTransport(handler))
+    try:
+        frames = [collect_verdicts(judge, plan.batch(i)) for i in range(plan.num_shards)]
+    finally:
+        judge.close()
+    return pl.concat(frames), judge
+
+
+def categories(verdicts: pl.DataFrame) -> list[str | None]:
+    return [error_category(e) for e in verdicts["error"]]
+
+
+def unit_key(body: dict) -> str:
+    """What identifies a unit across retries: its messages (the seed changes when an invalid output is re-asked)."""
+    return json.dumps(body["messages"])
+
+
+class AsyncChatStub:
+    """Like ChatStub, for answers that take time: ``reply(call_number, body)`` is awaited on the judge's loop."""
+
+    def __init__(self, reply: Callable[[int, dict], Awaitable[httpx2.Response]]):
+        self.reply = reply
+        self.bodies: list[dict] = []
+
+    async def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        body = json.loads(request.content)
+        self.bodies.append(body)
+        return await self.reply(len(self.bodies), body)
 
 
 def test_happy_path_structured_output_tokens_and_cost(tiny_config, tmp_path):
@@ -110,6 +154,7 @@ def test_happy_path_structured_output_tokens_and_cost(tiny_config, tmp_path):
     assert summary["cost_usd"] == pytest.approx(UNITS * (100 * 2.0 + 20 * 8.0) / 1e6)
     assert judgments["prompt_template"][0].startswith("judge_system.j2:")
     assert (judgments["judge_backend"] == "openai").all() and not judgments["simulated"].any()
+    assert judgments["response_format"].to_list() == ["json_schema"] * UNITS
 
 
 def test_429_storm_with_retry_after_is_waited_out(tiny_config, tmp_path):
@@ -140,16 +185,32 @@ def test_server_errors_are_retried(tiny_config, tmp_path):
     assert len(stub.bodies) == 3 * UNITS
 
 
-def test_timeouts_become_recorded_invalid_judgments(tiny_config, tmp_path):
-    def reply(n, body, req):
-        raise httpx2.ReadTimeout("no answer", request=req)
+def _timeout(n: int, body: dict, req: httpx2.Request) -> httpx2.Response:
+    raise httpx2.ReadTimeout("no answer", request=req)
 
+
+def _refused_connection(n: int, body: dict, req: httpx2.Request) -> httpx2.Response:
+    raise httpx2.ConnectError("connection refused", request=req)
+
+
+@pytest.mark.parametrize(
+    ("reply", "detail"),
+    [
+        (_timeout, "timeout: no answer within"),
+        (_refused_connection, "connection failed"),
+        (lambda n, body, req: httpx2.Response(503, json={"error": {"message": "overloaded"}}), "HTTP 503: overloaded"),
+        (lambda n, body, req: httpx2.Response(429, json={"error": {"message": "slow down"}}), "HTTP 429: slow down"),
+    ],
+    ids=["timeout", "connection", "503", "429"],
+)
+def test_transport_failures_after_every_retry_are_no_answer(tiny_config, tmp_path, reply, detail):
     stub = ChatStub(reply)
-    summary, judgments, _ = build(tiny_config, tmp_path, stub, "judge.max_retries=2")
-    assert len(stub.bodies) == 3 * UNITS  # first try + 2 retries each
-    assert judgments["error"].str.starts_with("timeout").all()
-    assert summary["reasons"] == {"invalid": UNITS} and summary["errors"] == {"timeout": UNITS}
-    assert summary["preferences"] == 0
+    verdicts, _ = judge_all(tiny_config, tmp_path, stub, "judge.max_retries=2")
+    assert len(stub.bodies) == 3 * UNITS  # first try + 2 retries each, and no invalid-output re-asks on top
+    assert categories(verdicts) == [NO_ANSWER] * UNITS  # never got an answer: not done, asked again on a rerun
+    assert verdicts["error"].str.contains(detail, literal=True).all()
+    assert verdicts["error"].str.contains("after 2 retries", literal=True).all()
+    assert (verdicts["attempts"] == 1).all() and verdicts["raw"].null_count() == UNITS
 
 
 def test_truncated_output_is_asked_again_then_recorded(tiny_config, tmp_path):
@@ -189,20 +250,28 @@ def test_always_truncated_and_garbage_and_refusals_are_kept_with_raw_text(tiny_c
 
 def test_client_errors_are_recorded_not_retried(tiny_config, tmp_path):
     stub = ChatStub(lambda n, body, req: httpx2.Response(413, json={"error": {"message": "prompt too large"}}))
-    _summary, judgments, _ = build(tiny_config, tmp_path, stub, "judge.response_format=json_schema")
+    summary, judgments, _ = build(tiny_config, tmp_path, stub, "judge.response_format=json_schema")
     assert len(stub.bodies) == UNITS
-    assert judgments["error"].str.contains("HTTP 413: prompt too large").all()
+    assert judgments["error"].str.starts_with("request_rejected: HTTP 413: prompt too large").all()
+    assert summary["errors"] == {"request_rejected": UNITS}  # an answer about the request: done and counted
 
 
-@pytest.mark.parametrize(("status", "advice"), [(401, "judge.api_key_env"), (404, "judge.model")])
-def test_setup_errors_stop_the_run_and_leave_the_shard_to_redo(tiny_config, tmp_path, status, advice):
-    from polypref.errors import PolyprefError
+@pytest.mark.parametrize(("status", "advice"), [(401, "judge.api_key_env"), (403, "access"), (404, "judge.model")])
+def test_setup_errors_stop_the_run_and_leave_the_shard_to_redo(tiny_config, tmp_path, monkeypatch, status, advice):
+    secret = "sk-fatal-0a1b2c3d4e5f"
+    monkeypatch.setenv("POLYPREF_FATAL_KEY", secret)
 
-    stub = ChatStub(lambda n, body, req: httpx2.Response(status, json={"error": {"message": "nope"}}))
-    with pytest.raises(PolyprefError, match=advice):
-        build(tiny_config, tmp_path, stub)
-    assert len(stub.bodies) <= 8  # stopped within the first micro-batch, not after every unit
-    assert not list((tmp_path / "out" / ".polypref").glob("shards/*.json"))
+    def reply(n, body, req):
+        return httpx2.Response(status, json={"error": {"message": f"nope ({req.headers['authorization']})"}})
+
+    stub = ChatStub(reply)
+    with pytest.raises(JudgeFatalError, match=advice) as raised:
+        build(tiny_config, tmp_path, stub, "judge.api_key_env=POLYPREF_FATAL_KEY")
+    assert f"http://stub.invalid/v1 answered HTTP {status}: nope (Bearer ***)" in str(raised.value)
+    assert secret not in "".join(traceback.format_exception(raised.value))  # no chained error quoting the key
+    assert len(stub.bodies) <= 4  # judge.concurrency: nothing is sent after the first setup error
+    plan = pipeline.plan(load_config(tiny_config, [*STUB_JUDGE, *FAST_RETRIES]), tmp_path / "out")
+    assert all(pipeline.shard_report(plan, i) is None for i in range(plan.num_shards))
 
 
 def test_servers_without_json_schema_fall_back(tiny_config, tmp_path):
@@ -215,10 +284,10 @@ def test_servers_without_json_schema_fall_back(tiny_config, tmp_path):
         return ok(body, "Here you go: " + json.dumps(GOOD))  # plain text, extracted tolerantly
 
     stub = ChatStub(reply)
-    _, judgments, judge = build(tiny_config, tmp_path, stub)
+    _, judgments, _ = build(tiny_config, tmp_path, stub)
     assert judgments["error"].null_count() == UNITS
-    assert judge._format == "none"
     assert "response_format" not in stub.bodies[-1]
+    assert judgments["response_format"].to_list() == ["none"] * UNITS  # what each answer was asked under
 
 
 def test_api_key_comes_from_the_environment_and_goes_nowhere(tiny_config, tmp_path, monkeypatch):
@@ -247,13 +316,23 @@ def test_missing_key_stops_before_any_work(tiny_config, tmp_path, monkeypatch):
 
 
 class BatchStub:
-    """The OpenAI Batch API (files + batches), which no local server implements. A stub by necessity."""
+    """The OpenAI Batch API (files + batches), which no local server implements. A stub by necessity.
 
-    def __init__(self, fail_first_poll: bool):
+    Batches end as ``status``; ``result(input_line)`` writes each request's result line (None: no line at all).
+    """
+
+    def __init__(
+        self,
+        fail_first_poll: bool = False,
+        status: str = "completed",
+        result: Callable[[dict], dict | None] | None = None,
+    ):
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict] = {}
         self.created = 0
         self.fail_first_poll = fail_first_poll
+        self.status = status
+        self.result = result or answered
 
     def __call__(self, request: httpx2.Request) -> httpx2.Response:
         path = request.url.path.removeprefix("/v1")
@@ -287,15 +366,25 @@ class BatchStub:
                 raise httpx2.ConnectError("the machine running polypref went down", request=request)
             if state["polls"] < 3:
                 return httpx2.Response(200, json=self._batch(batch_id, "in_progress"))
-            out_id = f"file-out-{batch_id}"
-            self.files[out_id] = self._results(self.files[state["input"]])
-            return httpx2.Response(200, json=self._batch(batch_id, "completed", out_id))
+            return httpx2.Response(200, json=self._batch(batch_id, self.status, *self._finish(batch_id)))
         if request.method == "GET" and path.startswith("/files/") and path.endswith("/content"):
             return httpx2.Response(200, content=self.files[path.split("/")[2]])
         return httpx2.Response(404, json={"error": {"message": f"no route {request.method} {path}"}})
 
+    def _finish(self, batch_id: str) -> tuple[str | None, str | None]:
+        """Output and error files, as OpenAI splits them: lines with an ``error`` go to the error file."""
+        inputs = [json.loads(line) for line in self.files[self.batches[batch_id]["input"]].decode().splitlines()]
+        lines = [line for line in map(self.result, inputs) if line is not None][::-1]  # matched by custom_id
+        ids = []
+        for kind, chosen in (("out", [x for x in lines if not x["error"]]), ("err", [x for x in lines if x["error"]])):
+            file_id = f"file-{kind}-{batch_id}" if chosen else None
+            if file_id:
+                self.files[file_id] = "".join(json.dumps(x) + "\n" for x in chosen).encode()
+            ids.append(file_id)
+        return ids[0], ids[1]
+
     @staticmethod
-    def _batch(batch_id: str, status: str, output: str | None = None) -> dict:
+    def _batch(batch_id: str, status: str, output: str | None = None, errors: str | None = None) -> dict:
         return {
             "id": batch_id,
             "object": "batch",
@@ -305,25 +394,24 @@ class BatchStub:
             "status": status,
             "created_at": 0,
             "output_file_id": output,
+            "error_file_id": errors,
         }
 
-    @staticmethod
-    def _results(lines: bytes) -> bytes:
-        out = []
-        for line in lines.decode().splitlines():
-            row = json.loads(line)
-            body = completion(row["body"], json.dumps(GOOD))
-            out.append(
-                json.dumps(
-                    {
-                        "id": "r",
-                        "custom_id": row["custom_id"],
-                        "response": {"status_code": 200, "body": body},
-                        "error": None,
-                    }
-                )
-            )
-        return ("\n".join(out[::-1]) + "\n").encode()  # out of order: matching must use custom_id
+
+def answered(row: dict, response: dict | None = None) -> dict:
+    """A batch result line: ``response`` (status_code and body), by default a good verdict."""
+    response = response or {"status_code": 200, "body": completion(row["body"], json.dumps(GOOD))}
+    return {"id": "r", "custom_id": row["custom_id"], "response": response, "error": None}
+
+
+def not_run(row: dict, code: str) -> dict:
+    """An error-file line for a request the batch never ran (it expired or was cancelled first)."""
+    error = {"code": code, "message": "This request could not be executed before the batch ended."}
+    return {"id": "r", "custom_id": row["custom_id"], "response": None, "error": error}
+
+
+def unit_of(row: dict) -> int:
+    return int(row["custom_id"][1:].split("-")[0])  # custom ids are u<unit>-a<attempt>
 
 
 def _multipart_file(request: httpx2.Request) -> bytes:
@@ -419,19 +507,22 @@ def test_card_reports_failures_retries_and_cost(tiny_config, tmp_path):
 
 
 def test_shard_threads_share_one_client_and_limit_and_overlap(tiny_config, tmp_path):
-    import asyncio
-    import threading
-
     state = {"now": 0, "peak": 0}
-    lock = threading.Lock()
+    full = asyncio.Event()  # every request runs on the judge's one loop, so an asyncio event is shared
 
     async def handler(request: httpx2.Request) -> httpx2.Response:
-        with lock:
-            state["now"] += 1
-            state["peak"] = max(state["peak"], state["now"])
-        await asyncio.sleep(0.02)
-        with lock:
-            state["now"] -= 1
+        state["now"] += 1
+        state["peak"] = max(state["peak"], state["now"])
+        if state["now"] >= 3:
+            full.set()
+        # hold requests until the limit is reached once, so overlap does not depend on how fast threads start;
+        # without overlap, the first wait gives up after 2 s and the peak assertion below fails
+        try:
+            await asyncio.wait_for(full.wait(), timeout=2.0)
+        except TimeoutError:
+            full.set()
+        await asyncio.sleep(0.005)
+        state["now"] -= 1
         return ok(json.loads(request.content))
 
     settings = [
@@ -455,7 +546,9 @@ def test_shard_threads_share_one_client_and_limit_and_overlap(tiny_config, tmp_p
     judge.close()
     reports = [pipeline.shard_report(plan, i) for i in range(4)]
     assert all(r is not None and r.units == 12 for r in reports)
-    assert state["peak"] == 3  # micro-batches of 2 from different shards overlapped, up to the limit and no further
+    # a micro-batch holds 2 requests, so a third one in flight can only come from another shard: shards overlap,
+    # and the shared limit of 3 is never exceeded
+    assert state["peak"] == 3
 
 
 def test_choice_mode_reads_logprobs_from_a_one_token_answer(tiny_config, tmp_path):
@@ -480,4 +573,335 @@ def test_choice_mode_reads_logprobs_from_a_one_token_answer(tiny_config, tmp_pat
 
     _, judgments, _ = build(tiny_config, tmp_path, ChatStub(reply), "judge.mode=choice")
     assert judgments["error"].null_count() == UNITS
+    assert judgments["response_format"].to_list() == ["none"] * UNITS  # no constraint: one token, read by logprobs
     assert judgments["confidence"].to_list() == [pytest.approx(0.875)] * UNITS  # 0.7 / (0.7 + 0.1)
+
+
+# -- answers that are not answers: bad 200 bodies ----------------------------------------------------------
+
+BAD_BODIES = {
+    "cut_off_json": lambda body: httpx2.Response(
+        200, content=json.dumps(completion(body, json.dumps(GOOD)))[:60].encode(), headers=JSON
+    ),
+    "html_from_a_proxy": lambda body: httpx2.Response(
+        200, content=b"<html><body>502 Bad Gateway</body></html>", headers={"content-type": "text/html"}
+    ),
+    "json_list": lambda body: httpx2.Response(200, json=[completion(body, json.dumps(GOOD))]),
+    "error_object": lambda body: httpx2.Response(200, json={"error": {"message": "upstream provider failed"}}),
+}
+JSON = {"content-type": "application/json"}
+
+
+@pytest.mark.parametrize("kind", list(BAD_BODIES))
+def test_a_bad_200_body_is_one_failed_request_retried_like_a_5xx(tiny_config, tmp_path, kind):
+    seen: dict[str, int] = {}
+
+    def reply(n, body, req):
+        key = unit_key(body)
+        seen[key] = seen.get(key, 0) + 1
+        return BAD_BODIES[kind](body) if seen[key] == 1 else ok(body)
+
+    stub = ChatStub(reply)
+    verdicts, _ = judge_all(tiny_config, tmp_path, stub)
+    assert verdicts["error"].null_count() == UNITS  # the micro-batch survived, and every unit got its answer
+    assert len(stub.bodies) == 2 * UNITS and set(seen.values()) == {2}
+    assert (verdicts["attempts"] == 1).all()  # a transport retry, not a re-asked invalid output
+
+
+@pytest.mark.parametrize("kind", list(BAD_BODIES))
+def test_bad_200_bodies_after_every_retry_are_no_answer(tiny_config, tmp_path, kind):
+    stub = ChatStub(lambda n, body, req: BAD_BODIES[kind](body))
+    verdicts, _ = judge_all(tiny_config, tmp_path, stub, "judge.max_retries=2")
+    assert len(stub.bodies) == 3 * UNITS
+    assert categories(verdicts) == [NO_ANSWER] * UNITS
+    assert verdicts["error"].str.contains("bad response", literal=True).all()
+
+
+def test_a_200_without_choices_is_retried_then_no_answer(tiny_config, tmp_path):
+    def empty(body: dict) -> httpx2.Response:
+        answer = completion(body, None)
+        answer["choices"] = []
+        return httpx2.Response(200, json=answer)
+
+    seen: dict[str, int] = {}
+
+    def once(n, body, req):
+        key = unit_key(body)
+        seen[key] = seen.get(key, 0) + 1
+        return empty(body) if seen[key] == 1 else ok(body)
+
+    stub = ChatStub(once)
+    verdicts, _ = judge_all(tiny_config, tmp_path, stub)
+    assert verdicts["error"].null_count() == UNITS and len(stub.bodies) == 2 * UNITS
+
+    always = ChatStub(lambda n, body, req: empty(body))
+    verdicts, _ = judge_all(tiny_config, tmp_path / "again", always, "judge.max_retries=3")
+    assert len(always.bodies) == 4 * UNITS
+    assert categories(verdicts) == [NO_ANSWER] * UNITS
+    assert verdicts["error"].str.contains("response without choices", literal=True).all()
+
+
+def test_a_request_the_server_refuses_is_an_invalid_answer_not_no_answer(tiny_config, tmp_path):
+    too_long = {"error": {"message": "This model's maximum context length is 4096 tokens. However, you requested 5000"}}
+    stub = ChatStub(lambda n, body, req: httpx2.Response(400, json=too_long))
+    verdicts, _ = judge_all(tiny_config, tmp_path, stub)
+    assert len(stub.bodies) == UNITS  # the same request would be refused again: not retried
+    assert categories(verdicts) == ["request_rejected"] * UNITS
+    assert verdicts["error"].str.contains("HTTP 400: This model's maximum context length", literal=True).all()
+
+
+# -- setup errors stop everything at once ------------------------------------------------------------------
+
+
+def test_a_setup_error_cancels_requests_in_flight_and_fails_every_later_call(tiny_config, tmp_path):
+    concurrency = 4
+    settings = [
+        *STUB_JUDGE,
+        "population.size=10",  # 120 units
+        "output.units_per_shard=24",  # 5 shards, judged by 5 threads sharing the judge
+        "judge.micro_batch=24",
+        f"judge.concurrency={concurrency}",
+        "judge.base_url=http://someone:pw-in-url-123@stub.invalid/v1",
+    ]
+    config = load_config(tiny_config, settings)
+    plan = pipeline.plan(config, tmp_path / "out")
+    assert plan.num_units == 120 and plan.num_shards == 5
+    state = {"in_flight": 0, "cancelled": 0}
+    all_in = asyncio.Event()
+
+    async def reply(n: int, body: dict) -> httpx2.Response:
+        state["in_flight"] += 1
+        if state["in_flight"] == concurrency:
+            all_in.set()
+        try:
+            if n == 1:  # answer once every slot is taken, so there are requests in flight to cancel
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(all_in.wait(), timeout=5)
+                return httpx2.Response(401, json={"error": {"message": "Incorrect API key provided"}})
+            await asyncio.sleep(30)  # only cancellation ends these early
+            return httpx2.Response(401, json={"error": {"message": "Incorrect API key provided"}})
+        except asyncio.CancelledError:
+            state["cancelled"] += 1
+            raise
+        finally:
+            state["in_flight"] -= 1
+
+    stub = AsyncChatStub(reply)
+    judge = OpenAIJudge(config.judge, config.seed, transport=httpx2.MockTransport(stub))
+    errors: list[BaseException | None] = [None] * plan.num_shards
+
+    def shard(i: int) -> None:
+        try:
+            collect_verdicts(judge, plan.batch(i))
+        except BaseException as e:
+            errors[i] = e
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=shard, args=(i,)) for i in range(plan.num_shards)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert not any(t.is_alive() for t in threads) and time.monotonic() - started < 20
+
+    # The limiter admits judge.concurrency (4) requests at once and nothing is sent after the first 401, so the
+    # server sees at most 4 of the 120 planned requests; the ones still in flight were cancelled, not awaited.
+    assert len(stub.bodies) <= concurrency
+    assert state["cancelled"] == len(stub.bodies) - 1
+    assert all(isinstance(e, JudgeFatalError) for e in errors), errors
+    message = str(errors[0])
+    assert "http://***@stub.invalid/v1 answered HTTP 401" in message and "judge.api_key_env" in message
+    assert "pw-in-url-123" not in message
+
+    sent = len(stub.bodies)
+    with pytest.raises(JudgeFatalError, match="HTTP 401"):
+        next(judge.judge(plan.batch(0)))  # a later call, from any thread, fails at once ...
+    assert len(stub.bodies) == sent  # ... without sending anything
+    judge.close()
+
+
+# -- structured output: fall back only when the server says the format is unsupported ----------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "param", "rejected"),
+    [
+        (400, "This model's maximum context length is 4096 tokens. However, you requested 5120 tokens", None, False),
+        (400, "Invalid 'messages[1].content': string too long.", "messages", False),
+        (500, "CUDA out of memory while decoding json output", None, False),
+        (503, "response_format json_schema is not supported", None, False),  # overloaded, whatever it says
+        (
+            400,
+            "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model.",
+            None,
+            True,
+        ),
+        (400, "Unsupported value", "response_format", True),  # OpenAI names the parameter
+        (500, 'response_format type must be one of "text" or "json_object", but got: json_schema', None, True),
+        (422, "[{'loc': ['body', 'response_format', 'type'], 'msg': \"Input should be 'text'\"}]", None, True),
+        (400, "The provided JSON schema contains features not supported by xgrammar.", None, True),
+    ],
+)
+def test_format_rejections_are_told_apart_from_other_errors(status, message, param, rejected):
+    assert format_rejected(status, message, param) is rejected
+
+
+def test_a_context_length_400_keeps_structured_output_for_the_other_requests(tiny_config, tmp_path):
+    def reply(n, body, req):
+        if "public parks" in body["messages"][1]["content"]:  # every t1 prompt is "too long"
+            too_long = "This model's maximum context length is 4096 tokens. However, you requested 5120 tokens."
+            return httpx2.Response(400, json={"error": {"message": too_long, "type": "invalid_request_error"}})
+        return ok(body)
+
+    stub = ChatStub(reply)
+    verdicts, _ = judge_all(tiny_config, tmp_path, stub, "judge.micro_batch=4")
+    rejected = verdicts.filter(pl.col("error").is_not_null())
+    assert 0 < rejected.height < UNITS
+    assert (rejected["error"].str.starts_with("request_rejected: HTTP 400: This model's maximum context")).all()
+    assert verdicts["error"].null_count() == UNITS - rejected.height
+    assert [b["response_format"]["type"] for b in stub.bodies] == ["json_schema"] * len(stub.bodies)
+    assert verdicts["response_format"].to_list() == ["json_schema"] * UNITS
+
+
+def test_an_unsupported_response_format_falls_back_and_rows_say_which_format_was_used(tiny_config, tmp_path):
+    def reply(n, body, req):
+        if body["response_format"]["type"] == "json_schema":
+            message = "response_format json_schema is not supported by this server"
+            return httpx2.Response(400, json={"error": {"message": message}})
+        return ok(body)
+
+    stub = ChatStub(reply)
+    verdicts, _ = judge_all(tiny_config, tmp_path, stub, "judge.max_retries=0")
+    assert verdicts["error"].null_count() == UNITS  # the fallback is not a retry: it works with max_retries 0
+    assert verdicts["response_format"].to_list() == ["json_object"] * UNITS
+    assert stub.bodies[-1]["response_format"] == {"type": "json_object"}
+
+
+# -- secrets ---------------------------------------------------------------------------------------------
+
+
+def test_a_server_echoing_the_key_leaks_it_nowhere(tiny_config, tmp_path, monkeypatch, caplog):
+    secret = "sk-echo-5f1e2d3c4b5a69788796a5b4"
+    monkeypatch.setenv("POLYPREF_ECHO_KEY", secret)
+    caplog.set_level(logging.DEBUG)
+
+    def echo(req: httpx2.Request) -> str:
+        return f"headers were: Authorization: {req.headers['authorization']}; key {secret}"
+
+    def reply(n, body, req):
+        if body.get("response_format", {}).get("type") == "json_schema":  # a format refusal: logged as a warning
+            return httpx2.Response(400, json={"error": {"message": "response_format unsupported; " + echo(req)}})
+        if "public parks" in body["messages"][1]["content"]:  # refused requests: stored in `error`
+            return httpx2.Response(400, json={"error": {"message": "context too long; " + echo(req)}})
+        return ok(body)
+
+    stub = ChatStub(reply)
+    _, judgments, _ = build(tiny_config, tmp_path, stub, "judge.api_key_env=POLYPREF_ECHO_KEY")
+    assert stub.headers[0]["authorization"] == f"Bearer {secret}"  # it was sent, and echoed back
+    _assert_nowhere(secret, tmp_path / "out", judgments, caplog.text)
+    rejected = judgments.filter(pl.col("error").is_not_null())
+    assert rejected.height > 0
+    assert rejected["error"].str.starts_with("request_rejected: HTTP 400: context too long").all()  # still useful
+    assert rejected["error"].str.contains("Authorization: Bearer ***", literal=True).all()
+    assert "server rejected response_format json_schema" in caplog.text
+
+    # the same echo through every retry of a 500, ending as no_answer
+    def always_500(n, body, req):
+        return httpx2.Response(500, json={"error": {"message": "internal error; " + echo(req)}})
+
+    verdicts, _ = judge_all(
+        tiny_config, tmp_path / "b", ChatStub(always_500), "judge.api_key_env=POLYPREF_ECHO_KEY", "judge.max_retries=1"
+    )
+    _assert_nowhere(secret, tmp_path / "b", verdicts, caplog.text)
+    assert categories(verdicts) == [NO_ANSWER] * UNITS
+    assert verdicts["error"].str.contains("HTTP 500: internal error", literal=True).all()
+
+
+def _assert_nowhere(secret: str, folder: Path, frame: pl.DataFrame, logs: str) -> None:
+    for column in ("error", "raw"):
+        assert not frame[column].drop_nulls().str.contains(secret, literal=True).any(), column
+    for path in folder.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    assert secret not in logs
+
+
+# -- Batch API: what a batch that did not finish leaves behind ---------------------------------------------
+
+
+BATCH = ("judge.batch_api=true", "judge.batch_poll_s=0.01", "judge.micro_batch=100")
+
+
+@pytest.mark.parametrize("status", ["expired", "cancelled", "failed"])
+def test_a_batch_that_did_not_complete_leaves_its_unanswered_units_no_answer(tiny_config, tmp_path, status):
+    def result(row: dict) -> dict | None:
+        if status == "failed":  # a batch that failed validation has no result files at all
+            return None
+        return answered(row) if unit_of(row) % 2 == 0 else not_run(row, f"batch_{status}")
+
+    stub = BatchStub(status=status, result=result)
+    verdicts, _ = judge_all(tiny_config, tmp_path, stub, *BATCH)
+    unanswered = verdicts.filter(pl.col("error").is_not_null())
+    assert unanswered.height == (UNITS if status == "failed" else UNITS // 2)
+    assert verdicts["error"].null_count() == UNITS - unanswered.height  # an expired batch's finished work is kept
+    assert categories(unanswered) == [NO_ANSWER] * unanswered.height
+    assert stub.created == 1
+    assert not list((tmp_path / "judge-state" / "batches").glob("*.json"))  # nothing pending to resume
+
+
+def test_batch_request_errors_are_sorted_by_what_they_mean(tiny_config, tmp_path):
+    def result(row: dict) -> dict | None:
+        kind = unit_of(row) % 5
+        if kind == 4:
+            return None  # no line for this request
+        too_long = {"status_code": 400, "body": {"error": {"message": "maximum context length is 4096 tokens"}}}
+        server = {"status_code": 500, "body": {"error": {"message": "The server had an error"}}}
+        no_choices = {"status_code": 200, "body": {**completion(row["body"], None), "choices": []}}
+        return answered(row, [None, too_long, server, no_choices][kind])
+
+    verdicts, _ = judge_all(tiny_config, tmp_path, BatchStub(result=result), *BATCH)
+    by_kind = [set(categories(verdicts.filter(pl.col("unit") % 5 == k))) for k in range(5)]
+    assert by_kind[0] == {None}
+    assert by_kind[1] == {"request_rejected"}  # refused for what it is: done, counted
+    assert by_kind[2] == by_kind[3] == by_kind[4] == {NO_ANSWER}  # the server failed it or lost it: ask again
+    assert verdicts["response_format"].to_list() == ["json_schema"] * UNITS
+
+
+def test_a_batch_refusing_the_response_format_is_sent_again_in_a_simpler_one(tiny_config, tmp_path):
+    def result(row: dict) -> dict:
+        if row["body"]["response_format"]["type"] == "json_schema":
+            refusal = {"message": "Invalid parameter: 'response_format' of type 'json_schema' is not supported"}
+            return answered(row, {"status_code": 400, "body": {"error": refusal}})
+        return answered(row)
+
+    stub = BatchStub(result=result)
+    verdicts, _ = judge_all(tiny_config, tmp_path, stub, *BATCH)
+    assert verdicts["error"].null_count() == UNITS
+    assert verdicts["response_format"].to_list() == ["json_object"] * UNITS
+    assert stub.created == 2
+
+
+def test_a_batch_setup_error_is_fatal(tiny_config, tmp_path, monkeypatch):
+    secret = "sk-batch-9f8e7d6c5b4a"
+    monkeypatch.setenv("POLYPREF_BATCH_KEY", secret)
+    calls: list[str] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        calls.append(request.url.path)
+        message = f"bad key {request.headers['authorization']}"
+        return httpx2.Response(401, json={"error": {"message": message}})
+
+    with pytest.raises(JudgeFatalError, match=r"HTTP 401: bad key Bearer \*\*\*") as raised:
+        judge_all(tiny_config, tmp_path, handler, *BATCH, "judge.api_key_env=POLYPREF_BATCH_KEY")
+    assert calls == ["/v1/files"]
+    assert secret not in "".join(traceback.format_exception(raised.value))  # no chained error quoting the key
+
+
+def test_a_setup_error_inside_batch_results_is_fatal_and_leaves_nothing_pending(tiny_config, tmp_path):
+    def result(row: dict) -> dict:
+        missing = {"message": "The model `stub-model` does not exist", "code": "model_not_found"}
+        return answered(row, {"status_code": 404, "body": {"error": missing}})
+
+    with pytest.raises(JudgeFatalError, match="HTTP 404: The model `stub-model` does not exist"):
+        judge_all(tiny_config, tmp_path, BatchStub(result=result), *BATCH)
+    assert not list((tmp_path / "judge-state" / "batches").glob("*.json"))  # a rerun submits a new batch

@@ -16,9 +16,10 @@ import polars as pl
 from pydantic import Field, model_validator
 
 from polypref import prompts
-from polypref.judges.base import VERDICT_COLUMNS, JudgeInfo
+from polypref.judges.base import VERDICT_COLUMNS, JudgeInfo, error_category
 from polypref.judges.parsing import parse_choice, parse_verdict
 from polypref.records import Persona, UnitBatch, WorkUnit, content_hash
+from polypref.secrets import install_log_redaction, scrub_optional
 from polypref.strict import StrictModel
 
 SYSTEM_TEMPLATE = "judge_system.j2"
@@ -63,9 +64,14 @@ class Completion:
     completion_tokens: int | None = None
     choice_logprobs: dict[str, float] | None = None  # choice mode: label -> log probability
     refusal: str | None = None
-    error: str | None = None  # transport failure after the backend's own retries
+    # "<category>: detail" when there is no model output to parse: ``no_answer`` (the backend gave up after
+    # its own retries; the unit is not done) or a request-level rejection such as ``request_rejected``
+    error: str | None = None
+    response_format: str | None = None  # the output constraint this request was sent with
 
 
+# Categories of a bad *answer*: asked again (max_invalid_retries), then kept and counted. Transport failures
+# (no_answer) are not among them: the backend retried those already, and the pipeline asks again on a rerun.
 RETRYABLE = ("unparseable", "invalid_verdict", "truncated", "refusal", "no_logprobs")
 
 
@@ -86,6 +92,7 @@ class LLMJudge:
         self.serialize_calls = True  # one engine per process: shard threads take turns (an API judge need not)
         self._system = prompts.template(SYSTEM_TEMPLATE)
         self._pair = prompts.template(PAIR_TEMPLATE)
+        install_log_redaction()  # servers echo keys and URLs in errors; libraries log request URLs
 
     def _info(self, backend: str, params: dict) -> JudgeInfo:
         return JudgeInfo(
@@ -142,7 +149,7 @@ class LLMJudge:
                 completions = self._generate(requests)
             for request, completion in zip(requests, completions, strict=True):
                 rows[request.unit] = self._row(request, completion, rows.get(request.unit))
-            pending = [i for i in pending if (rows[i]["error"] or "").split(":")[0] in RETRYABLE]
+            pending = [i for i in pending if error_category(rows[i]["error"]) in RETRYABLE]
             if not pending:
                 break
         return pl.DataFrame([rows[i] for i in units], schema=VERDICT_COLUMNS)
@@ -168,11 +175,11 @@ class LLMJudge:
             "strength": verdict.strength if verdict else None,
             "confidence": verdict.confidence if verdict else None,
             "rationale": verdict.rationale if verdict else None,
-            "raw": completion.text if completion.text is not None else completion.refusal,
-            "error": error,
+            "raw": scrub_optional(completion.text if completion.text is not None else completion.refusal),
+            "error": scrub_optional(error),
             "true_choice": None,
             "prompt_tokens": spent["prompt_tokens"] + (completion.prompt_tokens or 0),
             "completion_tokens": spent["completion_tokens"] + (completion.completion_tokens or 0),
             "attempts": request.attempt + 1,
-            "response_format": None,
+            "response_format": completion.response_format,
         }

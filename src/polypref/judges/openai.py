@@ -5,6 +5,21 @@ its own timeout and jittered retries that honour Retry-After. Structured output 
 Schema and falls back to json_object, then to plain text with tolerant extraction, for servers that lack it.
 Batch API mode sends whole micro-batches as one OpenAI batch and finds a pending batch again after a restart.
 The API key comes from the environment variable ``api_key_env`` names and is never stored or logged.
+
+What a request can end as, and why:
+
+- an answer (parsed, and possibly invalid, by the shared LLM judge);
+- ``no_answer: ...`` when the server never answered usably: timeouts, lost connections, 408/409/429/5xx and
+  200s whose body is not a chat completion (cut-off JSON, no choices), after ``max_retries``; a Batch API
+  batch that failed, expired or was cancelled; a batch request without a result. Such units are not done:
+  the pipeline asks for them again on a rerun;
+- ``request_rejected: ...`` when the server refused this request for what it is (a 4xx that is neither about
+  the setup nor the response format, e.g. a prompt over the context length). Asking again gets the same
+  refusal, so it is an invalid judgment, done and counted. Inside a Batch API result the same rules apply per
+  request: 408/409/429/5xx and the batch's own expiry or cancellation codes are ``no_answer``, other 4xx are
+  ``request_rejected``;
+- ``JudgeFatalError`` on 401/403/404 (also inside a batch result): the setup is wrong, every request would fail,
+  so requests in flight are cancelled and every later call fails at once without sending anything.
 """
 
 from __future__ import annotations
@@ -14,19 +29,22 @@ import json
 import logging
 import os
 import random
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from pydantic import Field
 
 from polypref.dataset.writer import write_json
-from polypref.errors import PolyprefError
+from polypref.errors import JudgeFatalError, PolyprefError
+from polypref.judges.base import NO_ANSWER
 from polypref.judges.llm import Completion, LLMJudge, LLMJudgeConfig, Request
 from polypref.judges.parsing import request_schema
 from polypref.judges.ratelimit import AdaptiveLimiter, backoff_delay, retry_after
 from polypref.records import content_hash
+from polypref.secrets import redact_url, register, register_url, scrub
 from polypref.strict import StrictModel
 
 log = logging.getLogger("polypref.judges.openai")
@@ -37,6 +55,49 @@ FATAL = {  # answers about the setup, not the request: the run stops, saved micr
     403: "The key lacks access to this model or endpoint.",
     404: "Check judge.base_url and judge.model.",
 }
+REJECTED = "request_rejected"
+FORMAT_REFUSED = f"{REJECTED}: response_format unsupported: "
+# Worth asking again: the server (or something in front of it) failed, not the request.
+RETRY_STATUSES = frozenset({408, 409, 425, 429})
+# Per-request error codes inside a Batch API result that mean "not processed", not "refused".
+BATCH_NOT_RUN = frozenset({"batch_expired", "batch_cancelled", "batch_failed", "rate_limit_exceeded", "server_error"})
+
+# A server that lacks the requested response_format says so in words like these (the API's `param` field,
+# when it names response_format, settles it too). Seen in the wild:
+#   OpenAI, 400, param "response_format": "Invalid parameter: 'response_format' of type 'json_schema' is not
+#     supported with this model." / "Unsupported parameter: 'response_format' ..." (some reasoning models)
+#   llama.cpp server, 500: 'response_format type must be one of "text" or "json_object", but got: json_schema'
+#   llama-cpp-python, 500 for json_schema; 422 (FastAPI) "Input should be 'text' or 'json_object'" at
+#     body.response_format.type
+#   vLLM, 400: "The provided JSON schema contains features not supported by xgrammar."
+#   Groq and others: "`response_format` json_schema is not supported with this model"
+# Both a format word and a refusal word must appear: "maximum context length" (400) mentions neither, and a 500
+# that mentions JSON in passing is an ordinary server error.
+FORMAT_WORDS = re.compile(
+    r"response[_ ]?format|json[_ ]?schema|json[_ ]?object|json[_ ]mode|structured[_ ]?outputs?"
+    r"|guided[_ ]?(?:json|decoding)|x?grammar",
+    re.IGNORECASE,
+)
+REFUSAL_WORDS = re.compile(
+    r"not supported|unsupported|does not support|doesn't support|not available|not implemented|not enabled"
+    r"|must be one of|should be|only supports?|not allowed|not permitted|unknown|unrecognized|invalid|cannot"
+    r"|can't|unable to",
+    re.IGNORECASE,
+)
+FORMAT_STATUSES = frozenset({400, 415, 422, 500, 501})
+
+
+def format_rejected(status: int, message: str, param: str | None = None) -> bool:
+    """Whether an error answer says the server does not support the response_format we asked for."""
+    if status not in FORMAT_STATUSES:
+        return False
+    if param and "response_format" in param:
+        return True
+    return bool(FORMAT_WORDS.search(message) and REFUSAL_WORDS.search(message))
+
+
+class BadResponse(ValueError):
+    """A 200 whose body is not a usable chat completion: the server failed, so it is retried like a 5xx."""
 
 
 class Prices(StrictModel):
@@ -114,27 +175,61 @@ def custom_id(request: Request) -> str:
     return f"u{request.unit}-a{request.attempt}"
 
 
-def completion_from(body: dict[str, Any]) -> Completion:
-    """A chat.completion object (as dict) -> Completion."""
-    choices = body.get("choices") or []
-    if not choices:
-        return Completion(error="api_error: response without choices")
+def completion_from(body: Any) -> Completion:
+    """A chat.completion object (decoded JSON) -> Completion; BadResponse when it is not one."""
+    if not isinstance(body, dict):
+        raise BadResponse(f"expected a JSON object, got {type(body).__name__}")
+    if body.get("error"):  # some gateways answer 200 with an error object
+        raise BadResponse(f"error object in a 200 answer: {_short(body['error'])}")
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise BadResponse("response without choices")
     choice = choices[0]
-    message = choice.get("message") or {}
-    usage = body.get("usage") or {}
-    logprobs = None
-    content = (choice.get("logprobs") or {}).get("content") or []
-    if content:
-        logprobs = {t["token"].strip(): t["logprob"] for t in content[0].get("top_logprobs") or []}
-        logprobs.setdefault(content[0]["token"].strip(), content[0]["logprob"])
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        raise BadResponse("choice without a message")
+    text = message.get("content")
+    if isinstance(text, list):  # content parts
+        text = "".join(str(p.get("text", "")) for p in text if isinstance(p, dict))
+    if text is not None and not isinstance(text, str):
+        raise BadResponse(f"message content is a {type(text).__name__}")
+    refusal = message.get("refusal")
+    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
     return Completion(
-        text=message.get("content"),
-        finish_reason=choice.get("finish_reason"),
-        prompt_tokens=usage.get("prompt_tokens"),
-        completion_tokens=usage.get("completion_tokens"),
-        choice_logprobs=logprobs,
-        refusal=message.get("refusal"),
+        text=text,
+        finish_reason=choice.get("finish_reason") if isinstance(choice.get("finish_reason"), str) else None,
+        prompt_tokens=_count(usage.get("prompt_tokens")),
+        completion_tokens=_count(usage.get("completion_tokens")),
+        choice_logprobs=_choice_logprobs(choice.get("logprobs")),
+        refusal=refusal if isinstance(refusal, str) else None,
     )
+
+
+def _choice_logprobs(logprobs: Any) -> dict[str, float] | None:
+    """First-token log probabilities; None when absent or malformed (choice mode then reports no_logprobs)."""
+    try:
+        content = (logprobs or {}).get("content") or []
+        if not content:
+            return None
+        first = content[0]
+        found = {str(t["token"]).strip(): float(t["logprob"]) for t in first.get("top_logprobs") or []}
+        found.setdefault(str(first["token"]).strip(), float(first["logprob"]))
+        return found
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def decode_completion(content: bytes) -> Completion:
+    """The body of a 200 answer -> Completion; BadResponse for a cut-off or otherwise unusable body."""
+    try:
+        body = json.loads(content)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadResponse(f"body is not valid JSON ({e}; {len(content)} bytes)") from None
+    return completion_from(body)
 
 
 class OpenAIJudge(LLMJudge):
@@ -150,6 +245,10 @@ class OpenAIJudge(LLMJudge):
         self.workdir = workdir
         self.transport = transport
         self._api_key = api_key(config)
+        if config.api_key_env is not None:
+            register(self._api_key)
+        register_url(config.base_url)
+        self._where = redact_url(config.base_url)
         self._format = "json_schema" if config.response_format == "auto" else config.response_format
         self._rng = random.Random(seed)
         self.limiter = AdaptiveLimiter(config.concurrency, config.max_concurrency)
@@ -157,8 +256,12 @@ class OpenAIJudge(LLMJudge):
         self._thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
         self._shared: Any = None
+        self._in_flight: set[asyncio.Future[Completion]] = set()  # every live request task, all shards
+        self._fatal: str | None = None  # set once: the message every later call fails with
         self.serialize_calls = False  # shard threads may call at once: they share the loop and the limiter
-        self.info = self._info("openai", config.model_dump(exclude={"backend", "model", "api_key_env"}))
+        params = config.model_dump(exclude={"backend", "model", "api_key_env"})
+        params["base_url"] = self._where
+        self.info = self._info("openai", params)
 
     # -- client -------------------------------------------------------------------------------------
     def _client(self) -> Any:
@@ -177,6 +280,7 @@ class OpenAIJudge(LLMJudge):
     def _generate(self, requests: Sequence[Request]) -> list[Completion]:
         """Run on the judge's own event loop, so every shard thread shares one client, connection pool and
         concurrency limit, and micro-batches of different shards overlap instead of taking turns."""
+        self._raise_if_fatal()  # another shard hit a setup error: send nothing
         if not requests:
             return []
         run = self._batch if self.config.batch_api else self._live
@@ -190,72 +294,128 @@ class OpenAIJudge(LLMJudge):
                 self._thread.start()
             return self._loop
 
+    # -- setup errors -------------------------------------------------------------------------------
+    def _raise_if_fatal(self) -> None:
+        if self._fatal is not None:
+            raise JudgeFatalError(self._fatal) from None  # no chained client error: it may quote the request
+
+    def _fail(self, status: int, message: str) -> NoReturn:
+        """Stop the whole judge: one setup error means every request would fail the same way."""
+        if self._fatal is None:
+            self._fatal = scrub(f"{self._where} answered HTTP {status}: {message}. {FATAL[status]}")
+            current = asyncio.current_task()
+            for task in list(self._in_flight):
+                if task is not current:
+                    task.cancel()
+        raise JudgeFatalError(self._fatal) from None  # no chained client error: it may quote the request
+
     # -- live requests ------------------------------------------------------------------------------
+    def _request_format(self) -> str:
+        return "none" if self.config.mode == "choice" else self._format
+
     async def _live(self, requests: Sequence[Request]) -> list[Completion]:
+        self._raise_if_fatal()
         if self._shared is None:  # made on the loop that will use it
             self._shared = self._client()
-        return list(await asyncio.gather(*(self._one(self._shared, r) for r in requests)))
+        tasks = [asyncio.ensure_future(self._one(self._shared, r)) for r in requests]
+        self._in_flight.update(tasks)
+        try:
+            await asyncio.wait(tasks)
+        finally:
+            self._in_flight.difference_update(tasks)
+            for task in tasks:
+                task.cancel()  # no-op for finished ones; stops the rest if this call itself was cancelled
+        if self._fatal is not None:
+            for task in tasks:  # consumed, so asyncio does not log "exception never retrieved"
+                if not task.cancelled():
+                    task.exception()
+            self._raise_if_fatal()
+        return [task.result() for task in tasks]
 
     async def _one(self, client: Any, request: Request) -> Completion:
         import openai
 
-        last = "api_error: no attempt made"
-        for attempt in range(self.config.max_retries + 1):
+        failures = 0
+        while True:
+            fmt = self._request_format()
             await self.limiter.acquire()
-            fmt = self._format
             throttled = success = False
             hint = None
             try:
+                self._raise_if_fatal()  # the run stopped while this request waited for a slot
                 raw = await client.chat.completions.with_raw_response.create(**chat_body(self.config, request, fmt))
                 self.limiter.observe_headers(raw.headers)
+                completion = decode_completion(raw.http_response.content)
+                completion.response_format = fmt
                 success = True
-                return completion_from(raw.parse().model_dump())
+                return completion
+            except BadResponse as e:
+                last = f"bad response: {e}"
             except openai.APIStatusError as e:
-                status, headers = e.status_code, e.response.headers
+                status, message, headers = e.status_code, _message(e), e.response.headers
                 self.limiter.observe_headers(headers)
-                hint = retry_after(headers)
-                last = f"api_error: HTTP {status}: {_message(e)}"
-                if self._downgrade_format(fmt, status, _message(e)):
-                    continue
-                throttled = status == 429
                 if status in FATAL:
-                    # every request would fail the same way: stop rather than mark the whole shard invalid
-                    # (a finished shard is not judged again, so the rerun after the fix would skip it)
-                    raise PolyprefError(
-                        f"{self.config.base_url} refused the request: {last}. {FATAL[status]}"
-                    ) from None
-                if status not in (408, 409, 429) and status < 500:
-                    return Completion(error=last)
+                    self._fail(status, message)
+                if format_rejected(status, message, getattr(e, "param", None)):
+                    if self._downgrade_format(fmt, message):
+                        continue  # not a failure of the server: ask again at once, in the simpler format
+                    return Completion(error=f"{REJECTED}: HTTP {status}: {message}", response_format=fmt)
+                if status not in RETRY_STATUSES and status < 500:
+                    return Completion(error=f"{REJECTED}: HTTP {status}: {message}", response_format=fmt)
+                throttled = status == 429
+                hint = retry_after(headers)
+                last = f"HTTP {status}: {message}"
             except openai.APITimeoutError:
                 last = f"timeout: no answer within {self.config.timeout_s} s"
             except openai.APIConnectionError as e:
-                last = f"api_error: connection failed: {type(e.__cause__ or e).__name__}"
+                last = f"connection failed: {type(e.__cause__ or e).__name__}"
+            except openai.APIError as e:  # anything else the client makes of an answer it could not use
+                last = f"bad response: {type(e).__name__}: {_message(e)}"
             finally:
                 await self.limiter.release(throttled=throttled, success=success)
-            if attempt < self.config.max_retries:
-                delay = backoff_delay(attempt, self.config.backoff_base_s, self.config.backoff_max_s, hint, self._rng)
-                if throttled and hint:
-                    self.limiter.pause(hint)
-                await asyncio.sleep(delay)
-        return Completion(error=f"{last} (after {self.config.max_retries} retries)")
+            if failures >= self.config.max_retries:
+                return Completion(
+                    error=f"{NO_ANSWER}: {last} (after {self.config.max_retries} retries)", response_format=fmt
+                )
+            delay = backoff_delay(failures, self.config.backoff_base_s, self.config.backoff_max_s, hint, self._rng)
+            failures += 1
+            if throttled and hint:
+                self.limiter.pause(hint)
+            await asyncio.sleep(delay)
 
-    def _downgrade_format(self, used: str, status: int, message: str) -> bool:
-        """In auto mode, a server that rejects the response_format gets the next simpler one."""
+    def _downgrade_format(self, used: str, message: str) -> bool:
+        """In auto mode, a server that rejects the response_format gets the next simpler one.
+
+        Only for an answer that says the format is unsupported (see ``format_rejected``): any other 400, such as
+        a prompt over the context length, is about that one request and must not cost the rest of the run its
+        structured output.
+        """
         if self.config.response_format != "auto" or used == "none" or self.config.mode == "choice":
-            return False
-        rejected = status in (400, 422) or (status == 500 and ("response_format" in message or "json" in message))
-        if not rejected:
             return False
         if self._format == used:  # concurrent requests may have downgraded already
             self._format = FORMATS[FORMATS.index(used) + 1]
-            log.warning("server rejected response_format %s (%s); using %s", used, message[:120], self._format)
+            log.warning("server rejected response_format %s (%s); using %s", used, scrub(message)[:160], self._format)
         return True
 
     # -- Batch API ----------------------------------------------------------------------------------
     async def _batch(self, requests: Sequence[Request]) -> list[Completion]:
+        import openai
+
+        try:
+            return await self._batch_once(requests)
+        except openai.APIStatusError as e:
+            if e.status_code in FATAL:
+                self._fail(e.status_code, _message(e))
+            raise PolyprefError(
+                f"Batch API call to {self._where} failed: HTTP {e.status_code}: {_message(e)} "
+                "(rerun the same command: a submitted batch is found again)"
+            ) from None
+
+    async def _batch_once(self, requests: Sequence[Request]) -> list[Completion]:
         if self.workdir is None:
             raise PolyprefError("judge.batch_api needs a work folder to remember pending batches")
-        key = content_hash(self.config.model, *(custom_id(r) + str(r.seed) for r in requests), size=12)
+        fmt = self._request_format()
+        key = content_hash(self.config.model, fmt, *(custom_id(r) + str(r.seed) for r in requests), size=12)
         state_file = self.workdir / "batches" / f"{key}.json"
         async with self._client() as client:
             if state_file.exists():
@@ -263,7 +423,7 @@ class OpenAIJudge(LLMJudge):
                 log.info("found pending batch %s for micro-batch %s", batch_id, key)
             else:
                 upload = await client.files.create(
-                    file=(f"polypref-{key}.jsonl", batch_lines(self.config, requests, self._format)),
+                    file=(f"polypref-{key}.jsonl", batch_lines(self.config, requests, fmt)),
                     purpose="batch",
                 )
                 batch = await client.batches.create(
@@ -273,22 +433,38 @@ class OpenAIJudge(LLMJudge):
                     metadata={"polypref": key},
                 )
                 batch_id = batch.id
-                write_json({"batch_id": batch_id, "input_file_id": upload.id}, state_file)  # before any wait
+                write_json({"batch_id": batch_id, "input_file_id": upload.id, "response_format": fmt}, state_file)
             batch = await client.batches.retrieve(batch_id)
             while batch.status not in TERMINAL:
                 await asyncio.sleep(self.config.batch_poll_s)
                 batch = await client.batches.retrieve(batch_id)
+            if batch.status != "completed":
+                errors = getattr(getattr(batch, "errors", None), "data", None) or []
+                detail = "; ".join(scrub(getattr(e, "message", e))[:200] for e in errors[:3])
+                log.warning(
+                    "batch %s %s%s: its requests are left unanswered and asked again on the next run",
+                    batch_id,
+                    batch.status,
+                    f" ({detail})" if detail else "",
+                )
             results: dict[str, Completion] = {}
+            fatal: tuple[int, str] | None = None
             for file_id in (batch.output_file_id, batch.error_file_id):
                 if file_id:
                     content = await client.files.content(file_id)
-                    results.update(_batch_results(content.text))
-        completions = [
-            results.get(custom_id(r))
-            or Completion(error=f"api_error: batch {batch_id} {batch.status} without a result")
-            for r in requests
-        ]
-        state_file.unlink(missing_ok=True)
+                    found, fatal_here = _batch_results(content.text, fmt)
+                    results.update(found)
+                    fatal = fatal or fatal_here
+        state_file.unlink(missing_ok=True)  # finished: a rerun must not read the same results again
+        if fatal is not None:
+            self._fail(*fatal)
+        missing = f"{NO_ANSWER}: batch {batch_id} {batch.status} without a result for this request"
+        completions = [results.get(custom_id(r)) or Completion(error=missing, response_format=fmt) for r in requests]
+        rejected = [(i, r) for i, (r, c) in enumerate(zip(requests, completions, strict=True)) if _format_refused(c)]
+        if rejected and self._downgrade_format(fmt, completions[rejected[0][0]].error or ""):
+            again = await self._batch_once([r for _, r in rejected])  # a new batch in the simpler format
+            for (i, _), completion in zip(rejected, again, strict=True):
+                completions[i] = completion
         return completions
 
     def close(self) -> None:
@@ -299,32 +475,77 @@ class OpenAIJudge(LLMJudge):
             asyncio.run_coroutine_threadsafe(self._shared.close(), loop).result(timeout=30)
             self._shared = None
         loop.call_soon_threadsafe(loop.stop)
-        self._thread.join(timeout=30)
+        if self._thread is not None:
+            self._thread.join(timeout=30)
         loop.close()
 
 
-def _batch_results(text: str) -> dict[str, Completion]:
-    results = {}
+def _batch_results(text: str, fmt: str) -> tuple[dict[str, Completion], tuple[int, str] | None]:
+    """Batch output/error file -> Completion per custom_id, and the first setup error (status, message) if any.
+
+    Per request, by the same rules as live calls: not processed or failed on the server side -> no_answer;
+    refused for what it is -> request_rejected (format refusals are marked so the caller can downgrade).
+    """
+    results: dict[str, Completion] = {}
+    fatal: tuple[int, str] | None = None
     for line in text.splitlines():
         if not line.strip():
             continue
-        row = json.loads(line)
-        response = row.get("response") or {}
-        if row.get("error") or response.get("status_code", 200) >= 400:
-            detail = row.get("error") or (response.get("body") or {}).get("error")
-            results[row["custom_id"]] = Completion(error=f"api_error: batch request failed: {json.dumps(detail)[:300]}")
-        else:
-            results[row["custom_id"]] = completion_from(response.get("body") or {})
-    return results
+        try:
+            row = json.loads(line)
+            cid = str(row["custom_id"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # no custom_id to match: its request ends as "without a result"
+        response = row.get("response") if isinstance(row.get("response"), dict) else {}
+        status = response.get("status_code")
+        status = status if isinstance(status, int) else 200
+        error = row.get("error")
+        if error or status >= 400:
+            body = response.get("body")
+            detail = error or (body.get("error") if isinstance(body, dict) else body)
+            message = _short(detail)
+            code = str(detail.get("code") or "") if isinstance(detail, dict) else ""
+            param = detail.get("param") if isinstance(detail, dict) else None
+            if status in FATAL:
+                fatal = fatal or (status, message)
+                results[cid] = Completion(error=f"{NO_ANSWER}: HTTP {status}: {message}", response_format=fmt)
+            elif format_rejected(status, message, param):
+                results[cid] = Completion(error=f"{FORMAT_REFUSED}HTTP {status}: {message}", response_format=fmt)
+            elif error or code in BATCH_NOT_RUN or status in RETRY_STATUSES or status >= 500:
+                results[cid] = Completion(error=f"{NO_ANSWER}: batch request not run: {message}", response_format=fmt)
+            else:
+                results[cid] = Completion(error=f"{REJECTED}: HTTP {status}: {message}", response_format=fmt)
+            continue
+        try:
+            completion = completion_from(response.get("body"))
+        except BadResponse as e:
+            completion = Completion(error=f"{NO_ANSWER}: bad response in batch result: {e}")
+        completion.response_format = fmt
+        results[cid] = completion
+    return results, fatal
+
+
+def _format_refused(completion: Completion) -> bool:
+    return (completion.error or "").startswith(FORMAT_REFUSED)
+
+
+def _short(detail: Any, size: int = 300) -> str:
+    if isinstance(detail, dict) and detail.get("message"):
+        return scrub(str(detail["message"]))[:size]
+    text = detail if isinstance(detail, str) else json.dumps(detail, default=str)
+    return scrub(text)[:size]
 
 
 def _message(error: Any) -> str:
+    """The server's own words for an error answer, secrets masked (error bodies may echo the request)."""
     body = getattr(error, "body", None)
     if isinstance(body, dict):
         inner = body.get("error", body)
         if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])[:300]
-    return str(getattr(error, "message", error))[:300]
+            return scrub(str(inner["message"]))[:300]
+        if isinstance(inner, dict) and inner.get("detail"):  # FastAPI validation errors
+            return _short(inner["detail"])
+    return scrub(str(getattr(error, "message", error)))[:300]
 
 
 def api_key(config: OpenAIJudgeConfig) -> str:

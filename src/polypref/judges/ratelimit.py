@@ -11,7 +11,7 @@ import email.utils
 import random
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -24,7 +24,9 @@ class AdaptiveLimiter:
     abandoned. ``pause`` holds new requests back until a rate-limit window resets.
     """
 
-    def __init__(self, initial: int, maximum: int, minimum: int = 1, clock=time.monotonic):
+    def __init__(
+        self, initial: int, maximum: int, minimum: int = 1, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.limit = float(max(minimum, min(initial, maximum)))
         self.minimum, self.maximum = minimum, maximum
         self.in_flight = 0

@@ -17,6 +17,7 @@ from pydantic import Field
 from polypref.errors import PolyprefError
 from polypref.judges.llm import Completion, LLMJudge, LLMJudgeConfig, Request
 from polypref.judges.parsing import request_schema
+from polypref.secrets import scrub
 
 log = logging.getLogger("polypref.judges.vllm")
 INSTALL_HINT = "pip install '.[vllm]' on a GPU machine, or '.[cpu-llm]' for CPU smoke tests"
@@ -72,6 +73,8 @@ class VllmJudge(LLMJudge):
             else StructuredOutputsParams(json=request_schema(config.allow_ties))
         )
         self._logprobs = len(labels) if config.mode == "choice" else None
+        # the engine constrains every output, so each row records the constraint it was decoded under
+        self._format = "choice" if config.mode == "choice" else "json_schema"
         engine = {
             "dtype": config.dtype,
             "max_model_len": config.max_model_len,
@@ -99,8 +102,10 @@ class VllmJudge(LLMJudge):
             outputs = self._chat(requests)
         except Exception as e:  # one bad prompt (say, too long) fails the whole call: isolate it
             if len(requests) == 1:
-                return [Completion(error=f"engine_error: {type(e).__name__}: {str(e)[:300]}")]
-            log.warning("vLLM call over %d requests failed (%s); retrying one by one", len(requests), e)
+                return [
+                    Completion(error=f"engine_error: {type(e).__name__}: {str(e)[:300]}", response_format=self._format)
+                ]
+            log.warning("vLLM call over %d requests failed (%s); retrying one by one", len(requests), scrub(e)[:300])
             return [c for r in requests for c in self._generate([r])]
         return [self._completion(o) for o in outputs]
 
@@ -135,6 +140,7 @@ class VllmJudge(LLMJudge):
             prompt_tokens=len(output.prompt_token_ids or []),
             completion_tokens=len(choice.token_ids),
             choice_logprobs=logprobs,
+            response_format=self._format,
         )
 
     def prefix_cache_counters(self) -> tuple[int, int]:
