@@ -1,7 +1,8 @@
 """Prefect flow: build a persona preference dataset. Thin: the work lives in polypref.pipeline.
 
-One task run = one shard (by default 100,000 judgments), never one judgment. Shards that already finished
-are skipped, so a failed or interrupted run resumes when started again with the same config and --out.
+One task run = one shard (output.units_per_shard judgments, 50,000 by default), never one judgment. Shards that
+already finished are skipped, so a failed or interrupted run resumes when started again with the same config and
+--out.
 Entrypoint for deployments: flows/build.py:build_dataset (see flows/prefect.yaml).
 """
 
@@ -9,26 +10,52 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, task
+from prefect import Task, flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRun
+from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from polypref import pipeline
 from polypref.config import BuildConfig
+from polypref.errors import Interrupted, PolyprefError
+from polypref.interrupt import signal_name, stop_requested
 from polypref.judges import Judge, make_judge
 
 
-@task(name="judge-shard", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def retry_unless_polypref_error(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """A PolyprefError says retrying cannot help: the judge's setup is wrong (a 401 would be sent again by
+    every request of every retry) or a stop was asked for. Anything else may be passing, and is retried.
+
+    A plain function on purpose: Prefect calls only functions and coroutine functions, and treats any other
+    callable as "never retry" (prefect/task_engine.py, SyncTaskRunEngine.can_retry).
+    """
+    return not isinstance(state.data, PolyprefError)  # can_retry puts the exception in the Failed state's data
+
+
+@task(
+    name="judge-shard",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=retry_unless_polypref_error,
+)
 def judge_shard(plan: pipeline.BuildPlan, run: pipeline.RunState, index: int, judge: Judge) -> pipeline.ShardReport:
+    if stop_requested():  # a shard that has not started yet would judge a whole micro-batch before stopping
+        raise Interrupted(signal_name())
     return pipeline.run_shard(plan, run, index, judge)
 
 
 @flow(name="build-dataset", validate_parameters=True)
-def build_dataset(config: BuildConfig, out: str, overwrite: bool = False) -> dict[str, Any]:
-    """Sample personas, judge each (persona, pair) in both orders, filter, and write the dataset."""
-    plan = pipeline.plan(config, out)
+def build_dataset(config: BuildConfig, out: str, overwrite: bool = False, source: str = "config") -> dict[str, Any]:
+    """Sample personas, judge each (persona, pair) in both orders, filter, and write the dataset.
+
+    ``source`` names the config in error messages. The CLI passes what it planned with, so this call finds the
+    CLI's plan in pipeline.plan's memo instead of sampling the population again.
+    """
+    plan = pipeline.plan(config, out, source)
     run = pipeline.prepare_output(plan, overwrite)
     judge = make_judge(config.judge, config.seed, plan.state_path("judge"))  # once per run: an engine loads once
     try:

@@ -1,10 +1,17 @@
-"""polypref command line: init | validate | build."""
+"""polypref command line: init | validate | build.
+
+Exit statuses: 0 done; 2 a usage, config, output or judge-setup error (the message says which); 3 built, but
+some judgments got no answer (rerun to ask again for exactly those); 130 stopped by SIGINT, 143 by SIGTERM
+(saved work is kept; rerun the same command to resume).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -13,19 +20,26 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
-from polypref import assets
+from polypref import assets, flow_runner, interrupt
 from polypref.config import DEFAULT_CONFIG_PATH, BuildConfig, load_config
-from polypref.errors import PolyprefError
+from polypref.errors import Interrupted, PolyprefError
+from polypref.secrets import scrub
+
+EXIT_ERROR = 2
+EXIT_UNANSWERED = 3
 
 app = typer.Typer(
     add_completion=False,
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # plain usage errors: "Usage: ... / Error: <one line>"; Rich's error panel wraps and truncates messages
+    rich_markup_mode=None,
     help="Build synthetic persona preference datasets.",
 )
-err = Console(stderr=True)
-out = Console()
+# Markup off: messages carry user paths, and a file named "[bold]x.yaml" or "a[/b].yaml" must print as it is.
+err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
+out = Console(markup=False, highlight=False, soft_wrap=True)
 
 ConfigArg = Annotated[Path | None, typer.Argument(help="Build config YAML (default: the shipped default)")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a key: --set population.size=500")]
@@ -40,6 +54,13 @@ PREFECT_DEFAULTS = {
     "PREFECT_LOGGING_SERVER_LEVEL": "CRITICAL",
     "VLLM_LOGGING_LEVEL": "WARNING",  # the engine's INFO lines would bury the progress bar
 }
+
+
+@app.callback(invoke_without_command=True)
+def _root(ctx: typer.Context) -> None:
+    # A bare `polypref` is a usage error like any other: usage, one line saying what is missing, exit 2.
+    if ctx.invoked_subcommand is None:
+        ctx.fail("Missing command: init (write a config), validate (check it) or build (make the dataset).")
 
 
 def _load(config: Path | None, overrides: list[str] | None) -> tuple[BuildConfig, str]:
@@ -57,7 +78,7 @@ def init(
         raise PolyprefError(f"{path} exists; pass --force to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(DEFAULT_CONFIG_PATH, path)
-    out.print(f"wrote {path}; build with: polypref build {path} --out DIR")
+    out.print(f"wrote {path}; build with: polypref build {shlex.quote(str(path))} --out DIR")
 
 
 @app.command()
@@ -87,9 +108,22 @@ def build(
     for key, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)
     flow = _load_flow()
+    flow_runner.quiet_console_about_our_errors()
+    server = flow_runner.PrefectServer()
     try:
-        with _progress_bar(plan, enabled=progress):
-            summary = flow(config=cfg, out=str(out_dir), overwrite=overwrite)
+        with flow_runner.StopOnSignal(server), _progress_bar(plan, enabled=progress):
+            server.start()
+            if interrupt.stop_requested():  # a signal while the server started: nothing was judged yet
+                raise Interrupted(interrupt.signal_name())
+            summary = flow_runner.call_off_main_thread(
+                lambda: flow(config=cfg, out=str(out_dir), overwrite=overwrite, source=source)
+            )
+    except Interrupted:
+        # the exception's own attribute may not survive Prefect's state handling; the stop request does
+        name = interrupt.signal_name()
+        err.print(f"stopped by {name}: judgments finished so far are saved in {out_dir}")
+        err.print(f"to resume, run the same command again: {_command_line()}")
+        raise typer.Exit(128 + signal.Signals[name].value) from None
     except RuntimeError as e:
         if "ephemeral Prefect API server" not in str(e):
             raise
@@ -98,7 +132,17 @@ def build(
             "database may be too new for this one: point PREFECT_HOME at a new folder, or set PREFECT_API_URL "
             "to a running Prefect server. Finished shards are kept; rerun to resume."
         ) from None
-    _print_summary(summary, out_dir)
+    unanswered = _print_summary(summary, out_dir)
+    if unanswered:
+        err.print(
+            f"{unanswered} judgments got no answer (see the card); rerun the same command to ask again for "
+            "exactly those"
+        )
+        raise typer.Exit(EXIT_UNANSWERED)
+
+
+def _command_line() -> str:
+    return shlex.join(["polypref", *sys.argv[1:]])
 
 
 def _load_flow() -> Any:
@@ -109,7 +153,7 @@ def _load_flow() -> Any:
 
 
 class _progress_bar:
-    """Polls the shard completion files, so progress works however the shards are scheduled."""
+    """Polls the build's saved state, so progress works however the shards are scheduled."""
 
     def __init__(self, plan: Any, enabled: bool):
         self.plan = plan
@@ -127,27 +171,10 @@ class _progress_bar:
         if self.enabled:
             self.thread.join()
 
-    def _done(self) -> int:
-        """Units in finished shards, plus the saved micro-batches of shards still being judged."""
-        import pyarrow.parquet as pq
-
-        units, finished = 0, set()
-        for path in self.plan.state_path("shards").glob("*.json"):
-            try:
-                units += json.loads(path.read_text())["units"]
-                finished.add(path.stem)
-            except (OSError, ValueError, KeyError):
-                continue  # being replaced right now; read it next tick
-        for path in self.plan.state_path("partial").glob("*/*.parquet"):
-            if path.parent.name in finished or path.name.startswith("."):
-                continue
-            try:
-                units += pq.read_metadata(path).num_rows
-            except (OSError, ValueError):
-                continue
-        return units
-
     def _run(self) -> None:
+        from polypref.dataset.state import BuildState
+
+        state = BuildState(self.plan.out)
         columns = (
             TextColumn("judging"),
             BarColumn(),
@@ -158,8 +185,8 @@ class _progress_bar:
         with Progress(*columns, console=err, transient=False) as bar:
             task = bar.add_task("judging", total=self.plan.num_units)
             while not self.stop.wait(0.5):
-                bar.update(task, completed=self._done())
-            bar.update(task, completed=self._done())
+                bar.update(task, completed=state.progress_units())
+            bar.update(task, completed=state.progress_units())
 
 
 def _plan_summary(plan: Any) -> dict[str, Any]:
@@ -175,30 +202,30 @@ def _plan_summary(plan: Any) -> dict[str, Any]:
     }
 
 
-def _print_summary(summary: dict[str, Any], out_dir: Path) -> None:
-    reasons = ", ".join(f"{k} {v}" for k, v in summary["reasons"].items())
+def _print_summary(summary: dict[str, Any], out_dir: Path) -> int:
+    """Print what was built (the same line whether this run judged everything or resumed); return the number
+    of judgments that got no answer."""
+    reasons = ", ".join(f"{k} {v}" for k, v in (summary.get("reasons") or {}).items())
     out.print(
         f"built {out_dir}: {summary['personas']} personas, {summary['judgments']} judgments, "
         f"{summary['preferences']} preferences ({reasons})"
     )
+    reused = int(summary.get("reused_judgments") or 0)
+    if reused:
+        out.print(f"resumed: {reused} of the {summary['judgments']} judgments came from earlier runs")
     out.print(f'load it: datasets.load_dataset("{out_dir}", "preferences")')
+    return int(summary.get("unanswered") or 0)
 
 
-def main() -> None:
+def _print_error(message: str) -> None:
+    err.print(Text.assemble(("error:", "bold red"), " ", scrub(message)))  # a --set value may hold a credential
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The `polypref` script. Typer runs standalone, so usage errors print usage and exit 2 as in any CLI;
+    our own errors print one message, never a traceback."""
     try:
-        app(standalone_mode=False)
+        app(args=argv, prog_name="polypref")
     except PolyprefError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False, markup=True, soft_wrap=True)
-        raise SystemExit(2) from None
-    except (typer.Abort, KeyboardInterrupt):
-        err.print("aborted; rerun the same command to resume")
-        raise SystemExit(130) from None
-    except SystemExit:
-        raise
-    except Exception as e:  # click usage errors and the like carry their own exit codes
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            raise SystemExit(e.exit_code) from None
-        raise
+        _print_error(str(e))
+        raise SystemExit(EXIT_ERROR) from None

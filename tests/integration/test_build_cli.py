@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import polars as pl
 import pytest
 import yaml
 
+from polypref.errors import Interrupted, JudgeFatalError
 from tests.conftest import load_with_datasets
+from tests.integration.test_signals import ChatServer, openai_config, run_build, serve
 
 pytestmark = pytest.mark.integration
+
+PERSONAS, PAIRS, ORDERS, SAMPLES = 40, 54, 2, 2  # the shipped default items: 18 prompts x 3 pairs
+JUDGMENTS = PERSONAS * PAIRS * ORDERS * SAMPLES
 
 
 def _polypref(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -22,32 +31,52 @@ def _polypref(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+def _flow_runs(out: Path) -> list[dict[str, Any]]:
+    """Prefect's records of the flow runs that built ``out``: state, stored parameters, task runs."""
+    database = Path(os.environ["PREFECT_HOME"]) / "prefect.db"
+    with sqlite3.connect(database) as db:
+        rows = db.execute(
+            "SELECT flow_run.id, flow_run.state_type, flow_run.parameters FROM flow_run "
+            "JOIN flow ON flow.id = flow_run.flow_id WHERE flow.name = 'build-dataset'"
+        ).fetchall()
+        runs = []
+        for run_id, state, parameters in rows:
+            if json.loads(parameters).get("out") != str(out):
+                continue
+            tasks = db.execute("SELECT run_count FROM task_run WHERE flow_run_id = ?", (run_id,)).fetchall()
+            runs.append({"state": state, "parameters": parameters, "task_run_counts": [n for (n,) in tasks]})
+    return runs
+
+
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     elsewhere = tmp_path_factory.mktemp("elsewhere")  # not the checkout: assets must come from the package
     out = elsewhere / "OUT"
-    result = _polypref(
-        "build", "--out", str(out), "--set", "population.size=40", "--set", "judge.samples=2", cwd=elsewhere
-    )
-    return {"out": out, "result": result, "cwd": elsewhere}
+    args = ("build", "--out", str(out), "--set", f"population.size={PERSONAS}", "--set", f"judge.samples={SAMPLES}")
+    result = _polypref(*args, cwd=elsewhere)
+    return {"out": out, "result": result, "cwd": elsewhere, "args": args}
 
 
-def test_build_runs_cleanly(built):
+def test_build_runs_cleanly(built: dict[str, Any]) -> None:
     result = built["result"]
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
-    assert "40 personas" in result.stdout
+    assert f"built {built['out']}: {PERSONAS} personas, {JUDGMENTS} judgments" in result.stdout
+    assert "resumed" not in result.stdout  # a fresh build reuses nothing
 
 
-def test_datasets_loads_all_three_configs_with_consistent_counts(built):
+def test_datasets_loads_all_three_configs_with_consistent_counts(built: dict[str, Any]) -> None:
     out = str(built["out"])
     personas = load_with_datasets(out, "personas")
     judgments = load_with_datasets(out, "judgments")
     preferences = load_with_datasets(out, "preferences")
     pairs = len(set(judgments["pair_id"]))
-    assert personas.num_rows == 40 and pairs == 54
-    assert judgments.num_rows == personas.num_rows * pairs * 2 * 2
-    assert 0 < preferences.num_rows <= personas.num_rows * pairs
+    assert personas.num_rows == PERSONAS and pairs == PAIRS
+    assert judgments.num_rows == JUDGMENTS
+    # one row per kept (persona, pair): some, but the filters drop others
+    rows = zip(judgments["persona_id"], judgments["pair_id"], judgments["drop_reason"], strict=True)
+    kept_pairs = {(persona, pair) for persona, pair, reason in rows if reason is None}
+    assert 0 < preferences.num_rows == len(kept_pairs) < PERSONAS * PAIRS
     row = preferences[0]
     assert row["chosen"] != row["rejected"] and row["prompt"].endswith("?")
     assert set(row["persona_attributes"]) >= {"age", "sex", "party"}
@@ -58,59 +87,157 @@ def test_datasets_loads_all_three_configs_with_consistent_counts(built):
     assert sum(preferences["n_judgments"]) == kept
 
 
-def test_card_states_source_config_and_filters(built):
+def test_card_states_source_config_and_filters(built: dict[str, Any]) -> None:
     card = (built["out"] / "README.md").read_text()
     front = yaml.safe_load(card.split("---")[1])
     assert [c["config_name"] for c in front["configs"]] == ["preferences", "judgments", "personas"]
     assert "NORC" in card and "gss.norc.org" in card  # citation and terms of the population used
     assert "Simulated judgments" in card and "swap_inconsistent" in card
-    assert "size: 40" in card and "samples: 2" in card  # the config used
+    assert f"size: {PERSONAS}" in card and f"samples: {SAMPLES}" in card  # the config used
 
 
-def test_the_flow_ran_on_prefect(built):
-    database = Path(os.environ["PREFECT_HOME"]) / "prefect.db"
-    with sqlite3.connect(database) as db:
-        states = db.execute(
-            "SELECT flow_run.state_type FROM flow_run JOIN flow ON flow.id = flow_run.flow_id "
-            "WHERE flow.name = 'build-dataset'"
-        ).fetchall()
-    assert ("COMPLETED",) in states
+def test_the_flow_ran_on_prefect(built: dict[str, Any]) -> None:
+    runs = _flow_runs(built["out"])  # this build's runs, not any other test's
+    assert runs and all(run["state"] == "COMPLETED" for run in runs)
 
 
-def test_same_command_again_resumes_without_redoing_shards(built):
+def test_same_command_again_resumes_without_redoing_shards(built: dict[str, Any]) -> None:
     shard = next((built["out"] / "data" / "judgments").glob("*.parquet"))
     before = shard.stat().st_mtime_ns
-    again = _polypref(
-        "build",
-        "--out",
-        str(built["out"]),
-        "--set",
-        "population.size=40",
-        "--set",
-        "judge.samples=2",
-        cwd=built["cwd"],
-    )
+    first = built["result"].stdout.splitlines()[0]
+    again = _polypref(*built["args"], cwd=built["cwd"])
     assert again.returncode == 0, again.stderr
     assert shard.stat().st_mtime_ns == before
+    # the same report as the first run, and what was reused
+    assert again.stdout.splitlines()[0] == first
+    assert f"resumed: {JUDGMENTS} of the {JUDGMENTS} judgments came from earlier runs" in again.stdout
     changed = _polypref("build", "--out", str(built["out"]), cwd=built["cwd"])
     assert changed.returncode == 2 and "different build" in changed.stderr
 
 
-def test_core_pipeline_does_not_import_prefect():
+def test_core_pipeline_does_not_import_prefect() -> None:
     code = "import sys, polypref.pipeline, polypref.judges.simulated; print('prefect' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 
 
-def test_deployment_file_points_at_the_flow():
+def test_deployment_file_points_at_the_flow() -> None:
+    from prefect.flows import load_flow_from_entrypoint
+
     from polypref import assets
+    from polypref.config import BuildConfig
 
     spec = yaml.safe_load(assets.path("flows", "prefect.yaml").read_text())
+    flow = load_flow_from_entrypoint(f"{assets.path('flows', 'build.py')}:build_dataset", use_placeholder_flow=False)
+    assert flow.name == "build-dataset"
     for deployment in spec["deployments"]:
         path, _, name = deployment["entrypoint"].partition(":")
         assert path == "flows/build.py" and name == "build_dataset"
-        assert deployment["parameters"]["config"]["population"]["spec"] == "gss_spending"
+        # what a worker would call the flow with: Prefect validates it against the flow's signature
+        parameters = flow.validate_parameters(deployment["parameters"])
+        assert isinstance(parameters["config"], BuildConfig)
+        assert parameters["config"].population.spec == "gss_spending"
+
+
+@pytest.fixture
+def refusing_server() -> Iterator[ChatServer]:
+    """A stand-in API that refuses every key, as OpenAI does with HTTP 401."""
+    yield from serve(ChatServer(status=401))
+
+
+def test_rejected_key_stops_the_build_at_once_without_retrying(
+    tiny: dict[str, Path], refusing_server: ChatServer
+) -> None:
+    # one shard at a time, one micro-batch as large as the concurrency: the first wave is all that may be sent
+    config = openai_config(
+        tiny, refusing_server, workers=1, micro_batch=2, concurrency=2, max_concurrency=2, max_retries=3
+    )
+    out = tiny["dir"] / "out"
+    result = run_build(config, out)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "error:" in result.stderr and "401" in result.stderr
+    assert refusing_server.requests <= 2
+    (run,) = _flow_runs(out)
+    assert run["state"] == "FAILED"
+    assert run["task_run_counts"] and max(run["task_run_counts"]) == 1  # Prefect ran no shard twice
+
+
+def test_judgments_without_an_answer_exit_3_and_a_rerun_asks_for_exactly_those(tiny: dict[str, Path]) -> None:
+    for server in serve(ChatServer(fail_text="road repair")):  # one of the tiny survey's two topics
+        config = openai_config(tiny, server)
+        out = tiny["dir"] / "out"
+        planned, unanswered = 20 * 12, 20 * 6  # 20 personas x 6 pairs x 2 orders; half are about road repair
+        first = run_build(config, out)
+        assert first.returncode == 3, first.stdout + first.stderr
+        assert "Traceback" not in first.stdout + first.stderr
+        assert f"20 personas, {planned} judgments" in first.stdout
+        assert (
+            f"{unanswered} judgments got no answer (see the card); rerun the same command to ask again for "
+            "exactly those" in first.stderr
+        )
+
+        server.fail_text = None
+        asked = server.requests
+        again = run_build(config, out)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert server.requests - asked == unanswered
+        assert f"resumed: {planned - unanswered} of the {planned} judgments came from earlier runs" in again.stdout
+        judgments = pl.read_parquet(out / "data" / "judgments")
+        assert judgments.height == planned and judgments["error"].null_count() == planned
+
+
+def test_prefect_stores_the_config_without_secrets_and_the_judge_still_gets_them(tiny: dict[str, Path]) -> None:
+    secret = "tok-9f2c41d7e8b3a605"
+    for server in serve(ChatServer()):
+        # a free-form provider field that is not known to be harmless: published only as <redacted>
+        config = openai_config(tiny, server, extra_body={"metadata": {"proxy_token": secret}})
+        out = tiny["dir"] / "out"
+        result = run_build(config, out)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert server.bodies and all(body["metadata"] == {"proxy_token": secret} for body in server.bodies)
+        (run,) = _flow_runs(out)
+        stored = json.loads(run["parameters"])
+        assert secret not in run["parameters"]
+        assert stored["config"]["judge"]["extra_body"] == {"metadata": {"proxy_token": "<redacted>"}}
+
+
+def test_shard_task_retries_surprises_but_never_our_errors() -> None:
+    from prefect import flow, task
+    from prefect.cache_policies import NO_CACHE
     from prefect.flows import load_flow_from_entrypoint
 
-    flow = load_flow_from_entrypoint(f"{assets.path('flows', 'build.py')}:build_dataset", use_placeholder_flow=False)
-    assert flow.name == "build-dataset"
+    from polypref import assets
+
+    build = load_flow_from_entrypoint(f"{assets.path('flows', 'build.py')}:build_dataset", use_placeholder_flow=False)
+    judge_shard = build.fn.__globals__["judge_shard"]
+    assert judge_shard.retries > 0
+    attempts: list[str] = []
+
+    # the shard task's retry settings on a task that fails on demand, run by Prefect's real engines
+    @task(
+        retries=judge_shard.retries,
+        retry_delay_seconds=0,
+        retry_condition_fn=judge_shard.retry_condition_fn,
+        cache_policy=NO_CACHE,
+    )
+    def fails_with(error: Exception) -> None:
+        attempts.append(type(error).__name__)
+        raise error
+
+    @flow
+    def shard_fails_with(error: Exception) -> str:
+        try:
+            fails_with(error)
+        except Exception as e:
+            return type(e).__name__
+        return "no error"
+
+    for error, runs in [
+        (OSError("No space left on device"), 1 + judge_shard.retries),
+        (JudgeFatalError("HTTP 401"), 1),
+        (Interrupted("SIGTERM"), 1),
+    ]:
+        attempts.clear()
+        assert shard_fails_with(error) == type(error).__name__
+        assert attempts == [type(error).__name__] * runs

@@ -1,0 +1,207 @@
+"""Running the Prefect build flow from a terminal, so that Ctrl-C and SIGTERM stop it cleanly.
+
+Three things Prefect 3.7.7 does not do for a command-line build: keep its ephemeral API server out of the
+terminal's process group (so Ctrl-C reaches only the build), leave signal handling to the caller (its flow
+engine replaces SIGTERM's handler on the main thread), and keep our own errors' tracebacks off the console.
+Tied to the pinned Prefect version: recheck when it moves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from polypref import interrupt
+from polypref.errors import PolyprefError
+
+
+class OurErrorsFilter(logging.Filter):
+    """Drops Prefect's console reports of runs that ended in a PolyprefError.
+
+    Prefect logs such an ending once per task ("Finished in state Failed('Task run encountered an exception
+    Interrupted: ...')") and once more for the flow, with a traceback; the CLI prints the one message that
+    matters. Only console handlers get this filter: Prefect's API handler still records every line for its UI.
+    """
+
+    RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.RUN_LOGGERS):
+            return True
+        if record.exc_info and isinstance(record.exc_info[1], PolyprefError):
+            return False
+        names = "|".join(sorted(_subclass_names(PolyprefError)))
+        return re.search(rf"\bexception:? (?:{names})\b", record.getMessage()) is None
+
+
+def _subclass_names(cls: type) -> set[str]:
+    names = {cls.__name__}
+    for sub in cls.__subclasses__():
+        names |= _subclass_names(sub)
+    return names
+
+
+def quiet_console_about_our_errors() -> None:
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler) and not any(
+            isinstance(f, OurErrorsFilter) for f in handler.filters
+        ):
+            handler.addFilter(OurErrorsFilter())
+
+
+def call_off_main_thread(fn: Callable[[], Any]) -> Any:
+    """Run the flow on a worker thread and wait for it.
+
+    On the main thread, Prefect's flow engine swaps SIGTERM for its own handler while the flow runs
+    (prefect/utilities/engine/__init__.py, capture_sigterm), which raises TerminationSignal wherever the
+    main thread happens to be and then kills the process with the signal again. Off the main thread it
+    cannot install one, so our handlers stay in charge and the stop goes through the saved micro-batch.
+    """
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = fn()
+        except BaseException as e:  # handed to the main thread, which raises it
+            result["error"] = e
+
+    worker = threading.Thread(target=target, name="polypref-flow", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.2)  # short waits: signal handlers run on the main thread between them
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+class PrefectServer:
+    """Prefect's ephemeral API server, started by us in its own session.
+
+    Prefect starts it as a plain child (prefect/server/api/server.py, SubprocessASGIServer), so a terminal's
+    Ctrl-C (SIGINT to the whole foreground process group) or a scheduler's SIGTERM to the group kills it in
+    the middle of the build, and the build then retries a dead API for minutes. In its own session it hears
+    only us: Prefect's own atexit hook stops it once the build has ended.
+    """
+
+    def __init__(self) -> None:
+        self.process: Any = None
+
+    def start(self) -> None:
+        from prefect.settings import PREFECT_API_URL
+
+        if PREFECT_API_URL.value():  # a real server: nothing of ours to start
+            return
+        server = _own_session_server_class()()
+        server.start()  # registered as Prefect's default instance, so every Prefect client uses this one
+        self.process = server.server_process
+
+    def kill(self) -> None:
+        """For a forced exit, which skips Prefect's atexit hook: the server is outside our process group."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+
+
+# Outside our process group, the server would outlive a build killed with SIGKILL (or a group kill that we
+# no longer share) and keep Prefect's database open; it stops itself gracefully once its parent is gone.
+_SERVER_LAUNCHER = """
+import os, runpy, signal, sys, threading, time
+parent = int(sys.argv.pop(1))
+def watch():
+    while os.getppid() == parent:
+        time.sleep(1)
+    os.kill(os.getpid(), signal.SIGTERM)
+threading.Thread(target=watch, daemon=True).start()
+runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
+"""
+
+
+def _own_session_server_class() -> type:
+    import subprocess
+
+    import prefect
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import get_current_settings
+
+    class OwnSessionServer(SubprocessASGIServer):
+        # SubprocessASGIServer() returns the instance registered for its port; this one registers under the
+        # default (None), so Prefect's clients find it already running and do not start another.
+        def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
+            # The command and environment of prefect 3.7.7's SubprocessASGIServer._run_uvicorn_command
+            # (server.py:1196), run through _SERVER_LAUNCHER, in a session of its own.
+            return subprocess.Popen(
+                args=[
+                    sys.executable,
+                    "-c",
+                    _SERVER_LAUNCHER,
+                    str(os.getpid()),
+                    "--app-dir",
+                    str(prefect.__module_path__.parent),
+                    "--factory",
+                    "prefect.server.api.server:create_app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--log-level",
+                    "error",
+                    "--lifespan",
+                    "on",
+                ],
+                env={
+                    **os.environ,
+                    "PREFECT_UI_ENABLED": "0",
+                    "PREFECT__SERVER_EPHEMERAL": "1",
+                    "PREFECT__SERVER_FINAL": "1",
+                    **get_current_settings().to_environment_variables(exclude_unset=True),
+                },
+                start_new_session=True,
+            )
+
+    return OwnSessionServer
+
+
+class StopOnSignal:
+    """SIGINT and SIGTERM during a build: the first asks judging to stop once the micro-batch in flight is
+    saved (polypref.interrupt); a second one exits at once, losing only that micro-batch."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, server: PrefectServer):
+        self.server = server
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopOnSignal:
+        interrupt.reset()
+        if threading.current_thread() is threading.main_thread():  # signal.signal works only there
+            self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        # os.write, not print: the main thread may be inside a write to stderr right now
+        if interrupt.stop_requested():
+            _write_stderr(f"\n{name} again: stopping now; the micro-batch in flight is lost\n")
+            self.server.kill()
+            os._exit(128 + signum)
+        interrupt.request_stop(name)
+        _write_stderr(f"\n{name}: stopping after the micro-batch in flight is saved (again to stop at once)\n")
+
+
+def _write_stderr(text: str) -> None:
+    # no usable stderr (closed, or replaced by an object without a descriptor): nothing to tell
+    with contextlib.suppress(OSError, ValueError):
+        os.write(sys.stderr.fileno(), text.encode())

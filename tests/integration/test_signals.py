@@ -1,0 +1,310 @@
+"""Stopping `polypref build` as terminals and schedulers do: SIGINT or SIGTERM, to the build or its process group.
+
+The build judges with the OpenAI backend against ``ChatServer``, a stand-in for a remote OpenAI-compatible API
+on 127.0.0.1 that answers slowly enough to be interrupted. Everything else is real: the CLI in a subprocess,
+Prefect's flow and ephemeral server, the judge, the saved micro-batches and the resume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import polars as pl
+import psutil
+import pytest
+import yaml
+
+from polypref.dataset.state import BuildState
+
+pytestmark = pytest.mark.integration
+
+VERDICT = {"rationale": "Closer to what I think.", "choice": "A", "strength": 4, "confidence": 80}
+PERSONAS = 20
+UNITS = PERSONAS * 6 * 2  # the tiny items give 6 pairs, each judged in both orders
+SHARDS = 5  # 48 units per shard: 4 personas of 12 units each
+STARTUP_S = 240  # the session's first Prefect start migrates a fresh database (~30 s on 2 cores)
+
+
+class ChatServer(ThreadingHTTPServer):
+    """A stand-in for a remote OpenAI-compatible API: /v1/chat/completions answers a valid verdict after
+    ``delay`` seconds, or ``status`` with an error body; prompts containing ``fail_text`` get HTTP 503."""
+
+    daemon_threads = True
+
+    def __init__(self, delay: float = 0.0, status: int = 200, fail_text: str | None = None):
+        super().__init__(("127.0.0.1", 0), _ChatHandler)
+        self.delay = delay
+        self.status = status
+        self.fail_text = fail_text
+        self.bodies: list[dict] = []
+        self.lock = threading.Lock()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    @property
+    def requests(self) -> int:
+        with self.lock:
+            return len(self.bodies)
+
+
+class _ChatHandler(BaseHTTPRequestHandler):
+    server: ChatServer
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        with self.server.lock:
+            self.server.bodies.append(body)
+        time.sleep(self.server.delay)
+        prompt = body["messages"][-1]["content"]
+        if self.server.status != 200:
+            self._send(self.server.status, {"error": {"message": "Incorrect API key provided", "type": "auth"}})
+        elif self.server.fail_text and self.server.fail_text in prompt:
+            self._send(503, {"error": {"message": "overloaded, try again later", "type": "server_error"}})
+        else:
+            self._send(200, _completion(body["model"], json.dumps(VERDICT)))
+
+    def _send(self, status: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the build was killed while this request waited: nobody is listening
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _completion(model: str, content: str) -> dict:
+    return {
+        "id": "chatcmpl-stand-in",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+        "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+    }
+
+
+def serve(server: ChatServer) -> Iterator[ChatServer]:
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def chat_server() -> Iterator[ChatServer]:
+    # micro-batches of 4 at 4 in flight: one every ~0.3 s, so the whole build would take ~20 s
+    yield from serve(ChatServer(delay=0.3))
+
+
+def openai_config(tiny: dict[str, Path], server: ChatServer, workers: int = 2, **judge: object) -> Path:
+    """A build config over the tiny survey, judged by the OpenAI backend at ``server``."""
+    config = tiny["dir"] / "openai-build.yaml"
+    settings = {
+        "backend": "openai",
+        "model": "stand-in-model",
+        "base_url": server.base_url,
+        "api_key_env": None,
+        "micro_batch": 4,
+        "concurrency": 4,
+        "max_concurrency": 4,
+        "max_retries": 0,
+        "timeout_s": 60,
+        **judge,
+    }
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "seed": 3,
+                "population": {"spec": str(tiny["spec"]), "size": PERSONAS},
+                "items": {"source": str(tiny["items"])},
+                "judge": settings,
+                "output": {"units_per_shard": 48, "row_group_rows": 1000, "workers": workers},
+            }
+        )
+    )
+    return config
+
+
+@dataclass
+class Started:
+    process: subprocess.Popen
+    stdout: Path
+    stderr: Path
+
+    def output(self) -> tuple[str, str]:
+        return self.stdout.read_text(), self.stderr.read_text()
+
+
+_started: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def no_build_left_behind() -> Iterator[None]:
+    """A failed test must not leave its build (or the Prefect server it started) running."""
+    yield
+    while _started:
+        process = _started.pop()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)  # its own group: start_build made it a session leader
+            process.wait(timeout=30)
+
+
+def start_build(config: Path, out: Path, tag: str) -> Started:
+    """`polypref build` in a new session, as a shell starts a foreground job: its own process group."""
+    stdout, stderr = out.parent / f"{tag}.stdout", out.parent / f"{tag}.stderr"
+    with stdout.open("w") as o, stderr.open("w") as e:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "polypref", "build", str(config), "--out", str(out), "--no-progress"],
+            cwd=out.parent,
+            stdout=o,
+            stderr=e,
+            start_new_session=True,
+        )
+    _started.append(process)
+    return Started(process, stdout, stderr)
+
+
+def run_build(config: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "polypref", "build", str(config), "--out", str(out), "--no-progress"],
+        cwd=out.parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def wait_for_first_micro_batch(build: Started, out: Path) -> None:
+    state = BuildState(out)
+    deadline = time.monotonic() + STARTUP_S
+    while state.progress_units() == 0:
+        assert build.process.poll() is None, "the build ended before judging anything: " + "\n".join(build.output())
+        assert time.monotonic() < deadline, "no micro-batch was saved in time"
+        time.sleep(0.05)
+
+
+def prefect_server_of(build: Started) -> psutil.Process:
+    """Prefect's ephemeral API server that this build started (a child running uvicorn)."""
+    for child in psutil.Process(build.process.pid).children(recursive=True):
+        if "uvicorn" in " ".join(child.cmdline()):
+            return child
+    raise AssertionError("the build runs no Prefect server of its own")
+
+
+def saved_micro_batches(out: Path) -> int:
+    state = BuildState(out)
+    return sum(len(state.micro_batch_files(i)) for i in range(SHARDS))
+
+
+@pytest.mark.parametrize(
+    ("signum", "target", "status"),
+    [
+        (signal.SIGINT, "process", 130),  # kill -INT PID
+        (signal.SIGTERM, "process", 143),  # a scheduler stopping the job
+        (signal.SIGINT, "group", 130),  # Ctrl-C in a terminal: every process of the foreground group
+    ],
+    ids=["sigint-pid", "sigterm-pid", "sigint-group"],
+)
+def test_signal_saves_work_stops_promptly_and_the_same_command_resumes(
+    tiny: dict[str, Path], chat_server: ChatServer, signum: int, target: str, status: int
+) -> None:
+    config = openai_config(tiny, chat_server)
+    out = tiny["dir"] / "out"
+    build = start_build(config, out, "interrupted")
+    wait_for_first_micro_batch(build, out)
+
+    sent = time.monotonic()
+    if target == "group":
+        os.killpg(build.process.pid, signum)
+    else:
+        build.process.send_signal(signum)
+    returncode = build.process.wait(timeout=120)
+    took = time.monotonic() - sent
+    stdout, stderr = build.output()
+
+    assert returncode == status, stdout + stderr
+    assert took < 15, f"stopping took {took:.1f} s"
+    assert "Traceback" not in stdout + stderr
+    assert "run the same command again" in stderr and f"--out {out}" in stderr
+    assert "built" not in stdout  # an unfinished build does not report itself as built
+    saved = BuildState(out).progress_units()
+    assert saved_micro_batches(out) > 0 and 0 < saved < UNITS
+    assert chat_server.requests == saved  # every answer the build received is saved: none is paid for twice
+
+    chat_server.delay = 0
+    asked_before = chat_server.requests
+    again = run_build(config, out)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Traceback" not in again.stdout + again.stderr
+    assert f"{PERSONAS} personas, {UNITS} judgments" in again.stdout
+    assert f"resumed: {saved} of the {UNITS} judgments came from earlier runs" in again.stdout
+    assert chat_server.requests - asked_before == UNITS - saved  # exactly the judgments not saved before
+    assert pl.read_parquet(out / "data" / "judgments").height == UNITS
+
+
+def test_second_sigint_exits_at_once_and_stops_prefects_server(tiny: dict[str, Path]) -> None:
+    for server in serve(ChatServer(delay=0.3)):
+        config = openai_config(tiny, server)
+        out = tiny["dir"] / "out"
+        build = start_build(config, out, "forced")
+        wait_for_first_micro_batch(build, out)
+        prefect_server = prefect_server_of(build)
+        server.delay = 20  # after the first Ctrl-C the build would wait that long for its micro-batch
+
+        time.sleep(1)  # the next micro-batch is now in flight
+        os.killpg(build.process.pid, signal.SIGINT)
+        time.sleep(1)
+        assert build.process.poll() is None  # the first Ctrl-C waits for the micro-batch in flight
+        sent = time.monotonic()
+        os.killpg(build.process.pid, signal.SIGINT)
+        returncode = build.process.wait(timeout=60)
+        took = time.monotonic() - sent
+        stdout, stderr = build.output()
+
+        assert returncode == 130 and took < 5, (took, stdout + stderr)
+        assert "Traceback" not in stdout + stderr
+        assert "SIGINT again: stopping now" in stderr
+        prefect_server.wait(timeout=15)  # its own session: only the build could stop it, and did
+
+
+def test_prefect_server_does_not_outlive_a_killed_build(tiny: dict[str, Path], chat_server: ChatServer) -> None:
+    # Prefect's server runs in a session of its own (so Ctrl-C does not reach it); killing the build with
+    # SIGKILL, which no handler sees, must not leave it running with Prefect's database open under the rerun
+    config = openai_config(tiny, chat_server)
+    out = tiny["dir"] / "out"
+    build = start_build(config, out, "killed")
+    wait_for_first_micro_batch(build, out)
+    prefect_server = prefect_server_of(build)
+    assert os.getpgid(prefect_server.pid) != os.getpgid(build.process.pid)
+
+    os.killpg(build.process.pid, signal.SIGKILL)
+    assert build.process.wait(timeout=30) == -signal.SIGKILL
+    prefect_server.wait(timeout=20)
+
+    chat_server.delay = 0
+    again = run_build(config, out)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Traceback" not in again.stdout + again.stderr
+    assert f"{PERSONAS} personas, {UNITS} judgments" in again.stdout
+    assert pl.read_parquet(out / "data" / "judgments").height == UNITS

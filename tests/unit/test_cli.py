@@ -1,0 +1,82 @@
+"""The CLI's own error paths, as a user meets them: a real `polypref` process, its exit status and its output.
+
+None of these start Prefect: every one ends before a build would.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(sys.executable).with_name("polypref")  # the console script pip installed next to this Python
+
+
+def polypref(*args: str, cwd: Path, script: bool = False) -> subprocess.CompletedProcess:
+    if script and not SCRIPT.exists():
+        pytest.skip(f"no installed polypref script at {SCRIPT}")
+    command = [str(SCRIPT)] if script else [sys.executable, "-m", "polypref"]
+    return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("script", [False, True], ids=["python-m", "script"])
+def test_bare_command_prints_usage_and_what_is_missing(tmp_path: Path, script: bool) -> None:
+    result = polypref(cwd=tmp_path, script=script)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "Usage: polypref [OPTIONS] COMMAND" in result.stderr
+    assert "Error: Missing command" in result.stderr.splitlines()[-1] and "build" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "usage"),
+    [
+        (["push"], "No such command 'push'", "Usage: polypref [OPTIONS] COMMAND"),
+        (["build", "--bogus"], "No such option: --bogus", "Usage: polypref build [OPTIONS]"),
+        (["validate", "--set"], "Error: Option '--set' requires an argument.", None),  # click prints no usage here
+    ],
+    ids=["unknown-command", "unknown-option", "missing-value"],
+)
+def test_usage_errors_print_usage_and_one_message(
+    tmp_path: Path, args: list[str], message: str, usage: str | None
+) -> None:
+    result = polypref(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert message in result.stderr.splitlines()[-1]  # the last line says what was wrong
+    assert usage is None or usage in result.stderr
+    assert not (tmp_path / "out").exists()  # stopped before any work
+
+
+def test_help_lists_the_commands_and_succeeds(tmp_path: Path) -> None:
+    result = polypref("--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for command in ("init", "validate", "build"):
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("name", ["[bold]x.yaml", "a[/b].yaml", "[link=x]c[/link].yaml"])
+def test_errors_naming_a_file_print_its_name_as_it_is(tmp_path: Path, name: str) -> None:
+    # a name that looks like console markup must neither crash the error printer nor be restyled by it
+    result = polypref("validate", name, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert f"error: {name}: invalid" in result.stderr and "file not found" in result.stderr
+
+
+def test_config_values_in_errors_print_as_they_are(tmp_path: Path) -> None:
+    result = polypref("validate", "--set", "population.spec=[red]nowhere[/red]", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "[red]nowhere[/red]" in result.stderr
+
+
+def test_init_reports_a_markup_like_path_as_it_is(tmp_path: Path) -> None:
+    result = polypref("init", "a[/b].yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "a[/b].yaml").is_file()
+    assert "wrote a[/b].yaml" in result.stdout
+    again = polypref("init", "a[/b].yaml", cwd=tmp_path)
+    assert again.returncode == 2 and "error: a[/b].yaml exists; pass --force" in again.stderr
