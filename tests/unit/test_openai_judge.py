@@ -157,6 +157,17 @@ def test_happy_path_structured_output_tokens_and_cost(tiny_config, tmp_path):
     assert judgments["response_format"].to_list() == ["json_schema"] * UNITS
 
 
+def test_provider_fields_reach_the_server_as_they_are(tiny_config, tmp_path):
+    """extra_body holds fields the OpenAI client does not know (vLLM's chat_template_kwargs, top_k): each
+    request carries them unchanged, and the build completes."""
+    stub = ChatStub(lambda n, body, req: ok(body))
+    extra = "judge.extra_body={chat_template_kwargs: {enable_thinking: false}, top_k: 5, temperature: 0.0}"
+    _, judgments, _ = build(tiny_config, tmp_path, stub, extra)
+    assert judgments["error"].null_count() == UNITS == len(stub.bodies)
+    for body in stub.bodies:
+        assert body["chat_template_kwargs"] == {"enable_thinking": False} and body["top_k"] == 5
+
+
 def test_429_storm_with_retry_after_is_waited_out(tiny_config, tmp_path):
     def reply(n, body, req):
         if n <= 30:

@@ -343,7 +343,11 @@ class OpenAIJudge(LLMJudge):
             hint = None
             try:
                 self._raise_if_fatal()  # the run stopped while this request waited for a slot
-                raw = await client.chat.completions.with_raw_response.create(**chat_body(self.config, request, fmt))
+                body = chat_body(self.config, request, fmt)
+                # provider fields the client does not know (chat_template_kwargs, top_k ...) go through its
+                # extra_body, which merges them into the JSON as they are; as keyword arguments they would fail
+                extra = {key: body.pop(key) for key in self.config.extra_body}
+                raw = await client.chat.completions.with_raw_response.create(**body, extra_body=extra or None)
                 self.limiter.observe_headers(raw.headers)
                 completion = decode_completion(raw.http_response.content)
                 completion.response_format = fmt
