@@ -17,7 +17,7 @@ from pydantic import (
 
 from polypref import assets
 from polypref.errors import ConfigError
-from polypref.judges.openai import OpenAIJudgeConfig
+from polypref.judges.openai_wire import OpenAIJudgeConfig
 from polypref.judges.simulated import SimulatedJudgeConfig
 from polypref.judges.vllm import VllmJudgeConfig
 from polypref.provenance import public

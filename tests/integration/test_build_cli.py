@@ -17,7 +17,8 @@ import yaml
 
 from polypref.errors import Interrupted, JudgeFatalError
 from tests.conftest import load_with_datasets
-from tests.integration.test_signals import ChatServer, openai_config, run_build, serve
+from tests.integration.test_signals import openai_config, run_build
+from tests.openai_api import ChatAPIServer, serve
 
 pytestmark = pytest.mark.integration
 
@@ -140,13 +141,13 @@ def test_deployment_file_points_at_the_flow() -> None:
 
 
 @pytest.fixture
-def refusing_server() -> Iterator[ChatServer]:
+def refusing_server() -> Iterator[ChatAPIServer]:
     """A stand-in API that refuses every key, as OpenAI does with HTTP 401."""
-    yield from serve(ChatServer(status=401))
+    yield from serve(ChatAPIServer(status=401))
 
 
 def test_rejected_key_stops_the_build_at_once_without_retrying(
-    tiny: dict[str, Path], refusing_server: ChatServer
+    tiny: dict[str, Path], refusing_server: ChatAPIServer
 ) -> None:
     # one shard at a time, one micro-batch as large as the concurrency: the first wave is all that may be sent
     config = openai_config(
@@ -164,7 +165,7 @@ def test_rejected_key_stops_the_build_at_once_without_retrying(
 
 
 def test_judgments_without_an_answer_exit_3_and_a_rerun_asks_for_exactly_those(tiny: dict[str, Path]) -> None:
-    for server in serve(ChatServer(fail_text="road repair")):  # one of the tiny survey's two topics
+    for server in serve(ChatAPIServer(fail_text="road repair")):  # one of the tiny survey's two topics
         config = openai_config(tiny, server)
         out = tiny["dir"] / "out"
         planned, unanswered = 20 * 12, 20 * 6  # 20 personas x 6 pairs x 2 orders; half are about road repair
@@ -187,19 +188,34 @@ def test_judgments_without_an_answer_exit_3_and_a_rerun_asks_for_exactly_those(t
         assert judgments.height == planned and judgments["error"].null_count() == planned
 
 
-def test_prefect_stores_the_config_without_secrets_and_the_judge_still_gets_them(tiny: dict[str, Path]) -> None:
-    secret = "tok-9f2c41d7e8b3a605"
-    for server in serve(ChatServer()):
+def test_secrets_in_the_config_reach_the_judge_and_nothing_published(tiny: dict[str, Path]) -> None:
+    """A token inside base_url and a secret in a free-form provider field: the server receives both, and neither
+    reaches the card, summary.json, any file of the build, its output, or Prefect's database."""
+    url_token, field_secret = "tok-url-5be1c09a7f", "tok-9f2c41d7e8b3a605"
+    for server in serve(ChatAPIServer()):
         # a free-form provider field that is not known to be harmless: published only as <redacted>
-        config = openai_config(tiny, server, extra_body={"metadata": {"proxy_token": secret}})
+        config = openai_config(tiny, server, extra_body={"metadata": {"proxy_token": field_secret}})
+        raw = yaml.safe_load(config.read_text())
+        raw["judge"]["base_url"] = f"http://judge:{url_token}@127.0.0.1:{server.port}/v1"
+        config.write_text(yaml.safe_dump(raw))
         out = tiny["dir"] / "out"
         result = run_build(config, out)
         assert result.returncode == 0, result.stdout + result.stderr
-        assert server.bodies and all(body["metadata"] == {"proxy_token": secret} for body in server.bodies)
+        assert server.bodies and all(body["metadata"] == {"proxy_token": field_secret} for body in server.bodies)
+        assert server.authorizations[0].startswith("Basic ")  # the URL's credentials were sent
         (run,) = _flow_runs(out)
         stored = json.loads(run["parameters"])
-        assert secret not in run["parameters"]
         assert stored["config"]["judge"]["extra_body"] == {"metadata": {"proxy_token": "<redacted>"}}
+        assert stored["config"]["judge"]["base_url"] == f"http://***@127.0.0.1:{server.port}/v1"
+        card = (out / "README.md").read_text()
+        assert f"http://***@127.0.0.1:{server.port}/v1" in card  # provenance kept, credentials gone
+        published = [p for p in out.rglob("*") if p.is_file()]
+        assert any(p.name == "summary.json" for p in published)
+        prefect_db = [p for p in Path(os.environ["PREFECT_HOME"]).glob("prefect.db*") if p.is_file()]
+        for secret in (url_token, field_secret):
+            assert secret not in result.stdout + result.stderr
+            for path in [*published, *prefect_db]:
+                assert secret.encode() not in path.read_bytes(), (secret, path)
 
 
 def test_shard_task_retries_surprises_but_never_our_errors() -> None:

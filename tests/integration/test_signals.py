@@ -1,22 +1,20 @@
 """Stopping `polypref build` as terminals and schedulers do: SIGINT or SIGTERM, to the build or its process group.
 
-The build judges with the OpenAI backend against ``ChatServer``, a stand-in for a remote OpenAI-compatible API
-on 127.0.0.1 that answers slowly enough to be interrupted. Everything else is real: the CLI in a subprocess,
-Prefect's flow and ephemeral server, the judge, the saved micro-batches and the resume.
+The build judges with the OpenAI backend against ``ChatAPIServer`` (tests/openai_api.py), a stand-in for a
+remote OpenAI-compatible API on 127.0.0.1 that answers slowly enough to be interrupted. Everything else is
+real: the CLI in a subprocess, Prefect's flow and ephemeral server, the judge, the saved micro-batches and the
+resume.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import polars as pl
@@ -25,99 +23,23 @@ import pytest
 import yaml
 
 from polypref.dataset.state import BuildState
+from tests.openai_api import ChatAPIServer, serve
 
 pytestmark = pytest.mark.integration
 
-VERDICT = {"rationale": "Closer to what I think.", "choice": "A", "strength": 4, "confidence": 80}
 PERSONAS = 20
 UNITS = PERSONAS * 6 * 2  # the tiny items give 6 pairs, each judged in both orders
 SHARDS = 5  # 48 units per shard: 4 personas of 12 units each
 STARTUP_S = 240  # the session's first Prefect start migrates a fresh database (~30 s on 2 cores)
 
 
-class ChatServer(ThreadingHTTPServer):
-    """A stand-in for a remote OpenAI-compatible API: /v1/chat/completions answers a valid verdict after
-    ``delay`` seconds, or ``status`` with an error body; prompts containing ``fail_text`` get HTTP 503."""
-
-    daemon_threads = True
-
-    def __init__(self, delay: float = 0.0, status: int = 200, fail_text: str | None = None):
-        super().__init__(("127.0.0.1", 0), _ChatHandler)
-        self.delay = delay
-        self.status = status
-        self.fail_text = fail_text
-        self.bodies: list[dict] = []
-        self.lock = threading.Lock()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v1"
-
-    @property
-    def requests(self) -> int:
-        with self.lock:
-            return len(self.bodies)
-
-
-class _ChatHandler(BaseHTTPRequestHandler):
-    server: ChatServer
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        with self.server.lock:
-            self.server.bodies.append(body)
-        time.sleep(self.server.delay)
-        prompt = body["messages"][-1]["content"]
-        if self.server.status != 200:
-            self._send(self.server.status, {"error": {"message": "Incorrect API key provided", "type": "auth"}})
-        elif self.server.fail_text and self.server.fail_text in prompt:
-            self._send(503, {"error": {"message": "overloaded, try again later", "type": "server_error"}})
-        else:
-            self._send(200, _completion(body["model"], json.dumps(VERDICT)))
-
-    def _send(self, status: int, payload: dict) -> None:
-        data = json.dumps(payload).encode()
-        try:
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the build was killed while this request waited: nobody is listening
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-def _completion(model: str, content: str) -> dict:
-    return {
-        "id": "chatcmpl-stand-in",
-        "object": "chat.completion",
-        "created": 0,
-        "model": model,
-        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
-        "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
-    }
-
-
-def serve(server: ChatServer) -> Iterator[ChatServer]:
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.fixture
-def chat_server() -> Iterator[ChatServer]:
+def chat_server() -> Iterator[ChatAPIServer]:
     # micro-batches of 4 at 4 in flight: one every ~0.3 s, so the whole build would take ~20 s
-    yield from serve(ChatServer(delay=0.3))
+    yield from serve(ChatAPIServer(delay=0.3))
 
 
-def openai_config(tiny: dict[str, Path], server: ChatServer, workers: int = 2, **judge: object) -> Path:
+def openai_config(tiny: dict[str, Path], server: ChatAPIServer, workers: int = 2, **judge: object) -> Path:
     """A build config over the tiny survey, judged by the OpenAI backend at ``server``."""
     config = tiny["dir"] / "openai-build.yaml"
     settings = {
@@ -227,7 +149,7 @@ def saved_micro_batches(out: Path) -> int:
     ids=["sigint-pid", "sigterm-pid", "sigint-group"],
 )
 def test_signal_saves_work_stops_promptly_and_the_same_command_resumes(
-    tiny: dict[str, Path], chat_server: ChatServer, signum: int, target: str, status: int
+    tiny: dict[str, Path], chat_server: ChatAPIServer, signum: int, target: str, status: int
 ) -> None:
     config = openai_config(tiny, chat_server)
     out = tiny["dir"] / "out"
@@ -264,7 +186,7 @@ def test_signal_saves_work_stops_promptly_and_the_same_command_resumes(
 
 
 def test_second_sigint_exits_at_once_and_stops_prefects_server(tiny: dict[str, Path]) -> None:
-    for server in serve(ChatServer(delay=0.3)):
+    for server in serve(ChatAPIServer(delay=0.3)):
         config = openai_config(tiny, server)
         out = tiny["dir"] / "out"
         build = start_build(config, out, "forced")
@@ -288,7 +210,7 @@ def test_second_sigint_exits_at_once_and_stops_prefects_server(tiny: dict[str, P
         prefect_server.wait(timeout=15)  # its own session: only the build could stop it, and did
 
 
-def test_prefect_server_does_not_outlive_a_killed_build(tiny: dict[str, Path], chat_server: ChatServer) -> None:
+def test_prefect_server_does_not_outlive_a_killed_build(tiny: dict[str, Path], chat_server: ChatAPIServer) -> None:
     # Prefect's server runs in a session of its own (so Ctrl-C does not reach it); killing the build with
     # SIGKILL, which no handler sees, must not leave it running with Prefect's database open under the rerun
     config = openai_config(tiny, chat_server)

@@ -27,7 +27,8 @@ from polypref.errors import JudgeFatalError
 from polypref.judges import collect_verdicts
 from polypref.judges.base import NO_ANSWER, error_category
 from polypref.judges.llm import Request
-from polypref.judges.openai import OpenAIJudge, batch_lines, chat_body, format_rejected
+from polypref.judges.openai import OpenAIJudge
+from polypref.judges.openai_wire import batch_lines, chat_body, format_rejected
 
 GOOD = {"rationale": "Closer to what I think.", "choice": "A", "strength": 4, "confidence": 80}
 UNITS = 2 * 6 * 2  # personas x pairs x orders

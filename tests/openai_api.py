@@ -1,0 +1,127 @@
+"""A stand-in for a remote OpenAI-compatible API, on 127.0.0.1: what integration tests judge against.
+
+A real HTTP server (stdlib ``ThreadingHTTPServer``) speaking /v1/chat/completions, so everything on our side is
+the real code: the openai client and its HTTP stack, the judge, the CLI, Prefect. Knobs make it misbehave the
+ways remote APIs do: answer slowly, refuse every request with one status, fail prompts containing some text,
+refuse structured output, reject some prompts as too long, and repeat the request's headers in error bodies
+(as some servers and proxies do; that is how keys leak).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+VERDICT = {"rationale": "Closer to what I think.", "choice": "A", "strength": 4, "confidence": 80}
+
+
+class ChatAPIServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self,
+        delay: float = 0.0,
+        status: int = 200,
+        fail_text: str | None = None,
+        too_long_text: str | None = None,
+        refuse_json_schema: bool = False,
+        echo_headers: bool = False,
+    ):
+        """``status``: answer every request with this error; ``fail_text``: prompts containing it get HTTP 503;
+        ``too_long_text``: prompts containing it get a 400 context-length error; ``refuse_json_schema``: a
+        json_schema response_format gets a 400 "not supported"; ``echo_headers``: error bodies repeat the
+        request headers, Authorization included."""
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.delay = delay
+        self.status = status
+        self.fail_text = fail_text
+        self.too_long_text = too_long_text
+        self.refuse_json_schema = refuse_json_schema
+        self.echo_headers = echo_headers
+        self.bodies: list[dict] = []
+        self.authorizations: list[str] = []
+        self.lock = threading.Lock()
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def requests(self) -> int:
+        with self.lock:
+            return len(self.bodies)
+
+
+def serve(server: ChatAPIServer) -> Iterator[ChatAPIServer]:
+    """Run ``server`` on a thread for the duration of a ``for`` loop or a fixture."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def completion(model: str, content: str) -> dict:
+    return {
+        "id": "chatcmpl-stand-in",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+        "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+    }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ChatAPIServer
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        api = self.server
+        with api.lock:
+            api.bodies.append(body)
+            api.authorizations.append(self.headers.get("authorization", ""))
+        time.sleep(api.delay)
+        echo = (
+            f" (request headers: {'; '.join(f'{k}: {v}' for k, v in self.headers.items())})" if api.echo_headers else ""
+        )
+        prompt = body["messages"][-1]["content"]
+        if self.path != "/v1/chat/completions":
+            self._error(404, f"no route {self.path}{echo}")
+        elif api.status != 200:
+            self._error(api.status, f"Incorrect API key provided{echo}")
+        elif api.refuse_json_schema and (body.get("response_format") or {}).get("type") == "json_schema":
+            self._error(400, f"response_format json_schema is not supported{echo}")
+        elif api.too_long_text and api.too_long_text in prompt:
+            self._error(400, f"maximum context length exceeded{echo}")
+        elif api.fail_text and api.fail_text in prompt:
+            self._error(503, f"overloaded, try again later{echo}")
+        else:
+            self._send(200, completion(body["model"], json.dumps(VERDICT)))
+
+    def _error(self, status: int, message: str) -> None:
+        self._send(status, {"error": {"message": message, "type": "stand_in_error"}})
+
+    def _send(self, status: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the build was killed while this request waited: nobody is listening
+
+    def log_message(self, format: str, *args: object) -> None:  # keep test output clean
+        return None
