@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import Field, TypeAdapter
 
 Order = Literal["AB", "BA"]
+PAIR_KEYS = ["persona_id", "pair_id"]  # columns of one (persona, pair): one vote, at most one preference row
 ORDERS: tuple[Order, Order] = ("AB", "BA")
 
 

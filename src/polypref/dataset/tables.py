@@ -9,9 +9,8 @@ from datetime import datetime
 import numpy as np
 import polars as pl
 
-from polypref.filters.base import PAIR_KEYS
 from polypref.judges.base import JudgeInfo
-from polypref.records import Persona, ResponsePair, UnitBatch
+from polypref.records import PAIR_KEYS, Persona, ResponsePair, UnitBatch
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from typing import Protocol
 import polars as pl
 
 from polypref.filters.vote import vote
+from polypref.records import PAIR_KEYS
 
-PAIR_KEYS = ["persona_id", "pair_id"]  # one (persona, pair) = one potential preference row
 VALID = pl.col("error").is_null()
 SURVIVING = pl.col("drop_reason").is_null()
 

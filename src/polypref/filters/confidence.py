@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from polypref.filters.base import PAIR_KEYS, SURVIVING
+from polypref.filters.base import SURVIVING
+from polypref.records import PAIR_KEYS
 
 
 class Confidence:

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from polypref.filters.base import PAIR_KEYS, VALID
+from polypref.filters.base import VALID
+from polypref.records import PAIR_KEYS
 
 
 class SwapConsistency:
