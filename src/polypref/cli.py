@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import signal
 import sys
 import threading
@@ -24,6 +23,7 @@ from rich.text import Text
 
 from polypref import assets, flow_runner, interrupt
 from polypref.config import DEFAULT_CONFIG_PATH, BuildConfig, load_config
+from polypref.dataset.writer import write_bytes
 from polypref.errors import Interrupted, PolyprefError
 from polypref.secrets import scrub
 
@@ -64,7 +64,8 @@ def _root(ctx: typer.Context) -> None:
 
 
 def _load(config: Path | None, overrides: list[str] | None) -> tuple[BuildConfig, str]:
-    source = str(config) if config else str(DEFAULT_CONFIG_PATH)
+    # with no config file, the packaged default is valid: anything wrong came from the command line
+    source = str(config) if config else "command line"
     return load_config(config, overrides or []), source
 
 
@@ -74,10 +75,11 @@ def init(
     force: Annotated[bool, typer.Option(help="Replace an existing file")] = False,
 ) -> None:
     """Write the default build config, with a comment on every key, for you to edit."""
+    if path.is_dir():
+        raise PolyprefError(f"{path} is a folder; give the config file's name, e.g. {path / 'build.yaml'}")
     if path.exists() and not force:
         raise PolyprefError(f"{path} exists; pass --force to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(DEFAULT_CONFIG_PATH, path)
+    write_bytes(DEFAULT_CONFIG_PATH.read_bytes(), path)
     out.print(f"wrote {path}; build with: polypref build {shlex.quote(str(path))} --out DIR")
 
 

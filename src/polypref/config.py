@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     Field,
     SerializationInfo,
@@ -15,7 +14,7 @@ from pydantic import (
     model_serializer,
 )
 
-from polypref import assets
+from polypref import assets, files
 from polypref.errors import ConfigError
 from polypref.judges.openai_wire import OpenAIJudgeConfig
 from polypref.judges.simulated import SimulatedJudgeConfig
@@ -29,7 +28,8 @@ JudgeConfig = Annotated[SimulatedJudgeConfig | VllmJudgeConfig | OpenAIJudgeConf
 
 class PopulationConfig(StrictModel):
     spec: str = Field("gss_spending", description="A spec name in personas/ or a path to a spec YAML file")
-    size: int = Field(200, ge=1, le=50_000_000, description="Number of personas to sample")
+    # personas are held in memory (~6.5 KB each, 1M in ~6.5 GB and a minute): past this, a machine runs out
+    size: int = Field(200, ge=1, le=1_000_000, description="Number of personas to sample (at most 1,000,000)")
     allocation: Literal["proportional", "equal"] | dict[str, float] = Field(
         "proportional",
         description="Personas per group: proportional to the weighted survey shares, equal, "
@@ -44,7 +44,7 @@ class ItemsConfig(StrictModel):
     source: str = Field(
         "gss_spending", description="A shipped item set in data/items/ (by name) or a .jsonl/.parquet path"
     )
-    topics: list[str] | None = Field(None, description="Keep only these topics (None = all)")
+    topics: list[str] | None = Field(None, min_length=1, description="Keep only these topics (None = all)")
     pairing: Literal["all", "random"] = "all"
     pairs_per_prompt: int = Field(3, ge=1, description="With pairing: random, pairs drawn per prompt")
 
@@ -115,22 +115,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 
 
 def _read_yaml_mapping(source: Path) -> dict[str, Any]:
-    if source.is_dir():
-        raise ConfigError(str(source), [("", "is a folder, not a config file")])
-    try:
-        text = source.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(str(source), [("", "file not found")]) from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(str(source), [("", f"not UTF-8 text (byte {e.start})")]) from None
-    except OSError as e:
-        raise ConfigError(str(source), [("", f"cannot read: {e.strerror}")]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(str(source), [("", f"YAML syntax error: {where}{getattr(e, 'problem', e)}")]) from None
+    data = files.parse_yaml(files.read_text(source), str(source))
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -143,8 +128,10 @@ def _parse_override(source: Path, item: str) -> tuple[str, Any]:
     if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
         raise ConfigError("command line", [(f"--set {item}", "expected key.path=value, e.g. population.size=500")])
     try:
-        parsed = yaml.safe_load(value) if value.strip() else value
-    except yaml.YAMLError:
+        parsed = files.parse_yaml(value, "command line", f"--set {item}") if value.strip() else value
+    except ConfigError as e:
+        if "YAML syntax error" not in e.problems[0][1]:
+            raise
         parsed = value  # not YAML: take the text as a string and let validation decide
     return key.strip(), parsed
 
@@ -167,8 +154,8 @@ def _describe(err: Any, set_by: dict[str, str]) -> tuple[str, str]:
     field = ".".join(loc)
     if err["type"] == "union_tag_invalid":
         field = f"{field}.backend"
-        return field, f"unknown backend {err['ctx']['tag']!r}; expected one of {', '.join(_judge_models())}"
-    if err["type"] == "extra_forbidden":
+        reason = f"unknown backend {err['ctx']['tag']!r}; expected one of {', '.join(_judge_models())}"
+    elif err["type"] == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1], str(err["loc"][1]) if field.startswith("judge.") else None)
         reason = "unknown key" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
     else:

@@ -68,12 +68,31 @@ def build_fingerprint(config: BuildConfig, spec: SurveySpec) -> str:
     return h.hexdigest()[:16]
 
 
+# The code that decides what a row holds. The CLI, the flow, reports, the card, state and file writing do not:
+# changing them (a new release that fixes the progress bar) must not strand a half-finished paid build.
+DATA_CODE = (
+    "judges",
+    "filters",
+    "population",
+    "items",
+    "records.py",
+    "pipeline.py",
+    "prompts.py",
+    "files.py",
+    "dataset/tables.py",
+    "dataset/schema.py",
+)
+
+
 @cache
 def code_digest() -> str:
-    """Hash of polypref's own source: shards built by different code are different builds."""
+    """Hash of the polypref code that decides rows: shards built by different such code are different builds."""
     package = Path(__file__).resolve().parent
+    paths = [
+        p for name in DATA_CODE for p in ([package / name] if name.endswith(".py") else (package / name).rglob("*.py"))
+    ]
     h = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
+    for path in sorted(paths):
         h.update(path.relative_to(package).as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:16]

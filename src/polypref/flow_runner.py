@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from functools import cache
 from types import FrameType
 from typing import Any
 
@@ -38,8 +39,14 @@ class OurErrorsFilter(logging.Filter):
             return True
         if record.exc_info and isinstance(record.exc_info[1], PolyprefError):
             return False
-        names = "|".join(sorted(_subclass_names(PolyprefError)))
-        return re.search(rf"\bexception:? (?:{names})\b", record.getMessage()) is None
+        return _our_error_names().search(record.getMessage()) is None
+
+
+@cache
+def _our_error_names() -> re.Pattern[str]:
+    """How Prefect's messages name a PolyprefError (every subclass is defined once errors.py is imported)."""
+    names = "|".join(sorted(_subclass_names(PolyprefError)))
+    return re.compile(rf"\bexception:? (?:{names})\b")
 
 
 def _subclass_names(cls: type) -> set[str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from pydantic import ValidationError
 
 from polypref.config import BuildConfig
 from polypref.dataset import card
@@ -37,7 +38,7 @@ from polypref.population import Population, load_spec, sample_population
 from polypref.population.spec import SurveySpec, resolve_spec_path
 from polypref.population.survey import source_file
 from polypref.records import Item, ResponsePair, UnitBatch
-from polypref.report import ShardReport, shard_stats, summarize
+from polypref.report import SHARD_REPORT, ShardReport, shard_stats, summarize
 
 log = logging.getLogger("polypref.pipeline")
 
@@ -215,7 +216,7 @@ def prepare_output(plan: BuildPlan, overwrite: bool = False) -> RunState:
         log.info("resuming run %s in %s", state["run_id"], plan.out)
         run = RunState(state["run_id"], datetime.fromisoformat(state["created_at"]))
     else:
-        for name in ("data", STATE_DIR, "README.md"):  # only reached with --overwrite of an earlier build
+        for name in ("data", STATE_DIR, "README.md"):  # what an earlier build left, when --overwrite replaces it
             target = plan.out / name
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
         run = RunState(run_id=uuid.uuid4().hex[:12], created_at=datetime.now(UTC).replace(microsecond=0))
@@ -257,8 +258,9 @@ def shard_report(plan: BuildPlan, index: int) -> ShardReport | None:
     if stored is None:
         return None
     try:
-        report = ShardReport(**stored)
-    except TypeError:  # written by another version: redo the shard rather than trust it
+        report = SHARD_REPORT.validate_python(stored)
+    except ValidationError:  # damaged, or written by another version: redo the shard rather than trust it
+        log.warning("shard %d: unreadable report %s; judging the shard again", index, plan.state.report_path(index))
         return None
     return report if report.done else None
 

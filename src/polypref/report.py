@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
+from pydantic import TypeAdapter
 
 from polypref.filters import reason_counts
 from polypref.judges import JudgeInfo
@@ -25,6 +26,7 @@ class ShardReport:
     preferences: int
     reasons: dict[str, int]
     # scored against the simulator's ground truth (zero for LLM judges): raw vs after filters
+    valid: int = 0  # judgments with a valid verdict
     truth_valid: int = 0
     truth_correct: int = 0
     truth_kept: int = 0
@@ -44,6 +46,9 @@ class ShardReport:
         return self.unanswered == 0
 
 
+SHARD_REPORT = TypeAdapter(ShardReport)  # reads a stored report back, checking every field's type
+
+
 def shard_stats(index: int, frame: pl.DataFrame, preferences: int) -> ShardReport:
     valid = pl.col("error").is_null()
     kept = pl.col("drop_reason").is_null()
@@ -51,6 +56,7 @@ def shard_stats(index: int, frame: pl.DataFrame, preferences: int) -> ShardRepor
     correct = pl.col("side") == pl.col("true_side")
     first = pl.col("winner_id") == pl.col("first_response_id")
     stats = frame.select(
+        valid=valid.sum(),
         truth_valid=scored.sum(),
         truth_correct=(scored & correct).sum(),
         truth_kept=(scored & kept).sum(),
@@ -63,7 +69,9 @@ def shard_stats(index: int, frame: pl.DataFrame, preferences: int) -> ShardRepor
         recovered=((pl.col("attempts") > 1) & valid).sum(),
         unanswered=(pl.col("drop_reason") == NO_ANSWER).sum(),
     ).row(0, named=True)
-    categories = frame.filter(~valid).group_by(pl.col("error").str.split(":").list.first()).len()
+    category = pl.col("error").str.split(":").list.first()
+    # invalid answers by cause; units that never got an answer are counted apart (unanswered), not as answers
+    categories = frame.filter(~valid & (category != NO_ANSWER)).group_by(category).len()
     formats = frame.filter(pl.col("response_format").is_not_null()).group_by("response_format").len()
     tokens = {k: int(stats.pop(k) or 0) for k in ("prompt_tokens", "completion_tokens")}
     return ShardReport(
@@ -85,7 +93,6 @@ def summarize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge:
     reasons = _merge(r.reasons for r in reports)
     tokens = _merge(r.tokens for r in reports)
     prices = judge.params.get("prices") or {}
-    valid = sum(n for reason, n in reasons.items() if reason != "invalid")
     kept = reasons.get("kept", 0)
     return {
         "run_id": run.run_id,
@@ -116,7 +123,7 @@ def summarize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge:
         if prices
         else None,
         "first_position_rate": {
-            "valid": _ratio(total("first_position_valid"), valid),
+            "valid": _ratio(total("first_position_valid"), total("valid")),
             "kept": _ratio(total("first_position_kept"), kept),
         },
         "ground_truth_accuracy": {

@@ -65,6 +65,10 @@ def test_unanswered_units_are_counted_and_exactly_they_are_asked_again(tiny_conf
     judgments = read(out, "judgments")
     assert judgments.filter(pl.col("drop_reason") == NO_ANSWER).height == len(failing)
     assert "never got an answer" in (out / "README.md").read_text()
+    assert NO_ANSWER not in first["errors"]  # not an invalid answer: no answer at all
+    answered = judgments.filter(pl.col("error").is_null())
+    first_shown = (answered["winner_id"] == answered["first_response_id"]).sum() / answered.height
+    assert first["first_position_rate"]["valid"] == round(first_shown, 4)
 
     recovered = _OutageJudge(make_judge(config.judge, config.seed), set())
     second = _run(pipeline.plan(config, out), recovered)
@@ -100,7 +104,17 @@ def test_leftover_temp_files_are_ignored_and_cleaned(tiny_config, tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [('{"fingerprint": "abc', "invalid JSON"), ("{}", "missing fingerprint"), ("[1, 2]", "missing")],
+    [
+        ('{"fingerprint": "abc', "invalid JSON"),
+        ("{}", "fingerprint: Field required"),
+        ("[1, 2]", "valid dictionary"),
+        ('{"fingerprint": "f", "run_id": "r", "created_at": "garbage", "num_shards": 1, "num_units": 1}', "created_at"),
+        (
+            '{"fingerprint": "f", "run_id": "r", "created_at": "2026-01-01T00:00:00Z", '
+            '"num_shards": "x", "num_units": 1}',
+            "num_shards",
+        ),
+    ],
 )
 def test_a_damaged_state_file_is_a_clear_error(tiny_config, tmp_path, content, message):
     out = tmp_path / "out"
@@ -110,6 +124,23 @@ def test_a_damaged_state_file_is_a_clear_error(tiny_config, tmp_path, content, m
         pipeline.check_output(pipeline.plan(load_config(tiny_config), out))
     assert "state.json" in str(caught.value) and "--overwrite" in str(caught.value)
     pipeline.prepare_output(pipeline.plan(load_config(tiny_config), out), overwrite=True)  # the way out works
+
+
+def test_a_damaged_shard_report_means_the_shard_is_judged_again(tiny_config, tmp_path):
+    out = tmp_path / "out"
+    clean = build(tiny_config, out)
+    report = out / ".polypref" / "shards" / "00000.json"
+    report.write_text(report.read_text().replace('"preferences": ', '"preferences": "x", "was": '))
+    again = build(tiny_config, out)
+    assert again["preferences"] == clean["preferences"] and again["judgments"] == clean["judgments"]
+    assert again["reused_judgments"] == clean["judgments"] - len(pipeline.plan(load_config(tiny_config), out).batch(0))
+
+
+def test_a_dangling_symlink_as_the_output_folder_is_named(tiny_config, tmp_path):
+    link = tmp_path / "dangling"
+    link.symlink_to(tmp_path / "nowhere" / "dir")
+    with pytest.raises(OutputError, match="symbolic link to a missing"):
+        pipeline.check_output(pipeline.plan(load_config(tiny_config), link))
 
 
 def test_a_path_below_a_file_is_a_clear_error(tiny_config, tmp_path):

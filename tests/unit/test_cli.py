@@ -80,3 +80,31 @@ def test_init_reports_a_markup_like_path_as_it_is(tmp_path: Path) -> None:
     assert "wrote a[/b].yaml" in result.stdout
     again = polypref("init", "a[/b].yaml", cwd=tmp_path)
     assert again.returncode == 2 and "error: a[/b].yaml exists; pass --force" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("taken/x.yaml", "a folder on its path is a file"),  # "taken" is a file
+        ("folder", "is a folder"),
+        ("/proc/polypref.yaml", "cannot write /proc/polypref.yaml"),
+    ],
+)
+def test_init_where_no_file_can_go_says_why(tmp_path: Path, target: str, message: str) -> None:
+    (tmp_path / "taken").write_text("mine")
+    (tmp_path / "folder").mkdir()
+    done = polypref("init", target, "--force", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr + done.stdout
+    assert (tmp_path / "taken").read_text() == "mine" and not any((tmp_path / "folder").iterdir())
+    assert not list(tmp_path.rglob(".tmp-*"))
+
+
+def test_settings_given_on_the_command_line_are_blamed_on_it(tmp_path: Path) -> None:
+    for args in (
+        ["--set", "judge.backend=nosuch"],
+        ["--set", "population.spec=ess9_gb_immigration", "--set", "items.source=ess_immigration"],
+    ):
+        done = polypref("validate", *args, cwd=tmp_path)
+        assert done.returncode == 2 and done.stderr.startswith("error: command line:"), done.stderr
+        assert "default.yaml" not in done.stderr

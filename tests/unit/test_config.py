@@ -68,7 +68,22 @@ def test_out_of_range(tmp_path):
 
 def test_missing_file(tmp_path):
     e = _error(tmp_path, None)
-    assert e.problems == [("", "file not found")]
+    assert e.problems == [("", f"file not found: {tmp_path / 'c.yaml'}")]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("seed: 3\nseed: 4\n", "duplicate key 'seed'"),  # the first would be lost without a word
+        ("seed: 2020-13-45\n", "YAML value cannot be read"),
+        ("seed: 1" + "0" * 5000 + "\n", "YAML value cannot be read"),
+        ("seed: " + "[" * 20000 + "]" * 20000 + "\n", "nested too deeply"),
+    ],
+)
+def test_yaml_that_python_cannot_hold_is_named(tmp_path, text, reason):
+    e = _error(tmp_path, text)
+    assert e.source.endswith("c.yaml") and reason in str(e)
+    assert "set_int_max_str_digits" not in str(e)
 
 
 def test_non_utf8_and_folder_configs_are_named(tmp_path):
@@ -93,6 +108,10 @@ def test_bad_override_is_blamed_on_the_override(tmp_path):
     assert e.source == "command line"  # not the config file, which is fine
     assert "expected key.path=value" in str(_error(tmp_path, "seed: 1\n", ("judge.samples",)))
     assert "unknown key" in str(_error(tmp_path, "seed: 1\n", ("judge.sample=2",)))
+    unreadable = _error(tmp_path, "seed: 1\n", ("seed=2020-13-45",))
+    assert unreadable.source == "command line" and unreadable.problems[0][0] == "--set seed=2020-13-45"
+    backend = _error(tmp_path, "seed: 1\n", ("judge.backend=nosuch",))
+    assert backend.source == "command line" and "[from --set judge.backend=nosuch]" in backend.problems[0][1]
 
 
 def test_unknown_backend_is_rejected(tmp_path):

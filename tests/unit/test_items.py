@@ -157,6 +157,8 @@ def test_unicode_line_breaks_inside_json_strings_are_text(tiny, brk, newline):
         (lambda r: r["responses"][0].update(text=""), "line 2: responses.0.text"),
         (lambda r: r.update(id=""), "line 2: id"),
         (lambda r: r["responses"][1].update(id="  "), "line 2: responses.1.id"),
+        (lambda r: r.update(prompt="\u200b"), "line 2: prompt"),  # a zero-width space shows nothing
+        (lambda r: r["responses"][2].update(text="\ufeff \u2060"), "line 2: responses.2.text"),
     ],
 )
 def test_blank_texts_and_ids_are_refused(tiny, mutate, where):

@@ -11,6 +11,7 @@ The pipeline, the progress bar and the card all go through this module, so they 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import re
@@ -21,13 +22,24 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from polypref.dataset.writer import CONFIGS, TMP_PREFIX, write_json, write_parquet
 from polypref.errors import OutputError
 
 STATE_DIR = ".polypref"
 _SHARD_NAME = re.compile(r"train-\d{5}-of-\d{5}\.parquet")
-STATE_KEYS = ("fingerprint", "run_id", "created_at", "num_shards", "num_units")
+
+
+class _StateFile(BaseModel):
+    """What state.json must hold for a build to resume from it."""
+
+    model_config = ConfigDict(extra="allow")
+    fingerprint: str
+    run_id: str
+    created_at: AwareDatetime
+    num_shards: int = Field(ge=1)
+    num_units: int = Field(ge=0)
 
 
 def _is_temp(path: Path) -> bool:
@@ -59,13 +71,14 @@ class BuildState:
                 f"{self.state_file}: damaged build state (invalid JSON: {e.msg}); "
                 "pass --overwrite to rebuild, or choose another --out"
             ) from None
-        missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
-        if missing:
+        try:
+            return _StateFile.model_validate(state).model_dump(mode="json")
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'file'}: {err['msg']}" for err in e.errors())
             raise OutputError(
-                f"{self.state_file}: damaged build state (missing {', '.join(missing)}); "
+                f"{self.state_file}: damaged build state ({problems[:300]}); "
                 "pass --overwrite to rebuild, or choose another --out"
-            )
-        return state
+            ) from None
 
     def write(self, state: dict[str, Any]) -> None:
         write_json(state, self.state_file)
@@ -156,6 +169,8 @@ class BuildState:
     def check_writable(self) -> None:
         """Fail before any work if the folder cannot be made or written (a read-only disk, a path below a
         file). Leaves nothing behind."""
+        if self.out.is_symlink() and not self.out.exists():
+            raise OutputError(f"{self.out} is a symbolic link to a missing folder ({self.out.readlink()})")
         existing = self.out
         while not existing.exists() and existing.parent != existing:
             existing = existing.parent
@@ -177,7 +192,10 @@ class BuildState:
         Safe to call while a build writes (files appear by rename; a vanishing one is skipped).
         """
         reports = self.reports()
-        units = sum(int(r.get("units", 0)) - int(r.get("unanswered", 0)) for r in reports.values())
+        units = 0
+        for report in reports.values():
+            with contextlib.suppress(TypeError, ValueError):  # a damaged report is redone; count it as nothing
+                units += int(report.get("units", 0)) - int(report.get("unanswered", 0))
         partial = self.root / "partial"
         if partial.is_dir():
             for folder in partial.iterdir():

@@ -6,6 +6,7 @@ path, so a build stops with a clear message and never leaves a torn file under a
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -45,10 +46,18 @@ def _reported(path: Path) -> Iterator[None]:
             errno.EDQUOT: "the disk quota is exceeded; free space and rerun the same command to resume",
             errno.EROFS: "the file system is read-only; choose another --out",
             errno.EACCES: "permission denied; choose another --out",
+            errno.EEXIST: "a folder on its path is a file",
+            errno.ENOTDIR: "a folder on its path is a file",
         }.get(e.errno or 0, f"{e.strerror or e}")
         raise OutputError(f"cannot write {path}: {hint}") from None
     except pa.ArrowException as e:  # pyarrow reports some I/O failures as its own errors
         raise OutputError(f"cannot write {path}: {e}") from None
+
+
+def _discard(tmp: Path) -> None:
+    """Remove a temp file if there is one; a path that cannot hold one has nothing to remove."""
+    with contextlib.suppress(OSError):
+        tmp.unlink(missing_ok=True)
 
 
 def _write_parquet_file(table: pa.Table, path: Path, row_group_rows: int) -> None:
@@ -80,7 +89,7 @@ def write_parquet_together(tables: Sequence[tuple[pa.Table, Path]], row_group_ro
                 os.replace(tmp, path)
     finally:
         for tmp, _ in temps:
-            tmp.unlink(missing_ok=True)
+            _discard(tmp)
 
 
 def write_parquet(table: pa.Table, path: Path, row_group_rows: int) -> None:
@@ -96,7 +105,7 @@ def write_bytes(data: bytes, path: Path) -> None:
             tmp.write_bytes(data)
             os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
 
 
 def write_json(data: Any, path: Path) -> None:

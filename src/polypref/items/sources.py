@@ -39,8 +39,8 @@ _PARQUET_NAMES = {"id": "response_id", "text": "response", "stance": "stance"}  
 
 
 def _text(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty or only whitespace")
+    if files.is_blank(value):
+        raise ValueError("must not be empty, whitespace or invisible characters only")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:  # JSON's "\\ud800" decodes to a lone surrogate, which no UTF-8 file can store

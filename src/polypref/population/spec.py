@@ -7,7 +7,6 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from polypref import assets, files
@@ -22,8 +21,8 @@ NOT_ANSWERED = "not answered"  # the group label of a missing, marked attribute
 
 
 def _text(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty or only whitespace")
+    if files.is_blank(value):
+        raise ValueError("must not be empty, whitespace or invisible characters only")
     return value
 
 
@@ -163,17 +162,7 @@ def load_spec(name_or_path: str) -> SurveySpec:
     if not path.exists() and not path.is_symlink():
         shipped = sorted(p.stem for p in assets.path("personas").glob("*.yaml"))
         raise ConfigError(str(path), [("", f"population spec not found (shipped specs: {shipped})")])
-    text = files.read_text(path)
-    try:
-        raw = yaml.load(text, Loader=_SpecLoader)  # a SafeLoader that also refuses duplicate keys
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(str(path), [("", f"YAML syntax error: {where}{getattr(e, 'problem', e)}")]) from None
-    except RecursionError:
-        raise ConfigError(str(path), [("", "YAML nested too deeply")]) from None
-    except (ValueError, OverflowError) as e:  # a scalar Python cannot build: 2020-13-45, an int of 5,000 digits
-        raise ConfigError(str(path), [("", f"YAML value cannot be read: {e}")]) from None
+    raw = files.read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(str(path), [("", f"expected a mapping, got {type(raw).__name__}")])
     if "path" in raw:  # set from where the file is, never from its content
@@ -184,28 +173,6 @@ def load_spec(name_or_path: str) -> SurveySpec:
         raise ConfigError(str(path), [_problem(err) for err in e.errors()]) from None
     portrayal.load(spec.portrayal, str(path))
     return spec
-
-
-class _SpecLoader(yaml.SafeLoader):
-    """YAML keeps the last of two equal keys; a spec must not silently lose a label or a setting that way."""
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: list[Any] = []
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue
-        key = loader.construct_object(key_node, deep=True)
-        # 1, 1.0 and true are equal Python keys: YAML would keep only the last of them
-        if any(key == other for other in seen):
-            raise yaml.constructor.ConstructorError(
-                "while reading a mapping", node.start_mark, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.append(key)
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-
-_SpecLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def _problem(err: Any) -> tuple[str, str]:
