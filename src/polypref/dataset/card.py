@@ -73,7 +73,7 @@ def front_matter(plan: BuildPlan, summary: dict[str, Any]) -> str:
         "dataset_info": [
             {
                 "config_name": c,
-                "splits": [{"name": "train", "num_examples": summary[c]}],
+                "splits": [{"name": "train", "num_bytes": plan.state.data_bytes(c), "num_examples": summary[c]}],
                 "download_size": plan.state.download_size(c),
             }
             for c in CONFIGS

@@ -144,6 +144,14 @@ class BuildState:
     def download_size(self, config: str) -> int:
         return sum(p.stat().st_size for p in self.data_files(config))
 
+    def data_bytes(self, config: str) -> int:
+        """Uncompressed size of a config's rows (the card's ``num_bytes``), from the Parquet footers."""
+        total = 0
+        for path in self.data_files(config):
+            meta = pq.read_metadata(path)
+            total += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        return total
+
     def clean_temp_files(self) -> int:
         """Remove what killed writers left behind; returns how many files went."""
         removed = 0
