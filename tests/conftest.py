@@ -65,6 +65,24 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(socket.socket, "connect", connect)
 
 
+def run_without_prefect(plan, judge=None) -> dict:
+    """A whole build through the core pipeline, as the flow runs it but in-process: prepare, every shard,
+    finalize. Uses ``judge`` (left open, for the caller to inspect) or the config's own (closed afterwards)."""
+    from polypref import pipeline
+    from polypref.judges import make_judge
+
+    own = judge is None
+    if own:
+        judge = make_judge(plan.config.judge, plan.config.seed, plan.state_path("judge"))
+    try:
+        run = pipeline.prepare_output(plan)
+        reports = [pipeline.run_shard(plan, run, i, judge) for i in range(plan.num_shards)]
+    finally:
+        if own:
+            judge.close()
+    return pipeline.finalize(plan, run, reports, judge.info)
+
+
 TOPICS = {"t1": "public parks", "t2": "road repair"}
 SCALE = ["low", "mid", "high"]
 

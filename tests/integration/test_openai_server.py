@@ -18,6 +18,7 @@ import pytest
 from polypref import pipeline
 from polypref.config import load_config
 from polypref.judges.openai import OpenAIJudge
+from tests.conftest import run_without_prefect
 from tests.openai_api import ChatAPIServer, serve
 
 pytestmark = pytest.mark.integration
@@ -50,13 +51,11 @@ def test_a_token_in_base_url_never_reaches_parquet_or_logs(
     config = load_config(tiny_config, settings)
     out = tmp_path / "out"
     plan = pipeline.plan(config, out)
-    run = pipeline.prepare_output(plan)
     judge = OpenAIJudge(config.judge, config.seed, plan.state_path("judge"))
     try:
-        reports = [pipeline.run_shard(plan, run, i, judge) for i in range(plan.num_shards)]
+        run_without_prefect(plan, judge)
     finally:
         judge.close()
-    pipeline.finalize(plan, run, reports, judge.info)
 
     # the token really travelled (as HTTP Basic auth, which the URL's credentials become) and came back in echoes
     basic = base64.b64encode(f"judge:{URL_TOKEN}".encode()).decode()

@@ -15,22 +15,14 @@ import pytest
 
 from polypref import pipeline
 from polypref.config import load_config
-from polypref.judges import make_judge
-from tests.conftest import CPU_ENGINE, load_with_datasets
+from tests.conftest import CPU_ENGINE, load_with_datasets, run_without_prefect
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
 
 
 def _build(config_path: Path, out: Path, overrides: list[str]) -> tuple[dict, pl.DataFrame]:
-    config = load_config(config_path, overrides)
-    plan = pipeline.plan(config, out)
-    run = pipeline.prepare_output(plan)
-    judge = make_judge(config.judge, config.seed, plan.state_path("judge"))
-    try:
-        reports = [pipeline.run_shard(plan, run, i, judge) for i in range(plan.num_shards)]
-    finally:
-        judge.close()
-    return pipeline.finalize(plan, run, reports, judge.info), pl.read_parquet(out / "data" / "judgments")
+    summary = run_without_prefect(pipeline.plan(load_config(config_path, overrides), out))
+    return summary, pl.read_parquet(out / "data" / "judgments")
 
 
 @pytest.fixture(scope="module")

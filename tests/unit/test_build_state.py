@@ -21,6 +21,7 @@ from polypref.dataset.state import BuildState
 from polypref.errors import OutputError
 from polypref.judges import make_judge
 from polypref.judges.base import NO_ANSWER
+from tests.conftest import run_without_prefect
 from tests.unit.test_pipeline import build, read
 
 
@@ -46,12 +47,6 @@ class _OutageJudge:
         self.inner.close()
 
 
-def _run(plan, judge) -> dict:
-    run = pipeline.prepare_output(plan)
-    reports = [pipeline.run_shard(plan, run, i, judge) for i in range(plan.num_shards)]
-    return pipeline.finalize(plan, run, reports, judge.info)
-
-
 def test_unanswered_units_are_counted_and_exactly_they_are_asked_again(tiny_config, tmp_path):
     out = tmp_path / "out"
     config = load_config(tiny_config)
@@ -59,7 +54,7 @@ def test_unanswered_units_are_counted_and_exactly_they_are_asked_again(tiny_conf
     every = [plan.batch(s).unit(i).key for s in range(plan.num_shards) for i in range(len(plan.batch(s)))]
     failing = set(every[5:40]) | {every[-1]}
     outage = _OutageJudge(make_judge(config.judge, config.seed), failing)
-    first = _run(plan, outage)
+    first = run_without_prefect(plan, outage)
     assert first["unanswered"] == len(failing)
     assert first["reasons"][NO_ANSWER] == len(failing)
     judgments = read(out, "judgments")
@@ -71,7 +66,7 @@ def test_unanswered_units_are_counted_and_exactly_they_are_asked_again(tiny_conf
     assert first["first_position_rate"]["valid"] == round(first_shown, 4)
 
     recovered = _OutageJudge(make_judge(config.judge, config.seed), set())
-    second = _run(pipeline.plan(config, out), recovered)
+    second = run_without_prefect(pipeline.plan(config, out), recovered)
     assert sorted(recovered.asked) == sorted(failing)  # nothing answered is paid for twice
     assert second["unanswered"] == 0 and NO_ANSWER not in second["reasons"]
     assert second["reused_judgments"] == plan.num_units - len(failing)

@@ -29,6 +29,7 @@ from polypref.judges.base import NO_ANSWER, error_category
 from polypref.judges.llm import Request
 from polypref.judges.openai import OpenAIJudge
 from polypref.judges.openai_wire import batch_lines, chat_body, format_rejected
+from tests.conftest import run_without_prefect
 
 GOOD = {"rationale": "Closer to what I think.", "choice": "A", "strength": 4, "confidence": 80}
 UNITS = 2 * 6 * 2  # personas x pairs x orders
@@ -94,10 +95,8 @@ def build(tiny_config: Path, tmp_path: Path, handler, *overrides: str) -> tuple[
     config = load_config(tiny_config, [*STUB_JUDGE, *FAST_RETRIES, *overrides])
     out = tmp_path / "out"
     plan = pipeline.plan(config, out)
-    run = pipeline.prepare_output(plan)
     judge = OpenAIJudge(config.judge, config.seed, plan.state_path("judge"), transport=httpx2.MockTransport(handler))
-    reports = [pipeline.run_shard(plan, run, i, judge) for i in range(plan.num_shards)]
-    summary = pipeline.finalize(plan, run, reports, judge.info)
+    summary = run_without_prefect(plan, judge)
     return summary, pl.read_parquet(out / "data" / "judgments"), judge
 
 

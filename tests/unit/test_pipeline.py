@@ -12,17 +12,13 @@ from polypref import pipeline
 from polypref.config import load_config
 from polypref.errors import ConfigError, OutputError
 from polypref.judges import make_judge
+from tests.conftest import run_without_prefect
 
 VOLATILE = ["run_id", "created_at"]
 
 
 def build(config_path: Path, out: Path, overrides: tuple[str, ...] = ()) -> dict:
-    config = load_config(config_path, list(overrides))
-    plan = pipeline.plan(config, out)
-    run = pipeline.prepare_output(plan)
-    judge = make_judge(config.judge, config.seed)
-    reports = [pipeline.run_shard(plan, run, i, judge) for i in range(plan.num_shards)]
-    return pipeline.finalize(plan, run, reports, judge.info)
+    return run_without_prefect(pipeline.plan(load_config(config_path, list(overrides)), out))
 
 
 def read(out: Path, config: str) -> pl.DataFrame:
