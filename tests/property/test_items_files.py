@@ -11,6 +11,7 @@ import polars as pl
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from polypref import files
 from polypref.errors import ConfigError
 from polypref.items import load_items
 from polypref.items.sources import PARQUET_COLUMNS
@@ -24,7 +25,7 @@ SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[Heal
 
 
 def _is_valid_text(text: str) -> bool:
-    return bool(text.strip()) and not any(0xD800 <= ord(c) < 0xE000 for c in text)
+    return not files.is_blank(text) and not any(0xD800 <= ord(c) < 0xE000 for c in text)
 
 
 valid_texts = st.one_of(texts, st.text(min_size=1)).filter(_is_valid_text)
@@ -60,11 +61,11 @@ def _assert_sound(items: tuple[Item, ...]) -> None:
     """What loading promises about what it returns, whatever went in."""
     assert len({i.id for i in items}) == len(items)
     for item in items:
-        assert item.prompt.strip() and item.topic in SPEC.attitudes.items
+        assert not files.is_blank(item.prompt) and item.topic in SPEC.attitudes.items
         assert len(item.responses) >= 2
         assert len({r.text for r in item.responses}) == len(item.responses)
         assert len({r.id for r in item.responses}) == len(item.responses)
-        assert all(r.text.strip() and r.stance in SCALE for r in item.responses)
+        assert all(not files.is_blank(r.text) and r.stance in SCALE for r in item.responses)
 
 
 def _assert_exact(items: tuple[Item, ...], expected: list[dict[str, Any]]) -> None:
