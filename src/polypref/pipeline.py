@@ -33,7 +33,7 @@ from polypref.fingerprint import build_fingerprint
 from polypref.items import load_items, make_pairs
 from polypref.items.sources import resolve_items_path
 from polypref.judges import Judge, JudgeInfo, collect_verdicts
-from polypref.judges.base import NO_ANSWER
+from polypref.judges.base import UNANSWERED
 from polypref.population import Population, load_spec, sample_population
 from polypref.population.spec import SurveySpec, resolve_spec_path
 from polypref.population.survey import source_file
@@ -196,7 +196,7 @@ def check_output(plan: BuildPlan, overwrite: bool = False) -> dict[str, Any] | N
         if not overwrite:
             raise OutputError(
                 f"{plan.out} holds a different build (its config or inputs differ: the seed, population, items, "
-                "judge or filters, an input file, a template or the polypref version); choose another --out, "
+                "judge or filters, an input file, a template or polypref's judging code); choose another --out, "
                 "or pass --overwrite to replace it"
             )
     elif plan.out.exists() and any(plan.out.iterdir()):
@@ -277,10 +277,9 @@ def run_shard(plan: BuildPlan, run: RunState, index: int, judge: Judge) -> Shard
     meta = RunMeta(run.run_id, run.created_at, judge.info)
     saved = plan.state.saved_micro_batches(index)  # micro-batches of an interrupted run
     reused = sum(f.height for f in saved)
-    answered = pl.col("error").is_null() | ~pl.col("error").str.starts_with(f"{NO_ANSWER}:")
 
     def save(frame: pl.DataFrame) -> None:
-        plan.state.save_micro_batch(index, frame.filter(answered), plan.config.output.row_group_rows)
+        plan.state.save_micro_batch(index, frame.filter(~UNANSWERED), plan.config.output.row_group_rows)
 
     frame = judgments_frame(batch, collect_verdicts(judge, batch, saved, on_frame=save), meta)
     frame = apply_filters(frame, filters_from_config(plan.config.filters))

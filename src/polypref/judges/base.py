@@ -35,6 +35,10 @@ VERDICT_COLUMNS: dict[str, pl.DataType] = {
 NO_ANSWER = "no_answer"
 
 
+# Rows of a verdict frame whose unit never got an answer (null errors count as answered).
+UNANSWERED = pl.col("error").str.starts_with(f"{NO_ANSWER}:").fill_null(False)
+
+
 def error_category(error: str | None) -> str | None:
     return None if error is None else error.split(":", 1)[0]
 
