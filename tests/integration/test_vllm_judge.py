@@ -230,3 +230,41 @@ def test_cli_builds_with_both_llm_backends(vllm_server, tiny_model, tiny_config,
         counts = {c: load_with_datasets(out, c).num_rows for c in ("preferences", "judgments", "personas")}
         assert counts["personas"] == 2 and counts["judgments"] == 2 * 6 * 2
         assert counts["preferences"] <= 2 * 6
+
+
+def test_ctrl_c_reaching_the_engine_loses_no_answer_and_resumes(tiny_model, tiny_config, tmp_path):
+    """A terminal's Ctrl-C reaches every process of the foreground group, vLLM's engine processes included, so
+    the engine dies under the micro-batch in flight. That micro-batch got no answer: it must not be saved as
+    done (it once was, as 'engine_error' verdicts a rerun would never redo), and the build stops with 130."""
+    import signal
+
+    from polypref.dataset.state import BuildState
+    from tests.integration.test_signals import start_build, wait_for_first_micro_batch
+
+    config = tmp_path / "vllm.yaml"
+    overrides = ["population.size=4", "judge.backend=vllm", f"judge.model={tiny_model}", *CPU_ENGINE]
+    raw = load_config(tiny_config, [*overrides, "judge.micro_batch=8"]).model_dump(mode="python", exclude_none=True)
+    import yaml
+
+    config.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    build = start_build(config, out, "ctrl-c")
+    wait_for_first_micro_batch(build, out)
+    os.killpg(build.process.pid, signal.SIGINT)
+    assert build.process.wait(timeout=120) == 130, "\n".join(build.output())
+    stdout, stderr = build.output()
+    assert "run the same command again" in stderr and "built" not in stdout
+    state = BuildState(out)
+    saved = [pl.read_parquet(p) for i in range(8) for p in state.micro_batch_files(i)]
+    assert saved and all(frame["error"].null_count() == frame.height for frame in saved), "a dead engine's rows"
+
+    again = subprocess.run(
+        [sys.executable, "-m", "polypref", "build", str(config), "--out", str(out), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    judgments = pl.read_parquet(out / "data" / "judgments")
+    assert not judgments["error"].str.starts_with("engine_error").any()
+    assert f"resumed: {sum(f.height for f in saved)} of the {judgments.height} judgments" in again.stdout

@@ -14,12 +14,24 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from polypref.errors import PolyprefError
+from polypref.errors import Interrupted, PolyprefError
+from polypref.interrupt import signal_name, stop_requested
 from polypref.judges.llm import Completion, LLMJudge, LLMJudgeConfig, Request
 from polypref.judges.parsing import request_schema
 from polypref.secrets import scrub
 
 log = logging.getLogger("polypref.judges.vllm")
+
+
+def _engine_dead(error: Exception) -> bool:
+    """The engine's processes are gone (killed, out of memory): every later call would fail the same way."""
+    try:
+        from vllm.v1.engine.exceptions import EngineDeadError
+    except ImportError:  # another vLLM layout: go by name
+        return type(error).__name__ == "EngineDeadError"
+    return isinstance(error, EngineDeadError)
+
+
 INSTALL_HINT = "pip install '.[vllm]' on a GPU machine, or '.[cpu-llm]' for CPU smoke tests"
 
 
@@ -101,6 +113,14 @@ class VllmJudge(LLMJudge):
         try:
             outputs = self._chat(requests)
         except Exception as e:  # one bad prompt (say, too long) fails the whole call: isolate it
+            if _engine_dead(e):
+                # no request of this call was answered: nothing of it may be saved as done
+                if stop_requested():  # a terminal's Ctrl-C reaches the engine's processes too
+                    raise Interrupted(signal_name()) from None
+                raise PolyprefError(
+                    f"the vLLM engine stopped ({scrub(e)[:200]}); micro-batches finished so far are saved, "
+                    "rerun the same command to resume"
+                ) from None
             if len(requests) == 1:
                 return [
                     Completion(error=f"engine_error: {type(e).__name__}: {str(e)[:300]}", response_format=self._format)
