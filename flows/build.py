@@ -57,7 +57,7 @@ def build_dataset(config: BuildConfig, out: str, overwrite: bool = False, source
     """
     plan = pipeline.plan(config, out, source)
     run = pipeline.prepare_output(plan, overwrite)
-    judge = make_judge(config.judge, config.seed, plan.state_path("judge"))  # once per run: an engine loads once
+    judge = make_judge(config.judge, config.seed, plan.state.judge_dir)  # once per run: an engine loads once
     try:
         # the config, not the decorator, decides how many shards run at once
         with ThreadPoolTaskRunner(max_workers=config.output.workers) as runner:

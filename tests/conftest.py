@@ -73,7 +73,7 @@ def run_without_prefect(plan, judge=None) -> dict:
 
     own = judge is None
     if own:
-        judge = make_judge(plan.config.judge, plan.config.seed, plan.state_path("judge"))
+        judge = make_judge(plan.config.judge, plan.config.seed, plan.state.judge_dir)
     try:
         run = pipeline.prepare_output(plan)
         reports = [pipeline.run_shard(plan, run, i, judge) for i in range(plan.num_shards)]

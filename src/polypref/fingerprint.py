@@ -57,11 +57,15 @@ def data_settings(config: BuildConfig) -> dict[str, Any]:
     return dumped
 
 
+def input_files(config: BuildConfig, spec: SurveySpec) -> tuple[Path, Path, Path]:
+    """The files a build reads: its population spec, its items and its survey table."""
+    return resolve_spec_path(config.population.spec), resolve_items_path(config.items.source), source_file(spec)
+
+
 def build_fingerprint(config: BuildConfig, spec: SurveySpec) -> str:
     h = hashlib.sha256(json.dumps(data_settings(config), sort_keys=True, default=str).encode())
-    for path in (resolve_spec_path(config.population.spec), resolve_items_path(config.items.source)):
+    for path in input_files(config, spec):
         h.update(_file_digest(path).encode())
-    h.update(_file_digest(source_file(spec)).encode())
     for name in (spec.portrayal, SYSTEM_TEMPLATE, PAIR_TEMPLATE):
         h.update(f"{name}:{prompts.template_hash(name)}".encode())
     h.update(f"{__version__}/{SCHEMA_VERSION}/{code_digest()}".encode())

@@ -26,17 +26,15 @@ from polypref.dataset import card
 from polypref.dataset.schema import to_arrow
 from polypref.dataset.state import STATE_DIR, BuildState
 from polypref.dataset.tables import RunMeta, judgments_frame, personas_frame, preferences_frame
-from polypref.dataset.writer import shard_path, write_bytes, write_json, write_parquet, write_parquet_together
+from polypref.dataset.writer import shard_path, write_bytes, write_parquet, write_parquet_together
 from polypref.errors import ConfigError, OutputError
 from polypref.filters import apply_filters, filters_from_config
-from polypref.fingerprint import build_fingerprint
+from polypref.fingerprint import build_fingerprint, input_files
 from polypref.items import load_items, make_pairs
-from polypref.items.sources import resolve_items_path
 from polypref.judges import Judge, JudgeInfo, collect_verdicts
 from polypref.judges.base import UNANSWERED
 from polypref.population import Population, load_spec, sample_population
-from polypref.population.spec import SurveySpec, resolve_spec_path
-from polypref.population.survey import source_file
+from polypref.population.spec import SurveySpec
 from polypref.records import Item, ResponsePair, UnitBatch
 from polypref.report import SHARD_REPORT, ShardReport, shard_stats, summarize
 
@@ -69,9 +67,6 @@ class BuildPlan:
         start = index * self.personas_per_shard
         personas = self.population.personas[start : start + self.personas_per_shard]
         return UnitBatch.persona_major(personas, self.pairs, self.config.judge.samples, shard=index)
-
-    def state_path(self, *parts: str) -> Path:
-        return self.out.joinpath(STATE_DIR, *parts)
 
     @property
     def state(self) -> BuildState:
@@ -106,8 +101,7 @@ def plan(config: BuildConfig, out: str | Path, source: str = "config") -> BuildP
 def _input_stamps(config: BuildConfig, spec: SurveySpec) -> list[object]:
     """Size and mtime of the input files a build reads (what would make a cached plan stale)."""
     stamps: list[object] = []
-    inputs = (resolve_spec_path(config.population.spec), resolve_items_path(config.items.source), source_file(spec))
-    for path in inputs:
+    for path in input_files(config, spec):
         try:
             st = path.stat()
             stamps.append((str(path), st.st_size, st.st_mtime_ns))
@@ -310,7 +304,7 @@ def finalize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge: 
         raise RuntimeError(f"finalize needs all {plan.num_shards} shard reports, got {len(reports)}")
     summary = summarize(plan, run, reports, judge)
     _write_text(plan.out / "README.md", card.render(plan, summary))
-    write_json(summary, plan.state_path("summary.json"))
+    plan.state.write_summary(summary)
     return summary
 
 

@@ -51,7 +51,7 @@ def test_a_token_in_base_url_never_reaches_parquet_or_logs(
     config = load_config(tiny_config, settings)
     out = tmp_path / "out"
     plan = pipeline.plan(config, out)
-    judge = OpenAIJudge(config.judge, config.seed, plan.state_path("judge"))
+    judge = OpenAIJudge(config.judge, config.seed, plan.state.judge_dir)
     try:
         run_without_prefect(plan, judge)
     finally:

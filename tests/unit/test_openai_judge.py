@@ -95,7 +95,7 @@ def build(tiny_config: Path, tmp_path: Path, handler, *overrides: str) -> tuple[
     config = load_config(tiny_config, [*STUB_JUDGE, *FAST_RETRIES, *overrides])
     out = tmp_path / "out"
     plan = pipeline.plan(config, out)
-    judge = OpenAIJudge(config.judge, config.seed, plan.state_path("judge"), transport=httpx2.MockTransport(handler))
+    judge = OpenAIJudge(config.judge, config.seed, plan.state.judge_dir, transport=httpx2.MockTransport(handler))
     summary = run_without_prefect(plan, judge)
     return summary, pl.read_parquet(out / "data" / "judgments"), judge
 
@@ -488,12 +488,12 @@ def test_a_crash_mid_shard_loses_at_most_one_micro_batch(tiny_config, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         pipeline.run_shard(plan, run, 0, dying)
     assert len(stub.bodies) == 10  # two micro-batches of 5 were answered ...
-    assert len(list(plan.state_path("partial", "00000").glob("*.parquet"))) == 2  # ... and saved
+    assert len(plan.state.micro_batch_files(0)) == 2  # ... and saved
 
     again = OpenAIJudge(config.judge, config.seed, transport=httpx2.MockTransport(stub))
     report = pipeline.run_shard(plan, run, 0, again)
     assert report.units == UNITS and len(stub.bodies) == UNITS  # nothing was asked twice
-    assert not plan.state_path("partial", "00000").exists()
+    assert not plan.state.partial_dir(0).exists()
     judgments = pl.read_parquet(tmp_path / "out" / "data" / "judgments")
     assert judgments["error"].null_count() == UNITS
     assert judgments.select("persona_id", "pair_id", "order", "sample").unique().height == UNITS

@@ -83,6 +83,14 @@ class BuildState:
     def write(self, state: dict[str, Any]) -> None:
         write_json(state, self.state_file)
 
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        write_json(summary, self.root / "summary.json")
+
+    @property
+    def judge_dir(self) -> Path:
+        """Where a judge keeps what it must resume from (pending Batch API batches)."""
+        return self.root / "judge"
+
     # -- shards -------------------------------------------------------------------------------------
     def report_path(self, index: int) -> Path:
         return self.root / "shards" / f"{index:05d}.json"
