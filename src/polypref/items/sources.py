@@ -19,7 +19,6 @@ is no preference). ``stance`` is a label on the topic's answer scale in the popu
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from polypref import assets, files
 from polypref.errors import ConfigError
+from polypref.items import jsonl
 from polypref.population.spec import SurveySpec
 from polypref.records import Item, Response, content_hash
 
@@ -133,37 +133,7 @@ def _check_unique_ids(path: Path, raw: list[_Record], items: list[Item]) -> None
 
 
 def _read_jsonl(path: Path) -> list[_Record]:
-    text = files.read_text(path)
-    records = []
-    for number, line in enumerate(text.split("\n"), start=1):
-        line = line.removesuffix("\r")
-        if not line.strip(" \t\r"):
-            continue
-        where = f"line {number}"
-        try:
-            records.append(_Record(where, json.loads(line, object_pairs_hook=_object)))
-        except json.JSONDecodeError as e:
-            raise ConfigError(str(path), [(where, f"invalid JSON: {e.msg} (column {e.colno})")]) from None
-        except _DuplicateKey as e:
-            raise ConfigError(str(path), [(where, f"key {e.args[0]!r} appears twice in one object")]) from None
-        except RecursionError:
-            raise ConfigError(str(path), [(where, "JSON nested too deeply")]) from None
-        except ValueError as e:  # valid JSON Python will not build, e.g. an integer of 5,000 digits
-            raise ConfigError(str(path), [(where, f"JSON value cannot be read: {e}")]) from None
-    return records
-
-
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise _DuplicateKey(key)
-        obj[key] = value
-    return obj
+    return [_Record(f"line {number}", data) for number, data in jsonl.records(files.read_text(path), str(path))]
 
 
 def _read_parquet(path: Path) -> list[_Record]:
