@@ -13,7 +13,7 @@ import math
 import os
 import shutil
 import uuid
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,10 +21,11 @@ from typing import Any
 import polars as pl
 from pydantic import ValidationError
 
+from polypref.build_plan import BuildPlan, RunState
 from polypref.config import BuildConfig
 from polypref.dataset import card
 from polypref.dataset.schema import to_arrow
-from polypref.dataset.state import STATE_DIR, BuildState
+from polypref.dataset.state import STATE_DIR
 from polypref.dataset.tables import RunMeta, judgments_frame, personas_frame, preferences_frame
 from polypref.dataset.writer import shard_path, write_bytes, write_parquet, write_parquet_together
 from polypref.errors import ConfigError, OutputError
@@ -33,50 +34,11 @@ from polypref.fingerprint import build_fingerprint, input_files
 from polypref.items import load_items, make_pairs
 from polypref.judges import Judge, JudgeInfo, collect_verdicts
 from polypref.judges.base import UNANSWERED
-from polypref.population import Population, load_spec, sample_population
+from polypref.population import load_spec, sample_population
 from polypref.population.spec import SurveySpec
-from polypref.records import Item, ResponsePair, UnitBatch
 from polypref.report import SHARD_REPORT, ShardReport, shard_stats, summarize
 
 log = logging.getLogger("polypref.pipeline")
-
-
-@dataclass(frozen=True)
-class BuildPlan:
-    config: BuildConfig
-    out: Path
-    population: Population
-    items: tuple[Item, ...]
-    pairs: tuple[ResponsePair, ...]
-    personas_per_shard: int
-    fingerprint: str
-
-    @property
-    def num_shards(self) -> int:
-        return math.ceil(len(self.population.personas) / self.personas_per_shard)
-
-    @property
-    def units_per_persona(self) -> int:
-        return len(self.pairs) * 2 * self.config.judge.samples
-
-    @property
-    def num_units(self) -> int:
-        return len(self.population.personas) * self.units_per_persona
-
-    def batch(self, index: int) -> UnitBatch:
-        start = index * self.personas_per_shard
-        personas = self.population.personas[start : start + self.personas_per_shard]
-        return UnitBatch.persona_major(personas, self.pairs, self.config.judge.samples, shard=index)
-
-    @property
-    def state(self) -> BuildState:
-        return BuildState(self.out)
-
-
-@dataclass(frozen=True)
-class RunState:
-    run_id: str
-    created_at: datetime
 
 
 _last_plan: dict[str, BuildPlan] = {}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 Order = Literal["AB", "BA"]
 PAIR_KEYS = ["persona_id", "pair_id"]  # columns of one (persona, pair): one vote, at most one preference row
@@ -162,3 +162,13 @@ class Verdict:
 
 
 VERDICT = TypeAdapter(Verdict)
+
+
+class LLMVerdict(BaseModel):
+    """What a model is asked to return (schemas/verdict.json). Confidence is its own 0-100 estimate."""
+
+    model_config = ConfigDict(extra="forbid", title="verdict")
+    rationale: Annotated[str, Field(max_length=300, description="One short sentence, in character")]
+    choice: Literal["A", "B", "tie"]
+    strength: Annotated[int, Field(ge=1, le=5, description="How strongly the persona prefers its choice")]
+    confidence: Annotated[int, Field(ge=0, le=100, description="How sure the judge is, 0-100")]

@@ -16,7 +16,7 @@ from polypref.judges.base import NO_ANSWER
 from polypref.provenance import public
 
 if TYPE_CHECKING:
-    from polypref.pipeline import BuildPlan, RunState
+    from polypref.build_plan import BuildPlan, RunState
 
 
 @dataclass

@@ -11,7 +11,7 @@ from polypref.dataset.schema import load
 from polypref.dataset.writer import CONFIGS
 
 if TYPE_CHECKING:
-    from polypref.pipeline import BuildPlan
+    from polypref.build_plan import BuildPlan
 
 SCHEMA_OF = {"preferences": "preference", "judgments": "judgment", "personas": "persona"}
 

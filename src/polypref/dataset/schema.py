@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from polypref import assets
 from polypref.errors import SchemaViolation
-from polypref.judges.parsing import LLMVerdict
+from polypref.records import LLMVerdict
 
 _TEXT_MAP = {"type": "object", "additionalProperties": {"anyOf": [{"type": "string"}, {"type": "null"}]}}
 

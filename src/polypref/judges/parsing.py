@@ -10,30 +10,19 @@ import copy
 import json
 import math
 import re
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from polypref.records import Verdict
+from polypref.dataset.schema import load
+from polypref.records import LLMVerdict, Verdict
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)
 _REFUSAL = re.compile(r"^\s*(i'm sorry|i am sorry|i can(?:not|'t)|i won't|as an ai)\b", re.IGNORECASE)
 
 
-class LLMVerdict(BaseModel):
-    """What a model is asked to return (schemas/verdict.json). Confidence is its own 0-100 estimate."""
-
-    model_config = ConfigDict(extra="forbid", title="verdict")
-    rationale: Annotated[str, Field(max_length=300, description="One short sentence, in character")]
-    choice: Literal["A", "B", "tie"]
-    strength: Annotated[int, Field(ge=1, le=5, description="How strongly the persona prefers its choice")]
-    confidence: Annotated[int, Field(ge=0, le=100, description="How sure the judge is, 0-100")]
-
-
 def request_schema(allow_ties: bool) -> dict[str, Any]:
     """schemas/verdict.json as sent for structured decoding, without "tie" unless ties are allowed."""
-    from polypref.dataset.schema import load
-
     schema = copy.deepcopy(load("verdict"))
     if not allow_ties:
         schema["properties"]["choice"]["enum"] = ["A", "B"]
