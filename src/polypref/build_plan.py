@@ -6,13 +6,16 @@ Its own module so that what reads a plan (the card, the report) need not import 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from polypref.config import BuildConfig
 from polypref.dataset.state import BuildState
 from polypref.population import Population
+from polypref.population.portrayal import Portrayer
 from polypref.records import Item, ResponsePair, UnitBatch
 
 
@@ -25,6 +28,11 @@ class BuildPlan:
     pairs: tuple[ResponsePair, ...]
     personas_per_shard: int
     fingerprint: str
+    item_source: dict[str, Any] = field(default_factory=dict)  # where the items came from, for the card
+
+    @cached_property
+    def portrayer(self) -> Portrayer:
+        return self.population.portrayer(self.config.portrayal.hold_out_judged_topic)
 
     @property
     def num_shards(self) -> int:
@@ -41,7 +49,14 @@ class BuildPlan:
     def batch(self, index: int) -> UnitBatch:
         start = index * self.personas_per_shard
         personas = self.population.personas[start : start + self.personas_per_shard]
-        return UnitBatch.persona_major(personas, self.pairs, self.config.judge.samples, shard=index)
+        return UnitBatch.persona_major(
+            personas,
+            self.pairs,
+            self.config.judge.samples,
+            shard=index,
+            portray=self.portrayer,
+            hold_out=self.config.portrayal.hold_out_judged_topic,
+        )
 
     @property
     def state(self) -> BuildState:

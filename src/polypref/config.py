@@ -16,6 +16,7 @@ from pydantic import (
 
 from polypref import assets, files
 from polypref.errors import ConfigError
+from polypref.items.formats import FormatName
 from polypref.judges.openai_wire import OpenAIJudgeConfig
 from polypref.judges.simulated import SimulatedJudgeConfig
 from polypref.judges.vllm import VllmJudgeConfig
@@ -42,11 +43,29 @@ class PopulationConfig(StrictModel):
 
 class ItemsConfig(StrictModel):
     source: str = Field(
-        "gss_spending", description="A shipped item set in data/items/ (by name) or a .jsonl/.parquet path"
+        "gss_spending",
+        description="A shipped item set in data/items/ (by name), a .jsonl/.parquet file, a folder in Hub layout, "
+        "or a Hub dataset: hf://datasets/ORG/NAME",
     )
+    format: FormatName = Field("auto", description="auto (told from the columns) | polypref | pairwise | completions")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="Field -> the source's column for it, e.g. {prompt: instruction}"
+    )
+    config: str | None = Field(None, description="Config (subset) of a Hub dataset or Hub-layout folder")
+    split: str = Field("train", description="Split to read")
+    revision: str | None = Field(None, description="Branch, tag or commit of a Hub dataset (default: main)")
+    limit: int | None = Field(None, ge=1, description="Judge a seeded sample of this many items (None = all)")
     topics: list[str] | None = Field(None, min_length=1, description="Keep only these topics (None = all)")
     pairing: Literal["all", "random"] = "all"
     pairs_per_prompt: int = Field(3, ge=1, description="With pairing: random, pairs drawn per prompt")
+
+
+class PortrayalConfig(StrictModel):
+    hold_out_judged_topic: bool = Field(
+        True,
+        description="Leave the persona's own answer on an item's topic out of the portrayal it judges that item "
+        "with, so the verdict comes from role-play rather than from reading the answer",
+    )
 
 
 class FiltersConfig(StrictModel):
@@ -67,6 +86,7 @@ class BuildConfig(StrictModel):
     seed: int = Field(0, ge=0, description="Seeds sampling, pairing and the simulated judge")
     population: PopulationConfig = PopulationConfig()
     items: ItemsConfig = ItemsConfig()
+    portrayal: PortrayalConfig = PortrayalConfig()
     judge: JudgeConfig = SimulatedJudgeConfig()
     filters: FiltersConfig = FiltersConfig()
     output: OutputConfig = OutputConfig()

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from polypref import SCHEMA_VERSION, __version__, prompts
 from polypref.config import BuildConfig
-from polypref.items.sources import resolve_items_path
 from polypref.judges.llm import PAIR_TEMPLATE, SYSTEM_TEMPLATE
 from polypref.population.spec import SurveySpec, resolve_spec_path
 from polypref.population.survey import source_file
@@ -57,14 +57,15 @@ def data_settings(config: BuildConfig) -> dict[str, Any]:
     return dumped
 
 
-def input_files(config: BuildConfig, spec: SurveySpec) -> tuple[Path, Path, Path]:
-    """The files a build reads: its population spec, its items and its survey table."""
-    return resolve_spec_path(config.population.spec), resolve_items_path(config.items.source), source_file(spec)
+def input_files(config: BuildConfig, spec: SurveySpec) -> tuple[Path, Path]:
+    """The files a build reads besides its items: its population spec and its survey table."""
+    return resolve_spec_path(config.population.spec), source_file(spec)
 
 
-def build_fingerprint(config: BuildConfig, spec: SurveySpec) -> str:
+def build_fingerprint(config: BuildConfig, spec: SurveySpec, item_files: Sequence[Path] = ()) -> str:
+    """``item_files``: the files the items were read from (for a Hub source, the downloaded copies)."""
     h = hashlib.sha256(json.dumps(data_settings(config), sort_keys=True, default=str).encode())
-    for path in input_files(config, spec):
+    for path in (*input_files(config, spec), *item_files):
         h.update(_file_digest(path).encode())
     for name in (spec.portrayal, SYSTEM_TEMPLATE, PAIR_TEMPLATE):
         h.update(f"{name}:{prompts.template_hash(name)}".encode())

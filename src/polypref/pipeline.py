@@ -26,12 +26,13 @@ from polypref.config import BuildConfig
 from polypref.dataset import card
 from polypref.dataset.schema import to_arrow
 from polypref.dataset.state import STATE_DIR
-from polypref.dataset.tables import RunMeta, judgments_frame, personas_frame, preferences_frame
+from polypref.dataset.tables import RunMeta, conversational, judgments_frame, personas_frame, preferences_frame
 from polypref.dataset.writer import shard_path, write_bytes, write_parquet, write_parquet_together
 from polypref.errors import ConfigError, OutputError
 from polypref.filters import apply_filters, filters_from_config
 from polypref.fingerprint import build_fingerprint, input_files
-from polypref.items import load_items, make_pairs
+from polypref.items import make_pairs, read_items
+from polypref.items.sources import check_judgeable
 from polypref.judges import Judge, JudgeInfo, collect_verdicts
 from polypref.judges.base import UNANSWERED
 from polypref.population import load_spec, sample_population
@@ -61,9 +62,12 @@ def plan(config: BuildConfig, out: str | Path, source: str = "config") -> BuildP
 
 
 def _input_stamps(config: BuildConfig, spec: SurveySpec) -> list[object]:
-    """Size and mtime of the input files a build reads (what would make a cached plan stale)."""
+    """Size and mtime of the input files a build reads (what would make a cached plan stale). A Hub source is
+    resolved once per process, so only local item files are stamped."""
     stamps: list[object] = []
-    for path in input_files(config, spec):
+    items = Path(config.items.source)
+    local = sorted(items.rglob("*")) if items.is_dir() else [items]
+    for path in (*input_files(config, spec), *local):
         try:
             st = path.stat()
             stamps.append((str(path), st.st_size, st.st_mtime_ns))
@@ -86,11 +90,13 @@ def _plan(config: BuildConfig, out: str | Path, source: str, spec: SurveySpec) -
         )
     _check_judge_environment(config, source)
     try:
-        items = load_items(config.items.source, spec, config.items.topics)
+        loaded = read_items(config.items, spec, config.seed)
     except ConfigError as e:
         if e.source != "config":
             raise
         raise ConfigError(source, e.problems) from None  # a config value's fault: name the config
+    items = loaded.items
+    check_judgeable(items, config.judge.backend, loaded.source.provenance.get("source", config.items.source))
     pairs = make_pairs(items, config.items.pairing, config.items.pairs_per_prompt, config.seed)
     population = sample_population(
         spec, config.population.size, config.population.allocation, config.seed, source=source
@@ -103,7 +109,8 @@ def _plan(config: BuildConfig, out: str | Path, source: str, spec: SurveySpec) -
         items=items,
         pairs=pairs,
         personas_per_shard=max(1, config.output.units_per_shard // units_per_persona),
-        fingerprint=build_fingerprint(config, spec),
+        fingerprint=build_fingerprint(config, spec, [f.path for f in loaded.source.files]),
+        item_source={**loaded.source.provenance, "format": loaded.format, "limit": config.items.limit},
     )
 
 
@@ -247,13 +254,18 @@ def run_shard(plan: BuildPlan, run: RunState, index: int, judge: Judge) -> Shard
         [
             (to_arrow("judgment", frame), shard_path(plan.out, "judgments", index, plan.num_shards)),
             (
-                to_arrow("preference", preferences, {"persona_attributes": attribute_names}),
+                to_arrow(
+                    "preference",
+                    preferences,
+                    {"persona_attributes": attribute_names},
+                    messages=conversational(plan.pairs),
+                ),
                 shard_path(plan.out, "preferences", index, plan.num_shards),
             ),
         ],
         rows,
     )
-    report = replace(shard_stats(index, frame, preferences.height), reused=reused)
+    report = replace(shard_stats(index, frame, preferences), reused=reused)
     plan.state.write_report(index, asdict(report))
     if report.done:
         plan.state.clear_partial(index)

@@ -7,7 +7,7 @@ dataclasses; judgments are many and thin, so judges return columns (see ``judges
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -45,21 +45,51 @@ class Persona:
 
 
 @dataclass(frozen=True, slots=True)
+class Message:
+    """One turn of a conversation, as chat datasets (and TRL's conversational format) spell it."""
+
+    role: str
+    content: str
+
+
+Messages = tuple[Message, ...]
+
+
+def messages_text(messages: Messages) -> str:
+    """A conversation as one text, for ids, hashes and a judge reading one response: a single turn is its content,
+    several are "role: content" blocks."""
+    if len(messages) == 1:
+        return messages[0].content
+    return "\n\n".join(f"{m.role}: {m.content}" for m in messages)
+
+
+@dataclass(frozen=True, slots=True)
 class Response:
     id: str
-    text: str
-    stance: str  # a label of the topic's answer scale
-    position: float  # the stance's place on the scale, 0..1
+    text: str  # what the judge reads; for a conversational source, the content of the response's turns
+    stance: str | None = None  # a label of the topic's answer scale; None = not annotated (LLM judges only)
+    position: float | None = None  # the stance's place on the scale, 0..1
+    model: str | None = None  # the model that wrote it, when the source or our generator says
+    score: float | None = None  # the source's own rating (completions sources); the higher-rated wins a pair
+    messages: Messages | None = None  # the source's turns, kept for output when it was conversational
 
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """A user prompt on one topic with several responses that take different stances."""
+    """A user prompt with several responses. ``topic`` and the responses' stances are optional: an item
+    without them (an open item) is judged by LLM backends from the persona's whole portrayal."""
 
     id: str
-    topic: str
-    prompt: str
+    topic: str | None
+    prompt: str  # the prompt text; for a conversational source, its turns as one text (see messages)
     responses: tuple[Response, ...]
+    messages: Messages | None = None  # the prompt's turns (conversational sources): shown to the judge, kept
+    label: str | None = None  # id of the response the source prefers (pairwise sources)
+
+    @property
+    def annotated(self) -> bool:
+        """Whether the simulated judge can judge it: a topic and a stance for every response."""
+        return self.topic is not None and all(r.position is not None for r in self.responses)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +106,33 @@ class ResponsePair:
     def shown(self, order: Order) -> tuple[Response, Response]:
         """The responses in the positions the judge sees them: (first, second)."""
         return (self.a, self.b) if order == "AB" else (self.b, self.a)
+
+    @property
+    def source_side(self) -> Literal["a", "b"] | None:
+        """The side the source itself prefers: its label, or the higher of its ratings (None: no preference)."""
+        if self.item.label is not None:
+            return "a" if self.item.label == self.a.id else "b" if self.item.label == self.b.id else None
+        if self.a.score is None or self.b.score is None or self.a.score == self.b.score:
+            return None
+        return "a" if self.a.score > self.b.score else "b"
+
+
+@dataclass(frozen=True, slots=True)
+class Portrayal:
+    """The persona text one judgment is made with, and the survey topics whose answers it shows."""
+
+    text: str
+    shown: tuple[str, ...]
+
+
+def shown_topics(persona: Persona, topic: str | None, hold_out: bool) -> tuple[str, ...]:
+    """The survey topics whose answers a portrayal shows when the persona judges an item on ``topic``."""
+    return tuple(t for t, v in persona.attitudes.items() if v is not None and not (hold_out and t == topic))
+
+
+def full_portrayal(persona: Persona, topic: str | None) -> Portrayal:
+    """The persona as sampled, every answer shown (when nothing is held out)."""
+    return Portrayal(persona.portrayal, shown_topics(persona, topic, hold_out=False))
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +165,18 @@ class UnitBatch:
     pair_idx: np.ndarray
     order: np.ndarray  # 0 = AB, 1 = BA
     sample: np.ndarray
+    # the portrayal a persona judges a topic with (the plan's, which may hold the judged topic out)
+    portray: Callable[[Persona, str | None], Portrayal] = full_portrayal
+    hold_out: bool = False  # whether ``portray`` leaves the judged topic's answer out
 
     @staticmethod
     def persona_major(
-        personas: tuple[Persona, ...], pairs: tuple[ResponsePair, ...], samples: int, shard: int = 0
+        personas: tuple[Persona, ...],
+        pairs: tuple[ResponsePair, ...],
+        samples: int,
+        shard: int = 0,
+        portray: Callable[[Persona, str | None], Portrayal] = full_portrayal,
+        hold_out: bool = False,
     ) -> UnitBatch:
         per_persona = len(pairs) * 2 * samples
         return UnitBatch(
@@ -122,6 +187,8 @@ class UnitBatch:
             pair_idx=np.tile(np.repeat(np.arange(len(pairs), dtype=np.int32), 2 * samples), len(personas)),
             order=np.tile(np.repeat(np.arange(2, dtype=np.int8), samples), len(personas) * len(pairs)),
             sample=np.tile(np.arange(samples, dtype=np.int16), len(personas) * len(pairs) * 2),
+            portray=portray,
+            hold_out=hold_out,
         )
 
     def __len__(self) -> int:
@@ -137,7 +204,16 @@ class UnitBatch:
             pair_idx=self.pair_idx[rows],
             order=self.order[rows],
             sample=self.sample[rows],
+            portray=self.portray,
+            hold_out=self.hold_out,
         )
+
+    def shown_topics(self) -> list[list[str]]:
+        """Per unit, the topics whose answers its portrayal shows (computed per persona and pair, not per unit)."""
+        per_pair = [
+            [list(shown_topics(p, pair.item.topic, self.hold_out)) for pair in self.pairs] for p in self.personas
+        ]
+        return [per_pair[p][q] for p, q in zip(self.persona_idx.tolist(), self.pair_idx.tolist(), strict=True)]
 
     def unit(self, i: int) -> WorkUnit:
         return WorkUnit(

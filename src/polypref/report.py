@@ -40,6 +40,8 @@ class ShardReport:
     unanswered: int = 0  # units that never got an answer: not done, a rerun asks again for exactly these
     reused: int = 0  # units taken from earlier runs (a finished shard, or saved micro-batches)
     formats: dict[str, int] = field(default_factory=dict)  # judgments per output constraint used (LLM judges)
+    # per persona group: [preferences on pairs the source labels, of which the persona chose the source's pick]
+    source_label: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def done(self) -> bool:
@@ -49,7 +51,7 @@ class ShardReport:
 SHARD_REPORT = TypeAdapter(ShardReport)  # reads a stored report back, checking every field's type
 
 
-def shard_stats(index: int, frame: pl.DataFrame, preferences: int) -> ShardReport:
+def shard_stats(index: int, frame: pl.DataFrame, preferences: pl.DataFrame) -> ShardReport:
     valid = pl.col("error").is_null()
     kept = pl.col("drop_reason").is_null()
     scored = valid & pl.col("true_side").is_in(["a", "b"])
@@ -74,10 +76,16 @@ def shard_stats(index: int, frame: pl.DataFrame, preferences: int) -> ShardRepor
     categories = frame.filter(~valid & (category != NO_ANSWER)).group_by(category).len()
     formats = frame.filter(pl.col("response_format").is_not_null()).group_by("response_format").len()
     tokens = {k: int(stats.pop(k) or 0) for k in ("prompt_tokens", "completion_tokens")}
+    labelled = (
+        preferences.filter(pl.col("source_label_agrees").is_not_null())
+        .group_by("persona_group")
+        .agg(pl.len(), pl.col("source_label_agrees").sum())
+    )
     return ShardReport(
         index=index,
         units=frame.height,
-        preferences=preferences,
+        preferences=preferences.height,
+        source_label={g: [int(n), int(agree)] for g, n, agree in labelled.iter_rows()},
         reasons=reason_counts(frame),
         tokens=tokens,
         errors=dict(categories.iter_rows()),
@@ -126,12 +134,32 @@ def summarize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge:
             "valid": _ratio(total("first_position_valid"), total("valid")),
             "kept": _ratio(total("first_position_kept"), kept),
         },
+        "item_source": public(plan.item_source),
+        "source_label_agreement": _agreement(reports),
         "ground_truth_accuracy": {
             "valid": _ratio(total("truth_correct"), total("truth_valid")),
             "kept": _ratio(total("truth_kept_correct"), total("truth_kept")),
         }
         if judge.simulated
         else None,
+    }
+
+
+def _agreement(reports: list[ShardReport]) -> dict[str, Any] | None:
+    """How often personas chose what the source itself prefers, overall and per group (None: no labels)."""
+    groups: dict[str, list[int]] = {}
+    for r in reports:
+        for group, (n, agree) in r.source_label.items():
+            counts = groups.setdefault(group, [0, 0])
+            counts[0] += n
+            counts[1] += agree
+    if not groups:
+        return None
+    n, agree = sum(c[0] for c in groups.values()), sum(c[1] for c in groups.values())
+    return {
+        "preferences": n,
+        "rate": _ratio(agree, n),
+        "groups": {g: {"preferences": c[0], "rate": _ratio(c[1], c[0])} for g, c in sorted(groups.items())},
     }
 
 

@@ -61,17 +61,19 @@ def _assert_sound(items: tuple[Item, ...]) -> None:
     """What loading promises about what it returns, whatever went in."""
     assert len({i.id for i in items}) == len(items)
     for item in items:
-        assert not files.is_blank(item.prompt) and item.topic in SPEC.attitudes.items
-        assert len(item.responses) >= 2
+        assert not files.is_blank(item.prompt)
+        assert len(item.responses) >= 2 or not item.responses  # none: a prompts-only source, for generation
         assert len({r.text for r in item.responses}) == len(item.responses)
         assert len({r.id for r in item.responses}) == len(item.responses)
-        assert all(not files.is_blank(r.text) and r.stance in SCALE for r in item.responses)
+        assert all(not files.is_blank(r.text) and r.stance in (*SCALE, None) for r in item.responses)
+        # stances only on the spec's topics; an item without any is open (judged by LLM backends only)
+        assert item.topic in SPEC.attitudes.items or all(r.stance is None for r in item.responses)
 
 
 def _assert_exact(items: tuple[Item, ...], expected: list[dict[str, Any]]) -> None:
     assert [i.prompt.encode() for i in items] == [r["prompt"].encode() for r in expected]
     assert [[x.text.encode() for x in i.responses] for i in items] == [
-        [x["text"].encode() for x in r["responses"]] for r in expected
+        [x["text"].encode() for x in r.get("responses", [])] for r in expected
     ]
 
 

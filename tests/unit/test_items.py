@@ -132,8 +132,12 @@ def test_items_file_that_is_not_utf8_names_the_line(tiny):
 
 @pytest.mark.parametrize("name", ["folder.jsonl", "folder.parquet"])
 def test_items_path_that_is_a_folder_is_refused(tiny, name):
+    """A folder named like a file is a mistake, not a Hub-layout folder: the config's items.source is blamed."""
     (tiny["dir"] / name).mkdir()
-    assert "is a folder, not a file" in _error(tiny, tiny["dir"] / name).problems[0][1]
+    with pytest.raises(ConfigError) as info:
+        load_items(str(tiny["dir"] / name), load_spec(str(tiny["spec"])))
+    assert info.value.source == "config"
+    assert info.value.problems[0][0] == "items.source" and "is a folder, not a file" in info.value.problems[0][1]
 
 
 @pytest.mark.parametrize("newline", ["\n", "\r\n"])

@@ -67,7 +67,7 @@ def test_shared_instructions_then_persona_then_pair(judge, personas):
     a1 = judge.messages(_unit(personas[0], "z", "w"))
     b0 = judge.messages(_unit(personas[1], "x", "y"))
     assert a0[0] == a1[0]  # same persona: identical system message, the pair comes after it
-    shared = judge.system_prompt(personas[0]).split("The person you are:")[0]
+    shared = judge.system_prompt(personas[0].portrayal).split("The person you are:")[0]
     assert b0[0]["content"].startswith(shared) and a0[0]["content"].startswith(shared)
     assert a0[0]["content"].endswith(personas[0].portrayal)
 

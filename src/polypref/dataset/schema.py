@@ -24,6 +24,18 @@ from polypref.records import LLMVerdict
 _TEXT_MAP = {"type": "object", "additionalProperties": {"anyOf": [{"type": "string"}, {"type": "null"}]}}
 
 
+class MessageRecord(BaseModel):
+    """One turn of a conversation (TRL's conversational format)."""
+
+    model_config = ConfigDict(extra="forbid", title="message")
+    role: str
+    content: str
+
+
+# A text, or a conversation when the item source was conversational (one kind per build).
+_TEXT_OR_MESSAGES = {"x-arrow": "text-or-messages"}
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
     run_id: str = Field(description="Identifies the build run (differs between otherwise identical builds)")
@@ -50,7 +62,11 @@ class JudgmentRecord(_Record):
     persona_id: str = Field(description="The judging persona (personas config)")
     pair_id: str = Field(description="Content hash of (prompt, response A, response B)")
     prompt_id: str = Field(description="Id of the item (prompt and its responses)")
-    topic: str = Field(description="Attitude item of the population spec that the prompt is about")
+    topic: str | None = Field(description="Survey topic the item is about; null for an open item")
+    portrayal_topics: list[str] = Field(
+        description="Survey topics whose answers the judging portrayal showed (the judged topic is held out "
+        "unless portrayal.hold_out_judged_topic is false)"
+    )
     order: Literal["AB", "BA"] = Field(description="AB: response A shown first")
     sample: int = Field(ge=0, description="Repeat number of the same (persona, pair, order)")
     first_response_id: str = Field(description="Response shown first (position A)")
@@ -87,16 +103,32 @@ class JudgmentRecord(_Record):
 
 
 class PreferenceRecord(_Record):
-    prompt: str = Field(description="The user prompt")
-    chosen: str = Field(description="The response the persona preferred")
-    rejected: str = Field(description="The other response")
+    prompt: str | list[MessageRecord] = Field(
+        description="The user prompt, as the source had it: a text, or a list of {role, content} messages",
+        json_schema_extra=_TEXT_OR_MESSAGES,
+    )
+    chosen: str | list[MessageRecord] = Field(
+        description="The response the persona preferred (text or messages, like prompt)",
+        json_schema_extra=_TEXT_OR_MESSAGES,
+    )
+    rejected: str | list[MessageRecord] = Field(
+        description="The other response (text or messages, like prompt)", json_schema_extra=_TEXT_OR_MESSAGES
+    )
     prompt_id: str = Field(description="Id of the item (prompt and its responses)")
-    topic: str = Field(description="Attitude item of the population spec that the prompt is about")
+    topic: str | None = Field(description="Survey topic the item is about; null for an open item")
     pair_id: str = Field(description="Content hash of (prompt, response A, response B)")
     chosen_id: str = Field(description="Id of the chosen response")
     rejected_id: str = Field(description="Id of the rejected response")
-    chosen_stance: str = Field(description="Stance of the chosen response on the topic's answer scale")
-    rejected_stance: str = Field(description="Stance of the rejected response")
+    chosen_stance: str | None = Field(
+        description="Stance of the chosen response on the topic's answer scale (null: not annotated)"
+    )
+    rejected_stance: str | None = Field(description="Stance of the rejected response")
+    chosen_model: str | None = Field(description="Model that wrote the chosen response, when known")
+    rejected_model: str | None = Field(description="Model that wrote the rejected response, when known")
+    source_label_agrees: bool | None = Field(
+        description="The persona chose the response the source itself prefers (its chosen, or its higher "
+        "rating); null when the source has no preference for the pair"
+    )
     persona_id: str = Field(description="The judging persona (personas config)")
     persona_group: str = Field(description="The persona's social group")
     persona_attributes: dict[str, str | None] = Field(
@@ -149,7 +181,14 @@ def _nullable(prop: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     return prop, False
 
 
-def _arrow_type(prop: dict[str, Any], struct_fields: list[str] | None) -> pa.DataType:
+MESSAGES = pa.list_(pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())]))
+
+
+def _arrow_type(prop: dict[str, Any], struct_fields: list[str] | None, messages: bool = False) -> pa.DataType:
+    if prop.get("x-arrow") == "text-or-messages":
+        return MESSAGES if messages else pa.string()
+    if prop.get("type") == "array" and prop.get("items", {}).get("type") == "string":
+        return pa.list_(pa.string())
     if prop.get("x-arrow") == "struct":
         return pa.struct([pa.field(f, pa.string()) for f in (struct_fields or [])])
     kind = prop.get("type") or ("string" if "enum" in prop or "const" in prop else None)
@@ -161,22 +200,25 @@ def _arrow_type(prop: dict[str, Any], struct_fields: list[str] | None) -> pa.Dat
     raise ValueError(f"no Arrow type for JSON Schema {prop}")
 
 
-def arrow_schema(name: str, struct_fields: dict[str, list[str]] | None = None) -> pa.Schema:
-    """Arrow schema from schemas/<name>.json. Open objects (x-arrow: struct) get the given field names."""
+def arrow_schema(name: str, struct_fields: dict[str, list[str]] | None = None, messages: bool = False) -> pa.Schema:
+    """Arrow schema from schemas/<name>.json. Open objects (x-arrow: struct) get the given field names; texts that
+    may be conversations (x-arrow: text-or-messages) are messages when ``messages``, else strings."""
     schema = load(name)
     required = set(schema.get("required", []))
     fields = []
     for column, raw in schema["properties"].items():
         prop, nullable = _nullable(raw)
-        arrow = _arrow_type(prop, (struct_fields or {}).get(column))
+        arrow = _arrow_type(prop, (struct_fields or {}).get(column), messages)
         fields.append(pa.field(column, arrow, nullable=nullable or column not in required))
     return pa.schema(fields)
 
 
-def to_arrow(name: str, frame: pl.DataFrame, struct_fields: dict[str, list[str]] | None = None) -> pa.Table:
+def to_arrow(
+    name: str, frame: pl.DataFrame, struct_fields: dict[str, list[str]] | None = None, messages: bool = False
+) -> pa.Table:
     """Validate a frame against schemas/<name>.json and return it as an Arrow table in the schema's layout."""
     source = f"schemas/{name}.json"
-    schema = arrow_schema(name, struct_fields)
+    schema = arrow_schema(name, struct_fields, messages)
     missing = [c for c in schema.names if c not in frame.columns]
     if missing:  # working columns beyond the schema are left out of the published table
         raise SchemaViolation(f"{source}: columns missing {missing}")

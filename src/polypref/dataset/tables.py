@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from polypref.judges.base import JudgeInfo
-from polypref.records import PAIR_KEYS, Persona, ResponsePair, UnitBatch
+from polypref.records import PAIR_KEYS, Message, Messages, Persona, ResponsePair, UnitBatch
 
 
 @dataclass(frozen=True)
@@ -41,18 +41,49 @@ def _side(choice: str) -> pl.Expr:
     )
 
 
+MESSAGES = pl.List(pl.Struct({"role": pl.String, "content": pl.String}))
+
+
+def conversational(pairs: Sequence[ResponsePair]) -> bool:
+    """Whether a build's texts are published as messages: when any of its prompts is a conversation."""
+    return any(p.item.messages is not None for p in pairs)
+
+
+def _published(text: str, messages: Messages | None, role: str, as_messages: bool) -> str | list[dict[str, str]]:
+    """A text as the source had it; in a conversational build a plain text becomes one message of ``role``."""
+    if not as_messages:
+        return text
+    turns = messages if messages is not None else (Message(role, text),)
+    return [{"role": m.role, "content": m.content} for m in turns]
+
+
 def pairs_frame(pairs: Sequence[ResponsePair]) -> pl.DataFrame:
-    """One row per pair with its prompt and both responses."""
+    """One row per pair with its prompt and both responses (``*_out``: as published, text or messages)."""
+    as_messages = conversational(pairs)
+    out_type = MESSAGES if as_messages else pl.String
     return pl.DataFrame(
         {
             "pair_id": [p.id for p in pairs],
             "prompt_id": [p.item.id for p in pairs],
-            "topic": [p.item.topic for p in pairs],
-            "prompt": [p.item.prompt for p in pairs],
+            "topic": pl.Series([p.item.topic for p in pairs], dtype=pl.String),
+            "prompt": pl.Series(
+                [_published(p.item.prompt, p.item.messages, "user", as_messages) for p in pairs], dtype=out_type
+            ),
+            "source_side": pl.Series([p.source_side for p in pairs], dtype=pl.String),
             **{
-                f"{side}_{field}": [getattr(getattr(p, side), field) for p in pairs]
+                f"{side}_{field}": pl.Series([getattr(getattr(p, side), field) for p in pairs], dtype=pl.String)
                 for side in ("a", "b")
-                for field in ("id", "text", "stance")
+                for field in ("id", "stance", "model")
+            },
+            **{
+                f"{side}_out": pl.Series(
+                    [
+                        _published(getattr(p, side).text, getattr(p, side).messages, "assistant", as_messages)
+                        for p in pairs
+                    ],
+                    dtype=out_type,
+                )
+                for side in ("a", "b")
             },
         }
     )
@@ -83,6 +114,7 @@ def judgments_frame(batch: UnitBatch, verdicts: pl.DataFrame, meta: RunMeta) -> 
             second_response_id=pl.when(swapped).then("a_id").otherwise("b_id"),
             side=_side("choice"),
             true_side=_side("true_choice"),
+            portrayal_topics=pl.Series(batch.shown_topics(), dtype=pl.List(pl.String)),
         )
         .with_columns(
             *_meta_columns(meta),
@@ -117,10 +149,15 @@ def preferences_frame(frame: pl.DataFrame, batch: UnitBatch, meta: RunMeta) -> p
             *_meta_columns(meta),
             chosen_id=pl.when(chose_a).then("a_id").otherwise("b_id"),
             rejected_id=pl.when(chose_a).then("b_id").otherwise("a_id"),
-            chosen=pl.when(chose_a).then("a_text").otherwise("b_text"),
-            rejected=pl.when(chose_a).then("b_text").otherwise("a_text"),
+            chosen=pl.when(chose_a).then("a_out").otherwise("b_out"),
+            rejected=pl.when(chose_a).then("b_out").otherwise("a_out"),
             chosen_stance=pl.when(chose_a).then("a_stance").otherwise("b_stance"),
             rejected_stance=pl.when(chose_a).then("b_stance").otherwise("a_stance"),
+            chosen_model=pl.when(chose_a).then("a_model").otherwise("b_model"),
+            rejected_model=pl.when(chose_a).then("b_model").otherwise("a_model"),
+            source_label_agrees=pl.when(pl.col("source_side").is_not_null()).then(
+                pl.col("chosen_side") == pl.col("source_side")
+            ),
             matches_ground_truth=pl.when(pl.lit(meta.judge.simulated)).then(
                 pl.col("chosen_side") == pl.col("true_side")
             ),

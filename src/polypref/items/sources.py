@@ -1,20 +1,17 @@
-"""Load items: a shipped item set (data/items/NAME.jsonl) or user files.
+"""Load items from any source: a shipped item set, a user's file or Hub-layout folder, or a Hub dataset.
 
-JSONL: one item per line, ``{"id", "topic", "prompt", "responses": [{"id", "text", "stance"}, ...]}``.
-The file must be UTF-8 (a leading byte-order mark is ignored). Lines end at "\\n" only (a "\\r" before it is
-dropped), as JSON Lines says, so U+2028, U+0085 and other Unicode line breaks inside a JSON string stay text;
-lines of only spaces and tabs are skipped. A key twice in one object is an error, not "the last one wins".
+``locate`` finds the files a source names, ``rows`` reads them (a seeded ``limit`` reads only the rows it keeps),
+``formats`` turns each row into an Item. This module ties them together and checks what spans rows: unique ids,
+the topics filter, and that the judge can judge what was read.
 
-Parquet: one response per row, columns ``item_id, topic, prompt, response_id, response, stance`` (no others).
-Rows are grouped into items by ``item_id``, so ``item_id`` is required: a null is refused, and all rows of an
-item must give the same topic and prompt. Errors name rows by index from 0, as polars and pandas show them.
+polypref's own JSONL: one item per line, ``{"id", "topic", "prompt", "responses": [{"id", "text", "stance"}]}``;
+``topic`` and the stances are optional (an open item). Its flat Parquet layout has one response per row, columns
+``item_id, topic, prompt, response_id, response, stance`` (no others), grouped into items by ``item_id`` (required;
+all rows of an item give the same topic and prompt); errors name those rows by index from 0.
 
-Ids: an absent or null ``id`` (JSONL) or a null ``response_id`` (Parquet) means "no id": the item gets a content
-hash of its topic and prompt, the response one of its prompt and text. A given id must not be blank.
-
-Texts (prompts and responses) are kept exactly as given, never stripped or normalised; a text that is empty or
-only whitespace is refused, and so are two responses with the same text in one item (a pair of identical texts
-is no preference). ``stance`` is a label on the topic's answer scale in the population spec.
+Ids: an absent or null id means "no id": an item gets a content hash of its topic and texts, a response one of its
+prompt and text. Texts are kept exactly as given, never stripped or normalised; a text that is empty or only
+whitespace is refused, and so are two responses with the same text in one item (no preference to state).
 """
 
 from __future__ import annotations
@@ -22,134 +19,176 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import polars as pl
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from polypref import assets, files
+from polypref import files
 from polypref.errors import ConfigError
-from polypref.items import jsonl
+from polypref.items import formats
+from polypref.items.formats import FLAT_COLUMNS, RowError
+from polypref.items.locate import ItemSource, locate_source
+from polypref.items.rows import read_rows, source_columns
 from polypref.population.spec import SurveySpec
-from polypref.records import Item, Response, content_hash
+from polypref.records import Item
 
-PARQUET_COLUMNS = ("item_id", "topic", "prompt", "response_id", "response", "stance")
-SUFFIXES = (".jsonl", ".parquet")
-_PARQUET_NAMES = {"id": "response_id", "text": "response", "stance": "stance"}  # JSONL response key -> column
+if TYPE_CHECKING:
+    from polypref.config import ItemsConfig
 
-
-def _text(value: str) -> str:
-    if files.is_blank(value):
-        raise ValueError("must not be empty, whitespace or invisible characters only")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:  # JSON's "\\ud800" decodes to a lone surrogate, which no UTF-8 file can store
-        raise ValueError("holds an unpaired surrogate (a \\ud800-\\udfff escape), which is not Unicode text") from None
-    return value
+PARQUET_COLUMNS = FLAT_COLUMNS  # the flat Parquet layout's columns (kept under the name tests and users know)
+_FLAT_NAMES = {"id": "response_id", "text": "response", "stance": "stance"}  # response key -> flat column
 
 
-Text = Annotated[str, AfterValidator(_text)]
-
-
-class _ResponseIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    id: Text | None = None
-    text: Text
-    stance: str
-
-
-class _ItemIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    id: Text | None = None
-    topic: str
-    prompt: Text
-    responses: list[_ResponseIn] = Field(min_length=2)
+@dataclass(frozen=True)
+class LoadedItems:
+    items: tuple[Item, ...]
+    source: ItemSource
+    format: str
 
 
 @dataclass(frozen=True)
 class _Record:
     """One item as read, and how to name its parts in an error message."""
 
-    where: str  # "line 3" or "item_id 'q1'"
+    where: str  # "line 3", "data/train.parquet row 7" or "item_id 'q1'"
     data: Any
-    rows: tuple[int, ...] = ()  # Parquet: the row of each response
+    rows: tuple[int, ...] = ()  # flat Parquet: the row of each response
 
-    def field(self, loc: tuple[int | str, ...]) -> str:
-        if self.rows and len(loc) >= 2 and loc[0] == "responses" and isinstance(loc[1], int):
-            column = _PARQUET_NAMES.get(str(loc[2]), _name(loc[2])) if len(loc) > 2 else "response"
-            return f"{self.where}, row {self.rows[loc[1]]}: {column}"
-        if self.rows and loc == ("id",):
+    def field(self, column: str) -> str:
+        parts = column.split(".")
+        if self.rows and parts[0] == "responses" and len(parts) > 1 and parts[1].isdigit():
+            name = _FLAT_NAMES.get(parts[2], parts[2]) if len(parts) > 2 else "response"
+            return f"{self.where}, row {self.rows[int(parts[1])]}: {name}"
+        if self.rows and column == "responses":
+            return f"{self.where}: responses"
+        if self.rows and column == "id":
             return f"{self.where}: item_id"
-        return ": ".join([self.where, ".".join(map(_name, loc))]) if loc else self.where
+        return f"{self.where}: {column}"
 
     def response(self, index: int) -> str:
         return f"row {self.rows[index]}" if self.rows else f"responses.{index}"
 
 
-def _name(part: int | str) -> str:
-    """A key from the user's file as it may be printed: an unknown key can hold control characters or surrogates."""
-    text = str(part)
-    return text if text.isprintable() else repr(text)
-
-
-def resolve_items_path(source: str) -> Path:
-    """A shipped item set by name (data/items/NAME.jsonl) or a path to a .jsonl or .parquet file."""
-    if Path(source).suffix.lower() in SUFFIXES:
-        return Path(source)
-    return assets.path("data", "items", f"{source}.jsonl")
-
-
 def load_items(source: str, spec: SurveySpec, topics: list[str] | None = None) -> tuple[Item, ...]:
-    """Read items and check them against the spec's topics and scales; ConfigError names file and line."""
-    path = resolve_items_path(source)
-    if Path(source).suffix.lower() not in ("", *SUFFIXES) and Path(source).is_file():  # a user file, not a shipped name
-        raise ConfigError(source, [("", f"items must be a {' or '.join(SUFFIXES)} file")])
-    if not path.exists() and not path.is_symlink():
-        shipped = sorted(p.stem for p in assets.path("data", "items").glob("*.jsonl"))
-        raise ConfigError(str(path), [("", f"items file not found (shipped item sets: {shipped})")])
-    raw = _read_jsonl(path) if path.suffix.lower() == ".jsonl" else _read_parquet(path)
-    items = [_validate(path, record, spec) for record in raw]
-    _check_unique_ids(path, raw, items)
-    if topics is not None:
-        unknown = sorted(set(topics) - {i.topic for i in items})
+    """The items of a source named by a string alone (a shipped set, a file or a folder), all of them."""
+    from polypref.config import ItemsConfig
+
+    return read_items(ItemsConfig(source=source, topics=topics), spec).items
+
+
+def read_items(config: ItemsConfig, spec: SurveySpec, seed: int = 0) -> LoadedItems:
+    """Read, convert and check the items an ``ItemsConfig`` names; ConfigError names the file, row and column."""
+    located = locate_source(config.source, config.config, config.split, config.revision)
+    name = located.provenance.get("source", config.source) if len(located.files) != 1 else located.files[0].name
+    columns = source_columns(located.files)
+    # Parquet names every column in its schema; JSONL rows may each have other keys, so JSONL is told from the
+    # keys of every row read (a first row without responses must not make the rest prompts-only)
+    parquet = all(f.path.suffix.lower() == ".parquet" for f in located.files)
+    layout = formats.detect(name, columns, config.format, config.columns) if parquet else None
+    if layout is not None and layout.flat:
+        records = [r for f in located.files for r in _read_flat_parquet(f.path, f.name)]
+        records = _sample(records, config.limit, seed)
+    else:
+        single = len(located.files) == 1
+        records = [
+            _Record(row.where.removeprefix(f"{located.files[0].name} ") if single else row.where, row.data)
+            for row in read_rows(located.files, config.limit, seed)
+        ]
+        if layout is None:
+            keys = dict.fromkeys(columns)
+            for record in records:
+                keys.update(dict.fromkeys(record.data if isinstance(record.data, dict) else ()))
+            layout = formats.detect(name, list(keys), config.format, config.columns)
+    items = [_item(name, layout, record, spec) for record in records]
+    _check_unique_ids(name, records, items)
+    if config.topics is not None:
+        unknown = sorted(set(config.topics) - {i.topic for i in items})
         if unknown:
             raise ConfigError("config", [("items.topics", f"no items on topics {unknown}")])
-        items = [i for i in items if i.topic in topics]
+        items = [i for i in items if i.topic in config.topics]
     if not items:
-        raise ConfigError(str(path), [("", "no items")])
-    return tuple(items)
+        raise ConfigError(name, [("", "no items")])
+    return LoadedItems(tuple(items), located, layout.name)
 
 
-def _check_unique_ids(path: Path, raw: list[_Record], items: list[Item]) -> None:
+def _sample(records: list[_Record], limit: int | None, seed: int) -> list[_Record]:
+    if limit is None or limit >= len(records):
+        return records
+    keep = np.sort(np.random.default_rng([seed, len(records)]).choice(len(records), size=limit, replace=False))
+    return [records[i] for i in keep]
+
+
+def _item(name: str, layout: formats.Layout, record: _Record, spec: SurveySpec) -> Item:
+    if not isinstance(record.data, dict):
+        raise ConfigError(name, [(record.where, f"expected an object, got {type(record.data).__name__}")])
+    try:
+        return formats.parse(layout, record.data, spec)
+    except RowError as e:
+        raise ConfigError(name, [(record.field(e.column), e.describe(record.response))]) from None
+
+
+def _check_unique_ids(name: str, records: list[_Record], items: list[Item]) -> None:
     counts = Counter(i.id for i in items)  # linear: item files can hold many thousands of items
-    repeated = [(record, item) for record, item in zip(raw, items, strict=True) if counts[item.id] > 1]
+    repeated = [(record, item) for record, item in zip(records, items, strict=True) if counts[item.id] > 1]
     if repeated:
         first, item = repeated[0]
         others = [r.where for r, i in repeated[1:] if i.id == item.id]
         hashed = any(isinstance(r.data, dict) and r.data.get("id") is None for r, i in repeated if i.id == item.id)
-        why = " (an item without an id gets a hash of its topic and prompt)" if hashed else ""
+        why = " (an item without an id gets a hash of its topic and texts)" if hashed else ""
         also = ", ".join(others[:5])
-        raise ConfigError(str(path), [(f"{first.where}: id", f"item id {item.id!r} is used again at {also}{why}")])
+        raise ConfigError(name, [(f"{first.where}: id", f"item id {item.id!r} is used again at {also}{why}")])
 
 
-def _read_jsonl(path: Path) -> list[_Record]:
-    return [_Record(f"line {number}", data) for number, data in jsonl.records(files.read_text(path), str(path))]
+def check_judgeable(items: tuple[Item, ...], backend: str, source: str) -> None:
+    """Refuse, before any work, items nothing can judge: prompts without responses, and for the simulated judge
+    (which decides from stances) items without a topic and stances."""
+    bare = [i for i in items if len(i.responses) < 2]
+    if bare:
+        raise ConfigError(
+            source,
+            [
+                (
+                    f"item {bare[0].id}",
+                    f"has a prompt but no responses to judge ({len(bare)} of {len(items)} items): give each prompt "
+                    "at least two responses (formats: polypref, pairwise, completions), or have them generated "
+                    "(README: generating responses)",
+                )
+            ],
+        )
+    if backend != "simulated":
+        return
+    open_items = [i for i in items if not i.annotated]
+    if open_items:
+        first = open_items[0]
+        what = "a topic" if first.topic is None else "a stance on every response"
+        raise ConfigError(
+            source,
+            [
+                (
+                    f"item {first.id}",
+                    f"has no {what} ({len(open_items)} of {len(items)} items are open); the simulated judge "
+                    "decides from stances on the survey's answer scales: annotate the items with a topic and "
+                    "stances, or judge with an LLM backend (judge.backend: vllm or openai)",
+                )
+            ],
+        )
 
 
-def _read_parquet(path: Path) -> list[_Record]:
+def _read_flat_parquet(path: Path, name: str) -> list[_Record]:
     files.check_file(path)
     try:
         frame = pl.read_parquet(path)
     except Exception as e:
         raise ConfigError(str(path), [("", f"cannot read Parquet: {e}")]) from None
-    missing = [c for c in PARQUET_COLUMNS if c not in frame.columns]
-    extra = [c for c in frame.columns if c not in PARQUET_COLUMNS]
+    missing = [c for c in FLAT_COLUMNS if c not in frame.columns]
+    extra = [c for c in frame.columns if c not in FLAT_COLUMNS]
     if missing or extra:
         wrong = ", ".join(
             f"{what} columns {names}" for what, names in (("missing", missing), ("unknown", extra)) if names
         )
-        raise ConfigError(str(path), [("", f"{wrong}; expected exactly {list(PARQUET_COLUMNS)}")])
-    frame = frame.select(_parquet_column(path, frame, c) for c in PARQUET_COLUMNS).with_row_index("_row")
+        raise ConfigError(str(path), [("", f"{wrong}; expected exactly {list(FLAT_COLUMNS)}")])
+    frame = frame.select(_parquet_column(path, frame, c) for c in FLAT_COLUMNS).with_row_index("_row")
     no_id = frame.filter(pl.col("item_id").is_null())["_row"].to_list()
     if no_id:
         raise ConfigError(
@@ -164,7 +203,8 @@ def _read_parquet(path: Path) -> list[_Record]:
             {"id": r["response_id"], "text": r["response"], "stance": r["stance"]} for r in group.iter_rows(named=True)
         ]
         data = {"id": item_id, "topic": first["topic"], "prompt": first["prompt"], "responses": responses}
-        records.append(_Record(f"item_id {item_id!r}", data, tuple(group["_row"].to_list())))
+        where = f"item_id {item_id!r}" if name == str(path) else f"{name}: item_id {item_id!r}"
+        records.append(_Record(where, data, tuple(group["_row"].to_list())))
     return records
 
 
@@ -192,55 +232,3 @@ def _check_consistent_items(path: Path, frame: pl.DataFrame) -> None:
     ]
     if problems:
         raise ConfigError(str(path), problems[:10])
-
-
-def _validate(path: Path, record: _Record, spec: SurveySpec) -> Item:
-    try:
-        parsed = _ItemIn.model_validate(record.data)
-    except ValidationError as e:
-        raise ConfigError(
-            str(path), [(record.field(err["loc"]), err["msg"].removeprefix("Value error, ")) for err in e.errors()]
-        ) from None
-    if parsed.topic not in spec.attitudes.items:
-        raise ConfigError(
-            str(path),
-            [
-                (
-                    record.field(("topic",)),
-                    f"{parsed.topic!r} is not a topic of population spec {spec.name} "
-                    f"(topics: {sorted(spec.attitudes.items)})",
-                )
-            ],
-        )
-    scale = spec.scale(parsed.topic)
-    responses = []
-    for index, r in enumerate(parsed.responses):
-        if r.stance not in scale:
-            raise ConfigError(
-                str(path), [(record.field(("responses", index, "stance")), f"{r.stance!r} is not on {scale}")]
-            )
-        responses.append(
-            Response(
-                id=r.id if r.id is not None else content_hash(parsed.prompt, r.text),
-                text=r.text,
-                stance=r.stance,
-                position=scale.index(r.stance) / (len(scale) - 1),
-            )
-        )
-    _check_distinct(path, record, [r.text for r in responses], "the same text")
-    _check_distinct(path, record, [r.id for r in responses], "the same id")
-    return Item(
-        id=parsed.id if parsed.id is not None else content_hash(parsed.topic, parsed.prompt),
-        topic=parsed.topic,
-        prompt=parsed.prompt,
-        responses=tuple(responses),
-    )
-
-
-def _check_distinct(path: Path, record: _Record, values: list[str], what: str) -> None:
-    first: dict[str, int] = {}
-    for index, value in enumerate(values):
-        if value in first:
-            both = f"{record.response(first[value])} and {record.response(index)}"
-            raise ConfigError(str(path), [(f"{record.where}: responses", f"{both} have {what}")])
-        first[value] = index

@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from polypref import prompts
 from polypref.judges.base import VERDICT_COLUMNS, JudgeInfo, error_category
 from polypref.judges.parsing import parse_choice, parse_verdict
-from polypref.records import Persona, UnitBatch, WorkUnit, content_hash
+from polypref.records import UnitBatch, WorkUnit, content_hash
 from polypref.secrets import install_log_redaction, scrub_optional
 from polypref.strict import StrictModel
 
@@ -111,20 +111,26 @@ class LLMJudge:
         return None
 
     # -- shared --------------------------------------------------------------------------------------
-    def messages(self, unit: WorkUnit, system: str | None = None) -> list[dict[str, str]]:
+    def messages(self, unit: WorkUnit, portrayal: str | None = None) -> list[dict[str, str]]:
+        """The chat request for one unit; ``portrayal`` is the persona text (default: the sampled portrayal)."""
         first, second = unit.pair.shown(unit.order)
+        item = unit.pair.item
         return [
-            {"role": "system", "content": system or self.system_prompt(unit.persona)},
+            {"role": "system", "content": self.system_prompt(portrayal or unit.persona.portrayal)},
             {
                 "role": "user",
                 "content": self._pair.render(
-                    prompt=unit.pair.item.prompt, first=first.text, second=second.text, mode=self.config.mode
+                    prompt=item.prompt,
+                    turns=item.messages or (),
+                    first=first.text,
+                    second=second.text,
+                    mode=self.config.mode,
                 ),
             },
         ]
 
-    def system_prompt(self, persona: Persona) -> str:
-        return self._system.render(persona=persona.portrayal, mode=self.config.mode, allow_ties=self.config.allow_ties)
+    def system_prompt(self, portrayal: str) -> str:
+        return self._system.render(persona=portrayal, mode=self.config.mode, allow_ties=self.config.allow_ties)
 
     def judge(self, batch: UnitBatch) -> Iterator[pl.DataFrame]:
         size = self.config.micro_batch
@@ -132,14 +138,14 @@ class LLMJudge:
             yield self._judge_units(batch, range(start, min(start + size, len(batch))))
 
     def _judge_units(self, batch: UnitBatch, units: range) -> pl.DataFrame:
-        systems: dict[str, str] = {}  # persona-major: one render per persona
+        portrayals: dict[tuple[str, str | None], str] = {}  # persona-major: one render per persona and topic
         built: dict[int, tuple[WorkUnit, list[dict[str, str]]]] = {}
         for i in units:
             unit = batch.unit(i)
-            system = systems.get(unit.persona.id) or systems.setdefault(
-                unit.persona.id, self.system_prompt(unit.persona)
-            )
-            built[i] = (unit, self.messages(unit, system))
+            key = (unit.persona.id, unit.pair.item.topic)
+            if key not in portrayals:
+                portrayals[key] = batch.portray(unit.persona, unit.pair.item.topic).text
+            built[i] = (unit, self.messages(unit, portrayals[key]))
 
         rows: dict[int, dict] = {}
         pending = list(units)

@@ -14,6 +14,7 @@ import jinja2.meta
 
 from polypref import prompts
 from polypref.errors import ConfigError
+from polypref.records import Persona, Portrayal, full_portrayal, shown_topics
 
 VARIABLES = frozenset({"a", "views", "topics"})  # what sample.py passes to every portrayal template
 FIELD = "portrayal"
@@ -65,3 +66,18 @@ def render(
     if not text:
         raise ConfigError(source, [(FIELD, f"template {template.name!r} rendered no text for respondent {respondent}")])
     return text
+
+
+class Portrayer:
+    """Portrayals for judging: the sampled one, or, holding the judged topic out, the same template rendered
+    with that answer marked not given (templates already handle unanswered topics)."""
+
+    def __init__(self, template: jinja2.Template, source: str, topics: Mapping[str, str], hold_out: bool):
+        self.template, self.source, self.topics, self.hold_out = template, source, dict(topics), hold_out
+
+    def __call__(self, persona: Persona, topic: str | None) -> Portrayal:
+        if not self.hold_out or topic not in self.topics or persona.attitudes.get(topic) is None:
+            return full_portrayal(persona, topic)
+        views = {t: (None if t == topic else v) for t, v in persona.attitudes.items()}
+        text = render(self.template, self.source, persona.respondent_id, persona.attributes, views, self.topics)
+        return Portrayal(text, shown_topics(persona, topic, self.hold_out))

@@ -27,6 +27,12 @@ class Population:
     respondents_used: int
     dropped: dict[str, int] = field(default_factory=dict)
 
+    def portrayer(self, hold_out: bool) -> portrayal.Portrayer:
+        """Portrayals for judging with this population's template (loaded and checked when it was sampled)."""
+        source = self.spec.path or self.spec.name
+        topics = {t: item.topic for t, item in self.spec.attitudes.items.items()}
+        return portrayal.Portrayer(portrayal.load(self.spec.portrayal, source), source, topics, hold_out)
+
 
 def group_shares(frame: pl.DataFrame) -> dict[str, float]:
     """Survey-weighted share of each group, sorted by group name."""
