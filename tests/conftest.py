@@ -14,6 +14,8 @@ import polars as pl
 import pytest
 import yaml
 
+pytest_plugins = ("tests.hubstub.fixtures",)  # the Hub stub: one per session, shared by every module
+
 TEST_ENV = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",  # a fresh DB takes ~29 s on 2 cores
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

@@ -80,7 +80,7 @@ def load_items(source: str, spec: SurveySpec, topics: list[str] | None = None) -
 def read_items(config: ItemsConfig, spec: SurveySpec, seed: int = 0) -> LoadedItems:
     """Read, convert and check the items an ``ItemsConfig`` names; ConfigError names the file, row and column."""
     located = locate_source(config.source, config.config, config.split, config.revision)
-    name = located.provenance.get("source", config.source) if len(located.files) != 1 else located.files[0].name
+    name = _source_name(located)
     columns = source_columns(located.files)
     # Parquet names every column in its schema; JSONL rows may each have other keys, so JSONL is told from the
     # keys of every row read (a first row without responses must not make the rest prompts-only)
@@ -110,6 +110,14 @@ def read_items(config: ItemsConfig, spec: SurveySpec, seed: int = 0) -> LoadedIt
     if not items:
         raise ConfigError(name, [("", "no items")])
     return LoadedItems(tuple(items), located, layout.name)
+
+
+def _source_name(located: ItemSource) -> str:
+    """How errors name the source: its one file (inside a Hub repo: with the repo), or the source as given."""
+    source = located.provenance.get("source") or ""
+    if len(located.files) != 1:
+        return source
+    return f"{source}/{located.files[0].name}" if located.kind == "hub" else located.files[0].name
 
 
 def _sample(records: list[_Record], limit: int | None, seed: int) -> list[_Record]:
