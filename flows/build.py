@@ -48,6 +48,12 @@ def judge_shard(plan: pipeline.BuildPlan, run: pipeline.RunState, index: int, ju
     return pipeline.run_shard(plan, run, index, judge)
 
 
+@task(name="generate-responses", cache_policy=NO_CACHE, retries=2, retry_condition_fn=retry_unless_polypref_error)
+def generate_responses(plan: pipeline.BuildPlan) -> pipeline.BuildPlan:
+    """All generated responses of the build in one task: generation batches and saves by itself."""
+    return pipeline.generate_responses(plan)
+
+
 @flow(name="build-dataset", validate_parameters=True)
 def build_dataset(config: BuildConfig, out: str, overwrite: bool = False, source: str = "config") -> dict[str, Any]:
     """Sample personas, judge each (persona, pair) in both orders, filter, and write the dataset.
@@ -57,6 +63,8 @@ def build_dataset(config: BuildConfig, out: str, overwrite: bool = False, source
     """
     plan = pipeline.plan(config, out, source)
     run = pipeline.prepare_output(plan, overwrite)
+    if config.generate is not None:  # before the judge: a vLLM generator and a vLLM judge would share the GPU
+        plan = generate_responses(quote(plan))
     judge = make_judge(config.judge, config.seed, plan.state.judge_dir)  # once per run: an engine loads once
     try:
         # the config, not the decorator, decides how many shards run at once

@@ -78,6 +78,7 @@ def run_without_prefect(plan, judge=None) -> dict:
         judge = make_judge(plan.config.judge, plan.config.seed, plan.state.judge_dir)
     try:
         run = pipeline.prepare_output(plan)
+        plan = pipeline.generate_responses(plan)
         reports = [pipeline.run_shard(plan, run, i, judge) for i in range(plan.num_shards)]
     finally:
         if own:

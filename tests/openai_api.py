@@ -4,7 +4,8 @@ A real HTTP server (stdlib ``ThreadingHTTPServer``) speaking /v1/chat/completion
 the real code: the openai client and its HTTP stack, the judge, the CLI, Prefect. Knobs make it misbehave the
 ways remote APIs do: answer slowly, refuse every request with one status, fail prompts containing some text,
 refuse structured output, reject some prompts as too long, and repeat the request's headers in error bodies
-(as some servers and proxies do; that is how keys leak).
+(as some servers and proxies do; that is how keys leak). For response generation it can also answer in free text
+(``reply``) and start failing after a number of requests (``fail_after``), as a server that goes down mid-run.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 VERDICT = {"rationale": "Closer to what I think.", "choice": "A", "strength": 4, "confidence": 80}
@@ -29,11 +30,15 @@ class ChatAPIServer(ThreadingHTTPServer):
         too_long_text: str | None = None,
         refuse_json_schema: bool = False,
         echo_headers: bool = False,
+        reply: Callable[[dict], tuple[str | None, str]] | None = None,
+        fail_after: int | None = None,
     ):
         """``status``: answer every request with this error; ``fail_text``: prompts containing it get HTTP 503;
         ``too_long_text``: prompts containing it get a 400 context-length error; ``refuse_json_schema``: a
         json_schema response_format gets a 400 "not supported"; ``echo_headers``: error bodies repeat the
-        request headers, Authorization included."""
+        request headers, Authorization included; ``reply``: answer with ``reply(body) -> (content, finish_reason)``
+        instead of a verdict (free text); ``fail_after``: requests after the first ``fail_after`` get HTTP 503
+        (an attribute: set it to None to bring the server back)."""
         super().__init__(("127.0.0.1", 0), _Handler)
         self.delay = delay
         self.status = status
@@ -41,6 +46,8 @@ class ChatAPIServer(ThreadingHTTPServer):
         self.too_long_text = too_long_text
         self.refuse_json_schema = refuse_json_schema
         self.echo_headers = echo_headers
+        self.reply = reply
+        self.fail_after = fail_after
         self.bodies: list[dict] = []
         self.authorizations: list[str] = []
         self.lock = threading.Lock()
@@ -71,13 +78,13 @@ def serve(server: ChatAPIServer) -> Iterator[ChatAPIServer]:
         thread.join(timeout=10)
 
 
-def completion(model: str, content: str) -> dict:
+def completion(model: str, content: str | None, finish_reason: str = "stop") -> dict:
     return {
         "id": "chatcmpl-stand-in",
         "object": "chat.completion",
         "created": 0,
         "model": model,
-        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+        "choices": [{"index": 0, "finish_reason": finish_reason, "message": {"role": "assistant", "content": content}}],
         "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
     }
 
@@ -91,11 +98,13 @@ class _Handler(BaseHTTPRequestHandler):
         with api.lock:
             api.bodies.append(body)
             api.authorizations.append(self.headers.get("authorization", ""))
+            number = len(api.bodies)
         time.sleep(api.delay)
         echo = (
             f" (request headers: {'; '.join(f'{k}: {v}' for k, v in self.headers.items())})" if api.echo_headers else ""
         )
         prompt = body["messages"][-1]["content"]
+        down = api.fail_after is not None and number > api.fail_after
         if self.path != "/v1/chat/completions":
             self._error(404, f"no route {self.path}{echo}")
         elif api.status != 200:
@@ -104,8 +113,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, f"response_format json_schema is not supported{echo}")
         elif api.too_long_text and api.too_long_text in prompt:
             self._error(400, f"maximum context length exceeded{echo}")
-        elif api.fail_text and api.fail_text in prompt:
+        elif (api.fail_text and api.fail_text in prompt) or down:
             self._error(503, f"overloaded, try again later{echo}")
+        elif api.reply is not None:
+            self._send(200, completion(body["model"], *api.reply(body)))
         else:
             self._send(200, completion(body["model"], json.dumps(VERDICT)))
 

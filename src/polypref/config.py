@@ -16,6 +16,7 @@ from pydantic import (
 
 from polypref import assets, files
 from polypref.errors import ConfigError
+from polypref.generation import GenerateConfig
 from polypref.items.formats import FormatName
 from polypref.judges.openai_wire import OpenAIJudgeConfig
 from polypref.judges.simulated import SimulatedJudgeConfig
@@ -88,6 +89,9 @@ class BuildConfig(StrictModel):
     items: ItemsConfig = ItemsConfig()
     portrayal: PortrayalConfig = PortrayalConfig()
     judge: JudgeConfig = SimulatedJudgeConfig()
+    generate: GenerateConfig | None = Field(
+        None, description="Generate responses for a prompts-only item source (README: generating responses)"
+    )
     filters: FiltersConfig = FiltersConfig()
     output: OutputConfig = OutputConfig()
 
@@ -171,6 +175,8 @@ def _describe(err: Any, set_by: dict[str, str]) -> tuple[str, str]:
     loc = [str(p) for p in err["loc"]]
     if loc[:1] == ["judge"] and len(loc) > 2 and loc[1] in _judge_models():
         loc = ["judge", *loc[2:]]  # pydantic names the union member; users know the section
+    if loc[:2] == ["generate", "generators"] and len(loc) > 4 and loc[3] in ("openai", "vllm"):
+        loc = [*loc[:3], *loc[4:]]
     field = ".".join(loc)
     if err["type"] == "union_tag_invalid":
         field = f"{field}.backend"

@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from polypref import SCHEMA_VERSION, __version__, prompts
+from polypref import SCHEMA_VERSION, __version__, generation, prompts
 from polypref.config import BuildConfig
 from polypref.judges.llm import PAIR_TEMPLATE, SYSTEM_TEMPLATE
 from polypref.population.spec import SurveySpec, resolve_spec_path
@@ -54,6 +54,10 @@ def data_settings(config: BuildConfig) -> dict[str, Any]:
     dumped = config.model_dump(mode="python")
     for section, names in OPERATIONAL.items():
         dumped[section] = {k: v for k, v in dumped[section].items() if k not in names}
+    if dumped.get("generate"):  # a list of generators: the same rule per entry, with generation's own list
+        dumped["generate"]["generators"] = [
+            {k: v for k, v in g.items() if k not in generation.OPERATIONAL} for g in dumped["generate"]["generators"]
+        ]
     return dumped
 
 
@@ -77,6 +81,7 @@ def build_fingerprint(config: BuildConfig, spec: SurveySpec, item_files: Sequenc
 # changing them (a new release that fixes the progress bar) must not strand a half-finished paid build.
 DATA_CODE = (
     "judges",
+    "generation",
     "filters",
     "population",
     "items",

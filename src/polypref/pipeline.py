@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 from pydantic import ValidationError
 
+from polypref import generation
 from polypref.build_plan import BuildPlan, RunState
 from polypref.config import BuildConfig
 from polypref.dataset import card
@@ -31,6 +32,7 @@ from polypref.dataset.writer import shard_path, write_bytes, write_parquet, writ
 from polypref.errors import ConfigError, OutputError
 from polypref.filters import apply_filters, filters_from_config
 from polypref.fingerprint import build_fingerprint, input_files
+from polypref.generation import check_environment, plan_slots
 from polypref.items import make_pairs, read_items
 from polypref.items.sources import check_judgeable
 from polypref.judges import Judge, JudgeInfo, collect_verdicts
@@ -96,7 +98,21 @@ def _plan(config: BuildConfig, out: str | Path, source: str, spec: SurveySpec) -
             raise
         raise ConfigError(source, e.problems) from None  # a config value's fault: name the config
     items = loaded.items
-    check_judgeable(items, config.judge.backend, loaded.source.provenance.get("source", config.items.source))
+    named = loaded.source.provenance.get("source") or config.items.source
+    if config.generate is not None:
+        if loaded.format != "prompts":
+            raise ConfigError(
+                source,
+                [
+                    (
+                        "generate",
+                        f"the items already have responses (format {loaded.format}); generate is for a "
+                        "prompts-only source (items.format: prompts)",
+                    )
+                ],
+            )
+        items = plan_slots(items, config.generate)  # final response ids: pairs are planned before any text exists
+    check_judgeable(items, config.judge.backend, named)
     pairs = make_pairs(items, config.items.pairing, config.items.pairs_per_prompt, config.seed)
     population = sample_population(
         spec, config.population.size, config.population.allocation, config.seed, source=source
@@ -110,7 +126,12 @@ def _plan(config: BuildConfig, out: str | Path, source: str, spec: SurveySpec) -
         pairs=pairs,
         personas_per_shard=max(1, config.output.units_per_shard // units_per_persona),
         fingerprint=build_fingerprint(config, spec, [f.path for f in loaded.source.files]),
-        item_source={**loaded.source.provenance, "format": loaded.format, "limit": config.items.limit},
+        item_source={
+            **loaded.source.provenance,
+            "format": loaded.format,
+            "limit": config.items.limit,
+            "generated_by": [g.model for g in config.generate.generators] if config.generate else None,
+        },
     )
 
 
@@ -121,6 +142,8 @@ def _check_judge_environment(config: BuildConfig, source: str) -> None:
         from polypref.judges.vllm import require_vllm
 
         require_vllm()
+    if config.generate is not None and (problems := check_environment(config.generate)):
+        raise ConfigError(source, problems)
     env = getattr(config.judge, "api_key_env", None)
     if env and not os.environ.get(env):
         raise ConfigError(
@@ -213,6 +236,22 @@ def _write_personas(plan: BuildPlan, run: RunState) -> None:
             "persona", frame, {"attributes": list(spec.attributes), "attitudes": list(spec.attitudes.items)}
         )
         write_parquet(table, path, plan.config.output.row_group_rows)
+
+
+def generate_responses(plan: BuildPlan) -> BuildPlan:
+    """The plan with its generated responses' texts (prompts-only sources); saved ones are reused, so a rerun
+    asks only for what is missing. Must run before any shard: every pair needs both texts."""
+    generate = plan.config.generate
+    if generate is None:
+        return plan
+    filled = generation.generate(plan.items, generate, plan.config.seed, plan.state.generated_dir)
+    items = plan.config.items
+    pairs = make_pairs(filled, items.pairing, items.pairs_per_prompt, plan.config.seed)
+    if [p.id for p in pairs] != [p.id for p in plan.pairs]:
+        raise RuntimeError("generated responses changed the planned pairs")  # ids are fixed before generation
+    if repeated := generation.identical_texts(filled):
+        log.warning("%d generated responses repeat another response to the same prompt", repeated)
+    return replace(plan, items=filled, pairs=pairs)
 
 
 def shard_report(plan: BuildPlan, index: int) -> ShardReport | None:

@@ -92,6 +92,11 @@ class BuildState:
         return self.root / "judge"
 
     # -- shards -------------------------------------------------------------------------------------
+    @property
+    def generated_dir(self) -> Path:
+        """Generated responses (prompts-only sources), saved as they finish so a rerun asks only for the rest."""
+        return self.root / "generated"
+
     def report_path(self, index: int) -> Path:
         return self.root / "shards" / f"{index:05d}.json"
 
@@ -172,7 +177,7 @@ class BuildState:
         return removed
 
     def _state_folders(self) -> list[Path]:
-        folders = [self.root / "shards", self.root / "partial"]
+        folders = [self.root / "shards", self.root / "partial", self.generated_dir]
         partial = self.root / "partial"
         if partial.is_dir():
             folders += [p for p in partial.iterdir() if p.is_dir()]

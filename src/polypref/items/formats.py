@@ -206,7 +206,7 @@ def detect(source: str, found: Sequence[str], format: str = "auto", mapping: Map
 def _guess(source: str, found: Sequence[str], located: Mapping[str, str]) -> str:
     if "responses" in located or set(FLAT_COLUMNS) <= set(found):
         return "polypref"
-    if "chosen" in located and "rejected" in located:
+    if "chosen" in located or "rejected" in located:  # one without the other: pairwise, missing a column
         return "pairwise"
     if "completions" in located:
         return "completions"

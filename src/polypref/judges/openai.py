@@ -69,12 +69,14 @@ class OpenAIJudge(LLMJudge):
         seed: int,
         workdir: Path | None = None,
         transport: Any = None,  # an httpx2 transport, for fault-injection tests
+        section: str = "judge",  # the config section messages name (a generator is not the judge)
     ):
         super().__init__(config, seed)
         self.config: OpenAIJudgeConfig = config
         self.workdir = workdir
         self.transport = transport
-        self._api_key = api_key(config)
+        self.section = section
+        self._api_key = api_key(config, section)
         if config.api_key_env is not None:
             register(self._api_key)
         register_url(config.base_url)
@@ -132,7 +134,8 @@ class OpenAIJudge(LLMJudge):
     def _fail(self, status: int, message: str) -> NoReturn:
         """Stop the whole judge: one setup error means every request would fail the same way."""
         if self._fatal is None:
-            self._fatal = scrub(f"{self._where} answered HTTP {status}: {message}. {FATAL[status]}")
+            advice = FATAL[status].replace("judge.", f"{self.section}.")  # our own words, never the server's
+            self._fatal = scrub(f"{self._where} answered HTTP {status}: {message}. {advice}")
             current = asyncio.current_task()
             for task in list(self._in_flight):
                 if task is not current:
@@ -141,7 +144,8 @@ class OpenAIJudge(LLMJudge):
 
     # -- live requests ------------------------------------------------------------------------------
     def _request_format(self) -> str:
-        return "none" if self.config.mode == "choice" else self._format
+        # choice mode asks for one letter; text mode (response generation) for free text: no output constraint
+        return "none" if self.config.mode in ("choice", "text") else self._format
 
     async def _live(self, requests: Sequence[Request]) -> list[Completion]:
         self._raise_if_fatal()
@@ -224,7 +228,7 @@ class OpenAIJudge(LLMJudge):
         a prompt over the context length, is about that one request and must not cost the rest of the run its
         structured output.
         """
-        if self.config.response_format != "auto" or used == "none" or self.config.mode == "choice":
+        if self.config.response_format != "auto" or used == "none" or self.config.mode in ("choice", "text"):
             return False
         if self._format == used:  # concurrent requests may have downgraded already
             self._format = FORMATS[FORMATS.index(used) + 1]
@@ -314,14 +318,14 @@ class OpenAIJudge(LLMJudge):
         loop.close()
 
 
-def api_key(config: OpenAIJudgeConfig) -> str:
+def api_key(config: OpenAIJudgeConfig, section: str = "judge") -> str:
     """The key from the environment; servers without auth (api_key_env: null) get a placeholder."""
     if config.api_key_env is None:
         return "EMPTY"
     value = os.environ.get(config.api_key_env)
     if not value:
         raise PolyprefError(
-            f"judge.api_key_env: environment variable {config.api_key_env} is not set "
-            "(set it, or set judge.api_key_env: null for a server without authentication)"
+            f"{section}.api_key_env: environment variable {config.api_key_env} is not set "
+            f"(set it, or set {section}.api_key_env: null for a server without authentication)"
         )
     return value

@@ -54,12 +54,12 @@ class VllmJudgeConfig(LLMJudgeConfig):
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Further vllm.LLM(...) arguments")
 
 
-def require_vllm() -> None:
+def require_vllm(section: str = "judge") -> None:
     """Import vLLM now, so a broken install fails with advice before any engine or Prefect work starts."""
     try:
         from vllm import LLM  # noqa: F401  (the engine import is what pulls in torchvision)
     except ImportError as e:
-        raise PolyprefError(f"judge.backend vllm needs vLLM: {INSTALL_HINT} ({e})") from None
+        raise PolyprefError(f"{section}.backend vllm needs vLLM: {INSTALL_HINT} ({e})") from None
     except RuntimeError as e:
         if "torchvision" not in str(e):
             raise
@@ -70,23 +70,25 @@ def require_vllm() -> None:
 
 
 class VllmJudge(LLMJudge):
-    def __init__(self, config: VllmJudgeConfig, seed: int, workdir: Path | None = None):
+    def __init__(self, config: VllmJudgeConfig, seed: int, workdir: Path | None = None, section: str = "judge"):
         super().__init__(config, seed)
         self.config: VllmJudgeConfig = config
-        require_vllm()
+        require_vllm(section)
         from vllm import LLM, SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
         self._sampling_params = SamplingParams
         labels = ["A", "B", "tie"] if config.allow_ties else ["A", "B"]
-        self._structure = (
-            StructuredOutputsParams(choice=labels)
-            if config.mode == "choice"
-            else StructuredOutputsParams(json=request_schema(config.allow_ties))
-        )
+        self._structure: StructuredOutputsParams | None
+        if config.mode == "choice":
+            self._structure = StructuredOutputsParams(choice=labels)
+        elif config.mode == "text":  # response generation (polypref.generation): free text, unconstrained
+            self._structure = None
+        else:
+            self._structure = StructuredOutputsParams(json=request_schema(config.allow_ties))
         self._logprobs = len(labels) if config.mode == "choice" else None
         # the engine constrains every output, so each row records the constraint it was decoded under
-        self._format = "choice" if config.mode == "choice" else "json_schema"
+        self._format = {"choice": "choice", "text": "none"}.get(config.mode, "json_schema")
         engine = {
             "dtype": config.dtype,
             "max_model_len": config.max_model_len,

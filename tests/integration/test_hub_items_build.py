@@ -1,0 +1,174 @@
+"""Builds whose items come from a Hub dataset, read through huggingface_hub from the local Hub stub.
+
+The stub (tests/hubstub) stands in for the Hub's HTTP API, which cannot exist offline; everything on our side is
+real: huggingface_hub's downloads and cache, the source resolution, the judge requests to a real local HTTP
+server, the Parquet, and the CLI in a subprocess for the errors users see.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from polypref import pipeline
+from polypref.config import load_config
+from tests.conftest import load_with_datasets, run_without_prefect
+from tests.openai_api import VERDICT, ChatAPIServer, serve
+
+pytestmark = pytest.mark.integration
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "items"
+TOKEN = "hf_gated_token_5f9a1c7e3b"
+README = """---
+configs:
+- config_name: default
+  default: true
+  data_files:
+  - split: train
+    path: data/train-*.parquet
+  - split: test
+    path: data/test-*.parquet
+---
+# pairs
+"""
+
+
+def _parquet(rows: list[dict]) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), sink, row_group_size=2)
+    return sink.getvalue()
+
+
+PAIRS = [json.loads(line) for line in (FIXTURES / "pairwise.jsonl").read_text().splitlines()]
+
+
+def _by_length(body: dict) -> tuple[str, str]:
+    user = body["messages"][-1]["content"]
+    first, second = (user.split(f"<<<RESPONSE {s}>>>")[1].split(f"<<<END RESPONSE {s}>>>")[0] for s in "AB")
+    return json.dumps({**VERDICT, "choice": "A" if len(first) >= len(second) else "B"}), "stop"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ChatAPIServer]:
+    yield from serve(ChatAPIServer(reply=_by_length))
+
+
+@pytest.fixture
+def repo(hub) -> tuple[str, str]:
+    """A pairwise dataset with train and test splits; returns (repo id, sha of tag v1)."""
+    repo_id = f"org/pairs-{os.urandom(4).hex()}"
+    files = {
+        "README.md": README,
+        "data/train-00000-of-00001.parquet": _parquet(PAIRS),
+        "data/test-00000-of-00001.parquet": _parquet(PAIRS[:2]),
+    }
+    sha = hub.stub.add_commit(repo_id, files, tags=["v1"])
+    return repo_id, sha
+
+
+def _openai(server: ChatAPIServer) -> list[str]:
+    return [
+        "judge.backend=openai",
+        "judge.model=served-model",
+        f"judge.base_url={server.base_url}",
+        "judge.api_key_env=null",
+        "judge.concurrency=8",
+    ]
+
+
+def _config(path: Path, items: dict) -> Path:
+    path.write_text(yaml.safe_dump({"seed": 2, "population": {"size": 3}, "items": items}))
+    return path
+
+
+def test_a_hub_dataset_is_rejudged_with_its_labels_and_provenance(hub, repo, server, tmp_path: Path) -> None:
+    repo_id, sha = repo
+    items = {"source": f"hf://datasets/{repo_id}", "revision": "v1", "limit": 3}
+    config = load_config(_config(tmp_path / "build.yaml", items), _openai(server))
+    plan = pipeline.plan(config, tmp_path / "out")
+    summary = run_without_prefect(plan)
+
+    source = summary["item_source"]
+    assert (source["repo"], source["revision"], source["split"], source["limit"]) == (repo_id, sha, "train", 3)
+    assert source["format"] == "pairwise" and len(plan.items) == 3
+    prefs = load_with_datasets(tmp_path / "out", "preferences")
+    known = {(p["prompt"], p["chosen"], p["rejected"]) for p in PAIRS}
+    assert {(r["prompt"], r["chosen"], r["rejected"]) for r in prefs} <= known  # texts as the source had them
+    assert prefs.num_rows and all(r["source_label_agrees"] for r in prefs)  # the stand-in prefers the longer
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert repo_id in card and sha in card and "Agreement with the source's own labels" in card
+
+    # the same limit and seed from another split draws from that split only
+    test_items = {**items, "split": "test", "limit": 5}
+    test_plan = pipeline.plan(load_config(_config(tmp_path / "b2.yaml", test_items), _openai(server)), tmp_path / "o2")
+    assert sorted(i.prompt for i in test_plan.items) == sorted(p["prompt"] for p in PAIRS[:2])
+
+
+def _cli(args: list[str], hub, cwd: Path, token: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(hub.home), "HF_HUB_OFFLINE": "0"}
+    env.pop("HF_TOKEN", None)
+    if token:
+        env["HF_TOKEN"] = token
+    return subprocess.run(
+        [sys.executable, "-m", "polypref", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.parametrize(
+    ("items", "field", "words"),
+    [
+        ({"source": "hf://datasets/org/no-such-repo"}, "items.source", "not found"),
+        ({"revision": "v9"}, "items.revision", "v9"),
+        ({"split": "validation"}, "items.split", "train"),
+        ({"format": "completions"}, "column completions", "'prompt', 'chosen', 'rejected'"),
+        ({"columns": {"prompt": "question"}}, "items.columns.prompt", "'question'"),
+        ({"gated": True}, "items.source", "HF_TOKEN"),
+    ],
+)
+def test_bad_hub_sources_exit_2_before_any_work(hub, repo, items, field, words, tmp_path: Path) -> None:
+    repo_id, _ = repo
+    if items.pop("gated", False):
+        hub.stub.set_gated(repo_id, token=TOKEN)
+    settings = {"source": f"hf://datasets/{repo_id}", **items}
+    config = _config(tmp_path / "build.yaml", settings)
+    result = _cli(
+        [
+            "build",
+            str(config),
+            "--out",
+            "out",
+            "--set",
+            "judge.backend=openai",
+            "--set",
+            "judge.model=m",
+            "--set",
+            "judge.api_key_env=null",
+        ],
+        hub,
+        tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    assert field in result.stderr and words in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_gated_dataset_reads_with_the_token_and_never_shows_it(hub, repo, server, tmp_path: Path) -> None:
+    repo_id, _ = repo
+    hub.stub.set_gated(repo_id, token=TOKEN)
+    config = _config(tmp_path / "build.yaml", {"source": f"hf://datasets/{repo_id}", "limit": 2})
+    settings = [a for s in _openai(server) for a in ("--set", s)]
+    result = _cli(["build", str(config), "--out", "out", *settings], hub, tmp_path, token=TOKEN)
+    assert result.returncode == 0, result.stderr
+    written = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert written and not any(TOKEN.encode() in p.read_bytes() for p in written)
+    assert TOKEN not in result.stdout + result.stderr
