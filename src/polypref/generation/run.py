@@ -115,7 +115,7 @@ def generate(items: Sequence[Item], config: GenerateConfig, seed: int, store: Pa
             continue  # nothing to ask: no engine is started, no client made
         total = len(planned) * config.n
         log.info("generator %d (%s): %d of %d responses to generate", gi, generator.model, len(todo), total)
-        backend = _backend(generator, gi, seed, store)
+        backend = open_backend(generator, gi, seed, store)
         try:
             for start in range(0, len(todo), generator.micro_batch):
                 rows = _micro_batch(backend, todo[start : start + generator.micro_batch], keys[gi], seed)
@@ -145,7 +145,10 @@ def identical_texts(items: Sequence[Item]) -> int:
     return sum(len(item.responses) - len({r.text for r in item.responses}) for item in items)
 
 
-def _backend(generator: OpenAIGeneratorConfig | VllmGeneratorConfig, index: int, seed: int, store: Path) -> LLMJudge:
+def open_backend(
+    generator: OpenAIGeneratorConfig | VllmGeneratorConfig, index: int, seed: int, store: Path
+) -> LLMJudge:
+    """A free-text transport for one generator (also used to annotate items); the caller closes it."""
     section = f"{SECTION}.{index}"
     if isinstance(generator, OpenAIGeneratorConfig):
         from polypref.judges.openai import OpenAIJudge

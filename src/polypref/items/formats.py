@@ -106,6 +106,7 @@ class _ResponseIn(BaseModel):
     text: TextOrConversation
     stance: str | None = None
     model: Text | None = None
+    score: float | None = None
 
 
 class _PolyprefIn(BaseModel):
@@ -114,6 +115,7 @@ class _PolyprefIn(BaseModel):
     topic: Text | None = None
     prompt: TextOrConversation
     responses: list[_ResponseIn] = Field(min_length=2)
+    label: Text | None = None  # id of the response the source prefers
 
 
 class _PairwiseIn(BaseModel):
@@ -377,7 +379,9 @@ def _polypref_item(layout: Layout, parsed: _PolyprefIn, spec: SurveySpec) -> Ite
             if r.stance not in scale:
                 raise RowError(f"responses.{index}.stance", f"{r.stance!r} is not on {scale}")
             position = scale.index(r.stance) / (len(scale) - 1)
-        responses.append(_response(parsed.prompt, r.text, id=r.id, model=r.model, stance=r.stance, position=position))
+        responses.append(
+            _response(parsed.prompt, r.text, id=r.id, model=r.model, score=r.score, stance=r.stance, position=position)
+        )
     for what, key in (("the same text", "text"), ("the same id", "id")):
         first: dict[str, int] = {}
         for index, r in enumerate(responses):
@@ -385,6 +389,8 @@ def _polypref_item(layout: Layout, parsed: _PolyprefIn, spec: SurveySpec) -> Ite
             if value in first:
                 raise RowError("responses", f"have {what}", between=(first[value], index))
             first[value] = index
+    if parsed.label is not None and parsed.label not in {r.id for r in responses}:
+        raise RowError("label", f"{parsed.label!r} is not the id of one of the item's responses")
     item_id = parsed.id if parsed.id is not None else content_hash(parsed.topic, _as_text(parsed.prompt))
     return Item(
         id=item_id,
@@ -392,4 +398,5 @@ def _polypref_item(layout: Layout, parsed: _PolyprefIn, spec: SurveySpec) -> Ite
         prompt=_as_text(parsed.prompt),
         responses=tuple(responses),
         messages=_messages(parsed.prompt),
+        label=parsed.label,
     )

@@ -1,0 +1,177 @@
+"""Annotate open items with the survey's topics and stances, using the configured LLM backend.
+
+The simulated judge (and any check against the survey) needs each item's topic and each response's stance on the
+topic's answer scale. Users' data rarely has them. ``annotate`` asks the model, in free text, which survey
+question a prompt is about (when the item has no topic) and which answer option each response takes, and accepts
+only an answer that names one option exactly (case and surrounding punctuation aside); anything else is asked
+again with a new seed, then left unannotated and counted. Texts are never touched: the result is written as
+polypref's own JSONL, which keeps every text, message, model, rating and source label byte-exact.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from polypref import prompts
+from polypref.dataset.writer import write_bytes
+from polypref.errors import ConfigError
+from polypref.generation.config import OpenAIGeneratorConfig, VllmGeneratorConfig
+from polypref.generation.run import open_backend
+from polypref.judges.llm import LLMJudge, Request
+from polypref.population.spec import SurveySpec
+from polypref.records import Item, Messages, content_hash
+
+TOPIC_TEMPLATE = "annotate_topic.j2"
+STANCE_TEMPLATE = "annotate_stance.j2"
+NONE = "none"  # the answer for a prompt about none of the survey's questions
+
+
+@dataclass(frozen=True)
+class Annotated:
+    items: tuple[Item, ...]
+    topics_set: int  # items that got a topic
+    stances_set: int  # responses that got a stance
+    unresolved: int  # questions the model never answered with an option
+
+
+def annotator(judge: Any) -> OpenAIGeneratorConfig | VllmGeneratorConfig:
+    """The config's LLM judge as a free-text backend (same model, endpoint and engine), answering greedily."""
+    if judge.backend == "simulated":
+        raise ConfigError(
+            "config",
+            [("judge.backend", "annotating needs an LLM backend (vllm or openai); the simulator reads stances")],
+        )
+    fields = judge.model_dump(exclude={"samples", "allow_ties", "mode", "response_format", "logprobs", "backend"})
+    fields.pop("structured_outputs_backend", None)
+    model = OpenAIGeneratorConfig if judge.backend == "openai" else VllmGeneratorConfig
+    return model.model_validate({**fields, "backend": judge.backend, "temperature": 0.0, "max_tokens": 32})
+
+
+def annotate(
+    items: Sequence[Item], spec: SurveySpec, config: OpenAIGeneratorConfig | VllmGeneratorConfig, seed: int, work: Path
+) -> Annotated:
+    """Items with topics and stances filled where they were missing and the model named an option."""
+    backend = open_backend(config, 0, seed, work)
+    try:
+        return _annotate(list(items), spec, backend, seed)
+    finally:
+        backend.close()
+
+
+def _annotate(items: list[Item], spec: SurveySpec, backend: LLMJudge, seed: int) -> Annotated:
+    questions = {t: a.topic for t, a in spec.attitudes.items.items()}
+    topic_env = prompts.template(TOPIC_TEMPLATE)
+    open_topics = [i for i, item in enumerate(items) if item.topic is None]
+    answers = _ask(
+        backend,
+        [topic_env.render(questions=questions, prompt=items[i].prompt) for i in open_topics],
+        [[*questions, NONE] for _ in open_topics],
+        seed,
+        "topic",
+    )
+    topics_set = 0
+    for i, answer in zip(open_topics, answers, strict=True):
+        if answer not in (None, NONE):
+            items[i] = replace(items[i], topic=answer)
+            topics_set += 1
+
+    stance_env = prompts.template(STANCE_TEMPLATE)
+    asks = [
+        (i, j)
+        for i, item in enumerate(items)
+        if item.topic in questions
+        for j, response in enumerate(item.responses)
+        if response.stance is None
+    ]
+    answers = _ask(
+        backend,
+        [
+            stance_env.render(
+                question=questions[items[i].topic],
+                scale=spec.scale(items[i].topic),
+                prompt=items[i].prompt,
+                response=items[i].responses[j].text,
+            )
+            for i, j in asks
+        ],
+        [spec.scale(items[i].topic) for i, _ in asks],
+        seed,
+        "stance",
+    )
+    stances_set = 0
+    for (i, j), answer in zip(asks, answers, strict=True):
+        if answer is not None:
+            scale = spec.scale(items[i].topic)
+            responses = list(items[i].responses)
+            responses[j] = replace(responses[j], stance=answer, position=scale.index(answer) / (len(scale) - 1))
+            items[i] = replace(items[i], responses=tuple(responses))
+            stances_set += 1
+    unresolved = sum(a is None for a in answers) + (len(open_topics) - topics_set)
+    return Annotated(tuple(items), topics_set, stances_set, unresolved)
+
+
+def _ask(backend: LLMJudge, questions: list[str], options: list[list[str]], seed: int, kind: str) -> list[str | None]:
+    """The option each question's answer names, or None after every retry; in micro-batches."""
+    out: list[str | None] = [None] * len(questions)
+    size = backend.config.micro_batch
+    for start in range(0, len(questions), size):
+        pending = list(range(start, min(start + size, len(questions))))
+        for attempt in range(backend.config.max_invalid_retries + 1):
+            requests = [
+                Request(
+                    i, attempt, [{"role": "user", "content": questions[i]}], _seed(seed, kind, questions[i], attempt)
+                )
+                for i in pending
+            ]
+            for request, completion in zip(requests, backend._generate(requests), strict=True):
+                out[request.unit] = _option(completion.text, options[request.unit])
+            pending = [i for i in pending if out[i] is None]
+            if not pending:
+                break
+    return out
+
+
+def _seed(seed: int, kind: str, question: str, attempt: int) -> int:
+    return int(content_hash(seed, kind, question, attempt), 16) % (2**31)
+
+
+def _option(text: str | None, options: Iterable[str]) -> str | None:
+    """The option an answer names: all of it, nothing else (case, quotes and end punctuation aside)."""
+    if text is None:
+        return None
+    said = text.strip().strip("\"'`*").strip().rstrip(".!").strip().casefold()
+    return next((o for o in options if o.casefold() == said), None)
+
+
+def to_jsonl(items: Sequence[Item]) -> bytes:
+    """Items as polypref's own JSONL, every text and message as read."""
+    return "".join(json.dumps(_record(item), ensure_ascii=False) + "\n" for item in items).encode("utf-8")
+
+
+def _turns(messages: Messages | None, text: str) -> Any:
+    return [{"role": m.role, "content": m.content} for m in messages] if messages is not None else text
+
+
+def _record(item: Item) -> dict[str, Any]:
+    record: dict[str, Any] = {"id": item.id, "topic": item.topic, "prompt": _turns(item.messages, item.prompt)}
+    record["responses"] = [
+        {
+            "id": r.id,
+            "text": _turns(r.messages, r.text),
+            **({"stance": r.stance} if r.stance is not None else {}),
+            **({"model": r.model} if r.model is not None else {}),
+            **({"score": r.score} if r.score is not None else {}),
+        }
+        for r in item.responses
+    ]
+    if item.label is not None:
+        record["label"] = item.label
+    return record
+
+
+def write(items: Sequence[Item], path: Path) -> None:
+    write_bytes(to_jsonl(items), path)
