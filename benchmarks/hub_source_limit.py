@@ -3,8 +3,8 @@
 Writes a pairwise dataset (``prompt``, ``chosen``, ``rejected`` texts of realistic lengths, generated in code) of
 ``--rows`` rows as ``datasets`` shards it (shards <= 500 MB and row groups <= 100 MB uncompressed, content-defined
 chunking, page index), commits it to a Hub stub repo ``bench/pairs``, serves the stub in a subprocess
-(``python -m tests.hubstub``), and times ``locate_source("hf://datasets/bench/pairs")`` + ``read_rows(limit=...)``
-in this process with an empty cache (cold) and again (warm). Data generation and the stub run in other processes,
+(``python -m tests.hubstub``), and times the whole items path of a build, ``read_items`` (locate, download, sample,
+read, detect the format, convert), in this process with an empty cache (cold) and again (warm). Data generation and the stub run in other processes,
 so the peak RSS reported is the reader's alone.
 
     python benchmarks/hub_source_limit.py [--rows 1000000] [--limit 1000] [--workdir DIR]
@@ -166,46 +166,46 @@ def main() -> None:
         import huggingface_hub  # noqa: F401
         import pyarrow.parquet  # noqa: F401
 
-        from polypref.items.locate import locate_source
-        from polypref.items.rows import read_rows
+        from polypref.config import ItemsConfig
+        from polypref.items import read_items
+        from polypref.population import load_spec
 
+        spec = load_spec("gss_spending")
         peaks: list[float] = []
 
-        def load() -> tuple[float, float, int]:
+        def load() -> tuple[float, int]:
+            """The whole items path a build takes: locate (and download), sample, read, detect, convert."""
             t0 = time.perf_counter()
-            located = locate_source("hf://datasets/bench/pairs")
-            t1 = time.perf_counter()
+            loaded = read_items(ItemsConfig(source="hf://datasets/bench/pairs", limit=args.limit), spec)
+            seconds = time.perf_counter() - t0
             peaks.append(peak_mb())
-            rows = read_rows(located.files, limit=args.limit, seed=0)
-            t2 = time.perf_counter()
-            peaks.append(peak_mb())
-            assert len(rows) == args.limit and set(rows[0].data) == {"prompt", "chosen", "rejected"}
-            return t1 - t0, t2 - t1, len(located.files)
+            assert len(loaded.items) == args.limit and loaded.format == "pairwise"
+            return seconds, len(loaded.source.files)
 
         def requests() -> dict[str, int]:
             return httpx2.get(f"{url}/_stub/requests").json()
 
         before = rss_mb()
-        cold_locate, cold_read, shards = load()
+        cold, shards = load()
         after_cold = requests()
-        warm_locate, warm_read, _ = load()
+        warm, _ = load()
         after_warm = requests()
         peak = peak_mb()
         warm_requests = {k: v - after_cold.get(k, 0) for k, v in after_warm.items() if v - after_cold.get(k, 0)}
         print(f"source: {args.rows:,} rows in {shards} Parquet shards; limit {args.limit}")
-        print(f"cold: locate+download {cold_locate:.2f} s, read_rows {cold_read:.2f} s; requests {after_cold}")
-        print(f"warm: locate {warm_locate:.2f} s, read_rows {warm_read:.2f} s; requests {warm_requests}")
+        print(f"cold (download + read): {cold:.2f} s; requests {after_cold}")
+        print(f"warm (from the cache): {warm:.2f} s; requests {warm_requests}")
         print(
-            f"RSS before the first load {before:.0f} MB; peak after the cold download {peaks[0]:.0f} MB, after the "
-            f"cold read {peaks[1]:.0f} MB, at the end {peak:.0f} MB; current {rss_mb():.0f} MB"
+            f"RSS before the first load {before:.0f} MB; peak after the cold load {peaks[0]:.0f} MB, "
+            f"at the end {peak:.0f} MB; current {rss_mb():.0f} MB"
         )
         print(
             json.dumps(
                 {
                     "rows": args.rows,
                     "limit": args.limit,
-                    "load_seconds_cold": round(cold_locate + cold_read, 3),
-                    "load_seconds_warm": round(warm_locate + warm_read, 3),
+                    "load_seconds_cold": round(cold, 3),
+                    "load_seconds_warm": round(warm, 3),
                     "peak_rss_mb": round(peak, 1),
                     "rss_growth_mb": round(peak - before, 1),
                 }
