@@ -1,7 +1,8 @@
-"""polypref command line: init | validate | build.
+"""polypref command line: init | init-spec | validate | annotate | build.
 
 Exit statuses: 0 done; 2 a usage, config, output or judge-setup error (the message says which); 3 built, but
-some judgments got no answer (rerun to ask again for exactly those); 130 stopped by SIGINT, 143 by SIGTERM
+some judgments got no answer, or responses could not be generated because the endpoint never answered (rerun to
+ask again for exactly those); 130 stopped by SIGINT, 143 by SIGTERM
 (saved work is kept; rerun the same command to resume).
 """
 
@@ -60,7 +61,10 @@ PREFECT_DEFAULTS = {
 def _root(ctx: typer.Context) -> None:
     # A bare `polypref` is a usage error like any other: usage, one line saying what is missing, exit 2.
     if ctx.invoked_subcommand is None:
-        ctx.fail("Missing command: init (write a config), validate (check it) or build (make the dataset).")
+        ctx.fail(
+            "Missing command: init (write a config), init-spec (draft a population spec from a survey file), "
+            "validate (check a config), annotate (give open items topics and stances) or build (make the dataset)."
+        )
 
 
 def _load(config: Path | None, overrides: list[str] | None) -> tuple[BuildConfig, str]:
@@ -83,6 +87,40 @@ def init(
     out.print(f"wrote {path}; build with: polypref build {shlex.quote(str(path))} --out DIR")
 
 
+@app.command("init-spec")
+def init_spec(
+    survey: Annotated[Path, typer.Argument(help="Survey file: .sav/.zsav (SPSS), .dta (Stata), .parquet or .csv")],
+    spec_path: Annotated[
+        Path | None, typer.Option("--out", help="Where to write the spec (default: beside the survey, as NAME.yaml)")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing file")] = False,
+) -> None:
+    """Draft a population spec from a survey file's variables, value labels and weights, for you to edit."""
+    from polypref.population import draft, load_spec
+    from polypref.population.survey import respondents
+
+    path = spec_path or survey.with_suffix(".yaml")
+    if path.is_dir():
+        raise PolyprefError(f"{path} is a folder; give the spec file's name, e.g. {path / 'survey.yaml'}")
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        raise PolyprefError(f"{path}: a population spec is a .yaml or .yml file")
+    if path.exists() and not force:
+        raise PolyprefError(f"{path} exists; pass --force to replace it")
+    made = draft.draft_spec(survey, path)
+    write_bytes(made.text.encode("utf-8"), path)
+    attitudes = made.spec["attitudes"]["items"]
+    out.print(f"wrote {path}: {len(made.spec['attributes'])} attributes, {len(attitudes)} attitude items")
+    try:  # the draft is meant to sample as written; say so, or say what to edit first
+        used = respondents(load_spec(str(path))).frame.height
+    except PolyprefError as e:
+        err.print(f"note: edit the draft before using it: {scrub(str(e))}")
+        return
+    out.print(f"it loads and samples ({used} respondents usable); read it through and edit it, then write items on")
+    out.print(
+        f"its topics and run: polypref validate --set population.spec={shlex.quote(str(path))} --set items.source=…"
+    )
+
+
 @app.command()
 def validate(config: ConfigArg = None, set_: SetOpt = None) -> None:
     """Check a config, its population spec, survey table and items, and print the plan. Writes nothing."""
@@ -91,6 +129,39 @@ def validate(config: ConfigArg = None, set_: SetOpt = None) -> None:
     cfg, source = _load(config, set_)
     plan = pipeline.plan(cfg, Path("."), source)
     out.print(json.dumps(_plan_summary(plan), indent=2))
+
+
+@app.command()
+def annotate(
+    config: ConfigArg = None,
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the annotated items (JSONL)")] = Path(
+        "annotated.jsonl"
+    ),
+    set_: SetOpt = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing file")] = False,
+) -> None:
+    """Give the config's open items survey topics and stances, asking its LLM judge; writes polypref JSONL that
+    the simulated judge (and anything that needs stances) can use as items.source."""
+    import tempfile
+
+    from polypref import annotate as annotating
+    from polypref import pipeline
+
+    cfg, source = _load(config, set_)
+    if out_path.is_dir():
+        raise PolyprefError(f"{out_path} is a folder; give the file's name, e.g. {out_path / 'annotated.jsonl'}")
+    if out_path.exists() and not force:
+        raise PolyprefError(f"{out_path} exists; pass --force to replace it")
+    generator, items, spec = pipeline.annotation_inputs(cfg, source)
+    with tempfile.TemporaryDirectory(prefix="polypref-annotate-") as work:
+        result = annotating.annotate(items, spec, generator, cfg.seed, Path(work))
+    annotating.write(result.items, out_path)
+    still_open = sum(not item.annotated for item in result.items)
+    out.print(
+        f"wrote {out_path}: {len(result.items)} items; {result.topics_set} topics and {result.stances_set} stances "
+        f"set by {generator.model}; {still_open} items still open ({result.unresolved} answers named no option)"
+    )
+    out.print(f"build with them: polypref build --set items.source={shlex.quote(str(out_path))} ...")
 
 
 @app.command()
@@ -219,6 +290,13 @@ def _print_summary(summary: dict[str, Any], out_dir: Path) -> int:
     return int(summary.get("unanswered") or 0)
 
 
+def _only_unanswered(error: PolyprefError) -> bool:
+    """Generation stopped only because the endpoint never answered: like unanswered judgments, a rerun helps."""
+    from polypref.generation import GenerationError
+
+    return isinstance(error, GenerationError) and set(error.failed) == {"no_answer"}
+
+
 def _print_error(message: str) -> None:
     err.print(Text.assemble(("error:", "bold red"), " ", scrub(message)))  # a --set value may hold a credential
 
@@ -230,4 +308,4 @@ def main(argv: list[str] | None = None) -> None:
         app(args=argv, prog_name="polypref")
     except PolyprefError as e:
         _print_error(str(e))
-        raise SystemExit(EXIT_ERROR) from None
+        raise SystemExit(EXIT_UNANSWERED if _only_unanswered(e) else EXIT_ERROR) from None

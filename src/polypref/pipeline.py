@@ -39,6 +39,7 @@ from polypref.judges import Judge, JudgeInfo, collect_verdicts
 from polypref.judges.base import UNANSWERED
 from polypref.population import load_spec, sample_population
 from polypref.population.spec import SurveySpec
+from polypref.records import Item
 from polypref.report import SHARD_REPORT, ShardReport, shard_stats, summarize
 
 log = logging.getLogger("polypref.pipeline")
@@ -157,6 +158,23 @@ def _check_judge_environment(config: BuildConfig, source: str) -> None:
                 )
             ],
         )
+
+
+def annotation_inputs(config: BuildConfig, source: str) -> tuple[Any, tuple[Item, ...], SurveySpec]:
+    """What ``polypref annotate`` needs, checked before any request: the judge as a free-text backend, the
+    items and the spec whose topics and scales the answers must name."""
+    from polypref.annotate import annotator
+
+    spec = load_spec(config.population.spec)
+    try:
+        generator = annotator(config.judge)
+        loaded = read_items(config.items, spec, config.seed)
+    except ConfigError as e:
+        if e.source != "config":
+            raise
+        raise ConfigError(source, e.problems) from None
+    _check_judge_environment(config, source)
+    return generator, loaded.items, spec
 
 
 def check_output(plan: BuildPlan, overwrite: bool = False) -> dict[str, Any] | None:

