@@ -3,9 +3,9 @@
 Writes a pairwise dataset (``prompt``, ``chosen``, ``rejected`` texts of realistic lengths, generated in code) of
 ``--rows`` rows as ``datasets`` shards it (shards <= 500 MB and row groups <= 100 MB uncompressed, content-defined
 chunking, page index), commits it to a Hub stub repo ``bench/pairs``, serves the stub in a subprocess
-(``python -m tests.hubstub``), and times the whole items path of a build, ``read_items`` (locate, download, sample,
-read, detect the format, convert), in this process with an empty cache (cold) and again (warm). Data generation and the stub run in other processes,
-so the peak RSS reported is the reader's alone.
+(``python -m tests.hubstub``), and times the whole items path of a build, ``read_items`` (locate, download,
+sample, read, detect the format, convert), in this process with an empty cache (cold) and again (warm). Data
+generation and the stub run in other processes, so the peak RSS reported is the reader's alone.
 
     python benchmarks/hub_source_limit.py [--rows 1000000] [--limit 1000] [--workdir DIR]
 
