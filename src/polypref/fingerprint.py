@@ -22,8 +22,11 @@ from polypref.judges.llm import PAIR_TEMPLATE, SYSTEM_TEMPLATE
 from polypref.population.spec import SurveySpec, resolve_spec_path
 from polypref.population.survey import source_file
 
-# Per config section: fields that do not change any row of the dataset.
+# Per config section: fields that do not change any row of the dataset. The items section's say where and how to
+# read; what was read enters the hash instead (the file bytes, the format and columns found, the items kept), so
+# the same data under another spelling (a tag for the same commit, a limit past the row count) resumes.
 OPERATIONAL: dict[str, frozenset[str]] = {
+    "items": frozenset({"source", "format", "columns", "config", "split", "revision", "limit"}),
     "output": frozenset({"workers", "row_group_rows", "pretty_name", "license"}),
     "judge": frozenset(
         {
@@ -66,9 +69,13 @@ def input_files(config: BuildConfig, spec: SurveySpec) -> tuple[Path, Path]:
     return resolve_spec_path(config.population.spec), source_file(spec)
 
 
-def build_fingerprint(config: BuildConfig, spec: SurveySpec, item_files: Sequence[Path] = ()) -> str:
-    """``item_files``: the files the items were read from (for a Hub source, the downloaded copies)."""
-    h = hashlib.sha256(json.dumps(data_settings(config), sort_keys=True, default=str).encode())
+def build_fingerprint(
+    config: BuildConfig, spec: SurveySpec, item_files: Sequence[Path] = (), items_read: Any = None
+) -> str:
+    """``item_files``: the files the items were read from (for a Hub source, the downloaded copies);
+    ``items_read``: what reading them gave (format, columns, the ids of the items kept)."""
+    settings = {"config": data_settings(config), "items_read": items_read}
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     for path in (*input_files(config, spec), *item_files):
         h.update(_file_digest(path).encode())
     for name in (spec.portrayal, SYSTEM_TEMPLATE, PAIR_TEMPLATE):

@@ -39,7 +39,7 @@ from polypref.judges import Judge, JudgeInfo, collect_verdicts
 from polypref.judges.base import UNANSWERED
 from polypref.population import load_spec, sample_population
 from polypref.population.spec import SurveySpec
-from polypref.records import Item
+from polypref.records import Item, content_hash
 from polypref.report import SHARD_REPORT, ShardReport, shard_stats, summarize
 
 log = logging.getLogger("polypref.pipeline")
@@ -126,7 +126,12 @@ def _plan(config: BuildConfig, out: str | Path, source: str, spec: SurveySpec) -
         items=items,
         pairs=pairs,
         personas_per_shard=max(1, config.output.units_per_shard // units_per_persona),
-        fingerprint=build_fingerprint(config, spec, [f.path for f in loaded.source.files]),
+        fingerprint=build_fingerprint(
+            config,
+            spec,
+            [f.path for f in loaded.source.files],
+            {"format": loaded.format, "columns": loaded.columns, "items": content_hash(*(i.id for i in items))},
+        ),
         item_source={
             **loaded.source.provenance,
             "format": loaded.format,
@@ -267,8 +272,6 @@ def generate_responses(plan: BuildPlan) -> BuildPlan:
     pairs = make_pairs(filled, items.pairing, items.pairs_per_prompt, plan.config.seed)
     if [p.id for p in pairs] != [p.id for p in plan.pairs]:
         raise RuntimeError("generated responses changed the planned pairs")  # ids are fixed before generation
-    if repeated := generation.identical_texts(filled):
-        log.warning("%d generated responses repeat another response to the same prompt", repeated)
     return replace(plan, items=filled, pairs=pairs)
 
 

@@ -113,7 +113,6 @@ def test_a_mapping_to_an_absent_column_or_unknown_field_is_a_config_error() -> N
         ({"prompt": None, "chosen": "a", "rejected": "b"}, "prompt", "text or a non-empty list"),
         ({"prompt": "Q", "chosen": 3, "rejected": "b"}, "chosen", "text or a non-empty list"),
         ({"prompt": "Q", "chosen": [{"role": "assistant"}], "rejected": "b"}, "chosen", "exactly role and content"),
-        ({"prompt": [{"role": "user", "content": "Q"}], "chosen": "a", "rejected": "b"}, "chosen", "conversational"),
     ],
 )
 def test_bad_pairwise_rows_name_the_column(row: dict, column: str, reason: str) -> None:
@@ -142,3 +141,32 @@ def test_stances_need_a_survey_topic_but_open_items_do_not() -> None:
     with pytest.raises(RowError) as info:
         formats.parse(layout, stanced, SPEC)
     assert info.value.column == "topic" and "open item" in info.value.reason
+
+
+@pytest.mark.parametrize("score", [float("nan"), float("inf"), True, int("9" * 400), "8"])
+def test_ratings_must_be_finite_numbers(score: object) -> None:
+    """A NaN rating compares false both ways and would silently invert the source's label."""
+    layout = formats.detect("c", ["prompt", "completions"])
+    row = {"prompt": "Q", "completions": [{"text": "a", "score": score}, {"text": "b", "score": 1}]}
+    with pytest.raises(RowError) as info:
+        formats.parse(layout, row, SPEC)
+    assert info.value.column == "completions.0.score"
+
+
+def test_mixed_texts_and_conversations_are_read_as_given() -> None:
+    """A text prompt with conversational responses is kept as it is (the build publishes it as messages)."""
+    layout = formats.detect("p", ["prompt", "chosen", "rejected"])
+    turns = [{"role": "assistant", "content": "y"}, {"role": "user", "content": "z"}]
+    item = formats.parse(layout, {"prompt": "p", "chosen": "x", "rejected": turns}, SPEC)
+    assert item.messages is None and item.responses[1].messages == tuple(Message(**m) for m in turns)
+
+
+def test_null_keys_that_parquet_adds_to_messages_are_ignored() -> None:
+    layout = formats.detect("p", ["prompt", "chosen", "rejected"])
+    row = {"prompt": [{"role": "user", "content": "Q", "name": None}], "chosen": "a", "rejected": "b"}
+    assert formats.parse(layout, row, SPEC).messages == (Message("user", "Q"),)
+
+
+def test_one_column_cannot_be_two_fields() -> None:
+    with pytest.raises(ConfigError, match=r"items\.columns\.prompt.*also mapped to chosen"):
+        formats.detect("x", ["a", "b"], "pairwise", {"chosen": "a", "prompt": "a", "rejected": "b"})

@@ -87,7 +87,8 @@ class JudgmentRecord(_Record):
     )
     drop_reason: str | None = Field(
         description="First filter that dropped the row; null = kept. no_answer: the endpoint never answered "
-        "(a rerun asks again); invalid: it answered with no usable verdict"
+        "(a rerun asks again); invalid: it answered with no usable verdict; identical_texts: the pair's two "
+        "responses are the same text (generated samples can be), so no verdict states a preference"
     )
     attempts: int = Field(ge=1, description="Requests made for this judgment (invalid outputs are re-asked)")
     prompt_tokens: int | None = Field(description="Tokens sent (LLM judges)")

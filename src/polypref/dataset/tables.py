@@ -45,8 +45,9 @@ MESSAGES = pl.List(pl.Struct({"role": pl.String, "content": pl.String}))
 
 
 def conversational(pairs: Sequence[ResponsePair]) -> bool:
-    """Whether a build's texts are published as messages: when any of its prompts is a conversation."""
-    return any(p.item.messages is not None for p in pairs)
+    """Whether a build's texts are published as messages: when any prompt or response is a conversation (one
+    column holds one kind, and a conversation cannot become a text without losing its turns)."""
+    return any(p.item.messages is not None or p.a.messages is not None or p.b.messages is not None for p in pairs)
 
 
 def _published(text: str, messages: Messages | None, role: str, as_messages: bool) -> str | list[dict[str, str]]:
@@ -92,7 +93,8 @@ def pairs_frame(pairs: Sequence[ResponsePair]) -> pl.DataFrame:
 def judgments_frame(batch: UnitBatch, verdicts: pl.DataFrame, meta: RunMeta) -> pl.DataFrame:
     """One row per unit with keys and verdict; ``side`` and ``true_side`` say which response of the pair the
     verdict and the simulator's truth name, whatever the order shown. Filters and the vote come after."""
-    pair = pairs_frame(batch.pairs).select("pair_id", "prompt_id", "topic", "a_id", "b_id")[batch.pair_idx]
+    pairs = pairs_frame(batch.pairs).with_columns(same_text=pl.col("a_out") == pl.col("b_out"))
+    pair = pairs.select("pair_id", "prompt_id", "topic", "a_id", "b_id", "same_text")[batch.pair_idx]
     swapped = pl.Series(batch.order == 1)
     return (
         pl.concat(

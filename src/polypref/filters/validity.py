@@ -7,7 +7,9 @@ from polypref.judges.base import NO_ANSWER
 
 class Validity:
     """Drops judgments without a valid verdict: ``no_answer`` when the judge never got one (a rerun asks
-    again), ``invalid`` when it answered badly (unparseable output, refusal, missing ground truth ...).
+    again), ``invalid`` when it answered badly (unparseable output, refusal, missing ground truth ...), and
+    ``identical_texts`` when the pair's two responses are the same text (two generated samples can be): a
+    verdict between a text and itself states no preference.
 
     The judge's error text stays in the ``error`` column; the reason here is the category.
     """
@@ -17,7 +19,9 @@ class Validity:
     def drop_reason(self) -> pl.Expr:
         error = pl.col("error")
         return (
-            pl.when(error.str.starts_with(f"{NO_ANSWER}:"))
+            pl.when(pl.col("same_text"))
+            .then(pl.lit("identical_texts"))
+            .when(error.str.starts_with(f"{NO_ANSWER}:"))
             .then(pl.lit(NO_ANSWER))
             .when(error.is_not_null())
             .then(pl.lit("invalid"))

@@ -133,8 +133,8 @@ def generate(items: Sequence[Item], config: GenerateConfig, seed: int, store: Pa
     )
     if repeated := identical_texts(filled):
         log.warning(
-            "%d generated responses repeat another response's text for the same prompt; both are kept, and a pair "
-            "of them compares a text with itself",
+            "%d generated responses repeat another response's text for the same prompt; both are kept, and the "
+            "judgments of a pair of them are dropped as identical_texts",
             repeated,
         )
     return filled

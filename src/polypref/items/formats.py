@@ -75,6 +75,8 @@ def _turns(value: Any) -> str | Messages:
         raise ValueError("must be a text or a non-empty list of {role, content} messages")
     turns = []
     for index, message in enumerate(value):
+        if isinstance(message, dict):  # Parquet gives every message every key any message has: nulls are absent
+            message = {k: v for k, v in message.items() if v is not None or k in ("role", "content")}
         if not isinstance(message, dict) or set(message) != {"role", "content"}:
             keys = sorted(message) if isinstance(message, dict) else type(message).__name__
             raise ValueError(f"message {index} must be an object with exactly role and content (got {keys})")
@@ -98,20 +100,21 @@ def _id(value: Any) -> str:
 
 TextOrConversation = Annotated[Any, AfterValidator(_turns)]
 Id = Annotated[Any, AfterValidator(_id)]
+Score = Annotated[float, Field(allow_inf_nan=False)]  # NaN would compare false both ways and invert labels
 
 
 class _ResponseIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    id: Text | None = None
+    id: Id | None = None
     text: TextOrConversation
     stance: str | None = None
     model: Text | None = None
-    score: float | None = None
+    score: Score | None = None
 
 
 class _PolyprefIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    id: Text | None = None
+    id: Id | None = None
     topic: Text | None = None
     prompt: TextOrConversation
     responses: list[_ResponseIn] = Field(min_length=2)
@@ -131,7 +134,7 @@ class _CompletionIn(BaseModel):
     model_config = ConfigDict(strict=True)
     text: TextOrConversation
     model: Text | None = None
-    score: float | None = None
+    score: Score | None = None
 
 
 class _CompletionsIn(BaseModel):
@@ -176,6 +179,11 @@ def detect(source: str, found: Sequence[str], format: str = "auto", mapping: Map
     unknown = sorted(set(mapping) - set(ALIASES))
     if unknown:
         raise ConfigError("config", [(f"items.columns.{unknown[0]}", f"unknown field; fields: {sorted(ALIASES)}")])
+    twice = sorted(c for c in set(mapping.values()) if list(mapping.values()).count(c) > 1)
+    if twice:
+        fields = sorted(f for f, c in mapping.items() if c == twice[0])
+        reason = f"column {twice[0]!r} is also mapped to {fields[0]}"
+        raise ConfigError("config", [(f"items.columns.{fields[1]}", reason)])
     absent = {f: c for f, c in mapping.items() if c not in found}
     if absent:
         field, column = next(iter(absent.items()))
@@ -273,9 +281,9 @@ def _completion(value: Any) -> Any:
     """A completion as {text, model, score}, whatever the source calls its keys."""
     if not isinstance(value, dict):
         return {"text": value}
-    text = next((value[k] for k in _COMPLETION_TEXT if k in value), None)
+    text = next((value[k] for k in _COMPLETION_TEXT if value.get(k) is not None), None)
     score = next((value[k] for k in _COMPLETION_SCORE if value.get(k) is not None), None)
-    return {"text": text, "model": value.get("model"), "score": float(score) if isinstance(score, int) else score}
+    return {"text": text, "model": value.get("model"), "score": score}
 
 
 def _column_path(layout: Layout, loc: tuple[int | str, ...]) -> str:
@@ -334,8 +342,6 @@ def _pairwise_turns(layout: Layout, parsed: _PairwiseIn) -> tuple[Any, Any, Any]
     if parsed.prompt is None and "prompt" in layout.columns:
         raise RowError(layout.columns["prompt"], "must be a text or a non-empty list of {role, content} messages")
     if parsed.prompt is not None:
-        if isinstance(parsed.prompt, tuple) != isinstance(parsed.chosen, tuple):
-            raise RowError(layout.columns["chosen"], "a conversational prompt needs conversational responses")
         return parsed.prompt, parsed.chosen, parsed.rejected
     chosen, rejected = parsed.chosen, parsed.rejected
     if not (isinstance(chosen, tuple) and isinstance(rejected, tuple)):

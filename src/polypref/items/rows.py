@@ -26,7 +26,7 @@ from polypref.items import jsonl
 from polypref.items.locate import SourceFile
 
 BATCH_ROWS = 4096  # Parquet rows decoded at a time
-_LIMIT_STREAM = 0x6C696D  # keeps the limit's draw apart from other draws on the same seed
+LIMIT_STREAM = 0x6C696D  # keeps the limit's draw apart from other draws on the same seed
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def read_rows(files: Sequence[SourceFile], limit: int | None = None, seed: int =
     total = sum(counts)
     if limit >= total:
         return [row for f in files for row in _rows(f, None)]
-    picks = np.sort(np.random.default_rng([seed, _LIMIT_STREAM, total]).choice(total, size=limit, replace=False))
+    picks = np.sort(np.random.default_rng([seed, LIMIT_STREAM, total]).choice(total, size=limit, replace=False))
     rows: list[Row] = []
     start = 0
     for f, n in zip(files, counts, strict=True):

@@ -28,8 +28,8 @@ from polypref import files
 from polypref.errors import ConfigError
 from polypref.items import formats
 from polypref.items.formats import FLAT_COLUMNS, RowError
-from polypref.items.locate import ItemSource, locate_source
-from polypref.items.rows import read_rows, source_columns
+from polypref.items.locate import ItemSource, SourceFile, locate_source
+from polypref.items.rows import LIMIT_STREAM, read_rows, source_columns
 from polypref.population.spec import SurveySpec
 from polypref.records import Item
 
@@ -45,6 +45,7 @@ class LoadedItems:
     items: tuple[Item, ...]
     source: ItemSource
     format: str
+    columns: dict[str, str]  # field -> the source's column it was read from
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,9 @@ def read_items(config: ItemsConfig, spec: SurveySpec, seed: int = 0) -> LoadedIt
     parquet = all(f.path.suffix.lower() == ".parquet" for f in located.files)
     layout = formats.detect(name, columns, config.format, config.columns) if parquet else None
     if layout is not None and layout.flat:
-        records = [r for f in located.files for r in _read_flat_parquet(f.path, f.name)]
+        # grouped rows can only be sampled as items once read: this layout is read whole, limit or not
+        several = len(located.files) > 1
+        records = [r for f in located.files for r in _read_flat_parquet(f.path, _file_name(located, f), several)]
         records = _sample(records, config.limit, seed)
     else:
         single = len(located.files) == 1
@@ -109,21 +112,24 @@ def read_items(config: ItemsConfig, spec: SurveySpec, seed: int = 0) -> LoadedIt
         items = [i for i in items if i.topic in config.topics]
     if not items:
         raise ConfigError(name, [("", "no items")])
-    return LoadedItems(tuple(items), located, layout.name)
+    return LoadedItems(tuple(items), located, layout.name, layout.columns)
 
 
 def _source_name(located: ItemSource) -> str:
-    """How errors name the source: its one file (inside a Hub repo: with the repo), or the source as given."""
-    source = located.provenance.get("source") or ""
-    if len(located.files) != 1:
-        return source
-    return f"{source}/{located.files[0].name}" if located.kind == "hub" else located.files[0].name
+    """How errors name the source: its one file, or the source as given."""
+    return _file_name(located, located.files[0]) if len(located.files) == 1 else located.provenance.get("source") or ""
+
+
+def _file_name(located: ItemSource, file: SourceFile) -> str:
+    """How errors name one file of a source: as the user gave it, or inside a Hub repo with the repo."""
+    return f"{located.provenance.get('source')}/{file.name}" if located.kind == "hub" else file.name
 
 
 def _sample(records: list[_Record], limit: int | None, seed: int) -> list[_Record]:
     if limit is None or limit >= len(records):
         return records
-    keep = np.sort(np.random.default_rng([seed, len(records)]).choice(len(records), size=limit, replace=False))
+    rng = np.random.default_rng([seed, LIMIT_STREAM, len(records)])  # the stream rows.read_rows samples from
+    keep = np.sort(rng.choice(len(records), size=limit, replace=False))
     return [records[i] for i in keep]
 
 
@@ -143,7 +149,7 @@ def _check_unique_ids(name: str, records: list[_Record], items: list[Item]) -> N
         first, item = repeated[0]
         others = [r.where for r, i in repeated[1:] if i.id == item.id]
         hashed = any(isinstance(r.data, dict) and r.data.get("id") is None for r, i in repeated if i.id == item.id)
-        why = " (an item without an id gets a hash of its topic and texts)" if hashed else ""
+        why = " (an item without an id gets a content hash of its texts)" if hashed else ""
         also = ", ".join(others[:5])
         raise ConfigError(name, [(f"{first.where}: id", f"item id {item.id!r} is used again at {also}{why}")])
 
@@ -169,41 +175,42 @@ def check_judgeable(items: tuple[Item, ...], backend: str, source: str) -> None:
     open_items = [i for i in items if not i.annotated]
     if open_items:
         first = open_items[0]
-        what = "a topic" if first.topic is None else "a stance on every response"
+        what = "no topic" if first.topic is None else "responses without a stance"
         raise ConfigError(
             source,
             [
                 (
                     f"item {first.id}",
-                    f"has no {what} ({len(open_items)} of {len(items)} items are open); the simulated judge "
-                    "decides from stances on the survey's answer scales: annotate the items with a topic and "
-                    "stances, or judge with an LLM backend (judge.backend: vllm or openai)",
+                    f"has {what} ({len(open_items)} of {len(items)} items are open); the simulated judge "
+                    "decides from stances on the survey's answer scales: annotate the items (polypref annotate) "
+                    "or judge with an LLM backend (judge.backend: vllm or openai)",
                 )
             ],
         )
 
 
-def _read_flat_parquet(path: Path, name: str) -> list[_Record]:
+def _read_flat_parquet(path: Path, shown: str, several: bool) -> list[_Record]:
+    """``shown``: how errors name the file; ``several``: the source has other files, so rows name theirs."""
     files.check_file(path)
     try:
         frame = pl.read_parquet(path)
     except Exception as e:
-        raise ConfigError(str(path), [("", f"cannot read Parquet: {e}")]) from None
+        raise ConfigError(shown, [("", f"cannot read Parquet: {e}")]) from None
     missing = [c for c in FLAT_COLUMNS if c not in frame.columns]
     extra = [c for c in frame.columns if c not in FLAT_COLUMNS]
     if missing or extra:
         wrong = ", ".join(
             f"{what} columns {names}" for what, names in (("missing", missing), ("unknown", extra)) if names
         )
-        raise ConfigError(str(path), [("", f"{wrong}; expected exactly {list(FLAT_COLUMNS)}")])
-    frame = frame.select(_parquet_column(path, frame, c) for c in FLAT_COLUMNS).with_row_index("_row")
+        raise ConfigError(shown, [("", f"{wrong}; expected exactly {list(FLAT_COLUMNS)}")])
+    frame = frame.select(_parquet_column(shown, frame, c) for c in FLAT_COLUMNS).with_row_index("_row")
     no_id = frame.filter(pl.col("item_id").is_null())["_row"].to_list()
     if no_id:
         raise ConfigError(
-            str(path),
+            shown,
             [("item_id", f"{len(no_id)} rows have no item_id (rows {no_id[:10]}); it groups rows into items")],
         )
-    _check_consistent_items(path, frame)
+    _check_consistent_items(shown, frame)
     records = []
     for (item_id,), group in frame.group_by("item_id", maintain_order=True):
         first = group.row(0, named=True)
@@ -211,22 +218,22 @@ def _read_flat_parquet(path: Path, name: str) -> list[_Record]:
             {"id": r["response_id"], "text": r["response"], "stance": r["stance"]} for r in group.iter_rows(named=True)
         ]
         data = {"id": item_id, "topic": first["topic"], "prompt": first["prompt"], "responses": responses}
-        where = f"item_id {item_id!r}" if name == str(path) else f"{name}: item_id {item_id!r}"
+        where = f"{shown}: item_id {item_id!r}" if several else f"item_id {item_id!r}"
         records.append(_Record(where, data, tuple(group["_row"].to_list())))
     return records
 
 
-def _parquet_column(path: Path, frame: pl.DataFrame, name: str) -> pl.Expr:
+def _parquet_column(shown: str, frame: pl.DataFrame, name: str) -> pl.Expr:
     """Text columns as text; ids may also be integers (read as their decimal text), never floats or bytes."""
     dtype = frame[name].dtype
     ids = name in ("item_id", "response_id")
     if dtype in (pl.String, pl.Null) or isinstance(dtype, pl.Categorical | pl.Enum) or (ids and dtype.is_integer()):
         return pl.col(name).cast(pl.String)
     expected = "text or integers" if ids else "text"
-    raise ConfigError(str(path), [(name, f"column holds {dtype}, expected {expected}")])
+    raise ConfigError(shown, [(name, f"column holds {dtype}, expected {expected}")])
 
 
-def _check_consistent_items(path: Path, frame: pl.DataFrame) -> None:
+def _check_consistent_items(shown: str, frame: pl.DataFrame) -> None:
     """An item's topic and prompt are repeated on each of its rows: rows that disagree are two items under one
     id, and keeping the first row's would silently drop the others."""
     counts = frame.group_by("item_id", maintain_order=True).agg(
@@ -239,4 +246,4 @@ def _check_consistent_items(path: Path, frame: pl.DataFrame) -> None:
         if n > 1
     ]
     if problems:
-        raise ConfigError(str(path), problems[:10])
+        raise ConfigError(shown, problems[:10])
