@@ -55,7 +55,6 @@ class BuildPlan:
             self.config.judge.samples,
             shard=index,
             portray=self.portrayer,
-            hold_out=self.config.portrayal.hold_out_judged_topic,
         )
 
     @property

@@ -9,6 +9,7 @@ from pydantic import (
     Field,
     SerializationInfo,
     SerializerFunctionWrapHandler,
+    StrictInt,
     ValidationError,
     field_validator,
     model_serializer,
@@ -48,14 +49,16 @@ class ItemsConfig(StrictModel):
         description="A shipped item set in data/items/ (by name), a .jsonl/.parquet file, a folder in Hub layout, "
         "or a Hub dataset: hf://datasets/ORG/NAME",
     )
-    format: FormatName = Field("auto", description="auto (told from the columns) | polypref | pairwise | completions")
+    format: FormatName = Field(
+        "auto", description="auto (told from the columns) | polypref | pairwise | completions | prompts"
+    )
     columns: dict[str, str] = Field(
         default_factory=dict, description="Field -> the source's column for it, e.g. {prompt: instruction}"
     )
     config: str | None = Field(None, description="Config (subset) of a Hub dataset or Hub-layout folder")
     split: str = Field("train", description="Split to read")
     revision: str | None = Field(None, description="Branch, tag or commit of a Hub dataset (default: main)")
-    limit: int | None = Field(None, ge=1, description="Judge a seeded sample of this many items (None = all)")
+    limit: StrictInt | None = Field(None, ge=1, description="Judge a seeded sample of this many items (None = all)")
     topics: list[str] | None = Field(None, min_length=1, description="Keep only these topics (None = all)")
     pairing: Literal["all", "random"] = "all"
     pairs_per_prompt: int = Field(3, ge=1, description="With pairing: random, pairs drawn per prompt")

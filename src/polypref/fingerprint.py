@@ -18,6 +18,7 @@ from typing import Any
 
 from polypref import SCHEMA_VERSION, __version__, generation, prompts
 from polypref.config import BuildConfig
+from polypref.judges.base import RUN_SETTINGS
 from polypref.judges.llm import PAIR_TEMPLATE, SYSTEM_TEMPLATE
 from polypref.population.spec import SurveySpec, resolve_spec_path
 from polypref.population.survey import source_file
@@ -28,27 +29,7 @@ from polypref.population.survey import source_file
 OPERATIONAL: dict[str, frozenset[str]] = {
     "items": frozenset({"source", "format", "columns", "config", "split", "revision", "limit"}),
     "output": frozenset({"workers", "row_group_rows", "pretty_name", "license"}),
-    "judge": frozenset(
-        {
-            "micro_batch",  # micro-batches are saved as they finish; their size never shows in the data
-            "base_url",  # where the model is served, not which model
-            "api_key_env",
-            "concurrency",
-            "max_concurrency",
-            "timeout_s",
-            "max_retries",  # transport retries: an answer that never came is retried by a rerun anyway
-            "backoff_base_s",
-            "backoff_max_s",
-            "batch_api",
-            "batch_poll_s",
-            "prices",
-            "gpu_memory_utilization",
-            "kv_cache_memory_bytes",
-            "tensor_parallel_size",
-            "enforce_eager",
-            "enable_prefix_caching",
-        }
-    ),
+    "judge": RUN_SETTINGS,
 }
 
 

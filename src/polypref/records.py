@@ -7,9 +7,9 @@ dataclasses; judgments are many and thin, so judges return columns (see ``judges
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -130,9 +130,26 @@ def shown_topics(persona: Persona, topic: str | None, hold_out: bool) -> tuple[s
     return tuple(t for t, v in persona.attitudes.items() if v is not None and not (hold_out and t == topic))
 
 
-def full_portrayal(persona: Persona, topic: str | None) -> Portrayal:
-    """The persona as sampled, every answer shown (when nothing is held out)."""
-    return Portrayal(persona.portrayal, shown_topics(persona, topic, hold_out=False))
+class Portrayals(Protocol):
+    """The portrayal a persona judges an item on ``topic`` with, and (cheaply, without rendering it) which
+    survey topics' answers it shows: one object answers both, so the judge's text and the recorded topics agree."""
+
+    def __call__(self, persona: Persona, topic: str | None) -> Portrayal: ...
+
+    def shown(self, persona: Persona, topic: str | None) -> tuple[str, ...]: ...
+
+
+class FullPortrayals:
+    """The personas as sampled, every answer shown (nothing held out)."""
+
+    def __call__(self, persona: Persona, topic: str | None) -> Portrayal:
+        return Portrayal(persona.portrayal, self.shown(persona, topic))
+
+    def shown(self, persona: Persona, topic: str | None) -> tuple[str, ...]:
+        return shown_topics(persona, topic, hold_out=False)
+
+
+FULL_PORTRAYALS = FullPortrayals()
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +183,7 @@ class UnitBatch:
     order: np.ndarray  # 0 = AB, 1 = BA
     sample: np.ndarray
     # the portrayal a persona judges a topic with (the plan's, which may hold the judged topic out)
-    portray: Callable[[Persona, str | None], Portrayal] = full_portrayal
-    hold_out: bool = False  # whether ``portray`` leaves the judged topic's answer out
+    portray: Portrayals = FULL_PORTRAYALS
 
     @staticmethod
     def persona_major(
@@ -175,8 +191,7 @@ class UnitBatch:
         pairs: tuple[ResponsePair, ...],
         samples: int,
         shard: int = 0,
-        portray: Callable[[Persona, str | None], Portrayal] = full_portrayal,
-        hold_out: bool = False,
+        portray: Portrayals = FULL_PORTRAYALS,
     ) -> UnitBatch:
         per_persona = len(pairs) * 2 * samples
         return UnitBatch(
@@ -188,7 +203,6 @@ class UnitBatch:
             order=np.tile(np.repeat(np.arange(2, dtype=np.int8), samples), len(personas) * len(pairs)),
             sample=np.tile(np.arange(samples, dtype=np.int16), len(personas) * len(pairs) * 2),
             portray=portray,
-            hold_out=hold_out,
         )
 
     def __len__(self) -> int:
@@ -205,14 +219,11 @@ class UnitBatch:
             order=self.order[rows],
             sample=self.sample[rows],
             portray=self.portray,
-            hold_out=self.hold_out,
         )
 
     def shown_topics(self) -> list[list[str]]:
         """Per unit, the topics whose answers its portrayal shows (computed per persona and pair, not per unit)."""
-        per_pair = [
-            [list(shown_topics(p, pair.item.topic, self.hold_out)) for pair in self.pairs] for p in self.personas
-        ]
+        per_pair = [[list(self.portray.shown(p, pair.item.topic)) for pair in self.pairs] for p in self.personas]
         return [per_pair[p][q] for p, q in zip(self.persona_idx.tolist(), self.pair_idx.tolist(), strict=True)]
 
     def unit(self, i: int) -> WorkUnit:

@@ -172,6 +172,8 @@ def test_a_prompts_only_source_has_responses_generated_then_judged_and_resumes(
     generated = [b for b in server.bodies[before:] if "role-playing" not in b["messages"][0]["content"]]
     assert len(generated) == prompts * 4
     assert summary["item_source"]["generated_by"] == ["writer-a", "writer-b"]
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "generated for this dataset, 2 per prompt by each of\n  `writer-a`, `writer-b`" in card
     prefs = pl.read_parquet(tmp_path / "out" / "data" / "preferences")
     assert prefs.height and set(prefs["chosen_model"]) | set(prefs["rejected_model"]) <= {"writer-a", "writer-b"}
     # one prompt is a conversation, so the build publishes messages: every response is one generated turn

@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from polypref.errors import PolyprefError
+from polypref.judges.base import RUN_SETTINGS
 from polypref.judges.openai_wire import OpenAIJudgeConfig
 from polypref.judges.vllm import VllmJudgeConfig
 from polypref.records import content_hash
@@ -25,28 +26,7 @@ SECTION = "generate.generators"  # how messages name a generator: f"{SECTION}.{i
 
 # Generator settings that change how the work runs, not which text a slot gets (as fingerprint.OPERATIONAL
 # does for the judge): changing them between runs keeps saved responses.
-OPERATIONAL = frozenset(
-    {
-        "micro_batch",
-        "max_invalid_retries",  # a text made at attempt k is the same whatever the retry budget
-        "base_url",
-        "api_key_env",
-        "concurrency",
-        "max_concurrency",
-        "timeout_s",
-        "max_retries",
-        "backoff_base_s",
-        "backoff_max_s",
-        "batch_api",
-        "batch_poll_s",
-        "prices",
-        "gpu_memory_utilization",
-        "kv_cache_memory_bytes",
-        "tensor_parallel_size",
-        "enforce_eager",
-        "enable_prefix_caching",
-    }
-)
+OPERATIONAL = RUN_SETTINGS | {"max_invalid_retries"}  # a text made at attempt k is the same whatever the budget
 
 
 class _TextMode(StrictModel):

@@ -8,7 +8,6 @@ is an error, not "the last one wins".
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 from polypref.errors import ConfigError
@@ -27,11 +26,6 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def is_record_line(line: str) -> bool:
-    """Whether a line (without its "\\n") holds a record rather than nothing but spaces and tabs."""
-    return bool(line.strip(" \t\r"))
-
-
 def parse_line(line: str, source: str, where: str) -> Any:
     """One JSON value; ConfigError(source, [(where, reason)]) when it is not valid strict JSON."""
     try:
@@ -44,11 +38,3 @@ def parse_line(line: str, source: str, where: str) -> Any:
         raise ConfigError(source, [(where, "JSON nested too deeply")]) from None
     except ValueError as e:  # valid JSON Python will not build, e.g. an integer of 5,000 digits
         raise ConfigError(source, [(where, f"JSON value cannot be read: {e}")]) from None
-
-
-def records(text: str, source: str) -> Iterator[tuple[int, Any]]:
-    """(line number from 1, value) for each record line of a decoded JSONL text."""
-    for number, line in enumerate(text.split("\n"), start=1):
-        line = line.removesuffix("\r")
-        if is_record_line(line):
-            yield number, parse_line(line, source, f"line {number}")

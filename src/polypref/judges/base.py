@@ -29,6 +29,30 @@ VERDICT_COLUMNS: dict[str, pl.DataType] = {
     "response_format": pl.String(),  # output constraint the answer was asked under (LLM judges); null otherwise
 }
 
+# Settings of an LLM backend that change how the work runs (where, how fast, how often retried), never what
+# the model answers: the build fingerprint and the generation store ignore them, so changing one resumes.
+RUN_SETTINGS = frozenset(
+    {
+        "micro_batch",  # micro-batches are saved as they finish; their size never shows in the data
+        "base_url",  # where the model is served, not which model
+        "api_key_env",
+        "concurrency",
+        "max_concurrency",
+        "timeout_s",
+        "max_retries",  # transport retries: an answer that never came is retried by a rerun anyway
+        "backoff_base_s",
+        "backoff_max_s",
+        "batch_api",
+        "batch_poll_s",
+        "prices",
+        "gpu_memory_utilization",
+        "kv_cache_memory_bytes",
+        "tensor_parallel_size",
+        "enforce_eager",
+        "enable_prefix_caching",
+    }
+)
+
 # The category (text before the first ":") of ``error`` for a unit that never got an answer: transport
 # failures after every retry, a Batch API batch that failed or expired. Unlike an invalid answer, such a unit
 # is not done: it is not saved as finished work, and a rerun asks again for exactly these units.

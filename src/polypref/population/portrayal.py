@@ -14,7 +14,7 @@ import jinja2.meta
 
 from polypref import prompts
 from polypref.errors import ConfigError
-from polypref.records import Persona, Portrayal, full_portrayal, shown_topics
+from polypref.records import FULL_PORTRAYALS, Persona, Portrayal, shown_topics
 
 VARIABLES = frozenset({"a", "views", "topics"})  # what sample.py passes to every portrayal template
 FIELD = "portrayal"
@@ -76,8 +76,12 @@ class Portrayer:
         self.template, self.source, self.topics, self.hold_out = template, source, dict(topics), hold_out
 
     def __call__(self, persona: Persona, topic: str | None) -> Portrayal:
-        if not self.hold_out or topic not in self.topics or persona.attitudes.get(topic) is None:
-            return full_portrayal(persona, topic)
-        views = {t: (None if t == topic else v) for t, v in persona.attitudes.items()}
+        shown = self.shown(persona, topic)
+        if len(shown) == len(FULL_PORTRAYALS.shown(persona, topic)):  # nothing held out: the sampled text
+            return Portrayal(persona.portrayal, shown)
+        views = {t: (v if t in shown else None) for t, v in persona.attitudes.items()}
         text = render(self.template, self.source, persona.respondent_id, persona.attributes, views, self.topics)
-        return Portrayal(text, shown_topics(persona, topic, self.hold_out))
+        return Portrayal(text, shown)
+
+    def shown(self, persona: Persona, topic: str | None) -> tuple[str, ...]:
+        return shown_topics(persona, topic, self.hold_out)
