@@ -136,3 +136,26 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:  # keep test output clean
         return None
+
+
+def prefer_the_longer(body: dict) -> tuple[str, str]:
+    """A ``reply`` for a model with a taste: as a judge it prefers the longer response, so both orders agree and
+    pairs survive the filters; asked for a response instead (generation: no judge instructions), it writes one
+    that differs per seed."""
+    if "role-playing" not in body["messages"][0]["content"]:
+        return f"Response {body['seed']} from {body['model']}: " + "more " * (body["seed"] % 7), "stop"
+    user = body["messages"][-1]["content"]
+    first, second = (user.split(f"<<<RESPONSE {s}>>>")[1].split(f"<<<END RESPONSE {s}>>>")[0] for s in "AB")
+    return json.dumps({**VERDICT, "choice": "A" if len(first) >= len(second) else "B"}), "stop"
+
+
+def judge_settings(server: ChatAPIServer) -> list[str]:
+    """--set overrides that judge through ``server``."""
+    return [
+        "judge.backend=openai",
+        "judge.model=served-model",
+        f"judge.base_url={server.base_url}",
+        "judge.api_key_env=null",
+        "judge.micro_batch=64",
+        "judge.concurrency=8",
+    ]

@@ -23,7 +23,7 @@ import yaml
 from polypref import pipeline
 from polypref.config import load_config
 from tests.conftest import load_with_datasets, run_without_prefect
-from tests.openai_api import VERDICT, ChatAPIServer, serve
+from tests.openai_api import ChatAPIServer, judge_settings, prefer_the_longer, serve
 
 pytestmark = pytest.mark.integration
 
@@ -52,15 +52,9 @@ def _parquet(rows: list[dict]) -> bytes:
 PAIRS = [json.loads(line) for line in (FIXTURES / "pairwise.jsonl").read_text().splitlines()]
 
 
-def _by_length(body: dict) -> tuple[str, str]:
-    user = body["messages"][-1]["content"]
-    first, second = (user.split(f"<<<RESPONSE {s}>>>")[1].split(f"<<<END RESPONSE {s}>>>")[0] for s in "AB")
-    return json.dumps({**VERDICT, "choice": "A" if len(first) >= len(second) else "B"}), "stop"
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[ChatAPIServer]:
-    yield from serve(ChatAPIServer(reply=_by_length))
+    yield from serve(ChatAPIServer(reply=prefer_the_longer))
 
 
 @pytest.fixture
@@ -76,16 +70,6 @@ def repo(hub) -> tuple[str, str]:
     return repo_id, sha
 
 
-def _openai(server: ChatAPIServer) -> list[str]:
-    return [
-        "judge.backend=openai",
-        "judge.model=served-model",
-        f"judge.base_url={server.base_url}",
-        "judge.api_key_env=null",
-        "judge.concurrency=8",
-    ]
-
-
 def _config(path: Path, items: dict) -> Path:
     path.write_text(yaml.safe_dump({"seed": 2, "population": {"size": 3}, "items": items}))
     return path
@@ -94,7 +78,7 @@ def _config(path: Path, items: dict) -> Path:
 def test_a_hub_dataset_is_rejudged_with_its_labels_and_provenance(hub, repo, server, tmp_path: Path) -> None:
     repo_id, sha = repo
     items = {"source": f"hf://datasets/{repo_id}", "revision": "v1", "limit": 3}
-    config = load_config(_config(tmp_path / "build.yaml", items), _openai(server))
+    config = load_config(_config(tmp_path / "build.yaml", items), judge_settings(server))
     plan = pipeline.plan(config, tmp_path / "out")
     summary = run_without_prefect(plan)
 
@@ -110,7 +94,9 @@ def test_a_hub_dataset_is_rejudged_with_its_labels_and_provenance(hub, repo, ser
 
     # the same limit and seed from another split draws from that split only
     test_items = {**items, "split": "test", "limit": 5}
-    test_plan = pipeline.plan(load_config(_config(tmp_path / "b2.yaml", test_items), _openai(server)), tmp_path / "o2")
+    test_plan = pipeline.plan(
+        load_config(_config(tmp_path / "b2.yaml", test_items), judge_settings(server)), tmp_path / "o2"
+    )
     assert sorted(i.prompt for i in test_plan.items) == sorted(p["prompt"] for p in PAIRS[:2])
 
 
@@ -166,7 +152,7 @@ def test_a_gated_dataset_reads_with_the_token_and_never_shows_it(hub, repo, serv
     repo_id, _ = repo
     hub.stub.set_gated(repo_id, token=TOKEN)
     config = _config(tmp_path / "build.yaml", {"source": f"hf://datasets/{repo_id}", "limit": 2})
-    settings = [a for s in _openai(server) for a in ("--set", s)]
+    settings = [a for s in judge_settings(server) for a in ("--set", s)]
     result = _cli(["build", str(config), "--out", "out", *settings], hub, tmp_path, token=TOKEN)
     assert result.returncode == 0, result.stderr
     written = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]

@@ -19,7 +19,7 @@ from polypref.config import load_config
 from polypref.errors import ConfigError
 from polypref.population import load_spec
 from tests.conftest import load_with_datasets, run_without_prefect
-from tests.openai_api import VERDICT, ChatAPIServer, serve
+from tests.openai_api import ChatAPIServer, judge_settings, prefer_the_longer, serve
 
 pytestmark = pytest.mark.integration
 
@@ -33,30 +33,9 @@ FORMATS = {  # fixture -> (format detected, conversational output)
 }
 
 
-def _prefer_the_longer(body: dict) -> tuple[str, str]:
-    """A stand-in judge with a taste: it prefers the longer response, so both orders agree and pairs survive.
-    Asked for a response instead (generation: no judge instructions), it writes one that differs per seed."""
-    if "role-playing" not in body["messages"][0]["content"]:
-        return f"Response {body['seed']} from {body['model']}: " + "more " * (body["seed"] % 7), "stop"
-    user = body["messages"][-1]["content"]
-    first, second = (user.split(f"<<<RESPONSE {s}>>>")[1].split(f"<<<END RESPONSE {s}>>>")[0] for s in "AB")
-    return json.dumps({**VERDICT, "choice": "A" if len(first) >= len(second) else "B"}), "stop"
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[ChatAPIServer]:
-    yield from serve(ChatAPIServer(reply=_prefer_the_longer))
-
-
-def _openai(server: ChatAPIServer) -> list[str]:
-    return [
-        "judge.backend=openai",
-        "judge.model=served-model",
-        f"judge.base_url={server.base_url}",
-        "judge.api_key_env=null",
-        "judge.micro_batch=64",
-        "judge.concurrency=8",
-    ]
+    yield from serve(ChatAPIServer(reply=prefer_the_longer))
 
 
 def _config(tmp_path: Path, items: dict, size: int = 4) -> Path:
@@ -74,7 +53,7 @@ def test_each_format_builds_end_to_end_with_texts_byte_exact(
     fixture: str, server: ChatAPIServer, tmp_path: Path
 ) -> None:
     fmt, conversational = FORMATS[fixture]
-    config = load_config(_config(tmp_path, {"source": str(FIXTURES / fixture)}), _openai(server))
+    config = load_config(_config(tmp_path, {"source": str(FIXTURES / fixture)}), judge_settings(server))
     plan = pipeline.plan(config, tmp_path / "out")
     summary = run_without_prefect(plan)
     assert summary["item_source"]["format"] == fmt
@@ -104,7 +83,7 @@ def test_each_format_builds_end_to_end_with_texts_byte_exact(
 
 
 def test_a_source_without_labels_reports_no_agreement(server: ChatAPIServer, tmp_path: Path) -> None:
-    config = load_config(_config(tmp_path, {"source": str(FIXTURES / "open_polypref.jsonl")}), _openai(server))
+    config = load_config(_config(tmp_path, {"source": str(FIXTURES / "open_polypref.jsonl")}), judge_settings(server))
     summary = run_without_prefect(pipeline.plan(config, tmp_path / "out"))
     prefs = pl.read_parquet(tmp_path / "out" / "data" / "preferences")
     assert summary["source_label_agreement"] is None and prefs["source_label_agrees"].null_count() == prefs.height
@@ -114,7 +93,7 @@ def test_the_judged_topic_is_held_out_of_the_portrayal(server: ChatAPIServer, tm
     """The shipped GSS items are about the survey's own questions: no request may show the persona's answer to
     the question it is judging, and each still shows its other answers."""
     items = {"source": "gss_spending", "topics": ["natfare", "natheal"]}
-    config = load_config(_config(tmp_path, items, size=3), _openai(server))
+    config = load_config(_config(tmp_path, items, size=3), judge_settings(server))
     plan = pipeline.plan(config, tmp_path / "out")
     before = server.requests
     run_without_prefect(plan)
@@ -138,7 +117,9 @@ def test_the_judged_topic_is_held_out_of_the_portrayal(server: ChatAPIServer, tm
 
 def test_holding_out_can_be_turned_off(server: ChatAPIServer, tmp_path: Path) -> None:
     items = {"source": "gss_spending", "topics": ["natfare"]}
-    config = load_config(_config(tmp_path, items, size=2), [*_openai(server), "portrayal.hold_out_judged_topic=false"])
+    config = load_config(
+        _config(tmp_path, items, size=2), [*judge_settings(server), "portrayal.hold_out_judged_topic=false"]
+    )
     plan = pipeline.plan(config, tmp_path / "out")
     run_without_prefect(plan)
     judgments = pl.read_parquet(tmp_path / "out" / "data" / "judgments")
@@ -161,7 +142,7 @@ def test_a_prompts_only_source_has_responses_generated_then_judged_and_resumes(
 ) -> None:
     writer = "{backend: openai, model: writer-%s, base_url: " + server.base_url + ", api_key_env: null}"
     generators = f"[{writer % 'a'}, {writer % 'b'}]"
-    settings = [*_openai(server), "generate.n=2", f"generate.generators={generators}"]
+    settings = [*judge_settings(server), "generate.n=2", f"generate.generators={generators}"]
     config = load_config(_config(tmp_path, {"source": str(FIXTURES / "prompts.jsonl")}), settings)
     plan = pipeline.plan(config, tmp_path / "out")
     prompts = len(_source_rows("prompts.jsonl"))
@@ -192,7 +173,7 @@ def test_a_prompts_only_source_has_responses_generated_then_judged_and_resumes(
 
 def test_generate_with_items_that_have_responses_is_refused(server: ChatAPIServer, tmp_path: Path) -> None:
     generators = "[{backend: openai, model: w, base_url: " + server.base_url + ", api_key_env: null}]"
-    settings = [*_openai(server), f"generate.generators={generators}"]
+    settings = [*judge_settings(server), f"generate.generators={generators}"]
     config = load_config(_config(tmp_path, {"source": str(FIXTURES / "pairwise.jsonl")}), settings)
     with pytest.raises(ConfigError) as info:
         pipeline.plan(config, tmp_path / "out")

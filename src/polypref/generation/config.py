@@ -29,8 +29,20 @@ SECTION = "generate.generators"  # how messages name a generator: f"{SECTION}.{i
 OPERATIONAL = RUN_SETTINGS | {"max_invalid_retries"}  # a text made at attempt k is the same whatever the budget
 
 
+_Hidden = SkipJsonSchema[Any]  # a judge field fixed for generators: not in schemas, dumps or fingerprints
+
+
 class _TextMode(StrictModel):
-    """What every generator shares: judge-only settings are refused by name."""
+    """What every generator shares: free text, generation's defaults, and judge-only settings refused by name.
+    Listed first among a generator's bases, so these fields replace the judge's."""
+
+    mode: Literal["text"] = Field("text", description="Free text (the only generator mode)")
+    temperature: float = Field(1.0, ge=0, le=2, description="Sampling temperature (> 0 when generate.n > 1)")
+    max_tokens: int = Field(1024, ge=1, le=32_768, description="Output token limit; longer outputs are retried")
+    max_invalid_retries: int = Field(2, ge=0, le=10, description="Re-asks for empty or truncated output")
+    micro_batch: int = Field(256, ge=1, description="Responses per call; finished micro-batches are saved")
+    samples: _Hidden = Field(1, exclude=True)
+    allow_ties: _Hidden = Field(False, exclude=True)
 
     judge_only: ClassVar[frozenset[str]] = frozenset({"samples", "allow_ties"})
 
@@ -44,31 +56,14 @@ class _TextMode(StrictModel):
         return data
 
 
-_Hidden = SkipJsonSchema[Any]  # a judge field fixed for generators: not in schemas, dumps or fingerprints
-
-
 class OpenAIGeneratorConfig(_TextMode, OpenAIJudgeConfig):
     judge_only: ClassVar[frozenset[str]] = frozenset({"samples", "allow_ties", "response_format", "logprobs"})
-    mode: Literal["text"] = Field("text", description="Free text (the only generator mode)")
-    temperature: float = Field(1.0, ge=0, le=2, description="Sampling temperature (> 0 when generate.n > 1)")
-    max_tokens: int = Field(1024, ge=1, le=32_768, description="Output token limit; longer outputs are retried")
-    max_invalid_retries: int = Field(2, ge=0, le=10, description="Re-asks for empty or truncated output")
-    micro_batch: int = Field(256, ge=1, description="Responses per call; finished micro-batches are saved")
-    samples: _Hidden = Field(1, exclude=True)
-    allow_ties: _Hidden = Field(False, exclude=True)
     response_format: _Hidden = Field("none", exclude=True)
     logprobs: _Hidden = Field(False, exclude=True)
 
 
 class VllmGeneratorConfig(_TextMode, VllmJudgeConfig):
     judge_only: ClassVar[frozenset[str]] = frozenset({"samples", "allow_ties", "structured_outputs_backend"})
-    mode: Literal["text"] = Field("text", description="Free text (the only generator mode)")
-    temperature: float = Field(1.0, ge=0, le=2, description="Sampling temperature (> 0 when generate.n > 1)")
-    max_tokens: int = Field(1024, ge=1, le=32_768, description="Output token limit; longer outputs are retried")
-    max_invalid_retries: int = Field(2, ge=0, le=10, description="Re-asks for empty or truncated output")
-    micro_batch: int = Field(256, ge=1, description="Responses per engine call; finished micro-batches are saved")
-    samples: _Hidden = Field(1, exclude=True)
-    allow_ties: _Hidden = Field(False, exclude=True)
     structured_outputs_backend: _Hidden = Field("xgrammar", exclude=True)
 
 
