@@ -267,6 +267,7 @@ def _plan_summary(plan: Any) -> dict[str, Any]:
         "spec": plan.population.spec.name,
         "personas": len(plan.population.personas),
         "groups": len([g for g, n in plan.population.group_counts.items() if n]),
+        "items": {k: v for k in ("source", "revision", "format", "limit") if (v := plan.item_source.get(k))},
         "prompts": len(plan.items),
         "pairs": len(plan.pairs),
         "judgments": plan.num_units,

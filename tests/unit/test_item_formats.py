@@ -170,3 +170,12 @@ def test_null_keys_that_parquet_adds_to_messages_are_ignored() -> None:
 def test_one_column_cannot_be_two_fields() -> None:
     with pytest.raises(ConfigError, match=r"items\.columns\.prompt.*also mapped to chosen"):
         formats.detect("x", ["a", "b"], "pairwise", {"chosen": "a", "prompt": "a", "rejected": "b"})
+
+
+def test_an_unknown_format_is_a_config_error_naming_the_choices() -> None:
+    from polypref.config import load_config
+
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["items.format=trl"])
+    field, reason = info.value.problems[0]
+    assert field == "items.format" and "pairwise" in reason and "completions" in reason
