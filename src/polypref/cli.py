@@ -1,4 +1,4 @@
-"""polypref command line: init | init-spec | validate | annotate | build.
+"""polypref command line: init | init-spec | validate | annotate | build | push.
 
 Exit statuses: 0 done; 2 a usage, config, output or judge-setup error (the message says which); 3 built, but
 some judgments got no answer, or responses could not be generated because the endpoint never answered (rerun to
@@ -63,7 +63,8 @@ def _root(ctx: typer.Context) -> None:
     if ctx.invoked_subcommand is None:
         ctx.fail(
             "Missing command: init (write a config), init-spec (draft a population spec from a survey file), "
-            "validate (check a config), annotate (give open items topics and stances) or build (make the dataset)."
+            "validate (check a config), annotate (give open items topics and stances), build (make the dataset) "
+            "or push (publish it)."
         )
 
 
@@ -162,6 +163,22 @@ def annotate(
         f"set by {generator.model}; {still_open} items still open ({result.unresolved} answers named no option)"
     )
     out.print(f"build with them: polypref build --set items.source={shlex.quote(str(out_path))} ...")
+
+
+@app.command()
+def push(
+    folder: Annotated[Path, typer.Argument(help="A finished build folder")],
+    repo: Annotated[str, typer.Option("--repo", help="Hub dataset repo, ORG/NAME (created if missing)")],
+    private: Annotated[bool, typer.Option(help="Create the repo private")] = False,
+    revision: Annotated[str, typer.Option(help="Branch to push to")] = "main",
+) -> None:
+    """Upload the build's card and data to a Hub dataset repo (HF_TOKEN from the environment): only files the
+    Hub lacks, in few commits, tagged v1, v2, ...; an unchanged folder makes no commit."""
+    from polypref import publish
+
+    result = publish.push(folder, repo, private=private, revision=revision)
+    for line in publish.iter_summary(result):
+        out.print(line)
 
 
 @app.command()

@@ -17,8 +17,13 @@ Seed it from Python::
         stub.log.count("resolve", "GET")
 
 or run it on its own: ``python -m tests.hubstub --root DIR [--port PORT]`` prints its URL and serves DIR.
-Storage is described in ``store.py``; the routes in ``app.py``. No write routes yet: they are to be added on
-``Store.commit`` / ``Store.set_ref`` (repo creation, preupload, NDJSON commits, tags).
+Storage is described in ``store.py``; the routes in ``app.py``.
+
+Writing: ``HfApi(endpoint=stub.url, token=T)`` with ``stub.add_token(T)`` can ``create_repo``, ``create_commit`` /
+``upload_folder`` (every file goes inline, "regular": no LFS or Xet server, with hf_xet installed or not),
+``create_tag`` / ``delete_tag``, ``create_branch`` / ``delete_branch``; ``DatasetCard.push_to_hub`` too. Each
+accepted commit is one line of ``ROOT/commits.jsonl`` (``stub.pushes()``). ``stub.fail_next_commits(n, 503,
+retry_after=1)`` makes the next n commit requests fail.
 """
 
 from __future__ import annotations
@@ -31,10 +36,10 @@ from pathlib import Path
 
 import uvicorn
 
-from tests.hubstub.app import PAGE_SIZE, RequestLog, create_app
+from tests.hubstub.app import PAGE_SIZE, Faults, RequestLog, create_app
 from tests.hubstub.store import Access, FileContent, Store, StubError
 
-__all__ = ["Access", "HubStub", "RequestLog", "Store", "StubError"]
+__all__ = ["Access", "Faults", "HubStub", "RequestLog", "Store", "StubError"]
 
 
 class HubStub:
@@ -44,7 +49,8 @@ class HubStub:
         self.store = Store(root)
         self.log = RequestLog()
         self.page_size = PAGE_SIZE  # lower it to exercise tree pagination
-        self.app = create_app(self.store, self.log, lambda: self.page_size)
+        self.faults = Faults()
+        self.app = create_app(self.store, self.log, lambda: self.page_size, self.faults)
         self.url: str | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -93,9 +99,24 @@ class HubStub:
     def set_public(self, repo_id: str) -> None:
         self.store.set_access(repo_id, Access())
 
-    def add_token(self, token: str) -> None:
-        """A valid token that was granted nothing (a logged-in user); unknown tokens get 401 everywhere."""
-        self.store.add_token(token)
+    def add_token(self, token: str, *, write: bool = True) -> None:
+        """A valid token that was granted nothing (a logged-in user); unknown tokens get 401 everywhere. It may
+        write (create repos, commit, tag) to any repo it can see unless ``write=False`` (then writes get 403)."""
+        self.store.add_token(token, write=write)
+
+    # ---- writes: inspection and fault injection ---------------------------------------------------------------
+
+    def pushes(self, repo_id: str | None = None) -> list[dict]:
+        """Commits accepted through the write routes (the lines of ROOT/commits.jsonl), oldest first."""
+        return [p for p in self.store.pushes() if repo_id in (None, p["repo"])]
+
+    def fail_next_commits(self, n: int = 1, status: int = 500, retry_after: float | None = None) -> None:
+        """The next ``n`` commit requests (POST .../commit/REV) answer ``status`` without committing, with a
+        ``Retry-After`` header if ``retry_after`` is given. They are logged as route "commit" with that status."""
+        self.faults.fail_next_commits(n, status, retry_after)
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
 
     # ---- serving -----------------------------------------------------------------------------------------
 

@@ -10,6 +10,17 @@ Routes (TYPE is ``datasets``, ``models`` or ``spaces``; model file URLs have no 
     GET|HEAD  [/TYPE]/ORG/NAME/resolve/REV/PATH          file bytes: X-Repo-Commit, ETag, X-Linked-*, Range
     GET       /_stub/requests                            (stub only) request counts per route
 
+Write routes (a valid token that may write, see ``store.py``; none -> 401, read-only -> 403)::
+
+    POST      /api/repos/create                          {"name", "organization", "type", "visibility"|"private"}
+    POST      /api/validate-yaml                         {} (400 with "errors" if the README's YAML is broken)
+    POST      /api/TYPE/ORG/NAME/preupload/REV           every file "regular" (inline), with the remote git oid
+    POST      /api/TYPE/ORG/NAME/commit/REV              NDJSON: header, file (base64), deletedFile, deletedFolder
+    POST|DEL  /api/TYPE/ORG/NAME/tag/REV | tag/TAG       create ({"tag", "message"}) / delete a tag
+    POST|DEL  /api/TYPE/ORG/NAME/branch/BRANCH           create ({"startingPoint"}) / delete a branch
+
+``Faults`` makes the next commit requests fail (429/5xx, optional Retry-After), for retry tests.
+
 Errors carry the Hub's ``X-Error-Code`` (RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo) so
 huggingface_hub raises the same exception classes as against huggingface.co. Revisions and paths are read from
 the raw (still percent-encoded) path, because huggingface_hub sends ``refs%2Fpr%2F1`` as one segment.
@@ -17,7 +28,9 @@ the raw (still percent-encoded) path, because huggingface_hub sends ``refs%2Fpr%
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -38,7 +51,8 @@ EXPAND_PAGE_SIZE = 50
 
 class RequestLog:
     """Counts requests by route name ("repo_info", "tree", "paths_info", "refs", "commits", "resolve",
-    "unknown") and method. Thread-safe; tests read it to prove that a cache was (not) used."""
+    "create_repo", "validate_yaml", "preupload", "commit", "create_tag", "delete_tag", "create_branch",
+    "delete_branch", "unknown") and method. Thread-safe; tests read it to prove that a cache was (not) used."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -61,16 +75,51 @@ class RequestLog:
             self.entries.clear()
 
 
-def create_app(store: Store, log: RequestLog, page_size: Callable[[], int] = lambda: PAGE_SIZE) -> Starlette:
+class Faults:
+    """Failures to inject: the next ``n`` commit requests answer ``status`` (with ``Retry-After`` if given)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._commits: list[tuple[int, float | None]] = []
+
+    def fail_next_commits(self, n: int, status: int = 500, retry_after: float | None = None) -> None:
+        with self._lock:
+            self._commits.extend([(status, retry_after)] * n)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._commits.clear()
+
+    def take_commit(self) -> Response | None:
+        with self._lock:
+            if not self._commits:
+                return None
+            status, retry_after = self._commits.pop(0)
+        headers = {"X-Error-Message": f"injected failure ({status})"}
+        if retry_after is not None:
+            headers["Retry-After"] = str(int(retry_after)) if float(retry_after).is_integer() else str(retry_after)
+        return JSONResponse({"error": f"injected failure ({status})"}, status_code=status, headers=headers)
+
+
+def create_app(
+    store: Store,
+    log: RequestLog,
+    page_size: Callable[[], int] = lambda: PAGE_SIZE,
+    faults: Faults | None = None,
+) -> Starlette:
+    faults = faults or Faults()
+
     async def dispatch(request: Request) -> Response:
         raw = request.scope.get("raw_path", request.url.path.encode()).split(b"?")[0].decode("latin-1")
         parts = [unquote(p) for p in raw.strip("/").split("/")]
-        route, handler, args = _match(parts)
+        route, handler, args = _match(parts, request.method)
         try:
             if handler is None:
                 response: Response = JSONResponse({"error": f"stub has no route for {raw}"}, status_code=404)
+            elif route == "commit" and (injected := faults.take_commit()) is not None:
+                response = injected
             else:
-                body = await request.body() if request.method == "POST" else b""
+                body = await request.body() if request.method in ("POST", "DELETE") else b""
                 response = handler(store, request, body, page_size, *args)
         except StubError as e:
             response = _error(e)
@@ -83,16 +132,25 @@ def create_app(store: Store, log: RequestLog, page_size: Callable[[], int] = lam
     return Starlette(
         routes=[
             Route("/_stub/requests", requests, methods=["GET"]),
-            Route("/{path:path}", dispatch, methods=["GET", "HEAD", "POST"]),
+            Route("/{path:path}", dispatch, methods=["GET", "HEAD", "POST", "DELETE"]),
         ]
     )
 
 
-def _match(parts: list[str]) -> tuple[str, Any, tuple]:
+def _match(parts: list[str], method: str = "GET") -> tuple[str, Any, tuple]:
     """(route name, handler, (repo_type, repo_id, *rest)) for a split, decoded path."""
+    if method == "POST" and parts == ["api", "repos", "create"]:
+        return "create_repo", _create_repo, ()
+    if method == "POST" and parts == ["api", "validate-yaml"]:
+        return "validate_yaml", _validate_yaml, ()
     if len(parts) >= 4 and parts[0] == "api" and parts[1] in REPO_TYPES.values():
         repo_type = _type_of(parts[1])
         repo_id, rest = f"{parts[2]}/{parts[3]}", parts[4:]
+        if len(rest) > 1 and rest[0] in _WRITE_ROUTES and method in _WRITE_ROUTES[rest[0]]:
+            name, handler = _WRITE_ROUTES[rest[0]][method]
+            return name, handler, (repo_type, repo_id, "/".join(rest[1:]))
+        if method == "DELETE":
+            return "unknown", None, ()
         if not rest:
             return "repo_info", _repo_info, (repo_type, repo_id, None)
         if rest[0] == "revision" and len(rest) > 1:
@@ -105,6 +163,8 @@ def _match(parts: list[str]) -> tuple[str, Any, tuple]:
             return "refs", _refs, (repo_type, repo_id)
         if rest[0] == "commits" and len(rest) > 1:
             return "commits", _commits, (repo_type, repo_id, "/".join(rest[1:]))
+        return "unknown", None, ()
+    if method == "DELETE":
         return "unknown", None, ()
     prefixed = len(parts) >= 1 and parts[0] in ("datasets", "spaces")
     repo_type = _type_of(parts[0]) if prefixed else "model"
@@ -125,8 +185,7 @@ def _authorize(store: Store, request: Request, repo_type: str, repo_id: str, con
     """Answer as the Hub does: an unknown token is refused everywhere; a private repo is 'not found' to
     anyone without access (401 anonymous, 404 logged in); a gated repo shows its metadata and listing but not
     its files (401 anonymous, 403 logged in without a grant)."""
-    header = request.headers.get("authorization", "")
-    token = header[7:].strip() if header.lower().startswith("bearer ") else None
+    token = _token(request)
     access = store.access(repo_id, repo_type)
     if token and token not in access.tokens and token not in store.tokens():
         raise StubError(401, None, "Invalid credentials in Authorization header")
@@ -271,6 +330,193 @@ def _resolve(store: Store, request: Request, body: bytes, page_size, repo_type, 
         headers=headers,
         media_type="application/octet-stream",
     )
+
+
+# ---- write routes ------------------------------------------------------------------------------------------
+
+
+def _token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    return header[7:].strip() if header.lower().startswith("bearer ") else None
+
+
+def _writer(store: Store, request: Request) -> str:
+    """The request's token if it may write at all: none or unknown -> 401, read-only -> 403."""
+    token = _token(request)
+    if not token:
+        raise StubError(401, None, "Invalid username or password.")
+    if token not in store.tokens():
+        raise StubError(401, None, "Invalid credentials in Authorization header")
+    if token in store.readonly_tokens():
+        raise StubError(403, None, "You don't have the rights to write to this repository (read-only token)")
+    return token
+
+
+def _authorize_write(store: Store, request: Request, repo_type: str, repo_id: str) -> str:
+    token = _writer(store, request)
+    _authorize(store, request, repo_type, repo_id, content=False)  # exists and is visible to the token
+    return token
+
+
+def _json_body(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        raise StubError(400, None, "body is not JSON") from None
+    if not isinstance(data, dict):
+        raise StubError(400, None, "body is not a JSON object")
+    return data
+
+
+def _repo_url(request: Request, repo_type: str, repo_id: str) -> str:
+    base = str(request.base_url).rstrip("/")  # must start with the client's endpoint (else HfUriError)
+    return f"{base}/{repo_id}" if repo_type == "model" else f"{base}/{REPO_TYPES[repo_type]}/{repo_id}"
+
+
+def _create_repo(store: Store, request: Request, body: bytes, page_size) -> Response:
+    token = _writer(store, request)
+    data = _json_body(body)
+    repo_type = data.get("type") or "model"
+    if repo_type not in REPO_TYPES:
+        raise StubError(400, None, f"invalid repo type {repo_type!r}")
+    repo_id = f"{data.get('organization') or 'stub-user'}/{data.get('name')}"
+    private = data.get("visibility", "private" if data.get("private") else "public") == "private"
+    url = _repo_url(request, repo_type, repo_id)
+    try:
+        store.create_repo(repo_id, private=private, token=token, repo_type=repo_type)
+    except StubError as e:
+        if e.status == 409:  # huggingface_hub reads "url" from the 409 too (exist_ok=True)
+            return JSONResponse(
+                {"error": e.message, "url": url}, status_code=409, headers={"X-Error-Message": e.message}
+            )
+        raise
+    return JSONResponse({"url": url, "name": repo_id, "id": hashlib.sha1(repo_id.encode()).hexdigest()[:24]})
+
+
+def _validate_yaml(store: Store, request: Request, body: bytes, page_size) -> Response:
+    text = str(_json_body(body).get("content") or "")
+    if text.startswith("---"):
+        try:
+            yaml.safe_load(text[3:].split("\n---", 1)[0])
+        except yaml.YAMLError as e:
+            return JSONResponse({"errors": [{"message": str(e)}]}, status_code=400)
+    return JSONResponse({})
+
+
+def _preupload(store: Store, request: Request, body: bytes, page_size, repo_type, repo_id, revision) -> Response:
+    """Every file is "regular" (inline base64 in the commit), so no LFS or Xet server is needed; ``oid`` is the
+    git blob id of the file already at that path, which huggingface_hub compares to skip unchanged files."""
+    _authorize_write(store, request, repo_type, repo_id)
+    create_pr = request.query_params.get("create_pr") in ("1", "true")
+    try:
+        files = store.commit_info(repo_id, store.resolve(repo_id, revision, repo_type), repo_type).files
+    except StubError:
+        if not create_pr:
+            raise
+        files = {}
+    out = []
+    for item in _json_body(body).get("files", []):
+        path = item.get("path")
+        entry = {"path": path, "uploadMode": "regular", "shouldIgnore": False}
+        out.append(entry | ({"oid": files[path]["oid"]} if path in files else {}))
+    return JSONResponse({"files": out, "commitOid": None})
+
+
+def _commit(store: Store, request: Request, body: bytes, page_size, repo_type, repo_id, revision) -> Response:
+    _authorize_write(store, request, repo_type, repo_id)
+    if request.query_params.get("create_pr") in ("1", "true"):
+        raise StubError(400, None, "the stub does not open pull requests (commit to a branch instead)")
+    header: dict[str, Any] = {}
+    added: dict[str, bytes] = {}
+    deleted: list[str] = []
+    folders: list[str] = []
+    for line in body.splitlines():
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            key, value = item["key"], item.get("value") or {}
+        except (ValueError, KeyError, TypeError):
+            raise StubError(400, None, "commit body is not NDJSON of {key, value}") from None
+        if key == "header":
+            header = value
+        elif key == "file":
+            content = value.get("content", "")
+            added[value["path"]] = base64.b64decode(content) if value.get("encoding") == "base64" else content.encode()
+        elif key == "deletedFile":
+            deleted.append(value["path"])
+        elif key == "deletedFolder":
+            folders.append(value["path"])
+        else:  # lfsFile, copyFile: never asked for (preupload answers "regular")
+            raise StubError(400, None, f"the stub does not accept {key!r} commit operations")
+    summary = str(header.get("summary") or "").strip()
+    if not summary:
+        raise StubError(400, None, "commit summary is required")
+    description = str(header.get("description") or "").strip()
+    message = f"{summary}\n\n{description}" if description else summary
+    sha = store.push(
+        repo_id,
+        revision,
+        added,
+        [p for p in deleted if p not in added],
+        folders,
+        message=message,
+        parent=header.get("parentCommit"),
+        repo_type=repo_type,
+    )
+    commit_url = f"{_repo_url(request, repo_type, repo_id)}/commit/{sha}"
+    return JSONResponse({"success": True, "commitOid": sha, "commitUrl": commit_url, "hookOutput": ""})
+
+
+def _create_tag(store: Store, request: Request, body: bytes, page_size, repo_type, repo_id, revision) -> Response:
+    _authorize_write(store, request, repo_type, repo_id)
+    tag = str(_json_body(body).get("tag") or "")
+    if not tag or "/" in tag:
+        raise StubError(400, None, f"invalid tag name {tag!r}")
+    with store._lock:
+        sha = store.resolve(repo_id, revision, repo_type)
+        if tag in store.refs(repo_id, repo_type)["tags"]:
+            raise StubError(409, None, f"Tag {tag} already exists")
+        store.set_ref(repo_id, tag, sha, kind="tags", repo_type=repo_type)
+    return JSONResponse({"name": tag, "ref": f"refs/tags/{tag}", "targetCommit": sha})
+
+
+def _delete_tag(store: Store, request: Request, body: bytes, page_size, repo_type, repo_id, tag) -> Response:
+    _authorize_write(store, request, repo_type, repo_id)
+    with store._lock:
+        if tag not in store.refs(repo_id, repo_type)["tags"]:
+            raise StubError(404, "RevisionNotFound", f"Invalid rev id: {tag}")
+        store.set_ref(repo_id, tag, None, kind="tags", repo_type=repo_type)
+    return JSONResponse({})
+
+
+def _create_branch(store: Store, request: Request, body: bytes, page_size, repo_type, repo_id, branch) -> Response:
+    _authorize_write(store, request, repo_type, repo_id)
+    start = _json_body(body).get("startingPoint")
+    with store._lock:
+        if branch in store.refs(repo_id, repo_type)["branches"]:
+            raise StubError(409, None, f"Branch {branch} already exists")
+        default = store.refs(repo_id, repo_type)["branches"].get("main")
+        sha = store.resolve(repo_id, start, repo_type) if start or default is None else default
+        store.set_ref(repo_id, branch, sha, kind="branches", repo_type=repo_type)
+    return JSONResponse({})
+
+
+def _delete_branch(store: Store, request: Request, body: bytes, page_size, repo_type, repo_id, branch) -> Response:
+    _authorize_write(store, request, repo_type, repo_id)
+    with store._lock:
+        if branch not in store.refs(repo_id, repo_type)["branches"] or branch == "main":
+            raise StubError(404 if branch != "main" else 403, "RevisionNotFound", f"cannot delete branch {branch}")
+        store.set_ref(repo_id, branch, None, kind="branches", repo_type=repo_type)
+    return JSONResponse({})
+
+
+_WRITE_ROUTES: dict[str, dict[str, tuple[str, Any]]] = {
+    "preupload": {"POST": ("preupload", _preupload)},
+    "commit": {"POST": ("commit", _commit)},
+    "tag": {"POST": ("create_tag", _create_tag), "DELETE": ("delete_tag", _delete_tag)},
+    "branch": {"POST": ("create_branch", _create_branch), "DELETE": ("delete_branch", _delete_branch)},
+}
 
 
 # ---- helpers -----------------------------------------------------------------------------------------------

@@ -103,6 +103,7 @@ def hub_stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubStub]:
 def hub(hub_stub: HubStub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> HubEnv:
     assert hub_stub.url is not None
     hub_stub.log.clear()
+    hub_stub.clear_faults()
     hub_stub.page_size = PAGE_SIZE
     env = HubEnv(hub_stub, hub_stub.url, tmp_path / "hf-home", monkeypatch)
     patch_hub_env(monkeypatch, env.url, env.home)

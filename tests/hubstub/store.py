@@ -10,8 +10,13 @@ Layout (one folder per repo, so deleting a repo is deleting a folder)::
         objects/AB/SHA256      file contents, stored once per content
 
 A commit snapshot lists every file of the repo at that commit, so reading a revision is one JSON file and
-nothing is ever rewritten: new commits add a snapshot and move a ref. Write routes (repo creation, preupload,
-NDJSON commits, tags) can be built on ``commit`` and ``set_ref`` alone.
+nothing is ever rewritten: new commits add a snapshot and move a ref. The write routes use ``create_repo`` and
+``push`` (a commit on an existing branch, checked and logged to ``ROOT/commits.jsonl``, one JSON line per commit:
+``{"repo", "repo_type", "revision", "commit", "parent", "added", "deleted", "message"}``).
+
+Tokens: ``ROOT/tokens.json`` lists valid tokens (``add_token``), ``ROOT/readonly_tokens.json`` those of them that may
+not write; tokens granted on a private or gated repo are valid too. Any valid, non-read-only token may write to a
+repo it can see (the stub has no users or namespaces).
 """
 
 from __future__ import annotations
@@ -29,6 +34,11 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+# The .gitattributes the Hub puts in the first commit of a new repo (abridged).
+GITATTRIBUTES = "".join(
+    f"*{suffix} filter=lfs diff=lfs merge=lfs -text\n"
+    for suffix in (".arrow", ".bin", ".gz", ".npy", ".npz", ".parquet", ".pt", ".safetensors", ".tar", ".zip", ".zst")
+)
 REPO_TYPES = {"dataset": "datasets", "model": "models", "space": "spaces"}  # repo type -> folder and URL prefix
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 # Stored through LFS on the Hub (its default .gitattributes), and so is anything of 10 MB or more.
@@ -104,6 +114,9 @@ class Store:
                 for repo_id in self.repos(repo_type):
                     found.update(self.access(repo_id, repo_type).tokens)
         return found
+
+    def readonly_tokens(self) -> set[str]:
+        return set(_read_json(self.root / "readonly_tokens.json", []))
 
     def resolve(self, repo_id: str, revision: str | None, repo_type: str = "dataset") -> str:
         """The commit sha a branch, tag, ``refs/heads/X``, ``refs/tags/X`` or full sha names."""
@@ -192,10 +205,80 @@ class Store:
             data.update(private=access.private, gated=access.gated, tokens=list(access.tokens))
             _write_json(path, data)
 
-    def add_token(self, token: str) -> None:
-        """A valid token with access to no repo in particular (a logged-in user without grants)."""
+    def add_token(self, token: str, *, write: bool = True) -> None:
+        """A valid token with access to no repo in particular (a logged-in user without grants); ``write=False``
+        makes it read-only (writes get 403)."""
         with self._lock:
             _write_json(self.root / "tokens.json", sorted({*_read_json(self.root / "tokens.json", []), token}))
+            readonly = self.readonly_tokens()
+            readonly = readonly - {token} if write else readonly | {token}
+            _write_json(self.root / "readonly_tokens.json", sorted(readonly))
+
+    def create_repo(self, repo_id: str, *, private: bool = False, token: str | None = None, repo_type: str = "dataset"):
+        """A new repo as the Hub makes it: branch main with one commit holding ``.gitattributes``; a private one
+        readable by ``token`` only. Raises 409 if it exists."""
+        with self._lock:
+            if self.exists(repo_id, repo_type):
+                raise StubError(409, None, f"You already created this {repo_type} repo")
+            access = Access(private=private, tokens=(token,) if private and token else ())
+            self.set_access(repo_id, access, repo_type)
+            return self.commit(
+                repo_id, {".gitattributes": GITATTRIBUTES}, message="initial commit", repo_type=repo_type
+            )
+
+    def push(
+        self,
+        repo_id: str,
+        revision: str,
+        added: Mapping[str, bytes],
+        deleted: Iterable[str] = (),
+        deleted_folders: Iterable[str] = (),
+        *,
+        message: str,
+        parent: str | None = None,
+        repo_type: str = "dataset",
+    ) -> str:
+        """A commit on existing branch ``revision`` as the Hub's commit route makes it: ``parent`` (if given) must
+        be the branch head (412 otherwise), deleted files and folders must exist (404). Logged to commits.jsonl."""
+        with self._lock:
+            head = self.refs(repo_id, repo_type)["branches"].get(revision)
+            if head is None:
+                raise StubError(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+            if parent is not None and not head.startswith(parent):
+                raise StubError(412, None, "A commit has happened since. Please refresh and try again.")
+            tree = self.commit_info(repo_id, head, repo_type).files
+            files: dict[str, FileContent] = {}
+            for path in deleted:
+                if path not in tree:
+                    raise StubError(404, "EntryNotFound", f"A file with this name doesn't exist: {path}")
+                files[path] = None
+            for folder in deleted_folders:
+                inside = [p for p in tree if p.startswith(folder.rstrip("/") + "/")]
+                if not inside:
+                    raise StubError(404, "EntryNotFound", f"A folder with this name doesn't exist: {folder}")
+                files.update(dict.fromkeys(inside))
+            for path in added:
+                _check_path(path)
+            files.update(added)
+            sha = self.commit(repo_id, files, revision=revision, message=message, repo_type=repo_type)
+            line = {
+                "repo": repo_id,
+                "repo_type": repo_type,
+                "revision": revision,
+                "commit": sha,
+                "parent": head,
+                "added": sorted(added),
+                "deleted": sorted(p for p, c in files.items() if c is None),
+                "message": message,
+            }
+            with (self.root / "commits.jsonl").open("a") as f:
+                f.write(json.dumps(line) + "\n")
+            return sha
+
+    def pushes(self) -> list[dict[str, Any]]:
+        """The lines of commits.jsonl: every commit accepted by the write routes, oldest first."""
+        path = self.root / "commits.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
 
     def _store_object(self, repo: Path, content: FileContent) -> dict[str, Any]:
         if isinstance(content, str):

@@ -33,7 +33,7 @@ def test_bare_command_prints_usage_and_what_is_missing(tmp_path: Path, script: b
 @pytest.mark.parametrize(
     ("args", "message", "usage"),
     [
-        (["push"], "No such command 'push'", "Usage: polypref [OPTIONS] COMMAND"),
+        (["publish"], "No such command 'publish'", "Usage: polypref [OPTIONS] COMMAND"),
         (["build", "--bogus"], "No such option: --bogus", "Usage: polypref build [OPTIONS]"),
         (["validate", "--set"], "Error: Option '--set' requires an argument.", None),  # click prints no usage here
     ],

@@ -1,0 +1,237 @@
+"""Push a finished build folder to a Hugging Face Hub dataset repo: few large commits, only what changed, tagged.
+
+The remote mirrors the folder's published part (``README.md`` and ``data/``): files whose bytes the remote
+already holds (same git blob id, or same LFS sha256) are not uploaded again, remote data files the folder no
+longer has are deleted, and a push of an unchanged folder makes no commit. Data files go first, in commits of
+at most ``FILES_PER_COMMIT`` (the Hub allows about 128 commits an hour per repo), and the card last, so the card
+never describes files that have not landed. A push that was interrupted resumes: the next one compares again
+and uploads what is missing. Each push that changed something is tagged ``v1``, ``v2``, ... so consumers can pin
+a revision. 429, 412 and 5xx answers are retried with backoff (honouring ``Retry-After``); the last one becomes a
+clear error. ``HF_TOKEN`` comes from the environment and is registered as a secret, so it reaches no message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from polypref import files, secrets
+from polypref.dataset.state import BuildState
+from polypref.errors import PolyprefError
+
+log = logging.getLogger("polypref.publish")
+
+FILES_PER_COMMIT = 99  # fewer than 100 files per commit, as the Hub recommends
+RETRY_STATUSES = frozenset({412, 429, 500, 502, 503, 504})
+TAG = re.compile(r"v(\d+)")
+T = TypeVar("T")
+
+
+class PublishError(PolyprefError):
+    """A push that cannot go on: a bad folder or card, a refused token, or a Hub that kept failing."""
+
+
+@dataclass
+class PushResult:
+    repo: str
+    revision: str
+    commits: list[str] = field(default_factory=list)  # commit ids made by this push, in order
+    uploaded: list[str] = field(default_factory=list)  # paths uploaded (new or changed)
+    deleted: list[str] = field(default_factory=list)
+    unchanged: int = 0  # local files the remote already held
+    tag: str | None = None  # the tag this push created (None: nothing changed, nothing tagged)
+
+
+def blob_id(data: bytes) -> str:
+    """The git blob id the Hub reports for a file stored in git (not LFS)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def published_files(folder: Path) -> dict[str, Path]:
+    """What a push uploads: the card and every data file, by their path in the repo."""
+    paths = {"README.md": folder / "README.md"}
+    paths.update({p.relative_to(folder).as_posix(): p for p in sorted((folder / "data").rglob("*.parquet"))})
+    return paths
+
+
+def check_folder(folder: Path) -> dict[str, Path]:
+    """A finished build with a valid card, before anything is sent."""
+    if not folder.is_dir():
+        raise PublishError(f"{folder} is not a folder")
+    if BuildState(folder).read() is None or not (BuildState(folder).root / "summary.json").is_file():
+        raise PublishError(f"{folder} holds no finished polypref build (finish it with polypref build first)")
+    card = files.read_text(folder / "README.md", str(folder), "README.md")
+    meta = card_metadata(card, folder / "README.md")
+    paths = published_files(folder)
+    for config in meta.get("configs") or []:
+        for entry in config.get("data_files") or []:
+            pattern = entry["path"] if isinstance(entry, dict) else entry
+            if not any(Path(p).match(pattern) for p in paths if p != "README.md"):
+                raise PublishError(
+                    f"{folder / 'README.md'}: config {config.get('config_name')!r} names {pattern!r}, "
+                    "which matches no data file in the folder"
+                )
+    return paths
+
+
+def card_metadata(card: str, where: Path) -> dict[str, Any]:
+    """The card's YAML front matter, which must parse to a mapping (the Hub refuses the card otherwise)."""
+    match = re.match(r"^---\n(.*?)\n---\n", card, re.DOTALL)
+    if not match:
+        raise PublishError(f"{where}: the dataset card has no YAML front matter (--- ... ---)")
+    try:
+        meta = yaml.safe_load(match.group(1))
+    except yaml.YAMLError as e:
+        raise PublishError(f"{where}: the card's YAML does not parse: {e}") from None
+    if not isinstance(meta, dict):
+        raise PublishError(f"{where}: the card's YAML must be a mapping")
+    return meta
+
+
+def push(
+    folder: str | Path,
+    repo: str,
+    private: bool = False,
+    revision: str = "main",
+    api: Any = None,
+    sleep: Callable[[float], None] = time.sleep,
+    attempts: int = 6,
+) -> PushResult:
+    """Mirror ``folder``'s card and data into ``repo`` (a dataset repo, created if missing)."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCard, HfApi
+
+    folder = Path(folder)
+    local = check_folder(folder)
+    secrets.register(os.environ.get("HF_TOKEN"))
+    api = api or HfApi()
+    retry = _Retry(sleep, attempts)
+    with _hub_errors(repo):
+        retry(lambda: api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True))
+        retry(lambda: DatasetCard(local["README.md"].read_text(encoding="utf-8")).validate(repo_type="dataset"))
+        if revision != "main":
+            retry(lambda: api.create_branch(repo, branch=revision, repo_type="dataset", exist_ok=True))
+        remote = retry(lambda: _remote_files(api, repo, revision))
+        result = PushResult(repo, revision)
+        changed = []
+        for path, source in local.items():
+            data = source.read_bytes()
+            if remote.get(path) in (blob_id(data), hashlib.sha256(data).hexdigest()):
+                result.unchanged += 1
+            else:
+                changed.append(path)
+        stale = sorted(p for p in remote if p.startswith("data/") and p not in local)
+        data_changes = [p for p in changed if p != "README.md"]
+        batches = [data_changes[i : i + FILES_PER_COMMIT] for i in range(0, len(data_changes), FILES_PER_COMMIT)]
+        last: list[Any] = [CommitOperationDelete(path_in_repo=p) for p in stale]
+        if "README.md" in changed:
+            last.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(local["README.md"])))
+        for number, batch in enumerate(batches, start=1):
+            operations = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(local[p])) for p in batch]
+            message = f"polypref: data files, part {number} of {len(batches)}"
+            result.commits.append(retry(lambda ops=operations, m=message: _commit(api, repo, revision, ops, m)))
+            result.uploaded.extend(batch)
+        if last:
+            message = "polypref: dataset card" + (f", {len(stale)} stale data files removed" if stale else "")
+            result.commits.append(retry(lambda: _commit(api, repo, revision, last, message)))
+            result.uploaded.extend(p for p in ("README.md",) if p in changed)
+            result.deleted.extend(stale)
+        if result.commits:
+            result.tag = retry(lambda: _next_tag(api, repo))
+            retry(lambda: api.create_tag(repo, tag=result.tag, revision=result.commits[-1], repo_type="dataset"))
+    return result
+
+
+def _commit(api: Any, repo: str, revision: str, operations: list[Any], message: str) -> str:
+    info = api.create_commit(repo, operations, commit_message=message, repo_type="dataset", revision=revision)
+    return str(info.oid)
+
+
+def _remote_files(api: Any, repo: str, revision: str) -> dict[str, str]:
+    """Path -> content id (LFS sha256 when the file is in LFS, else its git blob id)."""
+    from huggingface_hub.hf_api import RepoFile
+
+    entries = api.list_repo_tree(repo, recursive=True, revision=revision, repo_type="dataset")
+    return {e.path: (e.lfs.sha256 if e.lfs else e.blob_id) for e in entries if isinstance(e, RepoFile)}
+
+
+def _next_tag(api: Any, repo: str) -> str:
+    refs = api.list_repo_refs(repo, repo_type="dataset")
+    numbers = [int(m.group(1)) for t in refs.tags if (m := TAG.fullmatch(t.name))]
+    return f"v{max(numbers, default=0) + 1}"
+
+
+@dataclass
+class _Retry:
+    """Calls that the Hub may refuse for a while (rate limits, a moved branch head, a server error)."""
+
+    sleep: Callable[[float], None]
+    attempts: int
+    base: float = 1.0
+    cap: float = 60.0
+
+    def __call__(self, call: Callable[[], T]) -> T:
+        from huggingface_hub.errors import HfHubHTTPError
+
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return call()
+            except HfHubHTTPError as e:
+                status = _status(e)
+                if status not in RETRY_STATUSES or attempt == self.attempts:
+                    raise
+                after = e.response.headers.get("retry-after") if e.response is not None else None
+                wait = float(after) if after and after.replace(".", "", 1).isdigit() else self.base * 2 ** (attempt - 1)
+                log.warning(
+                    "the Hub answered %s; retrying in %.0f s (attempt %d of %d)", status, wait, attempt, self.attempts
+                )
+                self.sleep(min(wait, self.cap))
+        raise AssertionError("unreachable")
+
+
+def _status(e: Any) -> int | None:
+    response = getattr(e, "response", None)
+    return getattr(response, "status_code", None)
+
+
+@contextmanager
+def _hub_errors(repo: str) -> Iterator[None]:
+    """huggingface_hub's errors as one clear PublishError (what failed, what to do), never a traceback."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        yield
+    except (HfHubHTTPError, OSError) as error:
+        status = _status(error)
+        hint = {
+            401: "set HF_TOKEN to a token with write access",
+            403: "the token cannot write to this repo (a read-only token, or another owner's repo)",
+            404: "check the repo id and revision",
+            429: "the Hub rate-limits commits (about 128 an hour per repo): wait and push again; finished "
+            "files are not uploaded twice",
+        }.get(status or 0, "push again to resume: files already on the Hub are not uploaded twice")
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise PublishError(
+            f"pushing to {repo} failed ({status or 'no answer'}): {secrets.scrub(first)}; {hint}"
+        ) from None
+
+
+def iter_summary(result: PushResult) -> Iterator[str]:
+    """Lines the CLI prints."""
+    if not result.commits:
+        yield f"{result.repo} already holds this build ({result.unchanged} files unchanged): no commit"
+        return
+    yield (
+        f"pushed to {result.repo}@{result.revision}: {len(result.uploaded)} files uploaded, {len(result.deleted)} "
+        f"deleted, {result.unchanged} unchanged, in {len(result.commits)} commits; tagged {result.tag}"
+    )
+    yield f'load it: datasets.load_dataset("{result.repo}", revision="{result.tag}")'

@@ -1,0 +1,146 @@
+"""Pushing a build to the Hub, through huggingface_hub, to the local Hub stub (the Hub's HTTP API cannot exist
+offline; tests/hubstub is named as the stub it is). Everything on our side is real: the build, the commits,
+the tags, and `datasets.load_dataset` reading the pushed repo back through HF_ENDPOINT."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from polypref import pipeline, publish
+from polypref.config import load_config
+from tests.conftest import run_without_prefect
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "hf_write_token_3c8e1a9f5d"
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small simulated build with several preference shards."""
+    out = tmp_path_factory.mktemp("push") / "out"
+    config = load_config(None, ["population.size=30", "output.units_per_shard=1100"])
+    run_without_prefect(pipeline.plan(config, out))
+    return out
+
+
+@pytest.fixture
+def writer(hub):
+    hub.stub.add_token(TOKEN, write=True)
+    hub.token(TOKEN)
+    return hub
+
+
+def _repo() -> str:
+    return f"org/prefs-{os.urandom(4).hex()}"
+
+
+def _no_sleep(seconds: float) -> None:
+    return None
+
+
+def test_a_push_loads_back_with_datasets_and_a_second_push_commits_nothing(writer, build: Path) -> None:
+    import datasets
+
+    repo = _repo()
+    first = publish.push(build, repo, sleep=_no_sleep)
+    data = sorted(p for p in publish.published_files(build) if p != "README.md")
+    assert first.tag == "v1" and sorted(first.uploaded) == sorted([*data, "README.md"])
+    assert len(data) > 2  # several shards per config
+
+    pushes = writer.stub.pushes(repo)
+    assert [sorted(p["added"]) for p in pushes[-len(first.commits) :]][-1] == ["README.md"]  # the card lands last
+    assert all(TOKEN not in json.dumps(p) for p in pushes)
+
+    local = pl.read_parquet(build / "data" / "preferences").sort(["persona_id", "pair_id"])
+    remote = datasets.load_dataset(repo, "preferences", split="train", revision="v1")
+    assert remote.num_rows == local.height
+    back = pl.from_arrow(remote.data.table).sort(["persona_id", "pair_id"])
+    assert back["chosen_id"].to_list() == local["chosen_id"].to_list()
+
+    again = publish.push(build, repo, sleep=_no_sleep)
+    assert again.commits == [] and again.tag is None and len(writer.stub.pushes(repo)) == len(pushes)
+
+
+def test_commits_hold_at_most_the_batch_size_and_the_card_comes_last(
+    writer, build: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(publish, "FILES_PER_COMMIT", 2)
+    repo = _repo()
+    result = publish.push(build, repo, sleep=_no_sleep)
+    pushes = writer.stub.pushes(repo)[-len(result.commits) :]
+    assert all(len(p["added"]) <= 2 for p in pushes)
+    assert pushes[-1]["added"] == ["README.md"] and len(result.commits) == -(-(len(result.uploaded) - 1) // 2) + 1
+
+
+def test_rate_limits_are_retried_and_a_failed_push_resumes_without_uploading_twice(writer, build: Path) -> None:
+    repo = _repo()
+    waits: list[float] = []
+    writer.stub.fail_next_commits(2, status=429, retry_after=7)
+    result = publish.push(build, repo, sleep=waits.append)
+    assert waits[:2] == [7.0, 7.0] and result.tag == "v1"
+
+
+def test_a_push_that_failed_midway_resumes_uploading_only_what_had_not_landed(
+    writer, build: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    repo = _repo()
+    partial = tmp_path / "partial"  # what landed before the failure: all but one shard
+    shutil.copytree(build, partial)
+    missing = sorted((partial / "data" / "judgments").glob("*.parquet"))[-1]
+    missing.unlink()
+    publish.push(partial, repo, sleep=_no_sleep)
+
+    writer.stub.fail_next_commits(6, status=503)  # a Hub that keeps failing: a clear error after the last attempt
+    with pytest.raises(publish.PublishError, match=r"503.*push again to resume"):
+        publish.push(build, repo, sleep=_no_sleep)
+    writer.stub.clear_faults()
+    resumed = publish.push(build, repo, sleep=_no_sleep)
+    assert resumed.uploaded == [missing.relative_to(partial).as_posix()] and resumed.tag == "v2"
+
+
+def test_a_changed_build_uploads_only_what_changed_and_is_tagged_anew(writer, build: Path, tmp_path: Path) -> None:
+    import shutil
+
+    repo = _repo()
+    publish.push(build, repo, sleep=_no_sleep)
+    copy = tmp_path / "copy"
+    shutil.copytree(build, copy)
+    card = copy / "README.md"
+    card.write_text(card.read_text() + "\nA note added after the build.\n")
+    result = publish.push(copy, repo, sleep=_no_sleep)
+    assert result.uploaded == ["README.md"] and result.tag == "v2" and len(result.commits) == 1
+
+
+def test_bad_folders_and_cards_are_refused_before_any_request(writer, build: Path, tmp_path: Path) -> None:
+    import shutil
+
+    before = len(writer.stub.log.entries)
+    with pytest.raises(publish.PublishError, match="no finished polypref build"):
+        publish.push(tmp_path, _repo())
+    copy = tmp_path / "copy"
+    shutil.copytree(build, copy)
+    (copy / "README.md").write_text("---\n- not: a mapping\n---\n# card\n")
+    with pytest.raises(publish.PublishError, match="must be a mapping"):
+        publish.push(copy, _repo())
+    assert len(writer.stub.log.entries) == before
+
+
+def test_the_push_command_needs_a_token_and_never_prints_it(writer, build: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "HF_ENDPOINT": writer.url, "HF_HOME": str(writer.home), "HF_HUB_OFFLINE": "0"}
+    command = [sys.executable, "-m", "polypref", "push", str(build), "--repo", _repo()]
+    env.pop("HF_TOKEN", None)
+    refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "HF_TOKEN" in refused.stderr and "Traceback" not in refused.stderr
+    done = subprocess.run(command, env={**env, "HF_TOKEN": TOKEN}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "tagged v1" in done.stdout and TOKEN not in done.stdout + done.stderr
