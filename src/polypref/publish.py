@@ -109,7 +109,15 @@ def push(
 ) -> PushResult:
     """Mirror ``folder``'s card and data into ``repo`` (a dataset repo, created if missing)."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCard, HfApi
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
 
+    try:
+        validate_repo_id(repo)
+        if repo.count("/") != 1:
+            raise HFValidationError("give it as ORG/NAME")
+    except HFValidationError as e:
+        raise PublishError(f"--repo {repo!r} is not a Hub repo id: {e}") from None
     folder = Path(folder)
     local = check_folder(folder)
     secrets.register(os.environ.get("HF_TOKEN"))

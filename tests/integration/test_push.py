@@ -125,6 +125,9 @@ def test_bad_folders_and_cards_are_refused_before_any_request(writer, build: Pat
     import shutil
 
     before = len(writer.stub.log.entries)
+    for repo in ("bad repo id!", "no-org", "a/b/c"):
+        with pytest.raises(publish.PublishError, match="is not a Hub repo id"):
+            publish.push(build, repo)
     with pytest.raises(publish.PublishError, match="no finished polypref build"):
         publish.push(tmp_path, _repo())
     copy = tmp_path / "copy"
