@@ -77,6 +77,11 @@ def patch_hub_env(mp: pytest.MonkeyPatch, url: str, home: Path, offline: bool = 
         mp.setattr(constants, name, values[name])
     mp.setattr(constants, "HUGGINGFACE_HUB_CACHE", values["HF_HUB_CACHE"])
     mp.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
+    # huggingface_hub's module-level functions (upload_file, which DatasetCard.push_to_hub calls) go through an
+    # HfApi made at import, with the endpoint of that moment: whichever test imported it first decided
+    from huggingface_hub import hf_api
+
+    mp.setattr(hf_api.api, "endpoint", url)
     if "datasets.config" in sys.modules:
         config = sys.modules["datasets.config"]
         mp.setattr(config, "HF_ENDPOINT", url)
