@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class PolyprefError(Exception):
     """Base class: a problem the user can fix, reported without a traceback."""
@@ -43,3 +45,13 @@ class Interrupted(PolyprefError):
         super().__init__(
             f"stopped by {signal_name}; finished micro-batches are saved, rerun the same command to resume"
         )
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-blank line of an exception's message (libraries append tracebacks and hints), or its type."""
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+
+
+def http_status(error: Any) -> int | None:
+    """The HTTP status of an error that carries a response (huggingface_hub's and httpx's do), else None."""
+    return getattr(getattr(error, "response", None), "status_code", None)

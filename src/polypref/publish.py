@@ -27,7 +27,7 @@ import yaml
 
 from polypref import files, secrets
 from polypref.dataset.state import BuildState
-from polypref.errors import PolyprefError
+from polypref.errors import PolyprefError, first_line, http_status
 
 log = logging.getLogger("polypref.publish")
 
@@ -68,7 +68,8 @@ def check_folder(folder: Path) -> dict[str, Path]:
     """A finished build with a valid card, before anything is sent."""
     if not folder.is_dir():
         raise PublishError(f"{folder} is not a folder")
-    if BuildState(folder).read() is None or not (BuildState(folder).root / "summary.json").is_file():
+    state = BuildState(folder)
+    if state.read() is None or not (state.root / "summary.json").is_file():
         raise PublishError(f"{folder} holds no finished polypref build (finish it with polypref build first)")
     card = files.read_text(folder / "README.md", str(folder), "README.md")
     meta = card_metadata(card, folder / "README.md")
@@ -194,7 +195,7 @@ class _Retry:
             try:
                 return call()
             except HfHubHTTPError as e:
-                status = _status(e)
+                status = http_status(e)
                 if status not in RETRY_STATUSES or attempt == self.attempts:
                     raise
                 after = e.response.headers.get("retry-after") if e.response is not None else None
@@ -206,11 +207,6 @@ class _Retry:
         raise AssertionError("unreachable")
 
 
-def _status(e: Any) -> int | None:
-    response = getattr(e, "response", None)
-    return getattr(response, "status_code", None)
-
-
 @contextmanager
 def _hub_errors(repo: str) -> Iterator[None]:
     """huggingface_hub's errors as one clear PublishError (what failed, what to do), never a traceback."""
@@ -219,7 +215,7 @@ def _hub_errors(repo: str) -> Iterator[None]:
     try:
         yield
     except (HfHubHTTPError, OSError) as error:
-        status = _status(error)
+        status = http_status(error)
         hint = {
             401: "set HF_TOKEN to a token with write access",
             403: "the token cannot write to this repo (a read-only token, or another owner's repo)",
@@ -227,9 +223,8 @@ def _hub_errors(repo: str) -> Iterator[None]:
             429: "the Hub rate-limits commits (about 128 an hour per repo): wait and push again; finished "
             "files are not uploaded twice",
         }.get(status or 0, "push again to resume: files already on the Hub are not uploaded twice")
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise PublishError(
-            f"pushing to {repo} failed ({status or 'no answer'}): {secrets.scrub(first)}; {hint}"
+            f"pushing to {repo} failed ({status or 'no answer'}): {secrets.scrub(first_line(error))}; {hint}"
         ) from None
 
 

@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from polypref import assets, files, secrets
-from polypref.errors import ConfigError
+from polypref.errors import ConfigError, first_line, http_status
 
 SUPPORTED_SUFFIXES = (".jsonl", ".parquet")
 CONFIG = "config"  # ConfigError source; the caller re-labels it with the config file's path
@@ -404,7 +404,7 @@ def _locate_hub(source: str, config: str | None, split: str, revision: str | Non
     try:
         uri = parse_hf_uri(source)
     except HfUriError as e:
-        raise ConfigError(CONFIG, [("items.source", _first_line(e))]) from None
+        raise ConfigError(CONFIG, [("items.source", first_line(e))]) from None
     if uri.type != "dataset":
         raise ConfigError(
             CONFIG, [("items.source", f"{source}: only dataset repos can be read: hf://datasets/ORG/NAME")]
@@ -519,7 +519,7 @@ def _hub_errors(repo_id: str, revision: str | None) -> Iterator[None]:
         yield
     except GatedRepoError as e:
         page = f"{endpoint}/datasets/{repo_id}"
-        if token and _status(e) == 403:
+        if token and http_status(e) == 403:
             reason = (
                 f"dataset {repo_id} is gated and the account of HF_TOKEN has not been granted access: ask at {page}"
             )
@@ -536,7 +536,7 @@ def _hub_errors(repo_id: str, revision: str | None) -> Iterator[None]:
     except DisabledRepoError:
         raise _hub_error("items.source", f"dataset {repo_id} is disabled on {endpoint}") from None
     except IncompleteSnapshotError as e:
-        reason = f"{offline}, and it holds only part of {where}: {_first_line(e)}; run once without HF_HUB_OFFLINE"
+        reason = f"{offline}, and it holds only part of {where}: {first_line(e)}; run once without HF_HUB_OFFLINE"
         raise _hub_error("items.source", reason) from None
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, httpx2.TransportError) as e:
         if constants.is_offline_mode():
@@ -549,11 +549,11 @@ def _hub_errors(repo_id: str, revision: str | None) -> Iterator[None]:
             )
         raise _hub_error("items.source", reason) from None
     except HfHubHTTPError as e:
-        if _status(e) == 401:
+        if http_status(e) == 401:
             reason = f"{endpoint} refused the token in HF_TOKEN (invalid credentials): set a valid one, or unset it"
         else:
             reason = (
-                f"{endpoint} answered HTTP {_status(e)} for dataset {repo_id}: {e.server_message or _first_line(e)}"
+                f"{endpoint} answered HTTP {http_status(e)} for dataset {repo_id}: {e.server_message or first_line(e)}"
             )
         raise _hub_error("items.source", reason) from None
     except FileMetadataError as e:
@@ -568,19 +568,10 @@ def _hub_error(field_name: str, reason: str) -> ConfigError:
     return ConfigError(CONFIG, [(field_name, secrets.scrub(reason))])
 
 
-def _status(e: Any) -> int | None:
-    response = getattr(e, "response", None)
-    return getattr(response, "status_code", None)
-
-
-def _first_line(e: BaseException) -> str:
-    return next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
-
-
 def _root_cause(e: BaseException) -> str:
     while e.__cause__ is not None:
         e = e.__cause__
-    return f"{type(e).__name__}: {_first_line(e)}"
+    return f"{type(e).__name__}: {first_line(e)}"
 
 
 def _refs(repo_id: str) -> str:

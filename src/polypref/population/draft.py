@@ -22,7 +22,7 @@ import polars as pl
 import yaml
 
 from polypref import files
-from polypref.errors import ConfigError
+from polypref.errors import ConfigError, first_line
 from polypref.population.labels import value_texts
 from polypref.population.spec import GROUP_SEPARATOR, NOT_ANSWERED
 from polypref.population.survey import LABELLED_SUFFIXES, read_survey_file
@@ -170,7 +170,7 @@ def _read(path: Path) -> tuple[str, dict[str, Variable]]:
     except ConfigError:
         raise
     except Exception as e:
-        raise ConfigError(str(path), [("", f"cannot read survey table: {_first_line(e)}")]) from None
+        raise ConfigError(str(path), [("", f"cannot read survey table: {first_line(e)}")]) from None
     variables = {name: Variable(name=name, dtype=frame[name].dtype) for name in frame.columns}
     _profile(variables, frame)
     return "", variables
@@ -577,8 +577,3 @@ def _render(
         role = f" [{used[v.name]}]" if v.name in used else ""
         out.append(_comment(f"{v.name}: {v.label or '(no label)'}{role}", 2).replace("  # ", "#   ", 1))
     return "".join(out)
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

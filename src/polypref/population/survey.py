@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 
 from polypref import files
-from polypref.errors import ConfigError
+from polypref.errors import ConfigError, first_line
 from polypref.population.labels import FileColumn, column_labels
 from polypref.population.spec import GROUP_SEPARATOR, NOT_ANSWERED, SurveySpec
 
@@ -92,7 +92,7 @@ def _load(spec: SurveySpec) -> tuple[pl.DataFrame, dict[str, FileColumn]]:
     except ConfigError:
         raise
     except Exception as e:  # a corrupt file must name itself, not crash with a Rust traceback
-        raise ConfigError(str(path), [("", f"cannot read survey table: {_first_line(e)}")]) from None
+        raise ConfigError(str(path), [("", f"cannot read survey table: {first_line(e)}")]) from None
 
 
 def read_survey_file(path: Path, source: str, field: str = "source", **options: Any) -> tuple[pl.DataFrame, Any]:
@@ -106,7 +106,7 @@ def read_survey_file(path: Path, source: str, field: str = "source", **options: 
     try:
         return reader(str(path), user_missing=sav, output_format="polars", **options)
     except Exception as e:  # pyreadstat's own errors, a bad encoding, a date past year 9999: the file's fault
-        raise ConfigError(source, [(field, f"cannot read survey file {path}: {_first_line(e)}")]) from None
+        raise ConfigError(source, [(field, f"cannot read survey file {path}: {first_line(e)}")]) from None
 
 
 def _read_labelled(spec: SurveySpec, path: Path) -> tuple[pl.DataFrame, dict[str, FileColumn]]:
@@ -183,7 +183,7 @@ def respondents(spec: SurveySpec, table: pl.DataFrame | None = None) -> Responde
     try:
         frame = table.select(exprs)
     except pl.exceptions.PolarsError as e:  # a column this module did not foresee: still the table's fault
-        raise ConfigError(spec.path, [("", f"cannot label the survey table: {_first_line(e)}")]) from None
+        raise ConfigError(spec.path, [("", f"cannot label the survey table: {first_line(e)}")]) from None
     _check_weights(spec, frame)
 
     dropped: dict[str, int] = {}
@@ -213,11 +213,6 @@ def respondents(spec: SurveySpec, table: pl.DataFrame | None = None) -> Responde
         where = rule[max(dropped, key=lambda r: dropped[r])] if dropped else "source"
         raise ConfigError(spec.path, [(where, f"no respondents left after missing-value rules (dropped: {dropped})")])
     return Respondents(frame=frame, total=table.height, dropped=dropped)
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _check_columns(spec: SurveySpec, table: pl.DataFrame) -> None:
