@@ -29,7 +29,7 @@ def test_group_counts_follow_weighted_shares(tiny):
     table = survey_table()
     south = _weighted_share(table, "region", 2)
     drawn_south = sum(n for g, n in population.group_counts.items() if g.startswith("south")) / 1000
-    assert drawn_south == pytest.approx(south, abs=0.002)  # largest remainder: off by at most a unit per group
+    assert drawn_south == pytest.approx(south, abs=0.002)  # Sainte-Laguë apportionment: within a unit per group
 
 
 def test_weighted_attribute_and_attitude_frequencies_match_the_survey(tiny):

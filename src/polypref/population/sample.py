@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
 
@@ -41,45 +42,64 @@ def group_shares(frame: pl.DataFrame) -> dict[str, float]:
     return {g: float(w) / total for g, w in sums.iter_rows()}
 
 
-def allocate(shares: dict[str, float], size: int, allocation: Allocation, source: str = "config") -> dict[str, int]:
-    """Personas per group. Proportions become counts by largest remainder, so counts always sum to size."""
+def allocation_targets(
+    shares: dict[str, float], size: int, allocation: Allocation, source: str = "config"
+) -> dict[str, float]:
+    """Each group's designed share of the personas (summing to 1), checked against the survey's groups."""
     field_name = "population.allocation"
     if allocation == "proportional":
-        targets = shares
-    elif allocation == "equal":
-        targets = {g: 1 / len(shares) for g in shares}
-    elif isinstance(allocation, dict):
-        unknown = sorted(set(allocation) - set(shares))
-        if unknown:
-            raise ConfigError(source, [(f"{field_name}.{unknown[0]}", f"unknown group; groups: {sorted(shares)}")])
-        values = list(allocation.values())
-        negative = sorted(g for g, v in allocation.items() if not v >= 0)
-        if negative:
-            raise ConfigError(source, [(f"{field_name}.{negative[0]}", "must be a number >= 0")])
-        total = sum(values)
-        if all(float(v).is_integer() for v in values) and total == size:
-            return {g: int(allocation.get(g, 0)) for g in shares}
-        if not math.isclose(total, 1.0, abs_tol=1e-6):
-            raise ConfigError(
-                source,
-                [
-                    (
-                        field_name,
-                        f"give counts summing to population.size ({size}) or proportions summing to 1; "
-                        f"these sum to {total:g}",
-                    )
-                ],
-            )
-        targets = {g: float(allocation.get(g, 0.0)) for g in shares}
-    else:
+        return dict(shares)
+    if allocation == "equal":
+        return {g: 1 / len(shares) for g in shares}
+    if not isinstance(allocation, dict):
         raise ConfigError(source, [(field_name, f"unknown allocation {allocation!r}")])
-    raw = {g: targets[g] * size for g in shares}
-    counts = {g: math.floor(v) for g, v in raw.items()}
-    short = size - sum(counts.values())
-    by_remainder = sorted(shares, key=lambda g: (-(raw[g] - counts[g]), g))
-    for g in by_remainder[:short]:
-        counts[g] += 1
-    return counts
+    unknown = sorted(set(allocation) - set(shares))
+    if unknown:
+        raise ConfigError(source, [(f"{field_name}.{unknown[0]}", f"unknown group; groups: {sorted(shares)}")])
+    negative = sorted(g for g, v in allocation.items() if not v >= 0)
+    if negative:
+        raise ConfigError(source, [(f"{field_name}.{negative[0]}", "must be a number >= 0")])
+    values = list(allocation.values())
+    total = sum(values)
+    counts = all(float(v).is_integer() for v in values) and total == size
+    if not counts and not math.isclose(total, 1.0, abs_tol=1e-6):
+        raise ConfigError(
+            source,
+            [
+                (
+                    field_name,
+                    f"give counts summing to population.size ({size}) or proportions summing to 1; "
+                    f"these sum to {total:g}",
+                )
+            ],
+        )
+    return {g: float(allocation.get(g, 0.0)) / total for g in shares}
+
+
+def apportion(targets: dict[str, float], size: int) -> list[str]:
+    """The group of each of ``size`` personas, in order: seat after seat to the group with the highest
+    Sainte-Lague quotient target / (2 * seats + 1).
+
+    Sequential, so the first N groups of a population of N + M are those of a population of N (a grown
+    population keeps every persona it had), and any prefix is apportioned as Webster's method would: within
+    about one persona of each group's target. Groups interleave, so every shard of personas is representative.
+    """
+    heap = [(-t, i, g) for i, (g, t) in enumerate(targets.items()) if t > 0]
+    heapq.heapify(heap)
+    seats = dict.fromkeys(targets, 0)
+    order: list[str] = []
+    for _ in range(size):
+        _, i, g = heapq.heappop(heap)
+        order.append(g)
+        seats[g] += 1
+        heapq.heappush(heap, (-targets[g] / (2 * seats[g] + 1), i, g))
+    return order
+
+
+def allocate(shares: dict[str, float], size: int, allocation: Allocation, source: str = "config") -> dict[str, int]:
+    """Personas per group (summing to size)."""
+    order = apportion(allocation_targets(shares, size, allocation, source), size)
+    return {g: order.count(g) for g in shares}
 
 
 def sample_population(
@@ -90,30 +110,43 @@ def sample_population(
     source: str = "config",
     survey: Respondents | None = None,
 ) -> Population:
-    """Draw ``size`` personas: within a group, respondents with replacement, p proportional to weight.
+    """Draw ``size`` personas: groups in the order ``apportion`` gives, and within a group respondents with
+    replacement, p proportional to weight, from one seeded stream per group.
 
-    A persona's id hashes (spec, respondent, replicate), so the first draw of a respondent has the same id
-    in every population built from the spec. Its weight is group population share / group sample share,
-    which restores population proportions under non-proportional allocation.
+    Stable under growth: the first N personas of a population of N + M are the population of N, so a refresh
+    that adds personas keeps every judgment made so far. A persona's id hashes (spec, respondent, replicate),
+    so the first draw of a respondent has the same id in every population built from the spec. Its weight is
+    the group's population share / its designed share of the personas, which restores population proportions
+    under non-proportional allocation (and is 1 under proportional allocation).
     """
     survey = survey or respondents(spec)
     frame = survey.frame
     shares = group_shares(frame)
-    counts = allocate(shares, size, allocation, source)
+    targets = allocation_targets(shares, size, allocation, source)
+    groups = apportion(targets, size)
+    counts = {g: 0 for g in shares}
+    for g in groups:
+        counts[g] += 1
 
-    picks: list[np.ndarray] = []
+    group_rows = frame["group"].to_numpy()
+    all_weights = frame["weight"].to_numpy()
+    draws: dict[str, np.ndarray] = {}
     for index, (group, count) in enumerate(counts.items()):
         if count == 0:
             continue
-        rows = np.flatnonzero((frame["group"] == group).to_numpy())
-        weights = frame["weight"].to_numpy()[rows]
-        rng = np.random.default_rng([seed, index])
-        picks.append(rows[rng.choice(len(rows), size=count, replace=True, p=weights / weights.sum())])
-    order = np.concatenate(picks) if picks else np.empty(0, dtype=np.int64)
-    order = order[np.random.default_rng([seed, len(counts)]).permutation(len(order))]
+        rows = np.flatnonzero(group_rows == group)
+        cdf = np.cumsum(all_weights[rows])
+        # one uniform per persona from the group's own stream: drawing more later extends, never reshuffles
+        u = np.random.default_rng([seed, index]).random(count) * cdf[-1]
+        draws[group] = rows[np.minimum(np.searchsorted(cdf, u, side="right"), len(rows) - 1)]
+    taken = dict.fromkeys(counts, 0)
+    order = np.empty(size, dtype=np.int64)
+    for k, g in enumerate(groups):
+        order[k] = draws[g][taken[g]]
+        taken[g] += 1
 
     drawn = frame[order]
-    persona_weight = {g: shares[g] / (c / size) for g, c in counts.items() if c}
+    persona_weight = {g: shares[g] / targets[g] for g, c in counts.items() if c}
     source_file = spec.path or spec.name
     template = portrayal.load(spec.portrayal, source_file)
     topics = {t: item.topic for t, item in spec.attitudes.items.items()}
