@@ -5,15 +5,18 @@ Its own module so that what reads a plan (the card, the report) need not import 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from polypref.config import BuildConfig
+from polypref.dataset.layout import Layout
 from polypref.dataset.state import BuildState
+from polypref.dataset.store import JudgmentStore, digest_words, unit_keys
 from polypref.population import Population
 from polypref.population.portrayal import Portrayer
 from polypref.records import Item, ResponsePair, UnitBatch
@@ -26,8 +29,12 @@ class BuildPlan:
     population: Population
     items: tuple[Item, ...]
     pairs: tuple[ResponsePair, ...]
-    personas_per_shard: int
-    fingerprint: str
+    fingerprint: str  # the settings (build_fingerprint): a folder's shards are kept only under the same one
+    judge_key: str  # the judge's identity in the judgment store (fingerprint.judge_key)
+    layout: Layout  # which shards hold which personas and pairs (dataset.layout)
+    keeps_folder: bool  # the layout grows the folder's own (its shards stay); False: laid out anew
+    persona_digests: tuple[str, ...]  # per persona of the population, its content digest
+    pair_digests: tuple[str, ...]  # per pair, its content digest
     item_source: dict[str, Any] = field(default_factory=dict)  # where the items came from, for the card
 
     @cached_property
@@ -36,30 +43,50 @@ class BuildPlan:
 
     @property
     def num_shards(self) -> int:
-        return math.ceil(len(self.population.personas) / self.personas_per_shard)
-
-    @property
-    def units_per_persona(self) -> int:
-        return len(self.pairs) * 2 * self.config.judge.samples
+        return self.layout.num_shards
 
     @property
     def num_units(self) -> int:
-        return len(self.population.personas) * self.units_per_persona
+        return self.layout.units(self.config.judge.samples)
+
+    @cached_property
+    def _pair_index(self) -> dict[str, int]:
+        return {d: i for i, d in enumerate(self.pair_digests)}
 
     def batch(self, index: int) -> UnitBatch:
-        start = index * self.personas_per_shard
-        personas = self.population.personas[start : start + self.personas_per_shard]
+        part = self.layout.part_of(index)
+        start, end = part.shard_personas(index)
+        pairs = tuple(self.pairs[self._pair_index[d]] for d in part.pairs)
         return UnitBatch.persona_major(
-            personas,
-            self.pairs,
+            self.population.personas[start:end],
+            pairs,
             self.config.judge.samples,
             shard=index,
             portray=self.portrayer,
         )
 
+    def unit_keys(self, batch: UnitBatch) -> np.ndarray:
+        """Each unit's key in the judgment store."""
+        personas = digest_words([self._persona_digest[p.id] for p in batch.personas])
+        pairs = digest_words([self.pair_digests[self._pair_index_by_id[p.id]] for p in batch.pairs])
+        return unit_keys(self.judge_key, personas, pairs, batch)
+
+    @cached_property
+    def _persona_digest(self) -> dict[str, str]:
+        return {p.id: d for p, d in zip(self.population.personas, self.persona_digests, strict=True)}
+
+    @cached_property
+    def _pair_index_by_id(self) -> dict[str, int]:
+        return {p.id: i for i, p in enumerate(self.pairs)}
+
     @property
     def state(self) -> BuildState:
         return BuildState(self.out)
+
+    @cached_property
+    def store(self) -> JudgmentStore:
+        """The judgment store of this plan's judge (one per plan: the shards share its index)."""
+        return self.state.store(self.judge_key)
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,22 @@
-"""What a build's data depends on, as one hash: a resumed build may only continue shards of the same hash.
+"""What a build's data depends on, as two hashes.
 
-In: every config value that changes a row (seed, population, items, judge model and sampling, filters, shard
-layout), the bytes of the spec, the items and the survey table, the templates that make portrayals and prompts,
-and the code. Out: settings that change how fast or where the work runs, or only the card's wording
-(concurrency, timeouts, retries, micro-batch size, GPU memory, endpoint URL, workers, licence, title), so
-changing one resumes instead of forcing --overwrite.
+``build_fingerprint``: the settings a shard's rows depend on besides which personas and pairs it covers (seed,
+population spec and allocation, judge, filters, shard size, the spec and survey bytes, the templates, the code).
+A folder built with the same fingerprint can be resumed or grown; one with another is rebuilt, from the store.
+
+``judge_key``: what decides one judge's answer to one unit (backend and sampling settings, seed, templates,
+portrayal settings, judging code): the judgment store's namespace, so a stored answer is reused exactly when the
+same judge would give it again.
+
+Neither includes settings that change how fast or where the work runs, or only the card's wording
+(concurrency, timeouts, retries, micro-batch size, GPU memory, endpoint URL, workers, licence, title, where to
+publish), so changing one resumes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -30,6 +35,7 @@ OPERATIONAL: dict[str, frozenset[str]] = {
     "items": frozenset({"source", "format", "columns", "config", "split", "revision", "limit"}),
     "output": frozenset({"workers", "row_group_rows", "pretty_name", "license"}),
     "judge": RUN_SETTINGS,
+    "publish": frozenset({"repo", "private", "revision"}),  # where a finished build goes, not what it holds
 }
 
 
@@ -50,19 +56,41 @@ def input_files(config: BuildConfig, spec: SurveySpec) -> tuple[Path, Path]:
     return resolve_spec_path(config.population.spec), source_file(spec)
 
 
-def build_fingerprint(
-    config: BuildConfig, spec: SurveySpec, item_files: Sequence[Path] = (), items_read: Any = None
-) -> str:
-    """``item_files``: the files the items were read from (for a Hub source, the downloaded copies);
-    ``items_read``: what reading them gave (format, columns, the ids of the items kept)."""
-    settings = {"config": data_settings(config), "items_read": items_read}
+def build_fingerprint(config: BuildConfig, spec: SurveySpec) -> str:
+    """What decides a shard's rows besides which personas and pairs it covers: the settings, the spec and
+    survey bytes, the templates and the code.
+
+    The population's size and the items are left out: the personas and pairs themselves are compared by
+    content (dataset.layout), so a build that only grows (more personas, more items) keeps its shards, and one
+    whose items changed is rebuilt from the judgment store.
+    """
+    settings = data_settings(config)
+    settings["population"].pop("size")
+    settings.pop("items")
     h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    for path in (*input_files(config, spec), *item_files):
+    for path in input_files(config, spec):
         h.update(_file_digest(path).encode())
     for name in (spec.portrayal, SYSTEM_TEMPLATE, PAIR_TEMPLATE):
         h.update(f"{name}:{prompts.template_hash(name)}".encode())
     h.update(f"{__version__}/{SCHEMA_VERSION}/{code_digest()}".encode())
     return h.hexdigest()[:16]
+
+
+def judge_key(config: BuildConfig, spec: SurveySpec) -> str:
+    """Identity of a judge as the judgment store keys it: everything that decides an answer besides the unit
+    (persona, pair, order, sample): backend and settings, the seed, the portrayal and prompt templates, how
+    portrayals are shown, and the judging code. Not the number of samples: sample k is the same judgment
+    whether 1 or 3 are asked for."""
+    judge = {k: v for k, v in config.judge.model_dump(mode="python").items() if k not in RUN_SETTINGS | {"samples"}}
+    templates = {name: prompts.template_hash(name) for name in (spec.portrayal, SYSTEM_TEMPLATE, PAIR_TEMPLATE)}
+    settings = {
+        "judge": judge,
+        "seed": config.seed,
+        "portrayal": config.portrayal.model_dump(mode="python"),
+        "templates": templates,
+        "code": code_digest(JUDGING_CODE),
+    }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 # The code that decides what a row holds. The CLI, the flow, reports, the card, state and file writing do not:
@@ -82,17 +110,20 @@ DATA_CODE = (
 )
 
 
+# The code that decides what a judge answers for one unit: a change here retires every stored judgment.
+JUDGING_CODE = ("judges", "prompts.py", "records.py", "population/portrayal.py")
+
 # Inside DATA_CODE's folders, code that never runs in a build (drafting a spec for the user to edit).
 NOT_DATA_CODE = frozenset({"population/draft.py"})
 
 
 @cache
-def code_digest() -> str:
+def code_digest(names: tuple[str, ...] = DATA_CODE) -> str:
     """Hash of the polypref code that decides rows: shards built by different such code are different builds."""
     package = Path(__file__).resolve().parent
     paths = [
         p
-        for name in DATA_CODE
+        for name in names
         for p in ([package / name] if name.endswith(".py") else (package / name).rglob("*.py"))
         if p.relative_to(package).as_posix() not in NOT_DATA_CODE
     ]

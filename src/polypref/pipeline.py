@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import shutil
 import uuid
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
@@ -21,25 +19,25 @@ from typing import Any
 import polars as pl
 from pydantic import ValidationError
 
-from polypref import generation
+from polypref import generation, publish
 from polypref.build_plan import BuildPlan, RunState
-from polypref.config import BuildConfig
+from polypref.config import POPULATION_LIMIT, BuildConfig
 from polypref.dataset import card
+from polypref.dataset.layout import lay_out
 from polypref.dataset.schema import to_arrow
-from polypref.dataset.state import STATE_DIR
+from polypref.dataset.state import BuildState
 from polypref.dataset.tables import RunMeta, conversational, judgments_frame, personas_frame, preferences_frame
 from polypref.dataset.writer import shard_path, write_bytes, write_parquet, write_parquet_together
 from polypref.errors import ConfigError, OutputError
 from polypref.filters import apply_filters, filters_from_config
-from polypref.fingerprint import build_fingerprint, input_files
+from polypref.fingerprint import build_fingerprint, data_settings, input_files, judge_key
 from polypref.generation import check_environment, plan_slots
 from polypref.items import make_pairs, read_items
 from polypref.items.sources import check_judgeable
 from polypref.judges import Judge, JudgeInfo, collect_verdicts
-from polypref.judges.base import UNANSWERED
 from polypref.population import load_spec, sample_population
 from polypref.population.spec import SurveySpec
-from polypref.records import Item, content_hash
+from polypref.records import Item, record_digest
 from polypref.report import SHARD_REPORT, ShardReport, shard_stats, summarize
 
 log = logging.getLogger("polypref.pipeline")
@@ -48,17 +46,25 @@ log = logging.getLogger("polypref.pipeline")
 _last_plan: dict[str, BuildPlan] = {}
 
 
-def plan(config: BuildConfig, out: str | Path, source: str = "config") -> BuildPlan:
-    """Validate every input and lay out the shards; reads only inputs, writes nothing.
+def plan(
+    config: BuildConfig, out: str | Path, source: str = "config", add_personas: int = 0, overwrite: bool = False
+) -> BuildPlan:
+    """Validate every input and lay out the shards; reads only inputs (and the folder's layout), writes nothing.
+
+    ``add_personas`` grows the population past the personas ``out`` already holds (a scheduled refresh): the
+    size becomes the larger of ``population.size`` and those personas plus ``add_personas``. ``overwrite``
+    lays the build out anew whatever the folder holds.
 
     The CLI plans before starting Prefect (to fail fast) and the flow plans again: the second call with the
     same config, folder and unchanged input files returns the first plan instead of sampling again.
     """
     spec = load_spec(config.population.spec)
-    key = json.dumps([config.model_dump(mode="python"), str(out), source, _input_stamps(config, spec)], default=str)
+    state = BuildState(out)
+    stamps = [_input_stamps(config, spec), _stamp(state.state_file)]
+    key = json.dumps([config.model_dump(mode="python"), str(out), source, add_personas, overwrite, stamps], default=str)
     if (cached := _last_plan.get(key)) is not None:
         return cached
-    made = _plan(config, out, source, spec)
+    made = _plan(config, out, source, spec, add_personas, overwrite)
     _last_plan.clear()
     _last_plan[key] = made
     return made
@@ -67,19 +73,22 @@ def plan(config: BuildConfig, out: str | Path, source: str = "config") -> BuildP
 def _input_stamps(config: BuildConfig, spec: SurveySpec) -> list[object]:
     """Size and mtime of the input files a build reads (what would make a cached plan stale). A Hub source is
     resolved once per process, so only local item files are stamped."""
-    stamps: list[object] = []
     items = Path(config.items.source)
     local = sorted(items.rglob("*")) if items.is_dir() else [items]
-    for path in (*input_files(config, spec), *local):
-        try:
-            st = path.stat()
-            stamps.append((str(path), st.st_size, st.st_mtime_ns))
-        except OSError:
-            stamps.append((str(path), None))
-    return stamps
+    return [_stamp(path) for path in (*input_files(config, spec), *local)]
 
 
-def _plan(config: BuildConfig, out: str | Path, source: str, spec: SurveySpec) -> BuildPlan:
+def _stamp(path: Path) -> object:
+    try:
+        st = path.stat()
+        return (str(path), st.st_size, st.st_mtime_ns)
+    except OSError:
+        return (str(path), None)
+
+
+def _plan(
+    config: BuildConfig, out: str | Path, source: str, spec: SurveySpec, add_personas: int, overwrite: bool
+) -> BuildPlan:
     if spec.opt_in and not config.population.accept_terms:
         raise ConfigError(
             source,
@@ -115,23 +124,31 @@ def _plan(config: BuildConfig, out: str | Path, source: str, spec: SurveySpec) -
         items = plan_slots(items, config.generate)  # final response ids: pairs are planned before any text exists
     check_judgeable(items, config.judge.backend, named)
     pairs = make_pairs(items, config.items.pairing, config.items.pairs_per_prompt, config.seed)
-    population = sample_population(
-        spec, config.population.size, config.population.allocation, config.seed, source=source
-    )
-    units_per_persona = len(pairs) * 2 * config.judge.samples
+    fingerprint = build_fingerprint(config, spec)
+    previous = None if overwrite else BuildState(out).read_layout(fingerprint)
+    size = config.population.size
+    if add_personas:
+        size = max(size, (len(previous.personas) if previous else 0) + add_personas)
+        if size > POPULATION_LIMIT:
+            raise ConfigError(source, [("population.size", f"growing to {size} personas passes {POPULATION_LIMIT}")])
+    population = sample_population(spec, size, config.population.allocation, config.seed, source=source)
+    persona_digests = tuple(record_digest(p) for p in population.personas)
+    # a generated pair's texts do not exist yet: its digest names what will write them instead
+    writers = data_settings(config)["generate"]
+    pair_digests = tuple(record_digest((p, writers) if writers else p) for p in pairs)
+    layout, kept = lay_out(previous, persona_digests, pair_digests, config.output.units_per_shard, config.judge.samples)
     return BuildPlan(
         config=config,
         out=Path(out),
         population=population,
         items=items,
         pairs=pairs,
-        personas_per_shard=max(1, config.output.units_per_shard // units_per_persona),
-        fingerprint=build_fingerprint(
-            config,
-            spec,
-            [f.path for f in loaded.source.files],
-            {"format": loaded.format, "columns": loaded.columns, "items": content_hash(*(i.id for i in items))},
-        ),
+        fingerprint=fingerprint,
+        judge_key=judge_key(config, spec),
+        layout=layout,
+        keeps_folder=kept,
+        persona_digests=persona_digests,
+        pair_digests=pair_digests,
         item_source={
             **loaded.source.provenance,
             "format": loaded.format,
@@ -183,61 +200,68 @@ def annotation_inputs(config: BuildConfig, source: str) -> tuple[Any, tuple[Item
 
 
 def check_output(plan: BuildPlan, overwrite: bool = False) -> dict[str, Any] | None:
-    """State of the build already in the output folder, if it may resume; raise if the folder is unusable.
+    """State of the build already in the output folder (None: a new folder); raise if the folder is unusable.
 
-    Leaves nothing behind, so the CLI can call it before starting Prefect.
+    A folder built with other settings is not an error: the build replaces its dataset, rebuilt from the
+    judgment store (only judgments never made are asked for). Leaves nothing behind, so the CLI can call it
+    before starting Prefect.
     """
     plan.state.check_writable()
+    if plan.config.publish.repo:
+        publish.require_token(f"publish.repo {plan.config.publish.repo}")
     try:
         state = plan.state.read()
     except OutputError:
         if not overwrite:
             raise
         state = {"fingerprint": None}  # damaged: replaced like any other build
-    if state is not None:
-        if state["fingerprint"] == plan.fingerprint:
-            if foreign := plan.state.foreign_files():
-                raise OutputError(
-                    f"{foreign[0]} is not a shard of this build; move it out of {plan.out} (a build folder holds "
-                    "only what polypref writes)"
-                )
-            return state
-        if not overwrite:
-            raise OutputError(
-                f"{plan.out} holds a different build (its config or inputs differ: the seed, population, items, "
-                "judge or filters, an input file, a template or polypref's judging code); choose another --out, "
-                "or pass --overwrite to replace it"
-            )
-    elif plan.out.exists() and any(plan.out.iterdir()):
-        raise OutputError(f"{plan.out} is not empty and holds no polypref build; choose an empty or new folder")
-    return None
+    if state is None:
+        if plan.out.exists() and any(plan.out.iterdir()):
+            raise OutputError(f"{plan.out} is not empty and holds no polypref build; choose an empty or new folder")
+        return None
+    if plan.keeps_folder and (foreign := plan.state.foreign_files()):
+        raise OutputError(
+            f"{foreign[0]} is not a shard of this build; move it out of {plan.out} (a build folder holds "
+            "only what polypref writes)"
+        )
+    if not overwrite:
+        plan.store.check()  # a foreign or damaged store segment stops the build here, not mid-run
+    return state
 
 
 def prepare_output(plan: BuildPlan, overwrite: bool = False) -> RunState:
-    """Create the output folder, or resume the build it holds. Refuses to mix two different builds.
+    """Create the output folder, grow or resume the build it holds, or replace a build made with other settings
+    (keeping its judgment store; ``overwrite`` discards that too).
 
     The personas table and a card that names the configs are written first, so a build in progress loads
     with ``datasets.load_dataset(out, "judgments")`` like a finished one (with the shards done so far).
     """
     state = check_output(plan, overwrite)
     plan.state.clean_temp_files()
-    if state is not None:
-        log.info("resuming run %s in %s", state["run_id"], plan.out)
-        run = RunState(state["run_id"], datetime.fromisoformat(state["created_at"]))
-    else:
-        for name in ("data", STATE_DIR, "README.md"):  # what an earlier build left, when --overwrite replaces it
-            target = plan.out / name
-            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    if state is not None and (overwrite or not plan.keeps_folder):
+        stored = 0 if overwrite else plan.state.stored_judgments()
+        log.info("%s holds a build with other settings: rebuilding it (%d judgments stored)", plan.out, stored)
+        plan.state.clear_build(keep_store=not overwrite)
+    new_parts = [p for p in plan.layout.parts if p.run_id is None]
+    if new_parts or state is None or not plan.keeps_folder:
         run = RunState(run_id=uuid.uuid4().hex[:12], created_at=datetime.now(UTC).replace(microsecond=0))
-        plan.state.write(
-            {
-                "fingerprint": plan.fingerprint,
-                "run_id": run.run_id,
-                "created_at": run.created_at.isoformat(),
-                "num_shards": plan.num_shards,
-                "num_units": plan.num_units,
-            }
+        layout = replace(
+            plan.layout,
+            parts=tuple(
+                p if p.run_id else replace(p, run_id=run.run_id, created_at=run.created_at.isoformat())
+                for p in plan.layout.parts
+            ),
         )
+        judge = plan.config.model_dump(mode="json")["judge"]  # public: no credential reaches the folder
+        about = {"judge_key": plan.judge_key, "judge": {k: judge.get(k) for k in ("backend", "model", "prices")}}
+        plan.state.write_layout(plan.fingerprint, layout, plan.num_units, about)
+    else:
+        latest = plan.layout.parts[-1]
+        assert latest.run_id and latest.created_at
+        run = RunState(latest.run_id, datetime.fromisoformat(latest.created_at))
+        log.info("resuming %s (run %s)", plan.out, run.run_id)
+    for index in plan.state.forget_unreadable_shards():
+        log.warning("shard %d: its files are missing or unreadable; rebuilding it from the store", index)
     _write_personas(plan, run)
     if not (plan.out / "README.md").exists():
         _write_text(plan.out / "README.md", card.render_in_progress(plan))
@@ -245,20 +269,30 @@ def prepare_output(plan: BuildPlan, overwrite: bool = False) -> RunState:
 
 
 def _write_personas(plan: BuildPlan, run: RunState) -> None:
-    personas = plan.population.personas
+    """The personas config: each part that adds personas writes them in files of its own, so the files of
+    personas already built never change."""
     step = max(1, plan.config.output.units_per_shard)
-    total = math.ceil(len(personas) / step)
     spec = plan.population.spec
-    meta = RunMeta(run.run_id, run.created_at, JudgeInfo("", "", simulated=False))
-    for i in range(total):
-        path = shard_path(plan.out, "personas", i, total)
-        if path.exists():  # written by the run this one resumes
+    covered = 0
+    for part in plan.layout.parts:
+        start, end = part.personas
+        if end <= covered:
             continue
-        frame = personas_frame(personas[i * step : (i + 1) * step], meta)
-        table = to_arrow(
-            "persona", frame, {"attributes": list(spec.attributes), "attitudes": list(spec.attitudes.items)}
-        )
-        write_parquet(table, path, plan.config.output.row_group_rows)
+        meta = RunMeta(part.run_id or run.run_id, _created(part.created_at, run), JudgeInfo("", "", simulated=False))
+        for j, first in enumerate(range(start, end, step)):
+            path = shard_path(plan.out, "personas", part.first_shard + j)
+            if path.exists():  # written by an earlier run
+                continue
+            frame = personas_frame(plan.population.personas[first : min(first + step, end)], meta)
+            table = to_arrow(
+                "persona", frame, {"attributes": list(spec.attributes), "attitudes": list(spec.attitudes.items)}
+            )
+            write_parquet(table, path, plan.config.output.row_group_rows)
+        covered = end
+
+
+def _created(created_at: str | None, run: RunState) -> datetime:
+    return datetime.fromisoformat(created_at) if created_at else run.created_at
 
 
 def generate_responses(plan: BuildPlan) -> BuildPlan:
@@ -297,22 +331,23 @@ def run_shard(plan: BuildPlan, run: RunState, index: int, judge: Judge) -> Shard
     if (done := shard_report(plan, index)) is not None:
         return replace(done, reused=done.units)
     batch = plan.batch(index)
-    meta = RunMeta(run.run_id, run.created_at, judge.info)
-    saved = plan.state.saved_micro_batches(index)  # micro-batches of an interrupted run
-    reused = sum(f.height for f in saved)
+    part = plan.layout.part_of(index)
+    meta = RunMeta(part.run_id or run.run_id, _created(part.created_at, run), judge.info)
+    keys = plan.unit_keys(batch)
+    stored = plan.store.lookup(keys)  # judged before: by an interrupted run, or by a build with other settings
+    rows = plan.config.output.row_group_rows
 
     def save(frame: pl.DataFrame) -> None:
-        plan.state.save_micro_batch(index, frame.filter(~UNANSWERED), plan.config.output.row_group_rows)
+        plan.store.save(keys, frame, rows)
 
-    frame = judgments_frame(batch, collect_verdicts(judge, batch, saved, on_frame=save), meta)
+    frame = judgments_frame(batch, collect_verdicts(judge, batch, [stored], on_frame=save), meta)
     frame = apply_filters(frame, filters_from_config(plan.config.filters))
     preferences = preferences_frame(frame, batch, meta)
 
-    rows = plan.config.output.row_group_rows
     attribute_names = list(plan.population.spec.attributes)
     write_parquet_together(
         [
-            (to_arrow("judgment", frame), shard_path(plan.out, "judgments", index, plan.num_shards)),
+            (to_arrow("judgment", frame), shard_path(plan.out, "judgments", index)),
             (
                 to_arrow(
                     "preference",
@@ -320,15 +355,13 @@ def run_shard(plan: BuildPlan, run: RunState, index: int, judge: Judge) -> Shard
                     {"persona_attributes": attribute_names},
                     messages=conversational(plan.pairs),
                 ),
-                shard_path(plan.out, "preferences", index, plan.num_shards),
+                shard_path(plan.out, "preferences", index),
             ),
         ],
         rows,
     )
-    report = replace(shard_stats(index, frame, preferences), reused=reused)
+    report = replace(shard_stats(index, frame, preferences), reused=stored.height)
     plan.state.write_report(index, asdict(report))
-    if report.done:
-        plan.state.clear_partial(index)
     return report
 
 

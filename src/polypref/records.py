@@ -28,6 +28,22 @@ def content_hash(*parts: object, size: int = 8) -> str:
     return h.hexdigest()
 
 
+def mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a bijection on 64-bit integers that spreads every input bit over the output
+    (vectorised per-unit hashing: seeds, store keys)."""
+    with np.errstate(over="ignore"):
+        x = (x + np.uint64(0x9E3779B97F4A7C15)) & np.uint64(0xFFFFFFFFFFFFFFFF)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def record_digest(record: object) -> str:
+    """128-bit content digest of a persona or pair as a whole (every field): what the store and the layout of
+    a grown build compare."""
+    return content_hash(record, size=16)
+
+
 @dataclass(frozen=True, slots=True)
 class Persona:
     """One sampled survey respondent, ready to be role-played."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -63,7 +64,7 @@ def test_build_runs_cleanly(built: dict[str, Any]) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert f"built {built['out']}: {PERSONAS} personas, {JUDGMENTS} judgments" in result.stdout
-    assert "resumed" not in result.stdout  # a fresh build reuses nothing
+    assert "reused" not in result.stdout  # a fresh build reuses nothing
 
 
 def test_datasets_loads_all_three_configs_with_consistent_counts(built: dict[str, Any]) -> None:
@@ -111,9 +112,20 @@ def test_same_command_again_resumes_without_redoing_shards(built: dict[str, Any]
     assert shard.stat().st_mtime_ns == before
     # the same report as the first run, and what was reused
     assert again.stdout.splitlines()[0] == first
-    assert f"resumed: {JUDGMENTS} of the {JUDGMENTS} judgments came from earlier runs" in again.stdout
-    changed = _polypref("build", "--out", str(built["out"]), cwd=built["cwd"])
-    assert changed.returncode == 2 and "different build" in changed.stderr
+    assert f"reused: {JUDGMENTS} of the {JUDGMENTS} judgments came from earlier runs" in again.stdout
+
+
+def test_a_filter_change_rebuilds_from_stored_judgments(built: dict[str, Any], tmp_path: Path) -> None:
+    out = tmp_path / "copy"  # the module's build stays as it is for the other tests
+    shutil.copytree(built["out"], out)
+    args = [a if a != str(built["out"]) else str(out) for a in built["args"]]
+    changed = _polypref(*args, "--set", "filters.min_confidence=0.9", cwd=built["cwd"])
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    assert f"reused: {JUDGMENTS} of the {JUDGMENTS} judgments came from earlier runs" in changed.stdout
+    strict = load_with_datasets(str(out), "judgments")
+    assert strict.num_rows == JUDGMENTS and "min_confidence: 0.9" in (out / "README.md").read_text()
+    loose = load_with_datasets(str(built["out"]), "judgments")
+    assert sorted(strict["confidence"]) == sorted(loose["confidence"])  # the same answers, filtered anew
 
 
 def test_core_pipeline_does_not_import_prefect() -> None:
@@ -183,7 +195,7 @@ def test_judgments_without_an_answer_exit_3_and_a_rerun_asks_for_exactly_those(t
         again = run_build(config, out)
         assert again.returncode == 0, again.stdout + again.stderr
         assert server.requests - asked == unanswered
-        assert f"resumed: {planned - unanswered} of the {planned} judgments came from earlier runs" in again.stdout
+        assert f"reused: {planned - unanswered} of the {planned} judgments came from earlier runs" in again.stdout
         judgments = pl.read_parquet(out / "data" / "judgments")
         assert judgments.height == planned and judgments["error"].null_count() == planned
 

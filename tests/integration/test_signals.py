@@ -120,7 +120,7 @@ def run_build(config: Path, out: Path) -> subprocess.CompletedProcess:
 def wait_for_first_micro_batch(build: Started, out: Path) -> None:
     state = BuildState(out)
     deadline = time.monotonic() + STARTUP_S
-    while state.progress_units() == 0:
+    while state.stored_judgments() == 0:
         assert build.process.poll() is None, "the build ended before judging anything: " + "\n".join(build.output())
         assert time.monotonic() < deadline, "no micro-batch was saved in time"
         time.sleep(0.05)
@@ -134,9 +134,9 @@ def prefect_server_of(build: Started) -> psutil.Process:
     raise AssertionError("the build runs no Prefect server of its own")
 
 
-def saved_micro_batches(out: Path) -> int:
-    state = BuildState(out)
-    return sum(len(state.micro_batch_files(i)) for i in range(SHARDS))
+def saved_micro_batches(out: Path) -> list[pl.DataFrame]:
+    """The micro-batches a build saved in its judgment store, one frame each."""
+    return [pl.read_parquet(p) for p in sorted((BuildState(out).store_dir).glob("*/[!.]*.parquet"))]
 
 
 @pytest.mark.parametrize(
@@ -170,8 +170,8 @@ def test_signal_saves_work_stops_promptly_and_the_same_command_resumes(
     assert "Traceback" not in stdout + stderr
     assert "run the same command again" in stderr and f"--out {out}" in stderr
     assert "built" not in stdout  # an unfinished build does not report itself as built
-    saved = BuildState(out).progress_units()
-    assert saved_micro_batches(out) > 0 and 0 < saved < UNITS
+    saved = BuildState(out).stored_judgments()
+    assert saved_micro_batches(out) and 0 < saved < UNITS
     assert chat_server.requests == saved  # every answer the build received is saved: none is paid for twice
 
     chat_server.delay = 0
@@ -180,7 +180,7 @@ def test_signal_saves_work_stops_promptly_and_the_same_command_resumes(
     assert again.returncode == 0, again.stdout + again.stderr
     assert "Traceback" not in again.stdout + again.stderr
     assert f"{PERSONAS} personas, {UNITS} judgments" in again.stdout
-    assert f"resumed: {saved} of the {UNITS} judgments came from earlier runs" in again.stdout
+    assert f"reused: {saved} of the {UNITS} judgments came from earlier runs" in again.stdout
     assert chat_server.requests - asked_before == UNITS - saved  # exactly the judgments not saved before
     assert pl.read_parquet(out / "data" / "judgments").height == UNITS
 

@@ -238,8 +238,7 @@ def test_ctrl_c_reaching_the_engine_loses_no_answer_and_resumes(tiny_model, tiny
     done (it once was, as 'engine_error' verdicts a rerun would never redo), and the build stops with 130."""
     import signal
 
-    from polypref.dataset.state import BuildState
-    from tests.integration.test_signals import start_build, wait_for_first_micro_batch
+    from tests.integration.test_signals import saved_micro_batches, start_build, wait_for_first_micro_batch
 
     config = tmp_path / "vllm.yaml"
     overrides = ["population.size=4", "judge.backend=vllm", f"judge.model={tiny_model}", *CPU_ENGINE]
@@ -254,8 +253,7 @@ def test_ctrl_c_reaching_the_engine_loses_no_answer_and_resumes(tiny_model, tiny
     assert build.process.wait(timeout=120) == 130, "\n".join(build.output())
     stdout, stderr = build.output()
     assert "run the same command again" in stderr and "built" not in stdout
-    state = BuildState(out)
-    saved = [pl.read_parquet(p) for i in range(8) for p in state.micro_batch_files(i)]
+    saved = saved_micro_batches(out)
     assert saved and all(frame["error"].null_count() == frame.height for frame in saved), "a dead engine's rows"
 
     again = subprocess.run(
@@ -267,4 +265,4 @@ def test_ctrl_c_reaching_the_engine_loses_no_answer_and_resumes(tiny_model, tiny
     assert again.returncode == 0, again.stdout + again.stderr
     judgments = pl.read_parquet(out / "data" / "judgments")
     assert not judgments["error"].str.starts_with("engine_error").any()
-    assert f"resumed: {sum(f.height for f in saved)} of the {judgments.height} judgments" in again.stdout
+    assert f"reused: {sum(f.height for f in saved)} of the {judgments.height} judgments" in again.stdout

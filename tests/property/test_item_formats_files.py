@@ -82,10 +82,11 @@ def _write(folder: Path, rows: list[Any], as_parquet: bool) -> Path:
     if as_parquet:
         path = folder / "items.parquet"
         try:
-            table = pa.Table.from_pylist(rows)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, AttributeError, TypeError, ValueError, OverflowError):
-            return _write(folder, rows, as_parquet=False)  # not a table Arrow can hold: test it as JSONL
-        pq.write_table(table, path)
+            pq.write_table(pa.Table.from_pylist(rows), path)
+        except (pa.ArrowException, AttributeError, TypeError, ValueError, OverflowError):
+            # not a table Arrow can hold, or Parquet can store (an empty struct): test it as JSONL
+            path.unlink(missing_ok=True)
+            return _write(folder, rows, as_parquet=False)
         return path
     path = folder / "items.jsonl"
     path.write_bytes("".join(json.dumps(r) + "\n" for r in rows).encode("utf-8", "surrogatepass"))

@@ -1,5 +1,5 @@
 """The output folder as a build leaves it: resume, leftovers, damaged state, unwritable folders, a full disk,
-units that never got an answer, and which config changes make a different build."""
+units that never got an answer, and which config changes rebuild the dataset."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def test_unanswered_units_are_counted_and_exactly_they_are_asked_again(tiny_conf
     build(tiny_config, tmp_path / "clean")
     for name in ("preferences", "judgments"):
         assert read(out, name).equals(read(tmp_path / "clean", name)), name
-    assert not BuildState(out).micro_batch_files(0)  # finished shards keep no micro-batches
+    assert BuildState(out).stored_judgments() == plan.num_units  # each answer stored once, none lost
 
 
 def test_leftover_temp_files_are_ignored_and_cleaned(tiny_config, tmp_path):
@@ -84,11 +84,12 @@ def test_leftover_temp_files_are_ignored_and_cleaned(tiny_config, tmp_path):
     run = pipeline.prepare_output(plan)
     judge = make_judge(config.judge, config.seed)
     pipeline.run_shard(plan, run, 0, judge)
-    # what a process killed mid-write leaves: a torn temp file beside a micro-batch and beside shards
+    # what a process killed mid-write leaves: a torn temp file beside stored judgments and beside shards
     torn = b"PAR1 torn"
-    state.partial_dir(1).mkdir(parents=True)
-    (state.partial_dir(1) / ".tmp-0123-000000024.parquet").write_bytes(torn)
-    (out / "data" / "judgments" / ".tmp-4567-train-00001-of-00008.parquet").write_bytes(torn * 1000)
+    store = state.store_dir / plan.judge_key
+    assert store.is_dir()
+    (store / ".tmp-0123-0a1b2c.parquet").write_bytes(torn)
+    (out / "data" / "judgments" / ".tmp-4567-train-00001.parquet").write_bytes(torn * 1000)
     summary = build(tiny_config, out)  # resumes without reading them
     assert not list(out.rglob(".tmp-*"))
     assert summary["judgments"] == plan.num_units
@@ -121,14 +122,17 @@ def test_a_damaged_state_file_is_a_clear_error(tiny_config, tmp_path, content, m
     pipeline.prepare_output(pipeline.plan(load_config(tiny_config), out), overwrite=True)  # the way out works
 
 
-def test_a_damaged_shard_report_means_the_shard_is_judged_again(tiny_config, tmp_path):
+def test_a_damaged_shard_report_means_the_shard_is_made_again_from_the_store(tiny_config, tmp_path):
     out = tmp_path / "out"
     clean = build(tiny_config, out)
     report = out / ".polypref" / "shards" / "00000.json"
     report.write_text(report.read_text().replace('"preferences": ', '"preferences": "x", "was": '))
+    shard = out / "data" / "judgments" / "train-00000.parquet"
+    before = shard.stat().st_mtime_ns
     again = build(tiny_config, out)
     assert again["preferences"] == clean["preferences"] and again["judgments"] == clean["judgments"]
-    assert again["reused_judgments"] == clean["judgments"] - len(pipeline.plan(load_config(tiny_config), out).batch(0))
+    assert again["reused_judgments"] == clean["judgments"]  # no judgment asked twice
+    assert shard.stat().st_mtime_ns != before  # but the shard was written anew
 
 
 def test_a_dangling_symlink_as_the_output_folder_is_named(tiny_config, tmp_path):
@@ -191,9 +195,7 @@ def test_a_full_disk_stops_with_a_clear_error_and_no_half_shard(tiny_config, tmp
         with pytest.raises(OutputError, match="disk is full"):
             pipeline.run_shard(plan, run, 1, judge)
         for name in ("judgments", "preferences"):  # a shard's tables appear together or not at all
-            assert sorted(p.name for p in (out / "data" / name).iterdir()) == [
-                f"train-00000-of-{plan.num_shards:05d}.parquet"
-            ]
+            assert sorted(p.name for p in (out / "data" / name).iterdir()) == ["train-00000.parquet"]
         assert pipeline.shard_report(plan, 1) is None
         filler.unlink()
         resumed = build(tiny_config, out)
@@ -218,8 +220,7 @@ def test_operational_settings_resume_and_data_settings_do_not(tiny_config, tiny,
     table.with_columns(w=pl.col("w") * 2).write_parquet(tiny["dir"] / "survey.parquet")  # same spec, new data
     changed = pipeline.plan(load_config(tiny_config), out)
     assert changed.fingerprint != base
-    with pytest.raises(OutputError, match="different build"):
-        pipeline.check_output(changed)
+    assert pipeline.check_output(changed) is not None and not changed.keeps_folder  # rebuilt, from the store
 
 
 def test_llm_operational_settings_do_not_change_the_fingerprint(tiny_config, tmp_path, monkeypatch):

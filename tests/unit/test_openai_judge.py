@@ -488,12 +488,12 @@ def test_a_crash_mid_shard_loses_at_most_one_micro_batch(tiny_config, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         pipeline.run_shard(plan, run, 0, dying)
     assert len(stub.bodies) == 10  # two micro-batches of 5 were answered ...
-    assert len(plan.state.micro_batch_files(0)) == 2  # ... and saved
+    assert plan.state.stored_judgments() == 10  # ... and saved
 
     again = OpenAIJudge(config.judge, config.seed, transport=httpx2.MockTransport(stub))
     report = pipeline.run_shard(plan, run, 0, again)
     assert report.units == UNITS and len(stub.bodies) == UNITS  # nothing was asked twice
-    assert not plan.state.partial_dir(0).exists()
+    assert plan.state.stored_judgments() == UNITS  # each answer stored once
     judgments = pl.read_parquet(tmp_path / "out" / "data" / "judgments")
     assert judgments["error"].null_count() == UNITS
     assert judgments.select("persona_id", "pair_id", "order", "sample").unique().height == UNITS

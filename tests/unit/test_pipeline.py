@@ -10,6 +10,7 @@ import yaml
 
 from polypref import pipeline
 from polypref.config import load_config
+from polypref.dataset.state import BuildState
 from polypref.errors import ConfigError, OutputError
 from polypref.judges import make_judge
 from tests.conftest import run_without_prefect
@@ -79,10 +80,10 @@ def test_a_crashed_run_resumes_and_matches_a_clean_build(tiny_config, tmp_path):
     with pytest.raises(RuntimeError, match="worker died"):
         pipeline.run_shard(plan, run, 2, judge)
     assert not list((out / "data").rglob(".tmp-*"))  # nothing half-written
-    first = (out / "data" / "judgments" / f"train-00000-of-{plan.num_shards:05d}.parquet").stat().st_mtime_ns
+    first = (out / "data" / "judgments" / "train-00000.parquet").stat().st_mtime_ns
 
     resumed = build(tiny_config, out)  # the same command again
-    assert (out / "data" / "judgments" / f"train-00000-of-{plan.num_shards:05d}.parquet").stat().st_mtime_ns == first
+    assert (out / "data" / "judgments" / "train-00000.parquet").stat().st_mtime_ns == first
     build(tiny_config, tmp_path / "clean")
     for name in ("preferences", "judgments", "personas"):
         assert read(out, name).equals(read(tmp_path / "clean", name)), name
@@ -91,14 +92,17 @@ def test_a_crashed_run_resumes_and_matches_a_clean_build(tiny_config, tmp_path):
 
 def test_output_folder_is_never_mixed(tiny_config, tmp_path):
     out = tmp_path / "out"
-    build(tiny_config, out)
+    first = build(tiny_config, out)
+    stored = BuildState(out).stored_judgments()
+    assert stored == first["judgments"]
     config = load_config(tiny_config, ["seed=99"])
-    with pytest.raises(OutputError, match="different build"):
-        pipeline.prepare_output(pipeline.plan(config, out))
-    run = pipeline.prepare_output(pipeline.plan(config, out), overwrite=True)
+    run = pipeline.prepare_output(pipeline.plan(config, out))  # other settings: the dataset is replaced...
     # the old build is gone; the new one starts with its personas (written first, so a partial build loads)
     assert sorted(p.name for p in (out / "data").iterdir()) == ["personas"]
     assert set(pl.read_parquet(out / "data" / "personas")["run_id"]) == {run.run_id}
+    assert BuildState(out).stored_judgments() == stored  # ... and every judgment it paid for is kept
+    pipeline.prepare_output(pipeline.plan(config, out), overwrite=True)
+    assert BuildState(out).stored_judgments() == 0  # --overwrite discards them too
 
     stranger = tmp_path / "stranger"
     stranger.mkdir()

@@ -82,6 +82,27 @@ def front_matter(plan: BuildPlan, summary: dict[str, Any]) -> str:
     return yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
 
 
+def _config_used(plan: BuildPlan) -> dict[str, Any]:
+    """The config, with the population size the folder holds (a refresh's --add-personas grows it)."""
+    used = plan.config.model_dump(mode="json")
+    used["population"]["size"] = len(plan.population.personas)
+    return used
+
+
+def _runs(plan: BuildPlan, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs that built the folder, oldest first: which personas and pairs each added, in which shards."""
+    return [
+        {
+            "run_id": part.run_id or summary["run_id"],
+            "created_at": part.created_at or summary["created_at"],
+            "personas": f"{part.personas[0] + 1}-{part.personas[1]}",
+            "pairs": len(part.pairs),
+            "shards": f"{part.first_shard}-{part.first_shard + part.num_shards - 1}",
+        }
+        for part in plan.layout.parts
+    ]
+
+
 def render(plan: BuildPlan, summary: dict[str, Any]) -> str:
     population = plan.population
     groups = [
@@ -95,7 +116,8 @@ def render(plan: BuildPlan, summary: dict[str, Any]) -> str:
             front_matter=front_matter(plan, summary),
             summary=summary,
             config=plan.config,
-            config_yaml=yaml.safe_dump(plan.config.model_dump(mode="json"), sort_keys=False).strip(),
+            config_yaml=yaml.safe_dump(_config_used(plan), sort_keys=False).strip(),
+            runs=_runs(plan, summary),
             spec=population.spec,
             population=population,
             groups=groups,

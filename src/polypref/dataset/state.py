@@ -1,9 +1,10 @@
 """The on-disk state of a build: the only code that lists or reads what a build keeps in its output folder.
 
-An output folder holds the published files (``README.md``, ``data/<config>/train-*.parquet``) and the build's
-own state under ``.polypref/``: ``state.json`` (what is being built), ``partial/<shard>/`` (micro-batches of
-a shard still being judged), ``shards/<shard>.json`` (a finished shard's report; written last, so it marks
-completion) and ``summary.json``. Every write is temp file + rename, so a killed process leaves at most
+An output folder holds the published files (``README.md``, ``data/<config>/train-NNNNN.parquet``) and the
+build's own state under ``.polypref/``: ``state.json`` (the settings' fingerprint and the layout's parts),
+``layout/`` (the content digests of the personas and of each part's pairs), ``store/<judge key>/`` (every
+judgment made, see ``dataset.store``), ``shards/<shard>.json`` (a finished shard's report; written last, so it
+marks completion) and ``summary.json``. Every write is temp file + rename, so a killed process leaves at most
 ``.tmp-*`` files behind; they are never read as data and are removed when a build resumes.
 
 The pipeline, the progress bar and the card all go through this module, so they agree on what is there.
@@ -15,7 +16,9 @@ import contextlib
 import errno
 import json
 import re
+import shutil
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +27,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from polypref.dataset.writer import CONFIGS, TMP_PREFIX, write_json, write_parquet
+from polypref.dataset.layout import Layout, Part
+from polypref.dataset.store import JudgmentStore
+from polypref.dataset.writer import CONFIGS, TMP_PREFIX, shard_path, write_json, write_parquet
 from polypref.errors import OutputError
 
 STATE_DIR = ".polypref"
-_SHARD_NAME = re.compile(r"train-\d{5}-of-\d{5}\.parquet")
+_SHARD_NAME = re.compile(r"train-\d{5,}\.parquet")
+
+
+class _PartEntry(BaseModel):
+    personas: tuple[int, int]
+    pairs: int = Field(ge=1)  # how many: the digests are in layout/part-NNNNN.parquet
+    personas_per_shard: int = Field(ge=1)
+    first_shard: int = Field(ge=0)
+    run_id: str
+    created_at: AwareDatetime
 
 
 class _StateFile(BaseModel):
@@ -38,8 +52,9 @@ class _StateFile(BaseModel):
     fingerprint: str
     run_id: str
     created_at: AwareDatetime
-    num_shards: int = Field(ge=1)
+    num_shards: int = Field(ge=0)
     num_units: int = Field(ge=0)
+    parts: list[_PartEntry] = Field(default_factory=list)
 
 
 def _is_temp(path: Path) -> bool:
@@ -83,6 +98,104 @@ class BuildState:
     def write(self, state: dict[str, Any]) -> None:
         write_json(state, self.state_file)
 
+    # -- the layout (which shards hold which personas and pairs) ----------------------------------
+    @property
+    def layout_dir(self) -> Path:
+        return self.root / "layout"
+
+    def write_layout(self, fingerprint: str, layout: Layout, num_units: int, about: dict[str, Any]) -> None:
+        """Save a layout whose parts all have a run; the digests first, state.json (which points at them) last.
+        ``about``: what ``polypref status`` reports besides (the judge's store key, model and prices)."""
+        self._write_digests(self.layout_dir / "personas.parquet", layout.personas)
+        for k, part in enumerate(layout.parts):
+            path = self.layout_dir / f"part-{k:05d}.parquet"
+            if not path.exists():  # a part never changes once written
+                self._write_digests(path, part.pairs)
+        latest = layout.parts[-1] if layout.parts else None
+        self.write(
+            about
+            | {
+                "fingerprint": fingerprint,
+                "run_id": latest.run_id if latest else "",
+                "created_at": latest.created_at if latest else datetime.now(UTC).isoformat(),
+                "num_shards": layout.num_shards,
+                "num_units": num_units,
+                "parts": [
+                    {
+                        "personas": list(p.personas),
+                        "pairs": len(p.pairs),
+                        "personas_per_shard": p.personas_per_shard,
+                        "first_shard": p.first_shard,
+                        "run_id": p.run_id,
+                        "created_at": p.created_at,
+                    }
+                    for p in layout.parts
+                ],
+            }
+        )
+
+    def read_layout(self, fingerprint: str) -> Layout | None:
+        """The layout of the build this folder holds, if it was built with the same settings and every file of
+        it reads back; None otherwise (the build is then laid out anew, from the judgment store)."""
+        try:
+            state = self.read()
+        except OutputError:
+            return None
+        if state is None or state["fingerprint"] != fingerprint or not state["parts"]:
+            return None
+        try:
+            personas = self._read_digests(self.layout_dir / "personas.parquet")
+            parts = []
+            for k, entry in enumerate(state["parts"]):
+                pairs = self._read_digests(self.layout_dir / f"part-{k:05d}.parquet")
+                if len(pairs) != entry["pairs"]:
+                    return None
+                parts.append(
+                    Part(
+                        personas=tuple(entry["personas"]),  # type: ignore[arg-type]
+                        pairs=pairs,
+                        personas_per_shard=entry["personas_per_shard"],
+                        first_shard=entry["first_shard"],
+                        run_id=entry["run_id"],
+                        created_at=entry["created_at"],
+                    )
+                )
+        except (OSError, ValueError, pa.ArrowException, pl.exceptions.PolarsError):
+            return None
+        return Layout(personas, tuple(parts))
+
+    @staticmethod
+    def _write_digests(path: Path, digests: tuple[str, ...]) -> None:
+        write_parquet(pa.table({"digest": pa.array(digests, pa.string())}), path, 1_000_000)
+
+    @staticmethod
+    def _read_digests(path: Path) -> tuple[str, ...]:
+        return tuple(pq.read_table(path, columns=["digest"]).column("digest").to_pylist())
+
+    # -- the judgment store -------------------------------------------------------------------------
+    @property
+    def store_dir(self) -> Path:
+        return self.root / "store"
+
+    def store(self, judge_key: str) -> JudgmentStore:
+        return JudgmentStore(self.store_dir / judge_key)
+
+    def stored_judgments(self) -> int:
+        """Judgments in the store, of every judge this folder has used."""
+        if not self.store_dir.is_dir():
+            return 0
+        return sum(JudgmentStore(p).count() for p in self.store_dir.iterdir() if p.is_dir())
+
+    def clear_build(self, keep_store: bool) -> None:
+        """Remove the published files and the build's state, keeping the judgment store unless told not to."""
+        for target in (self.out / "data", self.out / "README.md"):
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        if self.root.is_dir():
+            for target in self.root.iterdir():
+                if keep_store and target.name in (self.store_dir.name, self.generated_dir.name, "judge"):
+                    continue
+                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json(summary, self.root / "summary.json")
 
@@ -111,6 +224,19 @@ class BuildState:
     def write_report(self, index: int, report: dict[str, Any]) -> None:
         write_json(report, self.report_path(index))
 
+    def forget_unreadable_shards(self) -> list[int]:
+        """Finished shards whose files no longer read (damaged on disk, cut short by a full one): their reports
+        are removed, so the build makes them again (from the store) instead of publishing them as they are."""
+        forgotten = []
+        for index in self.reports():
+            try:
+                for config in ("judgments", "preferences"):
+                    pq.read_metadata(shard_path(self.out, config, index))
+            except (OSError, pa.ArrowException):
+                self.report_path(index).unlink(missing_ok=True)
+                forgotten.append(index)
+        return forgotten
+
     def reports(self) -> dict[int, dict[str, Any]]:
         """Every readable shard report, by shard index."""
         found: dict[int, dict[str, Any]] = {}
@@ -118,36 +244,6 @@ class BuildState:
             if path.stem.isdigit() and (report := self.read_report(int(path.stem))) is not None:
                 found[int(path.stem)] = report
         return found
-
-    # -- micro-batches of unfinished shards ---------------------------------------------------------
-    def partial_dir(self, index: int) -> Path:
-        return self.root / "partial" / f"{index:05d}"
-
-    def micro_batch_files(self, index: int) -> list[Path]:
-        folder = self.partial_dir(index)
-        return sorted(p for p in folder.glob("*.parquet") if not _is_temp(p)) if folder.is_dir() else []
-
-    def saved_micro_batches(self, index: int) -> list[pl.DataFrame]:
-        frames = []
-        for path in self.micro_batch_files(index):
-            try:
-                frames.append(pl.read_parquet(path))
-            except Exception as e:  # written atomically by us: a bad one was put there or damaged on disk
-                raise OutputError(
-                    f"{path}: not a readable micro-batch ({str(e)[:200]}); delete it to judge its units again"
-                ) from None
-        return frames
-
-    def save_micro_batch(self, index: int, frame: pl.DataFrame, row_group_rows: int) -> None:
-        if frame.height:
-            write_parquet(frame.to_arrow(), self.partial_dir(index) / f"{frame['unit'][0]:09d}.parquet", row_group_rows)
-
-    def clear_partial(self, index: int) -> None:
-        folder = self.partial_dir(index)
-        if folder.is_dir():
-            for path in folder.iterdir():
-                path.unlink(missing_ok=True)
-            folder.rmdir()
 
     # -- published files ----------------------------------------------------------------------------
     def data_files(self, config: str) -> list[Path]:
@@ -177,10 +273,9 @@ class BuildState:
         return removed
 
     def _state_folders(self) -> list[Path]:
-        folders = [self.root / "shards", self.root / "partial", self.generated_dir]
-        partial = self.root / "partial"
-        if partial.is_dir():
-            folders += [p for p in partial.iterdir() if p.is_dir()]
+        folders = [self.root / "shards", self.layout_dir, self.generated_dir, self.store_dir]
+        if self.store_dir.is_dir():
+            folders += [p for p in self.store_dir.iterdir() if p.is_dir()]
         return folders
 
     def foreign_files(self) -> list[Path]:
@@ -207,27 +302,17 @@ class BuildState:
             raise OutputError(f"cannot write to {existing}: {hint}; choose another --out") from None
 
     # -- progress -----------------------------------------------------------------------------------
-    def progress_units(self) -> int:
-        """Units judged so far: those of finished shards plus saved micro-batches of unfinished ones.
+    def progress_units(self, store: JudgmentStore | None = None, baseline: int = 0) -> int:
+        """Units judged so far: those of finished shards, or (given the build's store and how many judgments
+        it held when the build began) those stored since, whichever is more.
 
         Safe to call while a build writes (files appear by rename; a vanishing one is skipped).
         """
-        reports = self.reports()
         units = 0
-        for report in reports.values():
+        for report in self.reports().values():
             with contextlib.suppress(TypeError, ValueError):  # a damaged report is redone; count it as nothing
                 units += int(report.get("units", 0)) - int(report.get("unanswered", 0))
-        partial = self.root / "partial"
-        if partial.is_dir():
-            for folder in partial.iterdir():
-                if not folder.name.isdigit() or int(folder.name) in reports:
-                    continue
-                for path in self.micro_batch_files(int(folder.name)):
-                    try:
-                        units += pq.read_metadata(path).num_rows
-                    except (OSError, pa.ArrowException):
-                        continue
-        return units
+        return max(units, store.count() - baseline) if store is not None else units
 
 
 def _reason(error: BaseException) -> str:

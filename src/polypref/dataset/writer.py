@@ -27,8 +27,9 @@ TMP_PREFIX = ".tmp-"  # what a killed writer can leave behind; never data (see d
 CDC = {"min_chunk_size": 256 * 1024, "max_chunk_size": 1024 * 1024, "norm_level": 0}
 
 
-def shard_path(out: Path, config: str, index: int, total: int) -> Path:
-    return out / "data" / config / f"train-{index:05d}-of-{total:05d}.parquet"
+def shard_path(out: Path, config: str, index: int) -> Path:
+    """Without the total in the name (train-00003-of-00012): a refresh adds shards and renames none."""
+    return out / "data" / config / f"train-{index:05d}.parquet"
 
 
 def _temp_for(path: Path) -> Path:

@@ -23,7 +23,7 @@ import polars as pl
 from pydantic import Field
 
 from polypref.judges.base import JudgeInfo
-from polypref.records import UnitBatch, content_hash
+from polypref.records import UnitBatch, content_hash, mix64
 from polypref.strict import StrictModel
 
 MODEL = "ideal-point-bradley-terry/1"
@@ -133,17 +133,9 @@ def unit_uniforms(seed: int, batch: UnitBatch) -> np.ndarray:
     persona_keys = np.array([int(content_hash(seed, p.id), 16) for p in batch.personas], dtype=np.uint64)
     pair_keys = np.array([int(content_hash(pair.id), 16) for pair in batch.pairs], dtype=np.uint64)
     with np.errstate(over="ignore"):
-        x = _mix(persona_keys[batch.persona_idx] ^ _mix(pair_keys[batch.pair_idx]))
-        x = _mix(x ^ (batch.order.astype(np.uint64) << np.uint64(32)) ^ batch.sample.astype(np.uint64))
+        x = mix64(persona_keys[batch.persona_idx] ^ mix64(pair_keys[batch.pair_idx]))
+        x = mix64(x ^ (batch.order.astype(np.uint64) << np.uint64(32)) ^ batch.sample.astype(np.uint64))
     return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: a bijection on 64-bit integers that spreads every input bit over the output."""
-    x = (x + np.uint64(0x9E3779B97F4A7C15)) & np.uint64(0xFFFFFFFFFFFFFFFF)
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
 
 
 def _nan_if_none(value: float | None) -> float:

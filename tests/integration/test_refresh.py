@@ -1,0 +1,239 @@
+"""Judgment reuse and growth, counted in requests to a real OpenAI-compatible server on loopback: a build
+asks the backend only for judgments no earlier build of the folder made, whatever else changed, and a build
+that grows (more personas, more items) adds shards without touching the ones it has."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from polypref import assets, pipeline, prompts
+from polypref.config import load_config
+from polypref.dataset.state import BuildState
+from polypref.errors import OutputError
+from tests.conftest import items_records, run_without_prefect
+from tests.openai_api import ChatAPIServer, judge_settings, prefer_the_longer, serve
+
+pytestmark = pytest.mark.integration
+
+PERSONAS = 6
+PAIRS = 6  # the tiny items: 2 prompts x 3 responses, every pair of a prompt's responses
+RUN_COLUMNS = ("run_id", "created_at")  # which run wrote a row; everything else must match a clean build
+
+
+@pytest.fixture
+def api() -> Iterator[ChatAPIServer]:
+    yield from serve(ChatAPIServer(reply=prefer_the_longer))
+
+
+class Builds:
+    """Builds of one folder through ``api``, each returning (summary, requests it made)."""
+
+    def __init__(self, config: Path, api: ChatAPIServer, out: Path):
+        self.config, self.api, self.out = config, api, out
+
+    def settings(self, *more: str) -> list[str]:
+        return [*judge_settings(self.api), f"population.size={PERSONAS}", "output.units_per_shard=48", *more]
+
+    def plan(self, *more: str, out: Path | None = None, add_personas: int = 0):
+        config = load_config(self.config, self.settings(*more))
+        return pipeline.plan(config, out or self.out, add_personas=add_personas)
+
+    def run(self, *more: str, out: Path | None = None, add_personas: int = 0) -> tuple[dict, int]:
+        before = self.api.requests
+        summary = run_without_prefect(self.plan(*more, out=out, add_personas=add_personas))
+        return summary, self.api.requests - before
+
+
+@pytest.fixture
+def builds(tiny_config: Path, api: ChatAPIServer, tmp_path: Path) -> Builds:
+    return Builds(tiny_config, api, tmp_path / "out")
+
+
+def _files(out: Path) -> dict[str, str]:
+    """Every published data file of a folder, by path, with its content hash."""
+    return {
+        p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((out / "data").rglob("*.parquet"))
+    }
+
+
+def _rows(out: Path, config: str, key: list[str]) -> pl.DataFrame:
+    return pl.read_parquet(out / "data" / config).drop(RUN_COLUMNS, strict=False).sort(key)
+
+
+JUDGMENT_KEY = ["persona_id", "pair_id", "order", "sample"]
+
+
+def test_changed_filters_shards_and_samples_ask_only_for_new_judgments(builds: Builds) -> None:
+    sampled = "judge.temperature=0.7"  # several samples need a temperature; one sample may have it too
+    first, calls = builds.run(sampled)
+    planned = builds.plan().num_units
+    assert planned == PERSONAS * PAIRS * 2 and calls == planned == first["judgments"]
+    kept = first["preferences"]
+
+    strict, calls = builds.run(sampled, "filters.min_confidence=0.95")  # the same answers, filtered anew
+    assert calls == 0 and strict["reused_judgments"] == planned
+    assert strict["preferences"] < kept and strict["judgments"] == planned
+
+    _, calls = builds.run(sampled, "filters.min_confidence=0.95", "output.units_per_shard=100")  # other shards
+    assert calls == 0
+
+    more, calls = builds.run(sampled, "judge.samples=2", "filters.min_agreement=0.5")  # sample 0 was asked
+    assert more["judgments"] == 2 * planned and calls == planned
+    back, calls = builds.run(sampled)  # and back to the first settings: the first dataset again, for nothing
+    assert calls == 0 and back["preferences"] == kept
+    assert BuildState(builds.out).stored_judgments() == 2 * planned  # every answer stored once
+
+
+def test_a_grown_population_asks_only_for_the_new_personas_and_keeps_every_shard(builds: Builds) -> None:
+    builds.run()
+    before = _files(builds.out)
+    _, calls = builds.run(f"population.size={2 * PERSONAS}")
+    assert calls == PERSONAS * PAIRS * 2  # the new personas' judgments, and no other
+    after = _files(builds.out)
+    assert {k: after[k] for k in before} == before  # every file already built is byte for byte the same
+    assert len(after) > len(before)
+
+    _, calls = builds.run(add_personas=PERSONAS)  # a scheduled refresh: --add-personas 6 on the same config
+    assert calls == PERSONAS * PAIRS * 2
+    grown = _files(builds.out)
+    assert {k: grown[k] for k in after} == after
+
+    # the grown folder holds what one build of the whole population holds, row for row
+    clean = builds.out.parent / "clean"
+    whole, _ = builds.run(f"population.size={3 * PERSONAS}", out=clean)
+    for config, key in (("judgments", JUDGMENT_KEY), ("preferences", ["persona_id", "pair_id"])):
+        assert _rows(builds.out, config, key).equals(_rows(clean, config, key)), config
+    personas = pl.read_parquet(builds.out / "data" / "personas").drop(RUN_COLUMNS)
+    assert personas.equals(pl.read_parquet(clean / "data" / "personas").drop(RUN_COLUMNS))
+    runs = set(pl.read_parquet(builds.out / "data" / "personas")["run_id"])
+    assert len(runs) == 3  # one per run, and the card lists them all
+    text = (builds.out / "README.md").read_text()
+    assert all(f"| `{run}` |" in text for run in runs) and f"size: {3 * PERSONAS}" in text
+
+    # the card counts the whole dataset, not the last run's part of it
+    card = yaml.safe_load((builds.out / "README.md").read_text().split("---")[1])
+    counts = {c["config_name"]: c["splits"][0]["num_examples"] for c in card["dataset_info"]}
+    assert counts == {"preferences": whole["preferences"], "judgments": whole["judgments"], "personas": 3 * PERSONAS}
+
+
+def test_new_items_ask_only_for_their_pairs(builds: Builds, tiny: dict[str, Path]) -> None:
+    builds.run()
+    before = _files(builds.out)
+    records = items_records()
+    extra = {
+        **records[0],
+        "id": "extra",
+        "prompt": records[0]["prompt"] + " (asked again, later)",
+        "responses": [{**r, "id": "extra-" + r["id"]} for r in records[0]["responses"]],
+    }
+    with tiny["items"].open("a") as f:
+        f.write(json.dumps(extra) + "\n")
+    added = len(builds.plan().pairs) - PAIRS
+    assert added > 0
+    summary, calls = builds.run()
+    assert calls == PERSONAS * added * 2
+    after = _files(builds.out)
+    assert {k: after[k] for k in before} == before
+    assert summary["judgments"] == PERSONAS * (PAIRS + added) * 2
+
+
+def test_a_changed_judge_or_template_asks_everything_again(
+    builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    builds.run()
+    planned = builds.plan().num_units
+    _, calls = builds.run("judge.temperature=0.7")
+    assert calls == planned  # another judge: no stored answer is its answer
+
+    edited = tmp_path / "assets"  # the assets as a user who edits the pairwise prompt has them
+    edited.mkdir()
+    for folder in ("personas", "schemas", "data", "flows"):
+        (edited / folder).symlink_to(assets.root() / folder)
+    shutil.copytree(assets.root() / "prompts", edited / "prompts")
+    template = edited / "prompts" / "judge_pairwise.j2"
+    template.write_text(template.read_text() + "\nThink about it twice.\n")
+    monkeypatch.setattr(assets, "root", lambda: edited)
+    prompts.environment.cache_clear()
+    try:
+        _, calls = builds.run()
+    finally:
+        prompts.environment.cache_clear()
+    assert calls == planned
+    assert "Think about it twice." in builds.api.bodies[-1]["messages"][-1]["content"]
+
+
+def test_a_shard_damaged_on_disk_is_rebuilt_from_the_store(builds: Builds) -> None:
+    builds.run()
+    before = _rows(builds.out, "judgments", JUDGMENT_KEY)
+    shard = sorted((builds.out / "data" / "judgments").glob("*.parquet"))[1]
+    shard.write_bytes(shard.read_bytes()[:100])  # cut short, as a full disk or a bad copy leaves it
+    _, calls = builds.run()
+    assert calls == 0
+    assert _rows(builds.out, "judgments", JUDGMENT_KEY).equals(before)
+
+
+def _polypref(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "polypref", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_a_foreign_or_damaged_store_segment_stops_the_build_naming_it(builds: Builds) -> None:
+    builds.run()
+    store = builds.plan().store.root
+    segment = sorted(store.glob("*.parquet"))[0]
+    segment.write_bytes(b"not parquet at all")
+    with pytest.raises(OutputError, match=segment.name):
+        pipeline.check_output(builds.plan())
+    stranger = store / "0123abcd.parquet"
+    pl.DataFrame({"k0": [1], "k1": [2]}).write_parquet(stranger)  # parquet, but not a store segment
+    segment.unlink()
+    with pytest.raises(OutputError, match=r"0123abcd\.parquet.*not a judgment store segment"):
+        pipeline.check_output(builds.plan())
+    stranger.unlink()
+    _, calls = builds.run()  # the way out the message gives: delete it; the finished shards still hold it all
+    assert calls == 0
+    _, calls = builds.run("filters.min_confidence=0.9")  # a rebuild asks again for what the segment held
+    assert 0 < calls < builds.plan().num_units
+
+
+def test_status_reports_a_partial_and_a_finished_build(builds: Builds, tiny_config: Path) -> None:
+    plan = builds.plan()
+    run = pipeline.prepare_output(plan)
+    from polypref.judges import make_judge
+
+    judge = make_judge(plan.config.judge, plan.config.seed)
+    try:
+        pipeline.run_shard(plan, run, 0, judge)
+    finally:
+        judge.close()
+    partial = _polypref("status", str(builds.out), "--json")
+    assert partial.returncode == 0, partial.stderr
+    figures = json.loads(partial.stdout)
+    assert figures["finished"] is False
+    assert figures["shards"] == {"done": 1, "total": plan.num_shards}
+    assert figures["stored"]["this_judge"] == len(plan.batch(0)) == figures["requests"]
+    assert figures["judge"] == {"backend": "openai", "model": "served-model"}
+    assert figures["tokens"]["prompt_tokens"] > 0
+
+    builds.run()
+    text = _polypref("status", str(builds.out))
+    assert text.returncode == 0, text.stderr
+    assert f"shards: {plan.num_shards} of {plan.num_shards} done" in text.stdout
+    assert f"stored judgments: {plan.num_units} by this judge (openai, served-model)" in text.stdout
+
+    nothing = _polypref("status", str(builds.out.parent / "nowhere"))
+    assert nothing.returncode == 2 and "is not a folder" in nothing.stderr and "Traceback" not in nothing.stderr
+    segment = sorted(plan.store.root.glob("*.parquet"))[0]
+    segment.write_bytes(b"torn")
+    damaged = _polypref("status", str(builds.out))
+    assert damaged.returncode == 2 and "Traceback" not in damaged.stderr and "store" in damaged.stderr
