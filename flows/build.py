@@ -18,7 +18,7 @@ from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from polypref import pipeline
+from polypref import pipeline, publish
 from polypref.config import BuildConfig
 from polypref.errors import Interrupted, PolyprefError
 from polypref.interrupt import signal_name, stop_requested
@@ -55,13 +55,16 @@ def generate_responses(plan: pipeline.BuildPlan) -> pipeline.BuildPlan:
 
 
 @flow(name="build-dataset", validate_parameters=True)
-def build_dataset(config: BuildConfig, out: str, overwrite: bool = False, source: str = "config") -> dict[str, Any]:
+def build_dataset(
+    config: BuildConfig, out: str, overwrite: bool = False, source: str = "config", add_personas: int = 0
+) -> dict[str, Any]:
     """Sample personas, judge each (persona, pair) in both orders, filter, and write the dataset.
 
-    ``source`` names the config in error messages. The CLI passes what it planned with, so this call finds the
+    ``add_personas`` grows the population past what ``out`` already holds (a scheduled refresh); ``source``
+    names the config in error messages. The CLI passes what it planned with, so this call finds the
     CLI's plan in pipeline.plan's memo instead of sampling the population again.
     """
-    plan = pipeline.plan(config, out, source)
+    plan = pipeline.plan(config, out, source, add_personas, overwrite)
     run = pipeline.prepare_output(plan, overwrite)
     if config.generate is not None:  # before the judge: a vLLM generator and a vLLM judge would share the GPU
         plan = generate_responses(quote(plan))
@@ -83,9 +86,25 @@ def build_dataset(config: BuildConfig, out: str, overwrite: bool = False, source
         table=[{"outcome": k, "judgments": v} for k, v in summary["reasons"].items()],
         description=f"Judgments per filter outcome, run {summary['run_id']}",
     )
+    published = ""
+    if config.publish.repo and summary.get("unanswered"):  # publish only a complete build
+        summary["published"] = {"repo": config.publish.repo, "tag": None, "skipped": "judgments got no answer"}
+        published = f" Not published: {summary['unanswered']} judgments got no answer; run the build again."
+    elif config.publish.repo:
+        summary["published"] = publish_dataset(out, config)
+        published = f" Published to `{config.publish.repo}` as `{summary['published']['tag']}`."
     create_markdown_artifact(
         key="build-summary",
         markdown=f"# polypref build `{summary['run_id']}`\n\n{summary['personas']} personas, "
-        f"{summary['judgments']} judgments, {summary['preferences']} preferences in `{out}`.",
+        f"{summary['judgments']} judgments, {summary['preferences']} preferences in `{out}`.{published}",
     )
     return summary
+
+
+@task(name="publish", cache_policy=NO_CACHE, retries=1, retry_condition_fn=retry_unless_polypref_error)
+def publish_dataset(out: str, config: BuildConfig) -> dict[str, Any]:
+    """Push the finished build to the config's Hub repo (polypref push, with its own retries and resume)."""
+    result = publish.push(
+        out, config.publish.repo or "", private=config.publish.private, revision=config.publish.revision
+    )
+    return {"repo": result.repo, "tag": result.tag, "commits": result.commits, "uploaded": len(result.uploaded)}

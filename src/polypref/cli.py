@@ -1,4 +1,4 @@
-"""polypref command line: init | init-spec | validate | annotate | build | push.
+"""polypref command line: init | init-spec | validate | annotate | build | push | status | serve.
 
 Exit statuses: 0 done; 2 a usage, config, output or judge-setup error (the message says which); 3 built, but
 some judgments got no answer, or responses could not be generated because the endpoint never answered (rerun to
@@ -63,8 +63,8 @@ def _root(ctx: typer.Context) -> None:
     if ctx.invoked_subcommand is None:
         ctx.fail(
             "Missing command: init (write a config), init-spec (draft a population spec from a survey file), "
-            "validate (check a config), annotate (give open items topics and stances), build (make the dataset) "
-            "or push (publish it)."
+            "validate (check a config), annotate (give open items topics and stances), build (make or grow the "
+            "dataset), status (what a build folder holds), push (publish it) or serve (build on a schedule)."
         )
 
 
@@ -186,14 +186,22 @@ def build(
     config: ConfigArg = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder (Hub layout)")] = Path("out"),
     set_: SetOpt = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace a different build already in --out")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Discard everything --out holds, stored judgments too, and judge again")
+    ] = False,
+    add_personas: Annotated[
+        int, typer.Option("--add-personas", help="Grow the population by this many past what --out holds", min=0)
+    ] = 0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
 ) -> None:
-    """Build the dataset with the Prefect flow flows/build.py:build_dataset (ephemeral local server)."""
+    """Build the dataset with the Prefect flow flows/build.py:build_dataset (ephemeral local server).
+
+    A folder that holds a build grows (new personas and items become new shards) or, if the settings changed,
+    is rebuilt from its stored judgments: only judgments never made are asked for."""
     from polypref import pipeline
 
     cfg, source = _load(config, set_)
-    plan = pipeline.plan(cfg, out_dir, source)  # every input is checked before Prefect starts
+    plan = pipeline.plan(cfg, out_dir, source, add_personas, overwrite)  # every input is checked before Prefect
     pipeline.check_output(plan, overwrite)
     for key, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)
@@ -206,7 +214,9 @@ def build(
             if interrupt.stop_requested():  # a signal while the server started: nothing was judged yet
                 raise Interrupted(interrupt.signal_name())
             summary = flow_runner.call_off_main_thread(
-                lambda: flow(config=cfg, out=str(out_dir), overwrite=overwrite, source=source)
+                lambda: flow(
+                    config=cfg, out=str(out_dir), overwrite=overwrite, source=source, add_personas=add_personas
+                )
             )
     except Interrupted:
         # the exception's own attribute may not survive Prefect's state handling; the stop request does
@@ -229,6 +239,46 @@ def build(
             "exactly those"
         )
         raise typer.Exit(EXIT_UNANSWERED)
+
+
+@app.command()
+def status(
+    folder: Annotated[Path, typer.Argument(help="A build folder (finished or not)")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON")] = False,
+) -> None:
+    """Show what a (partial) build holds: shards done, judgments stored, requests and cost so far."""
+    from polypref import status as folder_status
+
+    figures = folder_status.read(folder)
+    if as_json:
+        out.print(json.dumps(figures, indent=2))
+        return
+    for line in folder_status.describe(figures):
+        out.print(line)
+
+
+@app.command()
+def serve(
+    config: ConfigArg = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder the scheduled runs build and grow")] = Path(
+        "out"
+    ),
+    set_: SetOpt = None,
+    cron: Annotated[str, typer.Option(help="When to run (cron, UTC)")] = "0 3 * * *",
+    interval: Annotated[
+        float | None, typer.Option(help="Run every this many seconds instead of on the cron schedule", min=1)
+    ] = None,
+    add_personas: Annotated[
+        int, typer.Option("--add-personas", help="Personas each run adds to those the folder holds", min=0)
+    ] = 0,
+    name: Annotated[str, typer.Option(help="Deployment name")] = "polypref-refresh",
+) -> None:
+    """Run the build on a schedule from this process (Prefect serve; no separate server or worker). Each run adds
+    what is new (items, --add-personas) as new shards, and pushes when the config names publish.repo."""
+    from polypref import serve as serving
+
+    cfg, source = _load(config, set_)
+    serving.serve(cfg, out_dir, source=source, cron=cron, interval=interval, add_personas=add_personas, name=name)
 
 
 def _command_line() -> str:
@@ -265,6 +315,8 @@ class _progress_bar:
         from polypref.dataset.state import BuildState
 
         state = BuildState(self.plan.out)
+        store = self.plan.store
+        baseline = store.count()
         columns = (
             TextColumn("judging"),
             BarColumn(),
@@ -275,8 +327,8 @@ class _progress_bar:
         with Progress(*columns, console=err, transient=False) as bar:
             task = bar.add_task("judging", total=self.plan.num_units)
             while not self.stop.wait(0.5):
-                bar.update(task, completed=state.progress_units())
-            bar.update(task, completed=state.progress_units())
+                bar.update(task, completed=state.progress_units(store, baseline))
+            bar.update(task, completed=state.progress_units(store, baseline))
 
 
 def _plan_summary(plan: Any) -> dict[str, Any]:
@@ -303,7 +355,11 @@ def _print_summary(summary: dict[str, Any], out_dir: Path) -> int:
     )
     reused = int(summary.get("reused_judgments") or 0)
     if reused:
-        out.print(f"resumed: {reused} of the {summary['judgments']} judgments came from earlier runs")
+        out.print(f"reused: {reused} of the {summary['judgments']} judgments came from earlier runs (no request)")
+    if (published := summary.get("published")) and published.get("skipped"):
+        out.print(f"not published to {published['repo']}: {published['skipped']}; run the same command again")
+    elif published:
+        out.print(f"published: {published['repo']} ({published['tag'] or 'unchanged, no commit'})")
     out.print(f'load it: datasets.load_dataset("{out_dir}", "preferences")')
     return int(summary.get("unanswered") or 0)
 

@@ -29,10 +29,13 @@ from polypref.strict import StrictModel
 JudgeConfig = Annotated[SimulatedJudgeConfig | VllmJudgeConfig | OpenAIJudgeConfig, Field(discriminator="backend")]
 
 
+POPULATION_LIMIT = 1_000_000
+
+
 class PopulationConfig(StrictModel):
     spec: str = Field("gss_spending", description="A spec name in personas/ or a path to a spec YAML file")
     # personas are held in memory (~6.5 KB each, 1M in ~6.5 GB and a minute): past this, a machine runs out
-    size: int = Field(200, ge=1, le=1_000_000, description="Number of personas to sample (at most 1,000,000)")
+    size: int = Field(200, ge=1, le=POPULATION_LIMIT, description="Number of personas to sample (at most 1,000,000)")
     allocation: Literal["proportional", "equal"] | dict[str, float] = Field(
         "proportional",
         description="Personas per group: proportional to the weighted survey shares, equal, "
@@ -86,6 +89,31 @@ class OutputConfig(StrictModel):
     license: str = Field("other", description="Dataset licence for the card (check the survey's terms)")
 
 
+class PublishConfig(StrictModel):
+    repo: str | None = Field(
+        None,
+        description="Hub dataset repo (ORG/NAME) that each finished build is pushed to, as `polypref push` does "
+        "(HF_TOKEN from the environment); null keeps the build local",
+    )
+    private: bool = Field(False, description="Create the repo private (an existing repo keeps its visibility)")
+    revision: str = Field("main", min_length=1, description="Branch to push to")
+
+    @field_validator("repo")
+    @classmethod
+    def _repo_id(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+        try:
+            validate_repo_id(value)
+        except HFValidationError as e:
+            raise ValueError(str(e).split("\n")[0]) from None
+        if value.count("/") != 1:
+            raise ValueError("expected ORG/NAME, e.g. my-org/persona-prefs")
+        return value
+
+
 class BuildConfig(StrictModel):
     seed: int = Field(0, ge=0, description="Seeds sampling, pairing and the simulated judge")
     population: PopulationConfig = PopulationConfig()
@@ -97,6 +125,7 @@ class BuildConfig(StrictModel):
     )
     filters: FiltersConfig = FiltersConfig()
     output: OutputConfig = OutputConfig()
+    publish: PublishConfig = PublishConfig()
 
     @model_serializer(mode="wrap")
     def _public_json(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:

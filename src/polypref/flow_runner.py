@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from functools import cache
 from types import FrameType
-from typing import Any
+from typing import Any, Self
 
 from polypref import interrupt
 from polypref.errors import PolyprefError
@@ -177,38 +177,51 @@ def _own_session_server_class() -> type:
     return OwnSessionServer
 
 
-class StopOnSignal:
-    """SIGINT and SIGTERM during a build: the first asks judging to stop once the micro-batch in flight is
-    saved (polypref.interrupt); a second one exits at once, losing only that micro-batch."""
+class SignalScope:
+    """While the block runs, SIGINT and SIGTERM call ``handle`` (main thread only: signal.signal works only
+    there); the handlers before are restored after."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, server: PrefectServer):
-        self.server = server
+    def __enter__(self) -> Self:
         self.previous: dict[int, Any] = {}
-
-    def __enter__(self) -> StopOnSignal:
-        interrupt.reset()
-        if threading.current_thread() is threading.main_thread():  # signal.signal works only there
-            self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {s: signal.signal(s, self._on_signal) for s in self.SIGNALS}
         return self
 
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
 
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        # os.write, not print: the main thread may be inside a write to stderr right now
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.handle(signal.Signals(signum).name)
+
+    def handle(self, name: str) -> None:
+        raise NotImplementedError
+
+
+class StopOnSignal(SignalScope):
+    """SIGINT and SIGTERM during a build: the first asks judging to stop once the micro-batch in flight is
+    saved (polypref.interrupt); a second one exits at once, losing only that micro-batch."""
+
+    def __init__(self, server: PrefectServer):
+        self.server = server
+
+    def __enter__(self) -> Self:
+        interrupt.reset()
+        return super().__enter__()
+
+    def handle(self, name: str) -> None:
         if interrupt.stop_requested():
-            _write_stderr(f"\n{name} again: stopping now; the micro-batch in flight is lost\n")
+            write_stderr(f"\n{name} again: stopping now; the micro-batch in flight is lost\n")
             self.server.kill()
-            os._exit(128 + signum)
+            os._exit(128 + signal.Signals[name].value)
         interrupt.request_stop(name)
-        _write_stderr(f"\n{name}: stopping after the micro-batch in flight is saved (again to stop at once)\n")
+        write_stderr(f"\n{name}: stopping after the micro-batch in flight is saved (again to stop at once)\n")
 
 
-def _write_stderr(text: str) -> None:
-    # no usable stderr (closed, or replaced by an object without a descriptor): nothing to tell
-    with contextlib.suppress(OSError, ValueError):
+def write_stderr(text: str) -> None:
+    """Tell the terminal, from a signal handler: os.write, not print, since the main thread may be inside a
+    write to stderr right now."""
+    with contextlib.suppress(OSError, ValueError):  # no usable stderr (closed, or without a descriptor)
         os.write(sys.stderr.fileno(), text.encode())

@@ -52,6 +52,14 @@ class PushResult:
     tag: str | None = None  # the tag this push created (None: nothing changed, nothing tagged)
 
 
+def require_token(where: str) -> None:
+    """Fail before a build that will publish if no Hub token is set, not after its judgments are paid for."""
+    from huggingface_hub import get_token
+
+    if not get_token():
+        raise PublishError(f"{where}: publishing needs a Hub token with write access; set HF_TOKEN")
+
+
 def blob_id(data: bytes) -> str:
     """The git blob id the Hub reports for a file stored in git (not LFS)."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()

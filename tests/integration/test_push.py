@@ -147,3 +147,43 @@ def test_the_push_command_needs_a_token_and_never_prints_it(writer, build: Path,
     done = subprocess.run(command, env={**env, "HF_TOKEN": TOKEN}, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "tagged v1" in done.stdout and TOKEN not in done.stdout + done.stderr
+
+
+def test_a_build_that_names_a_repo_publishes_and_a_refresh_uploads_only_its_new_files(
+    writer, tiny_config: Path, tmp_path: Path
+) -> None:
+    """The flow's publish step (publish.repo in the config), then a scheduled refresh's --add-personas: the
+    refresh's push uploads its new shards and the card, nothing the first push sent."""
+    import datasets
+
+    repo = _repo()
+    env = {**os.environ, "HF_ENDPOINT": writer.url, "HF_HOME": str(writer.home), "HF_HUB_OFFLINE": "0"}
+    env.pop("HF_TOKEN", None)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "polypref", "build", str(tiny_config), "--out", str(out), "--no-progress"]
+    command += ["--set", "population.size=20", "--set", "output.units_per_shard=100", "--set", f"publish.repo={repo}"]
+    refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "HF_TOKEN" in refused.stderr and not out.exists()  # before any work
+
+    first = subprocess.run(command, env={**env, "HF_TOKEN": TOKEN}, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"published: {repo} (v1)" in first.stdout and TOKEN not in first.stdout + first.stderr
+    sent = {f for p in writer.stub.pushes(repo) for f in p["added"]}
+    assert sent == set(publish.published_files(out))
+
+    before = dict(publish.published_files(out))
+    refresh = [*command, "--add-personas", "8"]
+    again = subprocess.run(refresh, env={**env, "HF_TOKEN": TOKEN}, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"published: {repo} (v2)" in again.stdout
+    new = set(publish.published_files(out)) - set(before)
+    assert new == {f"data/{c}/train-00003.parquet" for c in ("judgments", "preferences", "personas")}
+    pushes = writer.stub.pushes(repo)
+    refreshed = [p for p in pushes if p["commit"] not in {q["commit"] for q in pushes[: len(pushes) - 2]}]
+    assert len(refreshed) == 2  # one commit of data files, then the card
+    assert {f for p in refreshed for f in p["added"]} == {*new, "README.md"}
+    commits = [json.loads(line) for line in (writer.stub.root / "commits.jsonl").read_text().splitlines()]
+    assert [c["commit"] for c in commits if c["repo"] == repo] == [p["commit"] for p in pushes]
+
+    remote = datasets.load_dataset(repo, "judgments", split="train", revision="v2")
+    assert remote.num_rows == pl.read_parquet(out / "data" / "judgments").height == 28 * 6 * 2

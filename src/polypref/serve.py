@@ -1,0 +1,440 @@
+"""`polypref serve`: run the build flow on a schedule from one process, with no separate server or worker.
+
+Prefect's Runner (what ``flow.serve`` runs) serves a deployment of flows/build.py:build_dataset and starts each of
+its flow runs as a worker would, in a subprocess that loads the deployment's entrypoint. What Prefect 3.7.7 does
+not do here, and this module does:
+
+- **Schedule on the server we start.** polypref's server is Prefect's ephemeral one, and an ephemeral server runs
+  no scheduler service (prefect/server/services/scheduler.py registers the scheduler without
+  ``run_in_ephemeral``; the Runner itself warns "Cannot schedule flows on an ephemeral server"), so a served
+  deployment there never gets a run. Even a full server cannot, beside SQLAlchemy 2.1: Prefect's bulk insert of
+  scheduled runs fails ("Can't evaluate bulk DML statement; please supply a bulk_dml decorated function"), in the
+  scheduler service and in ``POST /deployments/{id}/schedule`` alike. So ``_Scheduler`` keeps one run of the
+  deployment waiting, created through the API one at a time at the schedule's next time. One at a time also
+  means that runs coming due while a long build is still going coalesce into one catch-up run instead of piling
+  up. Against a server the user runs (``PREFECT_API_URL`` set), its scheduler creates the runs and we only serve.
+- **Stop cleanly.** SIGINT and SIGTERM stop the runner, which cancels the run in flight as Prefect cancels runs
+  (saved micro-batches are kept; the next run resumes), and the process exits 128 + the signal's number with no
+  traceback. Flow runs do not get a terminal's Ctrl-C themselves (see ``_Served.run``).
+- **Stay quiet,** as ``polypref build`` does: one line when serving starts, one per finished run.
+
+Tied to the pinned Prefect version, like flow_runner: recheck when it moves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from polypref import flow_runner
+from polypref.config import BuildConfig
+from polypref.errors import ConfigError, PolyprefError, first_line
+from polypref.secrets import scrub
+
+# A stop cancels the run in flight; Prefect gives a cancelled run 30 s to exit before it kills it, and then the
+# runner and the server shut down. Past this, serve stops at once, as after a second signal.
+STOP_TIMEOUT_S = 90
+FINISHED = ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]
+
+
+def serve(
+    config: BuildConfig,
+    out: Path,
+    *,
+    source: str,
+    cron: str,
+    interval: float | None,
+    add_personas: int,
+    name: str,
+) -> None:
+    """Serve flows/build.py:build_dataset as deployment ``name``, run on ``cron`` (UTC) or else every
+    ``interval`` seconds into ``out``, each run adding ``add_personas`` personas; until SIGINT or SIGTERM.
+
+    Everything is checked before Prefect starts (config and inputs, the output folder, the schedule): problems
+    are PolyprefErrors, which the CLI prints (exit 2).
+
+    The runs get the config as Prefect stores flow parameters, ``config.model_dump(mode="json")``, which by
+    design leaves credentials out of ``judge.base_url`` and redacts free-form provider settings (secrets never
+    reach Prefect's database). A config that this would change is refused here, since its scheduled runs would
+    judge without the secret: keep keys in the environment (``judge.api_key_env``).
+    """
+    from polypref import cli, pipeline  # cli imports this module lazily, and this one imports cli: no cycle
+
+    plan = pipeline.plan(config, out, source)
+    pipeline.check_output(plan)
+    parameters = flow_parameters(config, out, source, add_personas)
+    for key, value in cli.PREFECT_DEFAULTS.items():  # before Prefect is imported: it reads them once
+        os.environ.setdefault(key, value)
+    schedule = make_schedule(cron, interval)
+    flow = cli._load_flow()
+    flow_runner.quiet_console_about_our_errors()
+
+    server = flow_runner.PrefectServer()
+    served = _Served(flow, name, schedule, parameters, out, describe_schedule(cron, interval))
+    with _StopOnSignal(server, served) as stop:
+        try:
+            with _server_environment():
+                server.start()
+        except RuntimeError as e:
+            if "ephemeral Prefect API server" not in str(e):
+                raise
+            raise PolyprefError(
+                f"Prefect's local server did not start ({e}). If another Prefect version used this Prefect home, "
+                "its database may be too new for this one: point PREFECT_HOME at a new folder, or set "
+                "PREFECT_API_URL to a running Prefect server."
+            ) from None
+        if server.process is not None:
+            # Our server: the runner, and the flow-run processes it starts (they inherit os.environ), must use
+            # this one, not start servers of their own.
+            served.api_url = _own_server_url()
+            os.environ["PREFECT_API_URL"] = served.api_url
+        if stop.name is None:
+            worker = threading.Thread(target=served.run, name="polypref-serve", daemon=True)
+            worker.start()
+            while worker.is_alive():
+                worker.join(0.2)  # short waits: signal handlers run on the main thread between them
+                if stop.since is not None and time.monotonic() - stop.since > STOP_TIMEOUT_S:
+                    stop.force(f"serving did not stop within {STOP_TIMEOUT_S} s; stopping now")
+    if served.error is not None:
+        raise _explained(served.error)
+    if stop.name is not None:
+        flow_runner.write_stderr(f"stopped by {stop.name}: serving {name} ended\n")
+        raise SystemExit(128 + signal.Signals[stop.name].value)
+
+
+def flow_parameters(config: BuildConfig, out: Path, source: str, add_personas: int) -> dict[str, Any]:
+    """The deployment's parameters, as Prefect stores them (JSON); a config that JSON would change is refused."""
+    dumped = config.model_dump(mode="json")
+    lost = _differences(config.model_dump(), BuildConfig.model_validate(dumped).model_dump())
+    if lost:
+        reason = (
+            "Prefect's stored flow parameters leave this out (credentials, and provider settings not known to be "
+            "harmless, never reach its database), so scheduled runs would judge without it; keep keys in the "
+            "environment (judge.api_key_env), or run `polypref build` on a schedule of your own"
+        )
+        raise ConfigError(source, [(path, reason) for path in lost])
+    return {"config": dumped, "out": str(out), "source": source, "add_personas": add_personas}
+
+
+def make_schedule(cron: str, interval: float | None) -> Any:
+    """Prefect's schedule for ``interval`` seconds, or else for ``cron`` (UTC); ConfigError if invalid."""
+    from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
+    from pydantic import ValidationError
+
+    option = "--interval" if interval is not None else "--cron"
+    try:
+        if interval is not None:
+            if not interval > 0:
+                raise ValueError("must be a number of seconds > 0")
+            return IntervalSchedule(interval=datetime.timedelta(seconds=interval))
+        return CronSchedule(cron=cron, timezone="UTC")
+    except ValidationError as e:
+        raise ConfigError("command line", [(option, e.errors()[0]["msg"])]) from None
+    except ValueError as e:
+        raise ConfigError("command line", [(option, str(e))]) from None
+
+
+def describe_schedule(cron: str, interval: float | None) -> str:
+    return f"every {interval:g} s" if interval is not None else f"on cron '{cron}' (UTC)"
+
+
+def _differences(before: Any, after: Any, path: str = "") -> list[str]:
+    """The paths (a.b[0].c) where two JSON-like values differ."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        keys = sorted(set(before) | set(after), key=str)
+        return [d for k in keys for d in _differences(before.get(k), after.get(k), f"{path}.{k}" if path else k)]
+    if isinstance(before, list | tuple) and isinstance(after, list | tuple) and len(before) == len(after):
+        pairs = enumerate(zip(before, after, strict=True))
+        return [d for i, (b, a) in pairs for d in _differences(b, a, f"{path}[{i}]")]
+    return [] if before == after else [path or "<root>"]
+
+
+@contextlib.contextmanager
+def _server_environment() -> Iterator[None]:
+    """Settings for the server subprocess alone, which copies os.environ when it starts.
+
+    While serving, the server's background tasks meet SQLite locks ("database is locked": harmless, and done
+    again later; PrefectHQ/prefect#18934), and its task queue (docket) logs each with a traceback through the
+    root logger, which the build's PREFECT_LOGGING_SERVER_LEVEL does not reach. A user's own setting wins.
+    """
+    added = {"PREFECT_LOGGING_ROOT_LEVEL": "CRITICAL"}
+    added = {key: value for key, value in added.items() if key not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
+def _own_server_url() -> str:
+    from prefect.server.api.server import SubprocessASGIServer
+
+    # PrefectServer registered its server as Prefect's default instance (port None), so this returns it
+    return SubprocessASGIServer().api_url
+
+
+def _explained(error: BaseException) -> BaseException:
+    """The Prefect API failing (unreachable, or refusing a request) is a problem to report, not a crash."""
+    import httpx
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    if isinstance(error, PrefectHTTPStatusError | httpx.HTTPError):
+        return PolyprefError(f"serving stopped: the Prefect API failed: {scrub(first_line(error))}")
+    return error
+
+
+class _Served:
+    """The runner and our scheduler, on an event loop of their own (a worker thread)."""
+
+    def __init__(self, flow: Any, name: str, schedule: Any, parameters: dict[str, Any], out: Path, when: str):
+        self.flow, self.name, self.schedule, self.parameters = flow, name, schedule, parameters
+        self.out, self.when = out, when
+        self.api_url: str | None = None  # set when the server is ours: then we create the runs
+        self.error: BaseException | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stopped: asyncio.Event | None = None
+        self.stop_asked = False
+
+    def run(self) -> None:
+        # Flow runs are processes this thread starts, and they inherit its signal mask. With SIGINT blocked here,
+        # a terminal's Ctrl-C (SIGINT to the whole foreground process group) reaches only this process's main
+        # thread, which stops the runner, and the runner cancels the run in flight the way Prefect cancels runs
+        # (a flow run's own KeyboardInterrupt would end it with tracebacks).
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            asyncio.run(self._serve())
+        except BaseException as e:  # handed to the main thread, which raises it
+            self.error = e
+
+    def stop(self) -> None:
+        """Called from the main thread (a signal handler)."""
+        self.stop_asked = True
+        if self.loop is not None and self.stopped is not None:
+            self.loop.call_soon_threadsafe(self.stopped.set)
+
+    async def _serve(self) -> None:
+        from prefect.client.orchestration import get_client
+        from prefect.runner import Runner
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        self.loop = asyncio.get_running_loop()
+        self.stopped = asyncio.Event()
+        if self.stop_asked:
+            return
+        with temporary_settings(updates={PREFECT_API_URL: self.api_url} if self.api_url else {}):
+            runner = Runner(name=self.name, pause_on_shutdown=True, limit=1)
+            deployment = await self.flow.ato_deployment(
+                name=self.name,
+                schedules=[self.schedule],
+                parameters=self.parameters,
+                description=f"polypref serve: {self.when} into {self.out}",
+            )
+            # As Runner.add_flow does: clear a work pool that an earlier deployment of this name may have, so that
+            # the runs are ours. Unlike add_flow, the runner is not given the flow object, so it starts each run
+            # as a worker does (`python -m prefect.engine`, loading the entrypoint). add_flow's runs get the flow
+            # cloudpickled by value, without the module globals that flows/build.py's postponed annotations name,
+            # and then Prefect cannot validate the BuildConfig parameter.
+            deployment.work_pool_name = None
+            deployment.work_queue_name = None
+            deployment_id = await runner.aadd_deployment(deployment)
+            async with get_client() as client:
+                scheduler = _Scheduler(client, deployment_id, self.schedule) if self.api_url else None
+                if scheduler is not None:
+                    await scheduler.forget_waiting_runs()  # left by a serve that was killed
+                starting = asyncio.create_task(runner.start())
+                watching = asyncio.create_task(self._watch(client, deployment_id, scheduler))
+                stop = asyncio.create_task(self.stopped.wait())
+                done, _ = await asyncio.wait({starting, watching, stop}, return_when=asyncio.FIRST_COMPLETED)
+                for task in (watching, stop):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                if scheduler is not None:
+                    with contextlib.suppress(Exception):  # best effort: the next serve forgets them too
+                        await scheduler.forget_waiting_runs()
+                if starting not in done:
+                    while not runner.started and not starting.done():
+                        await asyncio.sleep(0.1)
+                    if runner.started:
+                        await _let_finished_runs_exit(runner, client)
+                        await runner.astop()  # cancels a run in flight
+                await starting  # the runner's own errors surface here
+
+    async def _watch(self, client: Any, deployment_id: UUID, scheduler: _Scheduler | None) -> None:
+        """Keep the next run waiting (on our server), say once what is served, then report each finished run."""
+        from prefect.settings import get_current_settings
+
+        from polypref import cli
+
+        tick = get_current_settings().runner.poll_frequency  # as often as the runner looks for runs
+        started = datetime.datetime.now(datetime.UTC)
+        reported: set[UUID] = set()
+        announced = False
+        while True:
+            try:
+                if scheduler is not None:
+                    await scheduler.keep_one_waiting()
+                if not announced:
+                    waiting = await _runs(client, deployment_id, ["SCHEDULED"], limit=1, sort="EXPECTED_START_TIME_ASC")
+                    when = f", next run {_utc(waiting[0].expected_start_time)}" if waiting else ""
+                    cli.out.print(f"serving {self.name}: {self.when} into {self.out}{when} (Ctrl-C to stop)")
+                    announced = True
+                latest = await _runs(
+                    client, deployment_id, FINISHED, ended_after=started, limit=20, sort="END_TIME_DESC"
+                )
+                for run in reversed(latest):
+                    if run.id not in reported:
+                        cli.out.print(_run_line(run))
+                reported = {run.id for run in latest}  # older runs drop out of the latest 20 for good
+            except Exception as e:  # the API may be busy (SQLite locks): say so, and try again next time
+                cli.err.print(f"warning: {scrub(first_line(e))}")
+            await asyncio.sleep(tick)
+
+
+async def _let_finished_runs_exit(runner: Any, client: Any, timeout: float = 20) -> None:
+    """Wait until no process the runner tracks belongs to a run that has already ended.
+
+    Runner.astop cancels every run whose process it still tracks, forcing the Cancelled state (prefect 3.7.7,
+    runner/_cancellation_manager.py: cancel_all checks no state). A run's process lives on for a few seconds
+    after its final state (Prefect flushes events and logs), so a stop in that window would record a build
+    that Completed as Cancelled. Runs still going are left to astop to cancel.
+    """
+    manager = getattr(runner, "_process_manager", None)  # private: tied to the pinned Prefect, as said above
+    deadline = time.monotonic() + timeout
+    while manager is not None and time.monotonic() < deadline:
+        ended = False
+        for flow_run_id in manager.flow_run_ids():
+            with contextlib.suppress(Exception):  # gone from the API, or the API busy: nothing to wait for
+                state = (await client.read_flow_run(flow_run_id)).state
+                ended = ended or (state is not None and state.is_final())
+        if not ended:
+            return
+        await asyncio.sleep(0.2)
+
+
+class _Scheduler:
+    """For a server that runs no scheduler: keeps one run of the deployment waiting, at the schedule's next
+    time after the last run it created (see the module docstring)."""
+
+    def __init__(self, client: Any, deployment_id: UUID, schedule: Any):
+        from prefect.server.schemas import schedules
+
+        self.client, self.deployment_id = client, deployment_id
+        # The server's own class of this schedule computes the times, as the server's scheduler would. It is used
+        # here for its dates only (Prefect refuses server schedule objects in deployments).
+        self.dates = getattr(schedules, type(schedule).__name__).model_validate(schedule.model_dump())
+        self.last: datetime.datetime | None = None
+
+    async def keep_one_waiting(self) -> None:
+        from prefect.states import Scheduled
+
+        if await _runs(self.client, self.deployment_id, ["SCHEDULED"], limit=1):
+            return
+        start = datetime.datetime.now(datetime.UTC)
+        if self.last is not None and self.last >= start:
+            start = self.last + datetime.timedelta(microseconds=1)
+        dates = await self.dates.get_dates(n=1, start=start)
+        if not dates:
+            return
+        self.last = dates[0]
+        await self.client.create_flow_run_from_deployment(
+            self.deployment_id,
+            state=Scheduled(scheduled_time=dates[0]),
+            idempotency_key=f"polypref serve {self.deployment_id} {dates[0].isoformat()}",
+        )
+
+    async def forget_waiting_runs(self) -> None:
+        for run in await _runs(self.client, self.deployment_id, ["SCHEDULED"]):
+            await self.client.delete_flow_run(run.id)
+
+
+async def _runs(
+    client: Any,
+    deployment_id: UUID,
+    states: list[str],
+    *,
+    ended_after: datetime.datetime | None = None,
+    limit: int | None = None,
+    sort: str | None = None,
+) -> list[Any]:
+    """The deployment's flow runs in ``states`` (Prefect state types)."""
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterEndTime,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    runs = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states)))
+    if ended_after is not None:
+        runs.end_time = FlowRunFilterEndTime(after_=ended_after)
+    return await client.read_flow_runs(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+        flow_run_filter=runs,
+        sort=FlowRunSort[sort] if sort else None,
+        limit=limit,
+    )
+
+
+def _run_line(run: Any) -> str:
+    state = run.state
+    line = f"run {run.name} ({_utc(run.expected_start_time)}): {state.name if state else 'unknown'}"
+    if state is not None and not state.is_completed() and state.message:
+        line += f": {scrub(first_line(state.message))}"
+    return line
+
+
+def _utc(when: datetime.datetime | None) -> str:
+    return when.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if when else "unknown"
+
+
+class _StopOnSignal(flow_runner.SignalScope):
+    """SIGINT and SIGTERM: the first stops serving (the run in flight is cancelled); a second one, or a stop that
+    takes too long, ends the process at once, killing the run in flight."""
+
+    def __init__(self, server: flow_runner.PrefectServer, served: _Served):
+        self.server, self.served = server, served
+        self.name: str | None = None
+        self.since: float | None = None
+
+    def handle(self, name: str) -> None:
+        if self.name is not None:
+            self.force(f"{name} again: stopping now; the run in flight is killed")
+        self.name, self.since = name, time.monotonic()
+        flow_runner.write_stderr(f"\n{name}: stopping; a run in flight is cancelled (the next run resumes it)\n")
+        self.served.stop()
+
+    def force(self, message: str) -> None:
+        flow_runner.write_stderr(f"\n{message}\n")
+        server = self.server.process
+        for pid in _child_processes(but=server.pid if server is not None else None):  # flow runs
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        self.server.kill()
+        os._exit(128 + signal.Signals[self.name or "SIGTERM"].value)
+
+
+def _child_processes(but: int | None) -> list[int]:
+    """This process's children (read from Linux's /proc; none elsewhere), except ``but``."""
+    me, children = os.getpid(), []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                if entry.name.isdigit() and int(entry.name) != but:
+                    stat = Path(entry.path, "stat").read_text()  # "pid (name) state ppid ...": name may hold ")"
+                    if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+                        children.append(int(entry.name))
+    return children
