@@ -19,7 +19,7 @@ from polypref.dataset.state import BuildState
 from polypref.dataset.store import JudgmentStore, digest_words, unit_keys
 from polypref.population import Population
 from polypref.population.portrayal import Portrayer
-from polypref.records import Item, ResponsePair, UnitBatch
+from polypref.records import Item, ResponsePair, UnitBatch, record_digest
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,8 @@ class BuildPlan:
     layout: Layout  # which shards hold which personas and pairs (dataset.layout)
     keeps_folder: bool  # the layout grows the folder's own (its shards stay); False: laid out anew
     persona_digests: tuple[str, ...]  # per persona of the population, its content digest
-    pair_digests: tuple[str, ...]  # per pair, its content digest
+    pair_digests: tuple[str, ...]  # per pair, its content digest (a generated pair's: of its slots and writers)
+    added_personas: int = 0  # personas past population.size that refreshes (--add-personas) added
     item_source: dict[str, Any] = field(default_factory=dict)  # where the items came from, for the card
 
     @cached_property
@@ -68,8 +69,17 @@ class BuildPlan:
     def unit_keys(self, batch: UnitBatch) -> np.ndarray:
         """Each unit's key in the judgment store."""
         personas = digest_words([self._persona_digest[p.id] for p in batch.personas])
-        pairs = digest_words([self.pair_digests[self._pair_index_by_id[p.id]] for p in batch.pairs])
+        pairs = self._judged_pair_words[[self._pair_index_by_id[p.id] for p in batch.pairs]]
         return unit_keys(self.judge_key, personas, pairs, batch)
+
+    @cached_property
+    def _judged_pair_words(self) -> np.ndarray:
+        """Per pair, the digest of the texts judged, as key words. A generated pair's layout digest names its
+        slots, but its key must name the texts written into them: generated again (a deleted cache, a sampled
+        API), they are other texts, and the answers stored for the old ones are not theirs."""
+        if self.config.generate is None:
+            return digest_words(list(self.pair_digests))
+        return digest_words([record_digest(p) for p in self.pairs])
 
     @cached_property
     def _persona_digest(self) -> dict[str, str]:

@@ -111,7 +111,19 @@ DATA_CODE = (
 
 
 # The code that decides what a judge answers for one unit: a change here retires every stored judgment.
-JUDGING_CODE = ("judges", "prompts.py", "records.py", "population/portrayal.py")
+# Not the transport (judges/openai.py: retries, batching; judges/ratelimit.py): fixing how requests are sent
+# changes no answer.
+JUDGING_CODE = (
+    "judges/base.py",
+    "judges/llm.py",
+    "judges/parsing.py",
+    "judges/simulated.py",
+    "judges/openai_wire.py",
+    "judges/vllm.py",
+    "prompts.py",
+    "records.py",
+    "population/portrayal.py",
+)
 
 # Inside DATA_CODE's folders, code that never runs in a build (drafting a spec for the user to edit).
 NOT_DATA_CODE = frozenset({"population/draft.py"})

@@ -60,7 +60,8 @@ def plan(
     """
     spec = load_spec(config.population.spec)
     state = BuildState(out)
-    stamps = [_input_stamps(config, spec), _stamp(state.state_file)]
+    # the build the folder holds: its state, and which shards are done (a finished refresh grows; see _plan)
+    stamps = [_input_stamps(config, spec), _stamp(state.state_file), _stamp(state.root / "shards")]
     key = json.dumps([config.model_dump(mode="python"), str(out), source, add_personas, overwrite, stamps], default=str)
     if (cached := _last_plan.get(key)) is not None:
         return cached
@@ -125,13 +126,20 @@ def _plan(
     check_judgeable(items, config.judge.backend, named)
     pairs = make_pairs(items, config.items.pairing, config.items.pairs_per_prompt, config.seed)
     fingerprint = build_fingerprint(config, spec)
-    previous = None if overwrite else BuildState(out).read_layout(fingerprint)
-    size = config.population.size
-    if add_personas:
-        size = max(size, (len(previous.personas) if previous else 0) + add_personas)
-        if size > POPULATION_LIMIT:
-            raise ConfigError(source, [("population.size", f"growing to {size} personas passes {POPULATION_LIMIT}")])
-    population = sample_population(spec, size, config.population.allocation, config.seed, source=source)
+    state = BuildState(out)
+    previous = None if overwrite else state.read_layout(fingerprint)
+    added = 0 if overwrite else state.added_personas()
+    if add_personas and previous is not None and state.unfinished():
+        # a refresh that was stopped: finish it, rather than grow again by the same amount (next run grows)
+        log.warning("%s holds an unfinished run: finishing it; --add-personas applies to the next run", out)
+    else:
+        added += add_personas
+    size = config.population.size + added
+    if size > POPULATION_LIMIT:
+        raise ConfigError(source, [("population.size", f"growing to {size} personas passes {POPULATION_LIMIT}")])
+    population = sample_population(
+        spec, size, config.population.allocation, config.seed, source=source, counts_for=config.population.size
+    )
     persona_digests = tuple(record_digest(p) for p in population.personas)
     # a generated pair's texts do not exist yet: its digest names what will write them instead
     writers = data_settings(config)["generate"]
@@ -147,6 +155,7 @@ def _plan(
         judge_key=judge_key(config, spec),
         layout=layout,
         keeps_folder=kept,
+        added_personas=added,
         persona_digests=persona_digests,
         pair_digests=pair_digests,
         item_source={
@@ -219,7 +228,7 @@ def check_output(plan: BuildPlan, overwrite: bool = False) -> dict[str, Any] | N
         if plan.out.exists() and any(plan.out.iterdir()):
             raise OutputError(f"{plan.out} is not empty and holds no polypref build; choose an empty or new folder")
         return None
-    if plan.keeps_folder and (foreign := plan.state.foreign_files()):
+    if foreign := plan.state.foreign_files():  # checked before a rebuild clears data/, too
         raise OutputError(
             f"{foreign[0]} is not a shard of this build; move it out of {plan.out} (a build folder holds "
             "only what polypref writes)"
@@ -253,7 +262,11 @@ def prepare_output(plan: BuildPlan, overwrite: bool = False) -> RunState:
             ),
         )
         judge = plan.config.model_dump(mode="json")["judge"]  # public: no credential reaches the folder
-        about = {"judge_key": plan.judge_key, "judge": {k: judge.get(k) for k in ("backend", "model", "prices")}}
+        about = {
+            "judge_key": plan.judge_key,
+            "judge": {k: judge.get(k) for k in ("backend", "model", "prices")},
+            "added_personas": plan.added_personas,
+        }
         plan.state.write_layout(plan.fingerprint, layout, plan.num_units, about)
     else:
         latest = plan.layout.parts[-1]

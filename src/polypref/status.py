@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from pydantic import ValidationError
 
 from polypref.dataset.state import BuildState
 from polypref.errors import OutputError, PolyprefError
+from polypref.report import SHARD_REPORT, ShardReport
 
 
 def read(folder: Path) -> dict[str, Any]:
@@ -21,12 +23,11 @@ def read(folder: Path) -> dict[str, Any]:
     held = state.read()  # a damaged state file is an OutputError that says so
     if held is None:
         raise OutputError(f"{folder} holds no polypref build")
-    reports = state.reports()
-    finished = {i: r for i, r in reports.items() if not r.get("unanswered")}
-    store = state.store(held.get("judge_key") or "")
-    requests, tokens, stored = _store_figures(store.segments())
-    judge = held.get("judge") or {}
-    prices = judge.get("prices") or {}
+    finished = {i: r for i, r in state.reports().items() if (report := _report(r)) is not None and report.done}
+    store = state.store(held["judge_key"])
+    requests, tokens, stored = _store_figures(store.segments()) if held["judge_key"] else (0, _NO_TOKENS, 0)
+    judge = held["judge"]
+    prices = judge["prices"] or {}
     summary = _summary(state.root / "summary.json")
     return {
         "folder": str(folder),
@@ -35,13 +36,13 @@ def read(folder: Path) -> dict[str, Any]:
         "shards": {"done": len(finished), "total": held["num_shards"]},
         "judgments": {
             "planned": held["num_units"],
-            "in_finished_shards": sum(int(r.get("units", 0)) for r in finished.values()),
+            "in_finished_shards": sum(r["units"] for r in finished.values()),
         },
         "stored": {"this_judge": stored, "all_judges": state.stored_judgments()},
         "requests": requests,
         "tokens": tokens,
         "cost_usd": round(
-            sum(tokens[f"{k}_tokens"] / 1e6 * prices[f"{k}_per_million"] for k in ("prompt", "completion")), 6
+            sum(tokens[f"{k}_tokens"] / 1e6 * prices.get(f"{k}_per_million", 0) for k in ("prompt", "completion")), 6
         )
         if prices
         else None,
@@ -50,9 +51,20 @@ def read(folder: Path) -> dict[str, Any]:
     }
 
 
+_NO_TOKENS = {"prompt_tokens": 0, "completion_tokens": 0}
+
+
+def _report(stored: dict[str, Any]) -> ShardReport | None:
+    """A shard's report as the build reads it; a damaged one is a shard the build will make again."""
+    try:
+        return SHARD_REPORT.validate_python(stored)
+    except ValidationError:
+        return None
+
+
 def _store_figures(segments: list[Path]) -> tuple[int, dict[str, int], int]:
     """Requests made (attempts), tokens and answers held in the store's segments of one judge."""
-    tokens = {"prompt_tokens": 0, "completion_tokens": 0}
+    tokens = dict(_NO_TOKENS)
     if not segments:
         return 0, tokens, 0
     try:

@@ -7,6 +7,7 @@ reading the source, pairing, the portrayals, the requests, the filters, the Parq
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import yaml
 
 from polypref import pipeline
 from polypref.config import load_config
+from polypref.dataset.state import BuildState
 from polypref.errors import ConfigError
 from polypref.population import load_spec
 from tests.conftest import load_with_datasets, run_without_prefect
@@ -143,7 +145,8 @@ def test_a_prompts_only_source_has_responses_generated_then_judged_and_resumes(
     writer = "{backend: openai, model: writer-%s, base_url: " + server.base_url + ", api_key_env: null}"
     generators = f"[{writer % 'a'}, {writer % 'b'}]"
     settings = [*judge_settings(server), "generate.n=2", f"generate.generators={generators}"]
-    config = load_config(_config(tmp_path, {"source": str(FIXTURES / "prompts.jsonl")}), settings)
+    config_path = _config(tmp_path, {"source": str(FIXTURES / "prompts.jsonl")})
+    config = load_config(config_path, settings)
     plan = pipeline.plan(config, tmp_path / "out")
     prompts = len(_source_rows("prompts.jsonl"))
     assert len(plan.items) == prompts and all(len(i.responses) == 4 for i in plan.items)
@@ -169,6 +172,25 @@ def test_a_prompts_only_source_has_responses_generated_then_judged_and_resumes(
     before = server.requests
     again = run_without_prefect(pipeline.plan(config, tmp_path / "out"))
     assert server.requests == before and again["preferences"] == summary["preferences"]
+
+    # responses generated again are other texts: the answers stored for the old ones are not theirs
+    shutil.rmtree(BuildState(tmp_path / "out").generated_dir)
+    original = server.reply
+
+    def another_writer(body: dict) -> tuple[str, str]:
+        text, end = original(body)
+        return text.replace("Response ", "Another response "), end
+
+    server.reply = another_writer
+    try:
+        before = server.requests
+        rebuilt = load_config(config_path, [*settings, "filters.min_confidence=0.5"])
+        regenerated = run_without_prefect(pipeline.plan(rebuilt, tmp_path / "out"))
+    finally:
+        server.reply = original
+    judged = [b for b in server.bodies[before:] if "role-playing" in b["messages"][0]["content"]]
+    assert len(judged) == regenerated["judgments"] == summary["judgments"]
+    assert all("Another response" in b["messages"][-1]["content"] for b in judged)
 
 
 def test_generate_with_items_that_have_responses_is_refused(server: ChatAPIServer, tmp_path: Path) -> None:

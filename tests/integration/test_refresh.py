@@ -104,7 +104,8 @@ def test_a_grown_population_asks_only_for_the_new_personas_and_keeps_every_shard
     assert {k: after[k] for k in before} == before  # every file already built is byte for byte the same
     assert len(after) > len(before)
 
-    _, calls = builds.run(add_personas=PERSONAS)  # a scheduled refresh: --add-personas 6 on the same config
+    # a scheduled refresh: --add-personas 6 on the same config (population.size + what refreshes added)
+    _, calls = builds.run(f"population.size={2 * PERSONAS}", add_personas=PERSONAS)
     assert calls == PERSONAS * PAIRS * 2
     grown = _files(builds.out)
     assert {k: grown[k] for k in after} == after
@@ -233,7 +234,70 @@ def test_status_reports_a_partial_and_a_finished_build(builds: Builds, tiny_conf
 
     nothing = _polypref("status", str(builds.out.parent / "nowhere"))
     assert nothing.returncode == 2 and "is not a folder" in nothing.stderr and "Traceback" not in nothing.stderr
+    report = BuildState(builds.out).report_path(0)
+    report.write_text(report.read_text().replace('"units": ', '"units": null, "was": '))
+    counted = _polypref("status", str(builds.out), "--json")  # a damaged report: that shard is not done
+    assert counted.returncode == 0 and json.loads(counted.stdout)["shards"]["done"] == plan.num_shards - 1
     segment = sorted(plan.store.root.glob("*.parquet"))[0]
     segment.write_bytes(b"torn")
     damaged = _polypref("status", str(builds.out))
     assert damaged.returncode == 2 and "Traceback" not in damaged.stderr and "store" in damaged.stderr
+    state = BuildState(builds.out).state_file
+    state.write_text(state.read_text().replace('"judge": {', '"judge": "x", "was": {'))
+    damaged = _polypref("status", str(builds.out))
+    assert damaged.returncode == 2 and "Traceback" not in damaged.stderr and "state.json" in damaged.stderr
+
+
+def test_a_grown_folder_keeps_its_added_personas_through_a_settings_change(builds: Builds) -> None:
+    builds.run()
+    builds.run(add_personas=PERSONAS)
+    strict, calls = builds.run("filters.min_confidence=0.9")  # a rebuild: every shard anew, from the store
+    assert calls == 0 and strict["personas"] == 2 * PERSONAS
+    assert pl.read_parquet(builds.out / "data" / "personas").height == 2 * PERSONAS
+    _, calls = builds.run(f"population.size={PERSONAS + 1}")  # population.size + the personas refreshes added
+    assert calls == PAIRS * 2 and len(builds.plan(f"population.size={PERSONAS + 1}").population.personas) == 13
+
+
+def test_a_stopped_refresh_is_finished_by_the_next_not_grown_twice(builds: Builds) -> None:
+    builds.run()
+    shards = builds.plan().num_shards
+    grown = builds.plan(add_personas=PERSONAS)
+    pipeline.prepare_output(grown)  # the refresh starts, writes its layout, and is killed
+    assert BuildState(builds.out).unfinished() and builds.plan().num_shards == grown.num_shards > shards
+    again, calls = builds.run(add_personas=PERSONAS)  # the schedule's next run: the same command
+    assert again["personas"] == 2 * PERSONAS and calls == PERSONAS * PAIRS * 2
+    _, calls = builds.run(add_personas=PERSONAS)  # and the one after grows again
+    assert calls == PERSONAS * PAIRS * 2 and len(builds.plan().population.personas) == 3 * PERSONAS
+
+
+def test_counts_allocations_grow_as_shares(builds: Builds, tiny: dict[str, Path]) -> None:
+    counts = ["population.allocation={north · male: 2, north · female: 2, south · male: 1, south · female: 1}"]
+    builds.run(*counts)
+    _, calls = builds.run(*counts, add_personas=PERSONAS)
+    assert calls == PERSONAS * PAIRS * 2
+    groups = pl.read_parquet(builds.out / "data" / "personas")["group"].value_counts()
+    assert dict(groups.iter_rows()) == {"north · male": 4, "north · female": 4, "south · male": 2, "south · female": 2}
+
+
+def test_a_layout_torn_between_two_runs_is_laid_out_anew(builds: Builds) -> None:
+    builds.run()
+    state = BuildState(builds.out)
+    grown = builds.plan(add_personas=PERSONAS)
+    # what a refresh killed between writing its persona digests and state.json leaves
+    pl.DataFrame({"digest": list(grown.persona_digests)}).write_parquet(state.layout_dir / "personas.parquet")
+    assert state.read_layout(builds.plan().fingerprint) is None
+    summary, calls = builds.run()
+    assert calls == 0 and summary["personas"] == PERSONAS  # rebuilt from the store, nothing skipped
+
+
+def test_requests_refused_for_what_they_are_are_asked_again_by_a_later_build(tiny_config: Path, tmp_path: Path) -> None:
+    """Out of credits, too long: such a refusal is not the model's answer, so the store leaves it out."""
+    for api in serve(ChatAPIServer(reply=prefer_the_longer, too_long_text="road repair")):
+        builds = Builds(tiny_config, api, tmp_path / "out")
+        first, calls = builds.run()
+        refused = first["reasons"].get("request_rejected", 0) or first["errors"].get("request_rejected", 0)
+        assert refused == PERSONAS * PAIRS  # the prompts on road repair: half the pairs
+        assert BuildState(builds.out).stored_judgments() == calls - refused
+        api.too_long_text = None  # the prompt made to fit (here: the server's limit raised)
+        again, calls = builds.run("filters.min_confidence=0.5")
+        assert calls == refused and "request_rejected" not in again["errors"]

@@ -45,6 +45,12 @@ class _PartEntry(BaseModel):
     created_at: AwareDatetime
 
 
+class _JudgeEntry(BaseModel):
+    backend: str | None = None
+    model: str | None = None
+    prices: dict[str, float] | None = None
+
+
 class _StateFile(BaseModel):
     """What state.json must hold for a build to resume from it."""
 
@@ -55,6 +61,21 @@ class _StateFile(BaseModel):
     num_shards: int = Field(ge=0)
     num_units: int = Field(ge=0)
     parts: list[_PartEntry] = Field(default_factory=list)
+    added_personas: int = Field(0, ge=0)  # past population.size, by refreshes (--add-personas)
+    judge_key: str = ""  # the store namespace of the judge that built it
+    judge: _JudgeEntry = Field(default_factory=_JudgeEntry)  # what `polypref status` reports
+
+
+def _covers(parts: list[Part], personas: int) -> bool:
+    """Whether parts tile the personas: each part's range starts at 0 (new pairs for the personas so far) or
+    where the personas so far end, and the last of them ends at ``personas``."""
+    end = 0
+    for part in parts:
+        start, stop = part.personas
+        if start not in (0, end) or stop < start or (start == 0 and stop != end and end != 0):
+            return False
+        end = max(end, stop)
+    return end == personas
 
 
 def _is_temp(path: Path) -> bool:
@@ -107,10 +128,8 @@ class BuildState:
         """Save a layout whose parts all have a run; the digests first, state.json (which points at them) last.
         ``about``: what ``polypref status`` reports besides (the judge's store key, model and prices)."""
         self._write_digests(self.layout_dir / "personas.parquet", layout.personas)
-        for k, part in enumerate(layout.parts):
-            path = self.layout_dir / f"part-{k:05d}.parquet"
-            if not path.exists():  # a part never changes once written
-                self._write_digests(path, part.pairs)
+        for k, part in enumerate(layout.parts):  # written again each time: a killed run may have left others
+            self._write_digests(self.layout_dir / f"part-{k:05d}.parquet", part.pairs)
         latest = layout.parts[-1] if layout.parts else None
         self.write(
             about
@@ -162,7 +181,25 @@ class BuildState:
                 )
         except (OSError, ValueError, pa.ArrowException, pl.exceptions.PolarsError):
             return None
+        if not _covers(parts, len(personas)):  # files of two runs (one killed between writes): not a layout
+            return None
         return Layout(personas, tuple(parts))
+
+    def added_personas(self) -> int:
+        """Personas that refreshes added past population.size (0 for a folder without a readable build)."""
+        try:
+            state = self.read()
+        except OutputError:
+            return 0
+        return int(state.get("added_personas") or 0) if state else 0
+
+    def unfinished(self) -> bool:
+        """Whether the folder's latest run stopped before every shard was written."""
+        try:
+            state = self.read()
+        except OutputError:
+            return False
+        return state is not None and len([i for i in self.reports() if i < state["num_shards"]]) < state["num_shards"]
 
     @staticmethod
     def _write_digests(path: Path, digests: tuple[str, ...]) -> None:
@@ -187,14 +224,16 @@ class BuildState:
         return sum(JudgmentStore(p).count() for p in self.store_dir.iterdir() if p.is_dir())
 
     def clear_build(self, keep_store: bool) -> None:
-        """Remove the published files and the build's state, keeping the judgment store unless told not to."""
-        for target in (self.out / "data", self.out / "README.md"):
-            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        """Remove the published files and the build's state, keeping the judgment store unless told not to.
+
+        state.json goes last: a clear cut short leaves a folder that still says it holds a build, so the next
+        run clears it again instead of refusing it as a stranger's."""
+        kept = {self.store_dir.name, self.generated_dir.name, self.judge_dir.name} if keep_store else set()
+        targets = [self.out / "data", self.out / "README.md"]
         if self.root.is_dir():
-            for target in self.root.iterdir():
-                if keep_store and target.name in (self.store_dir.name, self.generated_dir.name, "judge"):
-                    continue
-                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+            targets += sorted(p for p in self.root.iterdir() if p.name not in kept and p != self.state_file)
+        for target in [*targets, self.state_file]:
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json(summary, self.root / "summary.json")

@@ -4,11 +4,11 @@ A unit's key hashes the judge's identity (``fingerprint.judge_key``: backend, se
 code), the persona's and the pair's full content, the order shown and the sample number: 128 bits as two
 ``uint64`` columns ``k0, k1``. Whatever else a config changes (filters, population size, items, shard size),
 a unit with the same key gets the stored answer instead of a request; a changed judge or template changes
-every key, so a stale answer is never reused.
+every key, so a stale answer is never reused. A request that got no answer, or failed for what it was or where it
+ran (out of credits, too long, an engine out of memory), is not stored: a later build asks again.
 
 On disk: ``<store>/<judge key>/<uuid>.parquet``, one append-only segment per saved micro-batch (written by
-temp file + rename, so concurrent writers never collide and a killed one leaves no half segment). Units that
-never got an answer are not stored: a rerun asks again for exactly those.
+temp file + rename, so concurrent writers never collide and a killed one leaves no half segment).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from polypref.dataset.writer import TMP_PREFIX, write_parquet
 from polypref.errors import OutputError
-from polypref.judges.base import UNANSWERED, VERDICT_COLUMNS
+from polypref.judges.base import NOT_STORED, VERDICT_COLUMNS
 from polypref.records import UnitBatch, mix64
 
 KEY_COLUMNS = ("k0", "k1")
@@ -128,8 +128,9 @@ class JudgmentStore:
         return pl.concat(found).select(columns).cast(VERDICT_COLUMNS).sort("unit")  # type: ignore[arg-type]
 
     def save(self, keys: np.ndarray, verdicts: pl.DataFrame, row_group_rows: int) -> None:
-        """Store a micro-batch of answers (``unit`` = row in ``keys``); units without an answer are left out."""
-        answered = verdicts.filter(~UNANSWERED)
+        """Store a micro-batch of answers (``unit`` = row in ``keys``); units without an answer, or whose request
+        failed for what it was or where it ran, are left out (judges.base.NOT_STORED)."""
+        answered = verdicts.filter(~NOT_STORED)
         if not answered.height:
             return
         units = answered["unit"].to_numpy()

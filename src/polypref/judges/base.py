@@ -62,6 +62,14 @@ NO_ANSWER = "no_answer"
 # Rows of a verdict frame whose unit never got an answer (null errors count as answered).
 UNANSWERED = pl.col("error").str.starts_with(f"{NO_ANSWER}:").fill_null(False)
 
+# Error categories of a request that failed for what it was or where it ran (a 4xx such as out of credits or
+# too long, an engine that ran out of memory), not of an answer the model gave.
+REJECTED = "request_rejected"
+ENGINE_ERROR = "engine_error"
+# Rows the judgment store leaves out, so that a later build asks for them again (once the credits are topped
+# up, the engine has memory, the backend answers). An invalid answer is stored: it was the model's answer.
+NOT_STORED = pl.col("error").str.extract(r"^([a-z_]+):").is_in([NO_ANSWER, REJECTED, ENGINE_ERROR]).fill_null(False)
+
 
 def error_category(error: str | None) -> str | None:
     return None if error is None else error.split(":", 1)[0]

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from polypref.judges.base import NO_ANSWER
+from polypref.judges.base import NO_ANSWER, REJECTED
 from polypref.judges.llm import Completion, LLMJudgeConfig, Request
 from polypref.judges.parsing import request_schema
 from polypref.secrets import scrub
@@ -24,7 +24,6 @@ FATAL = {  # answers about the setup, not the request: the run stops, saved micr
     403: "The key lacks access to this model or endpoint.",
     404: "Check judge.base_url and judge.model.",
 }
-REJECTED = "request_rejected"
 FORMAT_REFUSED = f"{REJECTED}: response_format unsupported: "
 # Worth asking again: the server (or something in front of it) failed, not the request.
 RETRY_STATUSES = frozenset({408, 409, 425, 429})

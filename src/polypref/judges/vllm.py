@@ -16,6 +16,7 @@ from pydantic import Field
 
 from polypref.errors import Interrupted, PolyprefError
 from polypref.interrupt import signal_name, stop_requested
+from polypref.judges.base import ENGINE_ERROR
 from polypref.judges.llm import Completion, LLMJudge, LLMJudgeConfig, Request
 from polypref.judges.parsing import request_schema
 from polypref.secrets import scrub
@@ -125,7 +126,9 @@ class VllmJudge(LLMJudge):
                 ) from None
             if len(requests) == 1:
                 return [
-                    Completion(error=f"engine_error: {type(e).__name__}: {str(e)[:300]}", response_format=self._format)
+                    Completion(
+                        error=f"{ENGINE_ERROR}: {type(e).__name__}: {str(e)[:300]}", response_format=self._format
+                    )
                 ]
             log.warning("vLLM call over %d requests failed (%s); retrying one by one", len(requests), scrub(e)[:300])
             return [c for r in requests for c in self._generate([r])]

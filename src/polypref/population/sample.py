@@ -109,6 +109,7 @@ def sample_population(
     seed: int = 0,
     source: str = "config",
     survey: Respondents | None = None,
+    counts_for: int | None = None,
 ) -> Population:
     """Draw ``size`` personas: groups in the order ``apportion`` gives, and within a group respondents with
     replacement, p proportional to weight, from one seeded stream per group.
@@ -117,12 +118,14 @@ def sample_population(
     that adds personas keeps every judgment made so far. A persona's id hashes (spec, respondent, replicate),
     so the first draw of a respondent has the same id in every population built from the spec. Its weight is
     the group's population share / its designed share of the personas, which restores population proportions
-    under non-proportional allocation (and is 1 under proportional allocation).
+    under non-proportional allocation (and is 1 under proportional allocation). ``counts_for``: the size an
+    allocation's counts are given for (population.size, when refreshes grew the population past it); they are
+    the same shares at any size.
     """
     survey = survey or respondents(spec)
     frame = survey.frame
     shares = group_shares(frame)
-    targets = allocation_targets(shares, size, allocation, source)
+    targets = allocation_targets(shares, counts_for or size, allocation, source)
     groups = apportion(targets, size)
     counts = {g: 0 for g in shares}
     for g in groups:
