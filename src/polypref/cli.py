@@ -44,6 +44,12 @@ out = Console(markup=False, highlight=False, soft_wrap=True)
 
 ConfigArg = Annotated[Path | None, typer.Argument(help="Build config YAML (default: the shipped default)")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a key: --set population.size=500")]
+OutDirOpt = Annotated[
+    Path, typer.Option("--out", help="Output folder (Hub layout); one that holds a build resumes, grows or is rebuilt")
+]
+AddPersonasOpt = Annotated[
+    int, typer.Option("--add-personas", help="Grow the population by this many past what --out holds", min=0)
+]
 
 # Prefect's ephemeral server needs ~29 s to migrate a fresh database on 2 cores (stack notes §1.1), and
 # telemetry would log errors offline. Users' own settings win.
@@ -184,14 +190,12 @@ def push(
 @app.command()
 def build(
     config: ConfigArg = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (Hub layout)")] = Path("out"),
+    out_dir: OutDirOpt = Path("out"),
     set_: SetOpt = None,
     overwrite: Annotated[
         bool, typer.Option(help="Discard everything --out holds, stored judgments too, and judge again")
     ] = False,
-    add_personas: Annotated[
-        int, typer.Option("--add-personas", help="Grow the population by this many past what --out holds", min=0)
-    ] = 0,
+    add_personas: AddPersonasOpt = 0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
 ) -> None:
     """Build the dataset with the Prefect flow flows/build.py:build_dataset (ephemeral local server).
@@ -260,17 +264,13 @@ def status(
 @app.command()
 def serve(
     config: ConfigArg = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="Output folder the scheduled runs build and grow")] = Path(
-        "out"
-    ),
+    out_dir: OutDirOpt = Path("out"),
     set_: SetOpt = None,
     cron: Annotated[str, typer.Option(help="When to run (cron, UTC)")] = "0 3 * * *",
     interval: Annotated[
         float | None, typer.Option(help="Run every this many seconds instead of on the cron schedule", min=1)
     ] = None,
-    add_personas: Annotated[
-        int, typer.Option("--add-personas", help="Personas each run adds to those the folder holds", min=0)
-    ] = 0,
+    add_personas: AddPersonasOpt = 0,
     name: Annotated[str, typer.Option(help="Deployment name")] = "polypref-refresh",
 ) -> None:
     """Run the build on a schedule from this process (Prefect serve; no separate server or worker). Each run adds

@@ -187,3 +187,7 @@ def test_a_build_that_names_a_repo_publishes_and_a_refresh_uploads_only_its_new_
 
     remote = datasets.load_dataset(repo, "judgments", split="train", revision="v2")
     assert remote.num_rows == pl.read_parquet(out / "data" / "judgments").height == 28 * 6 * 2
+
+    same = subprocess.run(command, env={**env, "HF_TOKEN": TOKEN}, capture_output=True, text=True, timeout=300)
+    assert same.returncode == 0, same.stdout + same.stderr  # the grown build, run again: the same card and files
+    assert f"published: {repo} (unchanged, no commit)" in same.stdout and len(writer.stub.pushes(repo)) == len(pushes)

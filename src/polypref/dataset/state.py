@@ -176,7 +176,7 @@ class BuildState:
                         personas_per_shard=entry["personas_per_shard"],
                         first_shard=entry["first_shard"],
                         run_id=entry["run_id"],
-                        created_at=entry["created_at"],
+                        created_at=datetime.fromisoformat(entry["created_at"]).isoformat(),  # as written
                     )
                 )
         except (OSError, ValueError, pa.ArrowException, pl.exceptions.PolarsError):
