@@ -155,10 +155,7 @@ def annotate(
     from polypref import pipeline
 
     cfg, source = _load(config, set_)
-    if out_path.is_dir():
-        raise PolyprefError(f"{out_path} is a folder; give the file's name, e.g. {out_path / 'annotated.jsonl'}")
-    if out_path.exists() and not force:
-        raise PolyprefError(f"{out_path} exists; pass --force to replace it")
+    _check_new_file(out_path, force, "annotated.jsonl")
     generator, items, spec = pipeline.annotation_inputs(cfg, source)
     with tempfile.TemporaryDirectory(prefix="polypref-annotate-") as work:
         result = annotating.annotate(items, spec, generator, cfg.seed, Path(work))
@@ -168,6 +165,41 @@ def annotate(
         f"wrote {out_path}: {len(result.items)} items; {result.topics_set} topics and {result.stances_set} stances "
         f"set by {generator.model}; {still_open} items still open ({result.unresolved} answers named no option)"
     )
+    out.print(f"build with them: polypref build --set items.source={shlex.quote(str(out_path))} ...")
+
+
+def _check_new_file(path: Path, force: bool, example: str) -> None:
+    """Refuse, before any work, an output file that is a folder or exists (unless --force)."""
+    if path.is_dir():
+        raise PolyprefError(f"{path} is a folder; give the file's name, e.g. {path / example}")
+    if path.exists() and not force:
+        raise PolyprefError(f"{path} exists; pass --force to replace it")
+
+
+@app.command("template-items")
+def template_items(
+    spec: Annotated[str, typer.Argument(help="Item spec: a name in data/item_specs/ or a .yaml path")],
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the items (polypref JSONL)")] = Path(
+        "items.jsonl"
+    ),
+    population: Annotated[
+        str | None, typer.Option(help="Population spec whose attitudes and scale the topics and stances must match")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing file")] = False,
+) -> None:
+    """Make items from a spec (topics x groups x value dimensions x question templates, two options at opposite
+    poles); writes polypref JSONL for items.source."""
+    from polypref import annotate as annotating
+    from polypref.items.templated import load_item_spec, resolve_item_spec
+    from polypref.population import load_spec
+
+    _check_new_file(out_path, force, "items.jsonl")
+    item_spec = load_item_spec(spec)
+    if population is not None:
+        item_spec.check_against(load_spec(population), str(resolve_item_spec(spec)))
+    items = item_spec.items()
+    annotating.write(items, out_path)
+    out.print(f"wrote {out_path}: {len(items)} items from {resolve_item_spec(spec)}")
     out.print(f"build with them: polypref build --set items.source={shlex.quote(str(out_path))} ...")
 
 

@@ -55,3 +55,18 @@ def first_line(error: BaseException) -> str:
 def http_status(error: Any) -> int | None:
     """The HTTP status of an error that carries a response (huggingface_hub's and httpx's do), else None."""
     return getattr(getattr(error, "response", None), "status_code", None)
+
+
+def validation_problem(err: Any) -> tuple[str, str]:
+    """One pydantic error of a user's file as (field, reason) for a ConfigError.
+
+    Keys come from the user's file and may hold control characters: those are printed quoted. A check that
+    names its own field first ("templates.2: needs {group}") is reported under that field.
+    """
+    field = ".".join(str(p) if str(p).isprintable() else repr(str(p)) for p in err["loc"])
+    message = err["msg"].removeprefix("Value error, ")
+    if ": " in message:
+        named, rest = message.split(": ", 1)
+        if not field or named.startswith(f"{field}."):
+            return named, rest
+    return field, message

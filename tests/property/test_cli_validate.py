@@ -4,10 +4,8 @@ traceback, and never an output folder (validate writes nothing)."""
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +16,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from polypref.cli import main
-from tests.conftest import spec_dict, survey_table
+from tests.conftest import run_cli, spec_dict, survey_table
 from tests.property.strategies import item_records, mutated, texts
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -58,20 +55,7 @@ def _inside(folder: Path) -> Iterator[None]:
 
 
 def _validate(config: Path) -> tuple[int, str, str]:
-    stdout, stderr = io.StringIO(), io.StringIO()
-    argv = sys.argv
-    sys.argv = ["polypref", "validate", str(config)]
-    try:
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            main()
-    except SystemExit as e:
-        code = e.code
-    else:
-        pytest.fail("the CLI returned without SystemExit")
-    finally:
-        sys.argv = argv
-    assert isinstance(code, int | None), code
-    return code or 0, stdout.getvalue(), stderr.getvalue()
+    return run_cli("validate", str(config))
 
 
 @SETTINGS

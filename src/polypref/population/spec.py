@@ -5,12 +5,12 @@ from __future__ import annotations
 import itertools
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from polypref import assets, files
-from polypref.errors import ConfigError
+from polypref.errors import ConfigError, validation_problem
 from polypref.population import portrayal
 from polypref.strict import StrictModel
 
@@ -172,15 +172,6 @@ def load_spec(name_or_path: str) -> SurveySpec:
     try:
         spec = SurveySpec.model_validate({**raw, "path": str(path)})
     except ValidationError as e:
-        raise ConfigError(str(path), [_problem(err) for err in e.errors()]) from None
+        raise ConfigError(str(path), [validation_problem(err) for err in e.errors()]) from None
     portrayal.load(spec.portrayal, str(path))
     return spec
-
-
-def _problem(err: Any) -> tuple[str, str]:
-    # keys come from the user's file and may hold control characters: print those quoted
-    field = ".".join(str(p) if str(p).isprintable() else repr(str(p)) for p in err["loc"])
-    message = err["msg"].removeprefix("Value error, ")
-    if not field and ": " in message:
-        field, message = message.split(": ", 1)  # cross-field checks name their field first
-    return field, message
