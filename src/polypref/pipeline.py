@@ -26,7 +26,15 @@ from polypref.dataset import card
 from polypref.dataset.layout import lay_out
 from polypref.dataset.schema import to_arrow
 from polypref.dataset.state import BuildState
-from polypref.dataset.tables import RunMeta, conversational, judgments_frame, personas_frame, preferences_frame
+from polypref.dataset.tables import (
+    RunMeta,
+    conversational,
+    judgments_frame,
+    personas_frame,
+    preferences_frame,
+    weights_frame,
+)
+from polypref.dataset.weights import dataset_weights
 from polypref.dataset.writer import shard_path, write_bytes, write_parquet, write_parquet_together
 from polypref.errors import ConfigError, OutputError
 from polypref.filters import apply_filters, filters_from_config
@@ -382,7 +390,14 @@ def finalize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge: 
     """Write the dataset card and the build summary; return the summary."""
     if sorted(r.index for r in reports) != list(range(plan.num_shards)):
         raise RuntimeError(f"finalize needs all {plan.num_shards} shard reports, got {len(reports)}")
-    summary = summarize(plan, run, reports, judge)
+    weights = dataset_weights(plan.out)  # over every shard: a refresh's new personas change every tier
+    meta = RunMeta(run.run_id, run.created_at, judge)
+    path = shard_path(plan.out, "weights", 0)
+    write_parquet(to_arrow("weight", weights_frame(weights, meta)), path, plan.config.output.row_group_rows)
+    summary = summarize(plan, run, reports, judge) | {
+        "weights": weights.height,
+        "personas_with_preferences": weights["persona_id"].n_unique(),
+    }
     _write_text(plan.out / "README.md", card.render(plan, summary))
     plan.state.write_summary(summary)
     return summary

@@ -67,7 +67,7 @@ def test_build_runs_cleanly(built: dict[str, Any]) -> None:
     assert "reused" not in result.stdout  # a fresh build reuses nothing
 
 
-def test_datasets_loads_all_three_configs_with_consistent_counts(built: dict[str, Any]) -> None:
+def test_datasets_loads_every_config_with_consistent_counts(built: dict[str, Any]) -> None:
     out = str(built["out"])
     personas = load_with_datasets(out, "personas")
     judgments = load_with_datasets(out, "judgments")
@@ -83,6 +83,11 @@ def test_datasets_loads_all_three_configs_with_consistent_counts(built: dict[str
     assert row["chosen"] != row["rejected"] and row["prompt"].endswith("?")
     assert set(row["persona_attributes"]) >= {"age", "sex", "party"}
     assert row["simulated"] is True and row["judge_backend"] == "simulated"
+    weights = load_with_datasets(out, "weights")  # one Fair-PP weight per preference row
+    assert sorted(zip(weights["persona_id"], weights["pair_id"], strict=True)) == sorted(
+        zip(preferences["persona_id"], preferences["pair_id"], strict=True)
+    )
+    assert all(w > 0 for w in weights["weight"])
     default = load_with_datasets(out)  # the card marks preferences as the default config
     assert default.num_rows == preferences.num_rows
     kept = sum(1 for reason in judgments["drop_reason"] if reason is None)
@@ -92,7 +97,7 @@ def test_datasets_loads_all_three_configs_with_consistent_counts(built: dict[str
 def test_card_states_source_config_and_filters(built: dict[str, Any]) -> None:
     card = (built["out"] / "README.md").read_text()
     front = yaml.safe_load(card.split("---")[1])
-    assert [c["config_name"] for c in front["configs"]] == ["preferences", "judgments", "personas"]
+    assert [c["config_name"] for c in front["configs"]] == ["preferences", "judgments", "personas", "weights"]
     assert "NORC" in card and "gss.norc.org" in card  # citation and terms of the population used
     assert "Simulated judgments" in card and "swap_inconsistent" in card
     assert f"size: {PERSONAS}" in card and f"samples: {SAMPLES}" in card  # the config used

@@ -153,7 +153,7 @@ def test_a_build_that_names_a_repo_publishes_and_a_refresh_uploads_only_its_new_
     writer, tiny_config: Path, tmp_path: Path
 ) -> None:
     """The flow's publish step (publish.repo in the config), then a scheduled refresh's --add-personas: the
-    refresh's push uploads its new shards and the card, nothing the first push sent."""
+    refresh's push uploads its new shards, the weights and the card, nothing else the first push sent."""
     import datasets
 
     repo = _repo()
@@ -181,7 +181,8 @@ def test_a_build_that_names_a_repo_publishes_and_a_refresh_uploads_only_its_new_
     pushes = writer.stub.pushes(repo)
     refreshed = [p for p in pushes if p["commit"] not in {q["commit"] for q in pushes[: len(pushes) - 2]}]
     assert len(refreshed) == 2  # one commit of data files, then the card
-    assert {f for p in refreshed for f in p["added"]} == {*new, "README.md"}
+    # and the weights, which every refresh computes again over the whole dataset
+    assert {f for p in refreshed for f in p["added"]} == {*new, "data/weights/train-00000.parquet", "README.md"}
     commits = [json.loads(line) for line in (writer.stub.root / "commits.jsonl").read_text().splitlines()]
     assert [c["commit"] for c in commits if c["repo"] == repo] == [p["commit"] for p in pushes]
 

@@ -60,10 +60,12 @@ def builds(tiny_config: Path, api: ChatAPIServer, tmp_path: Path) -> Builds:
 
 
 def _files(out: Path) -> dict[str, str]:
-    """Every published data file of a folder, by path, with its content hash."""
+    """Every data file of a folder but the weights (computed over the whole dataset, so every refresh rewrites
+    them), by path, with its content hash."""
     return {
         p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted((out / "data").rglob("*.parquet"))
+        if p.parent.name != "weights"
     }
 
 
@@ -125,7 +127,14 @@ def test_a_grown_population_asks_only_for_the_new_personas_and_keeps_every_shard
     # the card counts the whole dataset, not the last run's part of it
     card = yaml.safe_load((builds.out / "README.md").read_text().split("---")[1])
     counts = {c["config_name"]: c["splits"][0]["num_examples"] for c in card["dataset_info"]}
-    assert counts == {"preferences": whole["preferences"], "judgments": whole["judgments"], "personas": 3 * PERSONAS}
+    assert counts == {
+        "preferences": whole["preferences"],
+        "judgments": whole["judgments"],
+        "personas": 3 * PERSONAS,
+        "weights": whole["preferences"],
+    }
+    weights = pl.read_parquet(builds.out / "data" / "weights").drop(RUN_COLUMNS)
+    assert weights.equals(pl.read_parquet(clean / "data" / "weights").drop(RUN_COLUMNS))  # of the whole dataset
 
 
 def test_new_items_ask_only_for_their_pairs(builds: Builds, tiny: dict[str, Path]) -> None:

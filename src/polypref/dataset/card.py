@@ -13,7 +13,7 @@ from polypref.dataset.writer import CONFIGS
 if TYPE_CHECKING:
     from polypref.build_plan import BuildPlan
 
-SCHEMA_OF = {"preferences": "preference", "judgments": "judgment", "personas": "persona"}
+SCHEMA_OF = {"preferences": "preference", "judgments": "judgment", "personas": "persona", "weights": "weight"}
 
 
 def _columns(config: str) -> list[dict[str, str]]:

@@ -147,10 +147,23 @@ class PreferenceRecord(_Record):
     simulated: bool = Field(description="True when the verdicts come from the simulator, not a model")
 
 
+class WeightRecord(_Record):
+    persona_id: str = Field(description="The target persona: the one whose preference the row is (preferences config)")
+    pair_id: str = Field(description="The pair (preferences config)")
+    tier: int = Field(ge=1, description="1 + the number of other personas who chose the other response of the pair")
+    weight: float = Field(
+        gt=0,
+        description="Fair-PP's sample weight of the row for training toward its persona: (tier / P)^alpha x "
+        "(1 / rows of the persona in the tier)^beta, normalised over the persona's tiers (P: personas with "
+        "preferences; alpha = beta = 1)",
+    )
+
+
 RECORDS: dict[str, type[BaseModel]] = {
     "persona": PersonaRecord,
     "judgment": JudgmentRecord,
     "preference": PreferenceRecord,
+    "weight": WeightRecord,
 }
 
 

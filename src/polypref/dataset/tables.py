@@ -185,6 +185,11 @@ def persona_views(personas: Sequence[Persona]) -> pl.DataFrame:
     )
 
 
+def weights_frame(weights: pl.DataFrame, meta: RunMeta) -> pl.DataFrame:
+    """The weights config's rows (dataset.weights), stamped with the run that computed them."""
+    return weights.with_columns(_meta_columns(meta))
+
+
 def personas_frame(personas: Sequence[Persona], meta: RunMeta) -> pl.DataFrame:
     return pl.DataFrame(
         {

@@ -1,0 +1,55 @@
+"""Fair-PP's sample weights (dataset/weights.py) on crafted preferences whose weights are worked out by hand."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from polypref.dataset.weights import fairpp_weights
+
+# Three personas, three pairs. p1: A and B chose x, C chose y. p2: A chose x, B and C chose y. p3: all chose x.
+CHOICES = {("A", "p1"): "x", ("B", "p1"): "x", ("C", "p1"): "y"}
+CHOICES |= {("A", "p2"): "x", ("B", "p2"): "y", ("C", "p2"): "y"}
+CHOICES |= {("A", "p3"): "x", ("B", "p3"): "x", ("C", "p3"): "x"}
+
+
+def _prefs(choices: dict[tuple[str, str], str]) -> pl.LazyFrame:
+    return pl.LazyFrame(
+        {
+            "persona_id": [p for p, _ in choices],
+            "pair_id": [q for _, q in choices],
+            "chosen_id": list(choices.values()),
+        }
+    )
+
+
+def test_tiers_and_weights_follow_fair_pps_formula() -> None:
+    weights = fairpp_weights(_prefs(CHOICES))
+    got = {(r["persona_id"], r["pair_id"]): (r["tier"], r["weight"]) for r in weights.iter_rows(named=True)}
+    # A: p3 alone in tier 1, p1 in tier 2 (C differs), p2 in tier 3 (B, C differ): raw 1/3, 2/3, 1 -> / 2
+    # B: p1 and p2 in tier 2 (raw 2/3 x 1/2 = 1/3), p3 in tier 1 (raw 1/3): each tier 1/2, every row 1/2
+    # C: mirror of A
+    expected = {
+        ("A", "p1"): (2, 1 / 3),
+        ("A", "p2"): (3, 1 / 2),
+        ("A", "p3"): (1, 1 / 6),
+        ("B", "p1"): (2, 1 / 2),
+        ("B", "p2"): (2, 1 / 2),
+        ("B", "p3"): (1, 1 / 2),
+        ("C", "p1"): (3, 1 / 2),
+        ("C", "p2"): (2, 1 / 3),
+        ("C", "p3"): (1, 1 / 6),
+    }
+    assert got.keys() == expected.keys()
+    for key, (tier, weight) in expected.items():
+        assert got[key][0] == tier and got[key][1] == pytest.approx(weight), key
+
+
+def test_alpha_and_beta_and_a_persona_missing_a_pair() -> None:
+    choices = {k: v for k, v in CHOICES.items() if k != ("C", "p1")}  # C's p1 was filtered out
+    weights = fairpp_weights(_prefs(choices), alpha=2.0, beta=0.0)
+    got = {(r["persona_id"], r["pair_id"]): (r["tier"], r["weight"]) for r in weights.iter_rows(named=True)}
+    assert got[("A", "p1")][0] == 1  # no one left who chose otherwise
+    # A: tiers 1 (p1, p3) and 3 (p2); beta 0 ignores tier sizes: raw (1/3)^2, (3/3)^2 -> 0.1, 0.9
+    assert got[("A", "p1")][1] == pytest.approx(0.1) and got[("A", "p2")][1] == pytest.approx(0.9)
+    assert weights.height == len(choices)
