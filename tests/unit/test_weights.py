@@ -53,3 +53,22 @@ def test_alpha_and_beta_and_a_persona_missing_a_pair() -> None:
     # A: tiers 1 (p1, p3) and 3 (p2); beta 0 ignores tier sizes: raw (1/3)^2, (3/3)^2 -> 0.1, 0.9
     assert got[("A", "p1")][1] == pytest.approx(0.1) and got[("A", "p2")][1] == pytest.approx(0.9)
     assert weights.height == len(choices)
+
+
+def test_the_same_preferences_give_bit_identical_weights_in_any_row_order() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    personas, pairs = 300, 200
+    frame = pl.DataFrame(
+        {
+            "persona_id": np.repeat([f"persona-{i}" for i in range(personas)], pairs),
+            "pair_id": np.tile([f"pair-{j}" for j in range(pairs)], personas),
+            "chosen_id": rng.choice(["a", "b"], personas * pairs),
+        }
+    )
+    first = fairpp_weights(frame.lazy())
+    for seed in range(3):
+        shuffled = frame.sample(fraction=1.0, shuffle=True, seed=seed)
+        assert fairpp_weights(shuffled.lazy()).equals(first)  # exactly: a push compares bytes
+    assert first.group_by("persona_id").agg(pl.col("weight").sum())["weight"].min() > 0

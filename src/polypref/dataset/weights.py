@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 ALPHA = 1.0
@@ -33,8 +34,19 @@ def fairpp_weights(preferences: pl.LazyFrame, alpha: float = ALPHA, beta: float 
     ).with_columns(in_tier=pl.len().over("persona_id", "tier"))
     raw = (pl.col("tier") / personas) ** alpha * (1 / pl.col("in_tier")) ** beta
     # normalised over the persona's tiers: each tier counted once, whatever its number of rows
-    per_tier = tiers.select("persona_id", "tier", raw.alias("raw")).unique(["persona_id", "tier"])
-    norm = per_tier.group_by("persona_id").agg(pl.col("raw").sum().alias("norm"))
+    # Summed in a fixed order by numpy: polars' grouped float sums depend on how rows are chunked, and the same
+    # dataset must give the same bytes (a rerun must not make a push commit).
+    per_tier = (
+        tiers.select("persona_id", "tier", raw.alias("raw")).unique(["persona_id", "tier"]).sort("persona_id", "tier")
+    ).collect()
+    firsts = np.flatnonzero(per_tier["persona_id"].is_first_distinct().to_numpy())
+    norm = pl.LazyFrame(
+        {
+            "persona_id": per_tier["persona_id"].gather(firsts),
+            "norm": np.add.reduceat(per_tier["raw"].to_numpy(), firsts) if len(firsts) else [],
+        },
+        schema={"persona_id": pl.String, "norm": pl.Float64},
+    )
     return (
         tiers.join(norm, on="persona_id")
         .select("persona_id", "pair_id", "tier", (raw / pl.col("norm")).alias("weight"))
