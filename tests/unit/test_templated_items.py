@@ -111,6 +111,8 @@ def test_topics_and_stances_must_be_the_populations(tmp_path: Path) -> None:
 def test_a_missing_spec_or_a_folder_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="shipped item specs: \\['gss_values'\\]"):
         load_item_spec("nope")
-    (tmp_path / "d.yaml").mkdir()
-    with pytest.raises(ConfigError, match="a folder"):
-        load_item_spec(str(tmp_path / "d.yaml"))
+    for folder in (tmp_path / "d.yaml", tmp_path / "d"):
+        folder.mkdir()
+        with pytest.raises(ConfigError, match="a folder") as caught:
+            load_item_spec(str(folder))
+        assert caught.value.source == str(folder)

@@ -164,8 +164,8 @@ class ItemSpec(StrictModel):
 
 def resolve_item_spec(name_or_path: str) -> Path:
     candidate = Path(name_or_path)
-    if candidate.suffix.lower() in (".yaml", ".yml"):
-        return candidate
+    if candidate.suffix.lower() in (".yaml", ".yml") or candidate.exists() or "/" in name_or_path:
+        return candidate  # a path: a name is a bare word (and must not join onto the assets folder)
     return assets.path("data", "item_specs", f"{name_or_path}.yaml")
 
 
