@@ -387,7 +387,7 @@ def run_shard(plan: BuildPlan, run: RunState, index: int, judge: Judge) -> Shard
 
 
 def finalize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge: JudgeInfo) -> dict[str, Any]:
-    """Write the dataset card and the build summary; return the summary."""
+    """Write the weights (over the whole dataset), the dataset card and the build summary; return the summary."""
     if sorted(r.index for r in reports) != list(range(plan.num_shards)):
         raise RuntimeError(f"finalize needs all {plan.num_shards} shard reports, got {len(reports)}")
     weights = dataset_weights(plan.out)  # over every shard: a refresh's new personas change every tier

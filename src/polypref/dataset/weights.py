@@ -33,9 +33,9 @@ def fairpp_weights(preferences: pl.LazyFrame, alpha: float = ALPHA, beta: float 
         ).cast(pl.Int64)
     ).with_columns(in_tier=pl.len().over("persona_id", "tier"))
     raw = (pl.col("tier") / personas) ** alpha * (1 / pl.col("in_tier")) ** beta
-    # normalised over the persona's tiers: each tier counted once, whatever its number of rows
-    # Summed in a fixed order by numpy: polars' grouped float sums depend on how rows are chunked, and the same
-    # dataset must give the same bytes (a rerun must not make a push commit).
+    # Normalised over the persona's tiers, each tier counted once whatever its number of rows. Summed by numpy
+    # in a fixed order: polars' grouped float sums vary with how rows are chunked, and the same dataset must
+    # give the same bytes (a rerun must not make a push commit).
     per_tier = (
         tiers.select("persona_id", "tier", raw.alias("raw")).unique(["persona_id", "tier"]).sort("persona_id", "tier")
     ).collect()
