@@ -27,3 +27,13 @@ def path(folder: str, *parts: str) -> Path:
     if folder not in _FOLDERS:
         raise ValueError(f"unknown asset folder {folder!r}; expected one of {_FOLDERS}")
     return root().joinpath(folder, *parts)
+
+
+def named_or_path(name_or_path: str, folder: str, *parts: str) -> Path:
+    """A shipped YAML file by bare name (``gss_spending`` -> ``<folder>/<parts>/gss_spending.yaml``), or else
+    the path given: anything with a .yaml suffix, a ``/``, or that exists (a folder is then refused by its
+    reader, not joined onto the assets folder)."""
+    candidate = Path(name_or_path)
+    if candidate.suffix.lower() in (".yaml", ".yml") or candidate.exists() or "/" in name_or_path:
+        return candidate
+    return path(folder, *parts, f"{name_or_path}.yaml")

@@ -179,11 +179,11 @@ def test_spec_that_is_not_utf8_names_the_file(tiny):
 
 
 def test_spec_path_that_is_a_folder_is_refused(tiny):
-    folder = tiny["dir"] / "specs.yaml"
-    folder.mkdir()
-    with pytest.raises(ConfigError, match="is a folder, not a file") as info:
-        load_spec(str(folder))
-    assert info.value.source == str(folder)
+    for folder in (tiny["dir"] / "specs.yaml", tiny["dir"] / "specs"):  # with or without the suffix
+        folder.mkdir()
+        with pytest.raises(ConfigError, match="is a folder, not a file") as info:
+            load_spec(str(folder))
+        assert info.value.source == str(folder)
 
 
 def test_survey_csv_that_is_not_utf8_names_the_file(tiny):

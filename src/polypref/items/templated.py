@@ -163,10 +163,7 @@ class ItemSpec(StrictModel):
 
 
 def resolve_item_spec(name_or_path: str) -> Path:
-    candidate = Path(name_or_path)
-    if candidate.suffix.lower() in (".yaml", ".yml") or candidate.exists() or "/" in name_or_path:
-        return candidate  # a path: a name is a bare word (and must not join onto the assets folder)
-    return assets.path("data", "item_specs", f"{name_or_path}.yaml")
+    return assets.named_or_path(name_or_path, "data", "item_specs")
 
 
 def load_item_spec(name_or_path: str) -> ItemSpec:

@@ -149,10 +149,7 @@ class SurveySpec(StrictModel):
 
 
 def resolve_spec_path(name_or_path: str) -> Path:
-    candidate = Path(name_or_path)
-    if candidate.suffix.lower() in (".yaml", ".yml"):
-        return candidate
-    return assets.path("personas", f"{name_or_path}.yaml")
+    return assets.named_or_path(name_or_path, "personas")
 
 
 def load_spec(name_or_path: str) -> SurveySpec:
