@@ -24,6 +24,7 @@ from polypref.build_plan import BuildPlan, RunState
 from polypref.config import POPULATION_LIMIT, BuildConfig
 from polypref.dataset import card
 from polypref.dataset.layout import lay_out
+from polypref.dataset.review import dataset_review
 from polypref.dataset.schema import to_arrow
 from polypref.dataset.state import BuildState
 from polypref.dataset.tables import (
@@ -32,7 +33,7 @@ from polypref.dataset.tables import (
     judgments_frame,
     personas_frame,
     preferences_frame,
-    weights_frame,
+    stamped,
 )
 from polypref.dataset.weights import dataset_weights
 from polypref.dataset.writer import shard_path, write_bytes, write_parquet, write_parquet_together
@@ -387,16 +388,21 @@ def run_shard(plan: BuildPlan, run: RunState, index: int, judge: Judge) -> Shard
 
 
 def finalize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge: JudgeInfo) -> dict[str, Any]:
-    """Write the weights (over the whole dataset), the dataset card and the build summary; return the summary."""
+    """Write the weights and review candidates (over the whole dataset), the dataset card and the build summary;
+    return the summary."""
     if sorted(r.index for r in reports) != list(range(plan.num_shards)):
         raise RuntimeError(f"finalize needs all {plan.num_shards} shard reports, got {len(reports)}")
-    weights = dataset_weights(plan.out)  # over every shard: a refresh's new personas change every tier
+    # over every shard: a refresh's new personas change every tier and every group's split
+    weights, review = dataset_weights(plan.out), dataset_review(plan.out)
     meta = RunMeta(run.run_id, run.created_at, judge)
-    path = shard_path(plan.out, "weights", 0)
-    write_parquet(to_arrow("weight", weights_frame(weights, meta)), path, plan.config.output.row_group_rows)
+    for name, config, frame in (("weight", "weights", weights), ("review", "review", review)):
+        table = to_arrow(name, stamped(frame, meta))
+        write_parquet(table, shard_path(plan.out, config, 0), plan.config.output.row_group_rows)
     summary = summarize(plan, run, reports, judge) | {
         "weights": weights.height,
         "personas_with_preferences": weights["persona_id"].n_unique(),
+        "review": review.height,
+        "review_reasons": dict(review["reason"].value_counts().sort("reason").iter_rows()),
     }
     _write_text(plan.out / "README.md", card.render(plan, summary))
     plan.state.write_summary(summary)

@@ -67,6 +67,10 @@ def test_build_runs_cleanly(built: dict[str, Any]) -> None:
     assert "reused" not in result.stdout  # a fresh build reuses nothing
 
 
+def rows_of(judgments: Any) -> list[tuple[str, str, str | None]]:
+    return list(zip(judgments["persona_id"], judgments["pair_id"], judgments["drop_reason"], strict=True))
+
+
 def test_datasets_loads_every_config_with_consistent_counts(built: dict[str, Any]) -> None:
     out = str(built["out"])
     personas = load_with_datasets(out, "personas")
@@ -76,7 +80,7 @@ def test_datasets_loads_every_config_with_consistent_counts(built: dict[str, Any
     assert personas.num_rows == PERSONAS and pairs == PAIRS
     assert judgments.num_rows == JUDGMENTS
     # one row per kept (persona, pair): some, but the filters drop others
-    rows = zip(judgments["persona_id"], judgments["pair_id"], judgments["drop_reason"], strict=True)
+    rows = rows_of(judgments)
     kept_pairs = {(persona, pair) for persona, pair, reason in rows if reason is None}
     assert 0 < preferences.num_rows == len(kept_pairs) < PERSONAS * PAIRS
     row = preferences[0]
@@ -88,6 +92,9 @@ def test_datasets_loads_every_config_with_consistent_counts(built: dict[str, Any
         zip(preferences["persona_id"], preferences["pair_id"], strict=True)
     )
     assert all(w > 0 for w in weights["weight"])
+    review = load_with_datasets(out, "review")  # at least the units whose two orders disagreed
+    dropped = {(p, q) for p, q, r in rows_of(judgments) if r == "swap_inconsistent"}
+    assert dropped <= set(zip(review["persona_id"], review["pair_id"], strict=True))
     default = load_with_datasets(out)  # the card marks preferences as the default config
     assert default.num_rows == preferences.num_rows
     kept = sum(1 for reason in judgments["drop_reason"] if reason is None)
@@ -97,7 +104,7 @@ def test_datasets_loads_every_config_with_consistent_counts(built: dict[str, Any
 def test_card_states_source_config_and_filters(built: dict[str, Any]) -> None:
     card = (built["out"] / "README.md").read_text()
     front = yaml.safe_load(card.split("---")[1])
-    assert [c["config_name"] for c in front["configs"]] == ["preferences", "judgments", "personas", "weights"]
+    assert [c["config_name"] for c in front["configs"]] == ["preferences", "judgments", "personas", "weights", "review"]
     assert "NORC" in card and "gss.norc.org" in card  # citation and terms of the population used
     assert "Simulated judgments" in card and "swap_inconsistent" in card
     assert f"size: {PERSONAS}" in card and f"samples: {SAMPLES}" in card  # the config used

@@ -60,12 +60,12 @@ def builds(tiny_config: Path, api: ChatAPIServer, tmp_path: Path) -> Builds:
 
 
 def _files(out: Path) -> dict[str, str]:
-    """Every data file of a folder but the weights (computed over the whole dataset, so every refresh rewrites
-    them), by path, with its content hash."""
+    """Every data file of a folder but the weights and review candidates (computed over the whole dataset, so
+    every refresh rewrites them), by path, with its content hash."""
     return {
         p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted((out / "data").rglob("*.parquet"))
-        if p.parent.name != "weights"
+        if p.parent.name not in ("weights", "review")
     }
 
 
@@ -132,6 +132,7 @@ def test_a_grown_population_asks_only_for_the_new_personas_and_keeps_every_shard
         "judgments": whole["judgments"],
         "personas": 3 * PERSONAS,
         "weights": whole["preferences"],
+        "review": whole["review"],
     }
     weights = pl.read_parquet(builds.out / "data" / "weights").drop(RUN_COLUMNS)
     assert weights.equals(pl.read_parquet(clean / "data" / "weights").drop(RUN_COLUMNS))  # of the whole dataset

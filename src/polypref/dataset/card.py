@@ -13,7 +13,13 @@ from polypref.dataset.writer import CONFIGS
 if TYPE_CHECKING:
     from polypref.build_plan import BuildPlan
 
-SCHEMA_OF = {"preferences": "preference", "judgments": "judgment", "personas": "persona", "weights": "weight"}
+SCHEMA_OF = {
+    "preferences": "preference",
+    "judgments": "judgment",
+    "personas": "persona",
+    "weights": "weight",
+    "review": "review",
+}
 
 
 def _columns(config: str) -> list[dict[str, str]]:

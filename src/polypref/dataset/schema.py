@@ -159,11 +159,27 @@ class WeightRecord(_Record):
     )
 
 
+class ReviewRecord(_Record):
+    persona_id: str = Field(description="The persona whose judgment of the pair is in doubt")
+    pair_id: str = Field(description="The pair")
+    reason: Literal["group_split", "judge_inconsistent"] = Field(
+        description="group_split: the persona's social group is split on the pair (its majority below the "
+        "threshold); judge_inconsistent: the judge contradicted itself (orders or samples disagree)"
+    )
+    share: float = Field(
+        ge=0,
+        le=1,
+        description="group_split: the share of the group's personas that chose the majority response; "
+        "judge_inconsistent: the share of the persona's valid judgments on the majority side",
+    )
+
+
 RECORDS: dict[str, type[BaseModel]] = {
     "persona": PersonaRecord,
     "judgment": JudgmentRecord,
     "preference": PreferenceRecord,
     "weight": WeightRecord,
+    "review": ReviewRecord,
 }
 
 

@@ -185,9 +185,9 @@ def persona_views(personas: Sequence[Persona]) -> pl.DataFrame:
     )
 
 
-def weights_frame(weights: pl.DataFrame, meta: RunMeta) -> pl.DataFrame:
-    """The weights config's rows (dataset.weights), stamped with the run that computed them."""
-    return weights.with_columns(_meta_columns(meta))
+def stamped(frame: pl.DataFrame, meta: RunMeta) -> pl.DataFrame:
+    """Rows computed over the whole dataset (the weights and review configs), stamped with the run that did."""
+    return frame.with_columns(_meta_columns(meta))
 
 
 def personas_frame(personas: Sequence[Persona], meta: RunMeta) -> pl.DataFrame:
