@@ -59,9 +59,6 @@ RUN_SETTINGS = frozenset(
 NO_ANSWER = "no_answer"
 
 
-# Rows of a verdict frame whose unit never got an answer (null errors count as answered).
-UNANSWERED = pl.col("error").str.starts_with(f"{NO_ANSWER}:").fill_null(False)
-
 # Error categories of a request that failed for what it was or where it ran (a 4xx such as out of credits or
 # too long, an engine that ran out of memory), not of an answer the model gave.
 REJECTED = "request_rejected"
