@@ -11,7 +11,7 @@ polypref's own JSONL, which keeps every text, message, model, rating and source 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,10 @@ from polypref.dataset.writer import write_bytes
 from polypref.errors import ConfigError
 from polypref.generation.config import OpenAIGeneratorConfig, VllmGeneratorConfig
 from polypref.generation.run import open_backend
-from polypref.judges.llm import LLMJudge, Request
+from polypref.judges.llm import LLMJudge
+from polypref.judges.options import ask_options
 from polypref.population.spec import SurveySpec
-from polypref.records import Item, Messages, content_hash
+from polypref.records import Item, Messages
 
 TOPIC_TEMPLATE = "annotate_topic.j2"
 STANCE_TEMPLATE = "annotate_stance.j2"
@@ -47,6 +48,8 @@ def annotator(judge: Any) -> OpenAIGeneratorConfig | VllmGeneratorConfig:
         )
     fields = judge.model_dump(exclude={"samples", "allow_ties", "mode", "response_format", "logprobs", "backend"})
     fields.pop("structured_outputs_backend", None)
+    if "batch_api" in fields:  # questions come in rounds (micro-batches, retries): a day-long batch per round
+        fields["batch_api"] = False
     model = OpenAIGeneratorConfig if judge.backend == "openai" else VllmGeneratorConfig
     return model.model_validate({**fields, "backend": judge.backend, "temperature": 0.0, "max_tokens": 32})
 
@@ -66,13 +69,13 @@ def _annotate(items: list[Item], spec: SurveySpec, backend: LLMJudge, seed: int)
     questions = {t: a.topic for t, a in spec.attitudes.items.items()}
     topic_env = prompts.template(TOPIC_TEMPLATE)
     open_topics = [i for i, item in enumerate(items) if item.topic is None]
-    answers = _ask(
+    answers = ask_options(
         backend,
-        [topic_env.render(questions=questions, prompt=items[i].prompt) for i in open_topics],
+        [_user(topic_env.render(questions=questions, prompt=items[i].prompt)) for i in open_topics],
         [[*questions, NONE] for _ in open_topics],
         seed,
         "topic",
-    )
+    ).options
     topics_set = 0
     for i, answer in zip(open_topics, answers, strict=True):
         if answer not in (None, NONE):
@@ -87,21 +90,23 @@ def _annotate(items: list[Item], spec: SurveySpec, backend: LLMJudge, seed: int)
         for j, response in enumerate(item.responses)
         if response.stance is None
     ]
-    answers = _ask(
+    answers = ask_options(
         backend,
         [
-            stance_env.render(
-                question=questions[items[i].topic],
-                scale=spec.scale(items[i].topic),
-                prompt=items[i].prompt,
-                response=items[i].responses[j].text,
+            _user(
+                stance_env.render(
+                    question=questions[items[i].topic],
+                    scale=spec.scale(items[i].topic),
+                    prompt=items[i].prompt,
+                    response=items[i].responses[j].text,
+                )
             )
             for i, j in asks
         ],
         [spec.scale(items[i].topic) for i, _ in asks],
         seed,
         "stance",
-    )
+    ).options
     stances_set = 0
     for (i, j), answer in zip(asks, answers, strict=True):
         if answer is not None:
@@ -114,37 +119,8 @@ def _annotate(items: list[Item], spec: SurveySpec, backend: LLMJudge, seed: int)
     return Annotated(tuple(items), topics_set, stances_set, unresolved)
 
 
-def _ask(backend: LLMJudge, questions: list[str], options: list[list[str]], seed: int, kind: str) -> list[str | None]:
-    """The option each question's answer names, or None after every retry; in micro-batches."""
-    out: list[str | None] = [None] * len(questions)
-    size = backend.config.micro_batch
-    for start in range(0, len(questions), size):
-        pending = list(range(start, min(start + size, len(questions))))
-        for attempt in range(backend.config.max_invalid_retries + 1):
-            requests = [
-                Request(
-                    i, attempt, [{"role": "user", "content": questions[i]}], _seed(seed, kind, questions[i], attempt)
-                )
-                for i in pending
-            ]
-            for request, completion in zip(requests, backend._generate(requests), strict=True):
-                out[request.unit] = _option(completion.text, options[request.unit])
-            pending = [i for i in pending if out[i] is None]
-            if not pending:
-                break
-    return out
-
-
-def _seed(seed: int, kind: str, question: str, attempt: int) -> int:
-    return int(content_hash(seed, kind, question, attempt), 16) % (2**31)
-
-
-def _option(text: str | None, options: Iterable[str]) -> str | None:
-    """The option an answer names: all of it, nothing else (case, quotes and end punctuation aside)."""
-    if text is None:
-        return None
-    said = text.strip().strip("\"'`*").strip().rstrip(".!").strip().casefold()
-    return next((o for o in options if o.casefold() == said), None)
+def _user(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
 
 
 def to_jsonl(items: Sequence[Item]) -> bytes:

@@ -54,6 +54,9 @@ class Request:
     attempt: int
     messages: list[dict[str, str]]
     seed: int
+    # the answer must be one of these texts (a survey question's options): the vLLM engine decodes under that
+    # constraint; an API gets free text, checked by the caller
+    options: tuple[str, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -125,6 +128,7 @@ class LLMJudge:
                     first=first.text,
                     second=second.text,
                     mode=self.config.mode,
+                    persona=bool(portrayal or unit.persona.portrayal),
                 ),
             },
         ]

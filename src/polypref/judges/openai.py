@@ -41,6 +41,7 @@ from polypref.judges.llm import Completion, LLMJudge, Request
 from polypref.judges.openai_wire import (
     FATAL,
     FORMATS,
+    OPTIONS_FORMAT,
     REJECTED,
     RETRY_STATUSES,
     TERMINAL,
@@ -82,6 +83,7 @@ class OpenAIJudge(LLMJudge):
         register_url(config.base_url)
         self._where = redact_url(config.base_url)
         self._format = "json_schema" if config.response_format == "auto" else config.response_format
+        self._options_format = True  # until a server refuses a JSON schema for a question's options
         self._rng = random.Random(seed)
         self.limiter = AdaptiveLimiter(config.concurrency, config.max_concurrency)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -143,7 +145,10 @@ class OpenAIJudge(LLMJudge):
         raise JudgeFatalError(self._fatal) from None  # no chained client error: it may quote the request
 
     # -- live requests ------------------------------------------------------------------------------
-    def _request_format(self) -> str:
+    def _request_format(self, request: Request | None = None) -> str:
+        # a question with named options asks for one of them (a JSON schema enum) until the server refuses that
+        if request is not None and request.options and self._options_format:
+            return OPTIONS_FORMAT
         # choice mode asks for one letter; text mode (response generation) for free text: no output constraint
         return "none" if self.config.mode in ("choice", "text") else self._format
 
@@ -171,7 +176,7 @@ class OpenAIJudge(LLMJudge):
 
         failures = 0
         while True:
-            fmt = self._request_format()
+            fmt = self._request_format(request)
             await self.limiter.acquire()
             throttled = success = False
             hint = None
@@ -195,6 +200,9 @@ class OpenAIJudge(LLMJudge):
                 if status in FATAL:
                     self._fail(status, message)
                 if format_rejected(status, message, getattr(e, "param", None)):
+                    if fmt == OPTIONS_FORMAT:  # free text then, checked by the caller
+                        self._options_format = False
+                        continue
                     if self._downgrade_format(fmt, message):
                         continue  # not a failure of the server: ask again at once, in the simpler format
                     return Completion(error=f"{REJECTED}: HTTP {status}: {message}", response_format=fmt)

@@ -24,6 +24,7 @@ FATAL = {  # answers about the setup, not the request: the run stops, saved micr
     403: "The key lacks access to this model or endpoint.",
     404: "Check judge.base_url and judge.model.",
 }
+OPTIONS_FORMAT = "options"  # a question's named options as a JSON schema enum: {"answer": <option>}
 FORMAT_REFUSED = f"{REJECTED}: response_format unsupported: "
 # Worth asking again: the server (or something in front of it) failed, not the request.
 RETRY_STATUSES = frozenset({408, 409, 425, 429})
@@ -115,7 +116,19 @@ def chat_body(config: OpenAIJudgeConfig, request: Request, response_format: str)
         body["top_logprobs"] = 5
         return body
     body["max_tokens"] = config.max_tokens
-    if response_format == "json_schema":
+    if response_format == OPTIONS_FORMAT and request.options:
+        schema = {
+            "name": "answer",
+            "strict": True,
+            "schema": {
+                "type": "object",
+                "properties": {"answer": {"type": "string", "enum": list(request.options)}},
+                "required": ["answer"],
+                "additionalProperties": False,
+            },
+        }
+        body["response_format"] = {"type": "json_schema", "json_schema": schema}
+    elif response_format == "json_schema":
         schema = {"name": "verdict", "strict": True, "schema": request_schema(config.allow_ties)}
         body["response_format"] = {"type": "json_schema", "json_schema": schema}
     elif response_format == "json_object":

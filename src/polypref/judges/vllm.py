@@ -79,6 +79,7 @@ class VllmJudge(LLMJudge):
         from vllm.sampling_params import StructuredOutputsParams
 
         self._sampling_params = SamplingParams
+        self._structured = StructuredOutputsParams
         labels = ["A", "B", "tie"] if config.allow_ties else ["A", "B"]
         self._structure: StructuredOutputsParams | None
         if config.mode == "choice":
@@ -142,7 +143,7 @@ class VllmJudge(LLMJudge):
                 top_p=cfg.top_p,
                 max_tokens=cfg.max_tokens,
                 seed=r.seed,
-                structured_outputs=self._structure,
+                structured_outputs=self._structured(choice=list(r.options)) if r.options else self._structure,
                 logprobs=self._logprobs,
             )
             for r in requests

@@ -74,6 +74,11 @@ class AttitudeItem(StrictModel):
         None, min_length=2, description="Answer labels in order; default: attitudes.scale"
     )
     codes: dict[Code, Label] | None = Field(None, description="Column value -> label; default: attitudes.codes")
+    question: str | None = Field(
+        None,
+        min_length=1,
+        description="The survey's own wording of the item (fidelity asks it); default: attitudes.question",
+    )
 
 
 class AttitudesSpec(StrictModel):
@@ -82,6 +87,12 @@ class AttitudesSpec(StrictModel):
     )
     codes: dict[Code, Label] | None = Field(None, description="Column value -> label (None: value as text)")
     missing: Literal["drop", "mark"] = "drop"
+    question: str | None = Field(
+        None,
+        min_length=1,
+        description="The survey's wording shared by the items, with {topic} where an item's topic goes "
+        "(fidelity asks it; default: a plain question about the topic)",
+    )
     items: dict[str, AttitudeItem] = Field(min_length=1)
 
 
@@ -132,6 +143,16 @@ class SurveySpec(StrictModel):
 
     def scale(self, topic: str) -> list[str]:
         return self.attitudes.items[topic].scale or self.attitudes.scale
+
+    def question(self, topic: str) -> str:
+        """The question a persona is asked about ``topic`` (fidelity): the item's own wording, the shared wording
+        with the topic put in, or a plain question about the topic."""
+        item = self.attitudes.items[topic]
+        if item.question is not None:
+            return item.question
+        if self.attitudes.question is not None:
+            return self.attitudes.question.replace("{topic}", item.topic)
+        return f"What is your view on {item.topic}?"
 
     def codes(self, topic: str) -> dict[Code, str] | None:
         """An item's own codes, even an empty mapping, replace the shared ones."""

@@ -1,0 +1,224 @@
+"""The fidelity check as the build and ``polypref fidelity`` run it: inputs checked first, figures saved with
+the build (a rerun of the same judge on the same personas asks nothing), the gate, and the figures in words."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from polypref import prompts
+from polypref.config import BuildConfig
+from polypref.errors import ConfigError, PolyprefError
+from polypref.fidelity.check import TEMPLATES, FidelityReport, Score, check, checked_topics
+from polypref.population import load_spec, sample_population
+from polypref.population.representatives import represent
+from polypref.population.sample import Population
+from polypref.population.spec import SurveySpec
+from polypref.population.survey import respondents
+from polypref.records import content_hash
+
+if TYPE_CHECKING:
+    from polypref.build_plan import BuildPlan
+
+log = logging.getLogger("polypref.fidelity")
+
+REPORT_FILE = "fidelity.json"  # in the build's state folder (.polypref/)
+
+
+class FidelityGateError(PolyprefError):
+    """The personas scored worse than the configured threshold: the build stopped before judging."""
+
+
+def check_topics(config: BuildConfig, spec: SurveySpec, source: str) -> None:
+    unknown = sorted(set(config.fidelity.topics or ()) - set(spec.attitudes.items))
+    if unknown:
+        raise ConfigError(
+            source, [("fidelity.topics", f"unknown topics {unknown}; the spec's: {sorted(spec.attitudes.items)}")]
+        )
+
+
+def standalone_population(config: BuildConfig, source: str) -> Population:
+    """The personas a build with this config would judge, checked as the build checks them (items aside)."""
+    from polypref.pipeline import check_before_work
+
+    spec = load_spec(config.population.spec)
+    check_before_work(config, spec, source)
+    if config.judge.backend != "simulated":
+        from polypref.annotate import annotator
+
+        annotator(config.judge)  # the judge as a free-text backend: its settings checked before any request
+    population = sample_population(
+        spec, config.population.size, config.population.allocation, config.seed, source=source
+    )
+    k = config.population.representatives
+    return population if k is None else represent(population, k, config.seed)
+
+
+def run(population: Population, config: BuildConfig, work: Path) -> FidelityReport:
+    fidelity = config.fidelity
+    frame = respondents(population.spec).frame
+    return check(population, frame, config.judge, config.seed, work, fidelity.topics, fidelity.personas)
+
+
+def report_key(plan: BuildPlan) -> str:
+    """What the figures depend on: the judge and how it is asked (retries), the personas asked, the questions
+    (topics, wording, options), the survey they are scored against, the question templates and the code."""
+    from polypref.fingerprint import code_digest, file_digest, input_files
+
+    fidelity, spec = plan.config.fidelity, plan.population.spec
+    asked = plan.persona_digests[: fidelity.personas] if fidelity.personas else plan.persona_digests
+    topics = checked_topics(spec, fidelity.topics)
+    return content_hash(
+        plan.judge_key,
+        getattr(plan.config.judge, "max_invalid_retries", None),
+        asked,
+        [(t, spec.question(t), spec.scale(t)) for t in topics],
+        [file_digest(path) for path in input_files(plan.config, spec)],
+        [prompts.template_hash(t) for t in TEMPLATES],
+        code_digest(("fidelity", "judges/options.py", "population/baseline.py")),
+        size=16,
+    )
+
+
+def for_build(plan: BuildPlan, reuse: bool = True) -> FidelityReport:
+    """The build's figures: read back when this judge already answered these questions for these personas (and
+    ``reuse``), else asked."""
+    path, key = plan.state.root / REPORT_FILE, report_key(plan)
+    if reuse and (saved := _saved(path, key)) is not None:
+        return saved
+    with tempfile.TemporaryDirectory(prefix="polypref-fidelity-") as work:  # the folder is not touched yet
+        return run(plan.population, plan.config, Path(work))
+
+
+def save(plan: BuildPlan, report: FidelityReport) -> None:
+    """Keep the figures with the build (once the folder is prepared), unless an endpoint left questions without
+    an answer: then the next run asks again."""
+    if report.no_answer:
+        log.warning("fidelity: %d survey questions got no answer; the next run asks again", report.no_answer)
+        return
+    from polypref.dataset.writer import write_json
+
+    write_json({"key": report_key(plan), "report": report.as_json()}, plan.state.root / REPORT_FILE)
+
+
+def current_report(plan: BuildPlan) -> FidelityReport | None:
+    """The figures saved for this build's judge and personas (None: not checked, or checked for another)."""
+    if not plan.config.fidelity.check:
+        return None
+    return _saved(plan.state.root / REPORT_FILE, report_key(plan))
+
+
+def _saved(path: Path, key: str) -> FidelityReport | None:
+    try:
+        saved = json.loads(path.read_text())
+        return FidelityReport.from_json(saved["report"]) if saved.get("key") == key else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # none yet, or damaged: ask again
+
+
+def gate(report: FidelityReport, config: BuildConfig, stopped: str = ", so the build stopped before judging") -> None:
+    """Raise FidelityGateError, saying why, when the gate is on and the personas fall short."""
+    fidelity = config.fidelity
+    if not fidelity.gate:
+        return
+    overall, floor = report.personas_scores.overall, report.floor.overall
+    if floor.tvd is not None and floor.tvd > fidelity.max_tvd:
+        why = (
+            f"even the personas' own survey answers score a total variation distance of {floor.tvd:.3f}, above "
+            f"fidelity.max_tvd {fidelity.max_tvd}: {report.personas} personas are too few for that threshold "
+            "(sampling alone keeps them that far from the survey); ask more personas or raise fidelity.max_tvd"
+        )
+    elif overall.tvd is None or overall.alignment is None:
+        why = f"no persona answered with one of the options ({report.answered} of {report.asked} answered)"
+    elif overall.tvd > fidelity.max_tvd:
+        why = f"total variation distance {overall.tvd:.3f} is above fidelity.max_tvd {fidelity.max_tvd}"
+    elif overall.alignment < fidelity.min_alignment:
+        why = f"alignment {overall.alignment:.3f} is below fidelity.min_alignment {fidelity.min_alignment}"
+    else:
+        return
+    raise FidelityGateError(
+        f"fidelity gate: {why}{stopped}. The personas' answers to the survey's own "
+        f"questions differ from the survey's by more than allowed (persona-free baseline: "
+        f"{_figures(report.baseline.overall)}; perfect role-play: {_figures(report.floor.overall)}). Use a "
+        "stronger judge model, or change fidelity.max_tvd / min_alignment, or set fidelity.gate: false."
+    )
+
+
+def _figures(score: Score) -> str:
+    if score.tvd is None or score.alignment is None:
+        return "no answers"
+    return f"TVD {score.tvd:.3f}, alignment {score.alignment:.3f}"
+
+
+def describe(report: FidelityReport) -> list[str]:
+    """The figures in a few lines, for the terminal."""
+    lines = [
+        f"fidelity of {report.personas} personas on {len(report.topics)} survey questions ({report.judge}; "
+        f"{report.answered} of {report.asked} answered with an option"
+        + (f"; {report.no_answer} got no answer from the endpoint: run again to ask again" if report.no_answer else "")
+        + ")",
+        f"  personas:             {_figures(report.personas_scores.overall)}",
+        f"  persona-free model:   {_figures(report.baseline.overall)}",
+        f"  perfect role-play:    {_figures(report.floor.overall)}  (the personas' own survey answers)",
+    ]
+    scored = [(g, s) for g, s in report.personas_scores.groups.items() if s.tvd is not None]
+    if scored:
+        worst = max(scored, key=lambda gs: gs[1].tvd or 0.0)
+        lines.append(f"  furthest group: {worst[0]} ({_figures(worst[1])}, {report.group_personas[worst[0]]} personas)")
+    return lines
+
+
+def markdown(report: FidelityReport) -> str:
+    """The figures as a Prefect artifact."""
+    rows = [
+        ("personas", report.personas_scores.overall),
+        ("persona-free model", report.baseline.overall),
+        ("perfect role-play (floor)", report.floor.overall),
+    ]
+    table = "\n".join(f"| {name} | {_cell(s.tvd)} | {_cell(s.alignment)} |" for name, s in rows)
+    return (
+        f"# Persona fidelity ({report.judge})\n\n{report.personas} personas, {len(report.topics)} survey questions, "
+        f"{report.answered} of {report.asked} answered with an option.\n\n"
+        f"| answers of | TVD (lower is better) | alignment (higher is better) |\n|---|---|---|\n{table}\n"
+    )
+
+
+def _cell(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def as_card(report: FidelityReport | None) -> dict[str, Any] | None:
+    """What the dataset card shows: the figures and every group's, with its persona count."""
+    if report is None:
+        return None
+    groups = [
+        {
+            "group": g,
+            "personas": report.group_personas.get(g, 0),
+            "tvd": _cell(s.tvd),
+            "alignment": _cell(s.alignment),
+            "baseline_tvd": _cell(report.baseline.groups.get(g, Score(None, None)).tvd),
+            "floor_tvd": _cell(report.floor.groups.get(g, Score(None, None)).tvd),
+        }
+        for g, s in report.personas_scores.groups.items()
+    ]
+    overall = {
+        name: {"tvd": _cell(s.tvd), "alignment": _cell(s.alignment)}
+        for name, s in (
+            ("personas", report.personas_scores.overall),
+            ("baseline", report.baseline.overall),
+            ("floor", report.floor.overall),
+        )
+    }
+    return {
+        "judge": report.judge,
+        "personas": report.personas,
+        "topics": len(report.topics),
+        "asked": report.asked,
+        "answered": report.answered,
+        "overall": overall,
+        "groups": groups,
+    }
