@@ -21,7 +21,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from polypref import SCHEMA_VERSION, __version__, generation, prompts
+from polypref import SCHEMA_VERSION, __version__, assets, generation, prompts
 from polypref.config import BuildConfig
 from polypref.judges.base import RUN_SETTINGS
 from polypref.judges.llm import PAIR_TEMPLATE, SYSTEM_TEMPLATE
@@ -36,6 +36,8 @@ OPERATIONAL: dict[str, frozenset[str]] = {
     "output": frozenset({"workers", "row_group_rows", "pretty_name", "license"}),
     "judge": RUN_SETTINGS,
     "publish": frozenset({"repo", "private", "revision"}),  # where a finished build goes, not what it holds
+    # a check before judging: its figures go into the card, never into a row
+    "fidelity": frozenset({"check", "topics", "personas", "gate", "max_tvd", "min_alignment"}),
 }
 
 
@@ -69,9 +71,10 @@ def build_fingerprint(config: BuildConfig, spec: SurveySpec) -> str:
     settings.pop("items")
     h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     for path in input_files(config, spec):
-        h.update(_file_digest(path).encode())
+        h.update(file_digest(path).encode())
     for name in (spec.portrayal, SYSTEM_TEMPLATE, PAIR_TEMPLATE):
         h.update(f"{name}:{prompts.template_hash(name)}".encode())
+    h.update(file_digest(calibrator_file()).encode())  # a refit calibrator gives every preference another confidence
     h.update(f"{__version__}/{SCHEMA_VERSION}/{code_digest()}".encode())
     return h.hexdigest()[:16]
 
@@ -107,6 +110,7 @@ DATA_CODE = (
     "files.py",
     "dataset/tables.py",
     "dataset/schema.py",
+    "analysis/calibration.py",  # a preference's confidence
 )
 
 
@@ -146,7 +150,13 @@ def code_digest(names: tuple[str, ...] = DATA_CODE) -> str:
     return h.hexdigest()[:16]
 
 
-def _file_digest(path: Path) -> str:
+def calibrator_file() -> Path:
+    from polypref.analysis.calibration import SHIPPED
+
+    return assets.path("data", *SHIPPED)
+
+
+def file_digest(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(1 << 20):

@@ -8,8 +8,11 @@ the response closer to its own point, through a Bradley-Terry choice:
     P(first) = noise / 2 + (1 - noise) * sigmoid(d / temperature + position_bias)
 
 ``position_bias`` (a logit) favours whichever response is shown first; ``noise`` is a lapse rate. The
-verdict's confidence is the model's probability of the option it chose, strength grows with that
-probability, and ``true_choice`` records the noiseless preference so filters can be scored against truth.
+verdict's confidence is the model's probability of the option it chose as the judge reports it: read with
+``confidence_noise`` (logistic noise of that standard deviation on the logit, rounded to a percent), because a
+real judge's stated confidence is a noisy read of its real chance, and exact ones would make every confidence
+filter and calibration look perfect. Strength grows with the reported confidence, and ``true_choice`` records
+the noiseless preference so filters can be scored against truth.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ class SimulatedJudgeConfig(StrictModel):
     position_bias: float = Field(0.4, ge=-10, le=10, description="Logit added in favour of the first response")
     noise: float = Field(0.05, ge=0, le=1, description="Lapse rate: probability of a coin-flip choice")
     tie_margin: float = Field(0.0, ge=0, le=1, description="Say tie when the distance gap is below this")
+    confidence_noise: float = Field(
+        1.0, ge=0, le=10, description="Noise (SD, in logits) on the confidence the judge reports; 0 = exact"
+    )
 
 
 class SimulatedJudge:
@@ -70,6 +76,7 @@ class SimulatedJudge:
 
         p_chosen = np.where(picks_first, p_first, 1 - p_first)
         p_chosen = np.where(tie, 1 - np.abs(2 * p_first - 1), p_chosen)
+        p_chosen = _reported(p_chosen, cfg.confidence_noise, unit_uniforms(self.seed + 1, batch))
         strength = np.clip(np.ceil(5 * (2 * np.nan_to_num(p_chosen) - 1)), 1, 5).astype(np.int8)
         choice = np.where(tie, "tie", np.where(picks_first, "A", "B"))
         truth = np.where(d > 0, "A", np.where(d < 0, "B", "tie"))
@@ -87,7 +94,7 @@ class SimulatedJudge:
                 "unit": np.arange(len(batch), dtype=np.int64),
                 "choice": choice,
                 "strength": strength,
-                "confidence": np.round(p_chosen, 4),
+                "confidence": p_chosen,
                 "view": persona_view,
                 "first": stance_first,
                 "second": stance_second,
@@ -136,6 +143,18 @@ def unit_uniforms(seed: int, batch: UnitBatch) -> np.ndarray:
         x = mix64(persona_keys[batch.persona_idx] ^ mix64(pair_keys[batch.pair_idx]))
         x = mix64(x ^ (batch.order.astype(np.uint64) << np.uint64(32)) ^ batch.sample.astype(np.uint64))
     return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def _reported(p: np.ndarray, noise: float, u: np.ndarray) -> np.ndarray:
+    """The probability ``p`` as the judge states it: logistic noise of standard deviation ``noise`` on its logit
+    (from the uniform ``u``), rounded to a percent, as verbal confidences are."""
+    if noise == 0:
+        return np.round(p, 4)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        clipped = np.clip(p, 1e-4, 1 - 1e-4)
+        u = np.clip(u, 1e-12, 1 - 1e-12)
+        logit = np.log(clipped / (1 - clipped)) + noise * np.sqrt(3) / np.pi * np.log(u / (1 - u))
+    return np.round(1 / (1 + np.exp(-logit)), 2)
 
 
 def _nan_if_none(value: float | None) -> float:

@@ -1,0 +1,1 @@
+"""Analyses over a built dataset or its judgments: calibration, the preference-space map."""

@@ -1,0 +1,495 @@
+"""Calibrated confidence: one probability per preference that its chosen response is the persona's true pick.
+
+A judge's own confidence is not that probability: the simulator's is its chance of the option it picked, position
+bias included, and an LLM's verbal or logprob confidence is whatever the model says. Four signals of one
+(persona, pair), all from its own shard's judgments, are combined instead:
+
+- ``debiased_logodds``: the log-odds the judge gave the chosen side, averaged within each order and then over
+  the two orders, so a position bias (a logit added to whichever response is shown first) cancels;
+- ``swap_agreement``: the share of samples whose AB and BA verdicts name the same side (all valid samples, not
+  only kept ones);
+- ``sample_agreement``: the share of all valid verdicts that name the chosen side;
+- ``judge_confidence``: the mean confidence of the kept verdicts (verbal 0-100/100, or the logprob probability
+  in an LLM judge's choice mode; one kind per build).
+
+A ridge logistic regression (Platt scaling on several features) turns them into a score and isotonic regression
+(pool-adjacent-violators) turns the score into a probability. Both are fitted on simulated builds with known
+truth over a grid of noise, position bias, temperature, samples and filters, and shipped as
+``data/calibration/simulated.json``; ``python -m polypref.analysis.calibration --fit`` refits it and ``--check``
+says whether it is current. At build time nothing is fitted: a row's confidence is a fixed function of its
+shard's judgments, so shards stay byte-identical when a build grows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from polypref import assets
+from polypref.judges.base import JudgeInfo
+from polypref.records import PAIR_KEYS
+
+FEATURES = ("debiased_logodds", "swap_agreement", "sample_agreement", "judge_confidence")
+EPS = 1e-3  # confidences are clipped to [EPS, 1 - EPS] before log-odds: a judge's 1.0 is not infinite evidence
+FLOOR, CEILING = 0.01, 0.99  # no calibrated probability claims certainty (see Calibrator.predict)
+BINS = 10
+SHIPPED = ("calibration", "simulated.json")
+TRUTH_COLUMNS = ("matches_ground_truth", "source_label_agrees")
+
+
+# -- features --------------------------------------------------------------------------------------------------
+def pair_features(frame: pl.DataFrame) -> pl.DataFrame:
+    """Per (persona, pair) with kept judgments: its chosen side and the calibrator's features.
+
+    ``frame`` is a filtered judgments frame (every judgment of the pairs, dropped ones too, with the vote's
+    ``majority``). Swap and sample agreement count all valid verdicts, not only kept ones: the filters keep
+    exactly the verdicts that agree, so kept ones alone would always look unanimous.
+    """
+    chosen = (
+        frame.filter(pl.col("drop_reason").is_null())
+        .group_by(PAIR_KEYS, maintain_order=True)
+        .agg(chosen_side=pl.col("majority").first(), judge_confidence=pl.col("confidence").mean())
+    )
+    side = pl.col("side")
+    conf = pl.col("confidence").fill_null(0.5).clip(EPS, 1 - EPS)
+    q = (
+        pl.when(side == pl.col("chosen_side"))
+        .then(conf)
+        .when((side == "tie") | ~pl.col("chosen_side").is_in(["a", "b"]))
+        .then(0.5)
+        .otherwise(1 - conf)
+    )
+    valid = frame.filter(pl.col("error").is_null() & side.is_not_null()).join(
+        chosen.select(*PAIR_KEYS, "chosen_side"), on=PAIR_KEYS, how="inner"
+    )
+    logodds = (
+        valid.group_by(*PAIR_KEYS, "order")
+        .agg(lo=(q / (1 - q)).log().mean())
+        .group_by(PAIR_KEYS)
+        .agg(debiased_logodds=pl.col("lo").mean())
+    )
+    swaps = (
+        valid.group_by(*PAIR_KEYS, "sample")
+        .agg(complete=pl.col("order").n_unique() == 2, same=side.n_unique() == 1)
+        .group_by(PAIR_KEYS)
+        .agg(
+            swap_agreement=pl.when(pl.col("complete").any()).then(
+                (pl.col("complete") & pl.col("same")).sum() / pl.col("complete").sum()
+            )
+        )
+    )
+    samples = valid.group_by(PAIR_KEYS).agg(sample_agreement=(side == pl.col("chosen_side")).mean())
+    return (
+        chosen.join(logodds, on=PAIR_KEYS, how="left")
+        .join(swaps, on=PAIR_KEYS, how="left")
+        .join(samples, on=PAIR_KEYS, how="left")
+        .with_columns(
+            # no valid verdict or no sample judged in both orders: no evidence either way
+            pl.col("debiased_logodds").fill_null(0.0),
+            pl.col("swap_agreement").fill_null(0.5).cast(pl.Float64),
+            pl.col("sample_agreement").fill_null(0.5),
+            pl.col("judge_confidence").fill_null(0.5),
+        )
+    )
+
+
+def _design(features: pl.DataFrame) -> np.ndarray:
+    """The regression's inputs: judge confidence enters as log-odds, like the debiased signal."""
+    conf = np.clip(features["judge_confidence"].to_numpy().astype(np.float64), EPS, 1 - EPS)
+    return np.column_stack(
+        [
+            features["debiased_logodds"].to_numpy().astype(np.float64),
+            features["swap_agreement"].to_numpy().astype(np.float64),
+            features["sample_agreement"].to_numpy().astype(np.float64),
+            np.log(conf / (1 - conf)),
+        ]
+    )
+
+
+# -- Platt (ridge logistic) and isotonic (PAV) -----------------------------------------------------------------
+@dataclass(frozen=True)
+class Platt:
+    """Logistic regression on standardised features: ``score = bias + weights . (x - mean) / scale``."""
+
+    weights: np.ndarray
+    bias: float
+    mean: np.ndarray
+    scale: np.ndarray
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        return self.bias + ((x - self.mean) / self.scale) @ self.weights
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return 1 / (1 + np.exp(-self.score(x)))
+
+
+def fit_platt(x: np.ndarray, y: np.ndarray, ridge: float = 1.0, iterations: int = 100) -> Platt:
+    """Newton's method on the L2-penalised log-likelihood. The ridge keeps weights finite when a feature
+    separates the classes (the simulator's debiased log-odds nearly does), and the bias is not penalised."""
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    if x.shape[0] != len(y):
+        x = x.T
+    y = np.asarray(y, dtype=np.float64)
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    z = np.column_stack([np.ones(len(y)), (x - mean) / scale])
+    beta = np.zeros(z.shape[1])
+    penalty = np.full(z.shape[1], ridge)
+    penalty[0] = 0.0
+    for _ in range(iterations):
+        p = 1 / (1 + np.exp(-(z @ beta)))
+        gradient = z.T @ (p - y) + penalty * beta
+        hessian = (z * (p * (1 - p))[:, None]).T @ z + np.diag(penalty) + 1e-9 * np.eye(z.shape[1])
+        step = np.linalg.solve(hessian, gradient)
+        beta -= step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return Platt(weights=beta[1:], bias=float(beta[0]), mean=mean, scale=scale)
+
+
+def fit_platt_increasing(x: np.ndarray, y: np.ndarray, ridge: float = 1.0) -> Platt:
+    """``fit_platt`` with every weight >= 0: more evidence for the chosen response (any feature) never lowers its
+    probability. Correlated features can take a negative weight in a free fit (one corrects another in-sample);
+    such a feature is left out (weight 0) and the rest refitted, until none is negative."""
+    x = np.asarray(x, dtype=np.float64)
+    active = list(range(x.shape[1]))
+    while True:
+        platt = fit_platt(x[:, active], y, ridge)
+        if platt.weights.min() >= 0 or len(active) == 1:
+            break
+        active.pop(int(np.argmin(platt.weights)))
+    weights, mean, scale = np.zeros(x.shape[1]), x.mean(axis=0), np.ones(x.shape[1])
+    weights[active], mean[active], scale[active] = np.maximum(platt.weights, 0), platt.mean, platt.scale
+    return Platt(weights=weights, bias=platt.bias, mean=mean, scale=scale)
+
+
+@dataclass(frozen=True)
+class Isotonic:
+    """A non-decreasing piecewise-linear map through knots (x ascending); flat beyond the ends."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def __call__(self, s: np.ndarray) -> np.ndarray:
+        return np.interp(np.asarray(s, dtype=np.float64), self.x, self.y)
+
+
+def fit_isotonic(x: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> Isotonic:
+    """Pool adjacent violators: the least-squares non-decreasing fit of ``y`` on ``x``.
+
+    Equal ``x`` values are pooled first (one fitted value per input value). Each final block contributes two
+    knots, at its smallest and largest ``x``, so predictions are flat inside a block and linear between blocks.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    w = np.ones_like(y) if weight is None else np.asarray(weight, dtype=np.float64)
+    xs, inverse = np.unique(x, return_inverse=True)
+    sums = np.bincount(inverse, weights=w * y)
+    weights = np.bincount(inverse, weights=w)
+    # blocks as a stack: [sum of w*y, sum of w, first x index, last x index]
+    blocks: list[list[float]] = []
+    for i in range(len(xs)):
+        blocks.append([sums[i], weights[i], i, i])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] >= blocks[-1][0] / blocks[-1][1]:
+            s, n, _, last = blocks.pop()
+            blocks[-1][0] += s
+            blocks[-1][1] += n
+            blocks[-1][3] = last
+    knots_x: list[float] = []
+    knots_y: list[float] = []
+    for s, n, first, last in blocks:
+        for index in sorted({int(first), int(last)}):
+            knots_x.append(float(xs[index]))
+            knots_y.append(s / n)
+    return Isotonic(np.array(knots_x), np.array(knots_y))
+
+
+# -- the calibrator ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Calibrator:
+    """Features -> Platt score -> isotonic probability, clipped to [FLOOR, CEILING]."""
+
+    platt: Platt
+    isotonic: Isotonic
+    fitted_on: dict[str, Any]
+
+    def predict(self, features: pl.DataFrame) -> np.ndarray:
+        """The simulator's confidences reveal its truth almost exactly, so the fitted map runs to 0 and 1; the
+        clip keeps any row from claiming certainty, at most 0.01 of calibration error where it binds."""
+        if features.height == 0:
+            return np.empty(0)
+        return np.clip(self.isotonic(self.platt.score(_design(features))), FLOOR, CEILING)
+
+    def to_json(self) -> str:
+        """A small, stable text: rounded numbers, so a refit on another machine reads the same."""
+
+        def r(a: np.ndarray | float) -> Any:
+            return np.round(np.asarray(a, dtype=np.float64), 6).tolist()
+
+        data = {
+            "features": list(FEATURES),
+            "platt": {
+                "weights": r(self.platt.weights),
+                "bias": r(self.platt.bias),
+                "mean": r(self.platt.mean),
+                "scale": r(self.platt.scale),
+            },
+            "isotonic": {"x": r(self.isotonic.x), "y": r(self.isotonic.y)},
+            "clip": [FLOOR, CEILING],
+            "fitted_on": self.fitted_on,
+        }
+        return json.dumps(data, indent=1) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Calibrator:
+        data = json.loads(text)
+        if tuple(data["features"]) != FEATURES:
+            raise ValueError(f"calibrator features {data['features']} are not {list(FEATURES)}; refit it")
+        p, iso = data["platt"], data["isotonic"]
+        return cls(
+            Platt(np.array(p["weights"]), float(p["bias"]), np.array(p["mean"]), np.array(p["scale"])),
+            Isotonic(np.array(iso["x"]), np.array(iso["y"])),
+            data["fitted_on"],
+        )
+
+
+@cache
+def shipped() -> Calibrator:
+    return Calibrator.from_json(assets.path("data", *SHIPPED).read_text())
+
+
+def shipped_digest() -> str:
+    """Names the calibrator a build used (a refit changes every row's confidence)."""
+    return hashlib.sha256(assets.path("data", *SHIPPED).read_bytes()).hexdigest()[:12]
+
+
+def calibrate(features: pl.DataFrame, calibrator: Calibrator | None = None) -> pl.Series:
+    """Calibrated confidence per row of ``pair_features``, rounded to 4 decimals like the judge's own."""
+    values = (calibrator or shipped()).predict(features)
+    return pl.Series("confidence", np.round(values, 4), dtype=pl.Float64)
+
+
+def confidence_kind(judge: JudgeInfo) -> str:
+    """What the judge's ``confidence`` column holds, for the card."""
+    if judge.simulated:
+        return "simulator probability"
+    return "logprob" if judge.params.get("mode") == "choice" else "verbal"
+
+
+# -- measuring calibration ---------------------------------------------------------------------------------------
+def _bin_index(confidence: np.ndarray, bins: int) -> np.ndarray:
+    return np.minimum((confidence * bins).astype(np.int64), bins - 1)
+
+
+def expected_calibration_error(confidence: Sequence[float], correct: Sequence[bool], bins: int = BINS) -> float:
+    """Sum over equal-width bins of (share of rows) x |mean confidence - accuracy|; the last bin includes 1.0."""
+    c = np.asarray(confidence, dtype=np.float64)
+    y = np.asarray(correct, dtype=np.float64)
+    if len(c) == 0:
+        return 0.0
+    index = _bin_index(c, bins)
+    gap = np.abs(np.bincount(index, weights=c, minlength=bins) - np.bincount(index, weights=y, minlength=bins))
+    return float(gap.sum() / len(c))  # sum_k n_k/N |conf_k - acc_k| = sum_k |sum conf - sum y| / N
+
+
+def reliability_table(confidence: Sequence[float], correct: Sequence[bool], bins: int = BINS) -> list[dict[str, Any]]:
+    """Per non-empty bin: its range, rows, mean confidence and accuracy."""
+    c = np.asarray(confidence, dtype=np.float64)
+    y = np.asarray(correct, dtype=np.float64)
+    index = _bin_index(c, bins)
+    rows = []
+    for k in range(bins):
+        mask = index == k
+        if mask.any():
+            rows.append(
+                {
+                    "bin": f"{k / bins:.1f}-{(k + 1) / bins:.1f}",
+                    "n": int(mask.sum()),
+                    "confidence": round(float(c[mask].mean()), 4),
+                    "accuracy": round(float(y[mask].mean()), 4),
+                }
+            )
+    return rows
+
+
+def _read_preferences(out: Path) -> pl.DataFrame:
+    """The columns the report needs from every preferences shard (older shards may lack judge_confidence)."""
+    wanted = ("confidence", "judge_confidence", *TRUTH_COLUMNS)
+    frames = []
+    for path in sorted((Path(out) / "data" / "preferences").glob("*.parquet")):
+        names = pl.read_parquet_schema(path)
+        frame = pl.read_parquet(path, columns=[c for c in wanted if c in names])
+        frames.append(frame.with_columns(pl.lit(None, pl.Float64).alias(c) for c in wanted if c not in names))
+    schema = {"confidence": pl.Float64, "judge_confidence": pl.Float64} | {c: pl.Boolean for c in TRUTH_COLUMNS}
+    return pl.concat([f.cast(schema) for f in frames]) if frames else pl.DataFrame(schema=schema)
+
+
+def calibration_report(out: Path, judge: JudgeInfo | None = None) -> dict[str, Any]:
+    """ECE and a reliability table of a built folder's preference confidences, against the best truth there is:
+    the simulator's ground truth, else the source's own labels, else none."""
+    prefs = _read_preferences(out)
+    calibrator = shipped()
+    report: dict[str, Any] = {
+        "calibrator": {
+            "file": "/".join(("data", *SHIPPED)),
+            "digest": shipped_digest(),
+            "clip": [FLOOR, CEILING],
+            "fitted_on": calibrator.fitted_on,
+        },
+        "confidence_kind": confidence_kind(judge) if judge is not None else None,
+        "mean_confidence": round(float(prefs["confidence"].mean()), 4) if prefs.height else None,
+        "truth": None,
+    }
+    for truth in TRUTH_COLUMNS:
+        scored = prefs.filter(pl.col(truth).is_not_null() & pl.col("confidence").is_not_null())
+        if scored.height:
+            correct = scored[truth].to_numpy()
+            raw = scored.filter(pl.col("judge_confidence").is_not_null())
+            return report | {
+                "truth": truth,
+                "rows": scored.height,
+                "accuracy": round(float(correct.mean()), 4),
+                "ece": round(expected_calibration_error(scored["confidence"].to_numpy(), correct), 4),
+                "ece_judge": round(
+                    expected_calibration_error(raw["judge_confidence"].to_numpy(), raw[truth].to_numpy()), 4
+                )
+                if raw.height
+                else None,
+                "reliability": reliability_table(scored["confidence"].to_numpy(), correct),
+            }
+    return report
+
+
+# -- fitting on simulated builds ---------------------------------------------------------------------------------
+# (noise, position_bias, temperature): the simulator's range, from a near-perfect judge to a coin-flipping,
+# strongly position-biased one; each with 1 and 3 samples, and with the default and with permissive filters.
+GRID: tuple[tuple[float, float, float], ...] = tuple(
+    (noise, bias, temperature)
+    for noise in (0.0, 0.1, 0.2, 0.4)
+    for bias in (0.0, 0.5, 1.0, 2.0)
+    for temperature in (0.15, 0.6, 1.5)
+)
+SAMPLES = (1, 3)
+CONFIDENCE_NOISE = (0.5, 1.0, 2.0)
+FILTERS = (
+    ("filters.swap_consistency=true", "filters.min_agreement=0.75", "filters.min_confidence=0.6"),
+    ("filters.swap_consistency=true", "filters.min_agreement=0", "filters.min_confidence=0"),
+    ("filters.swap_consistency=false", "filters.min_agreement=0", "filters.min_confidence=0"),
+)
+PERSONAS = 60
+SEED = 0
+
+
+def simulated_rows(overrides: Sequence[str], personas: int = PERSONAS, seed: int = SEED) -> pl.DataFrame:
+    """Features and truth (``correct``) of every preference of a simulated build of the shipped GSS spending
+    population and items, judged and filtered in memory exactly as a build does (nothing is written)."""
+    from datetime import UTC, datetime
+
+    from polypref import pipeline  # the fit needs whole builds; the build path never imports this function
+    from polypref.config import load_config
+    from polypref.dataset.tables import RunMeta, judgments_frame
+    from polypref.filters import apply_filters, filters_from_config
+    from polypref.judges import collect_verdicts, make_judge
+
+    base = [
+        f"seed={seed}",
+        "population.spec=gss_spending",
+        f"population.size={personas}",
+        "items.source=gss_spending",
+        "judge.backend=simulated",
+    ]
+    config = load_config(None, [*base, *overrides])
+    with tempfile.TemporaryDirectory() as folder:
+        plan = pipeline.plan(config, Path(folder) / "out")
+        judge = make_judge(config.judge, config.seed, None)
+        meta = RunMeta("fit", datetime(2026, 1, 1, tzinfo=UTC), judge.info)
+        frames = []
+        for index in range(plan.num_shards):
+            batch = plan.batch(index)
+            frame = judgments_frame(batch, collect_verdicts(judge, batch), meta)
+            frame = apply_filters(frame, filters_from_config(config.filters))
+            truth = frame.group_by(PAIR_KEYS).agg(pl.col("true_side").first())
+            frames.append(
+                pair_features(frame)
+                .join(truth, on=PAIR_KEYS, how="left")
+                .with_columns(correct=(pl.col("chosen_side") == pl.col("true_side")).fill_null(False))
+            )
+        judge.close()
+    return pl.concat(frames)
+
+
+def training_rows() -> pl.DataFrame:
+    frames = []
+    for i, (noise, bias, temperature) in enumerate(GRID):
+        for samples in SAMPLES:
+            for filters in FILTERS:
+                judge = [
+                    f"judge.noise={noise}",
+                    f"judge.position_bias={bias}",
+                    f"judge.temperature={temperature}",
+                    f"judge.samples={samples}",
+                    # how noisy the stated confidence is varies over the grid, not as a fourth axis (cost)
+                    f"judge.confidence_noise={CONFIDENCE_NOISE[(i + i // 3) % len(CONFIDENCE_NOISE)]}",
+                ]
+                frames.append(simulated_rows([*judge, *filters]))
+    return pl.concat(frames)
+
+
+def fit(rows: pl.DataFrame) -> Calibrator:
+    """Platt on the features, then isotonic on the Platt score (which Platt alone cannot shape: ties in the
+    simulator's truth sit at debiased log-odds 0 and are never "correct", a step no sigmoid follows)."""
+    x, y = _design(rows), rows["correct"].to_numpy().astype(np.float64)
+    platt = fit_platt_increasing(x, y)
+    score = np.round(platt.score(x), 3)  # rounded: fewer knots, and the same file on any machine
+    isotonic = fit_isotonic(score, y)
+    fitted = Calibrator(platt, isotonic, {})
+    conf = fitted.predict(rows)
+    summary = {
+        "judge": "the simulated judge on the gss_spending population and items",
+        "personas": PERSONAS,
+        "seed": SEED,
+        "noise": sorted({g[0] for g in GRID}),
+        "position_bias": sorted({g[1] for g in GRID}),
+        "temperature": sorted({g[2] for g in GRID}),
+        "confidence_noise": list(CONFIDENCE_NOISE),
+        "samples": list(SAMPLES),
+        "filters": ["default", "no agreement or confidence minimum", "no minimum and no swap filter"],
+        "rows": rows.height,
+        "accuracy": round(float(y.mean()), 4),
+        "ece": round(expected_calibration_error(conf, y), 4),
+        "ece_judge": round(expected_calibration_error(rows["judge_confidence"].to_numpy(), y), 4),
+    }
+    return Calibrator(platt, isotonic, summary)
+
+
+def main(argv: list[str]) -> int:
+    """--fit: refit on simulated builds and write the shipped file; --check: exit 1 when it is not current."""
+    if not {"--fit", "--check"} & set(argv):
+        print("usage: python -m polypref.analysis.calibration --fit | --check", file=sys.stderr)
+        return 2
+    text = fit(training_rows()).to_json()
+    path = assets.path("data", *SHIPPED)
+    if "--fit" in argv:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}")
+        return 0
+    if not path.exists() or path.read_text() != text:
+        print(f"{path} is out of date; run python -m polypref.analysis.calibration --fit", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
