@@ -14,6 +14,7 @@ from polypref.filters import reason_counts
 from polypref.judges import JudgeInfo
 from polypref.judges.base import NO_ANSWER
 from polypref.provenance import public
+from polypref.records import PAIR_KEYS
 
 if TYPE_CHECKING:
     from polypref.build_plan import BuildPlan, RunState
@@ -39,6 +40,9 @@ class ShardReport:
     recovered: int = 0  # judgments that were valid only after a retry
     unanswered: int = 0  # units that never got an answer: not done, a rerun asks again for exactly these
     reused: int = 0  # units taken from earlier runs (a finished shard, or saved micro-batches)
+    planned: int = 0  # units the budget allows (judge.samples per order); adaptive sampling judges fewer
+    # (persona, pair)s by the number of samples judged (each sample: both orders); adaptive sampling varies it
+    samples_per_pair: dict[str, int] = field(default_factory=dict)
     formats: dict[str, int] = field(default_factory=dict)  # judgments per output constraint used (LLM judges)
     # per persona group: [preferences on pairs the source labels, of which the persona chose the source's pick]
     source_label: dict[str, list[int]] = field(default_factory=dict)
@@ -76,6 +80,8 @@ def shard_stats(index: int, frame: pl.DataFrame, preferences: pl.DataFrame) -> S
     categories = frame.filter(~valid & (category != NO_ANSWER)).group_by(category).len()
     formats = frame.filter(pl.col("response_format").is_not_null()).group_by("response_format").len()
     tokens = {k: int(stats.pop(k) or 0) for k in ("prompt_tokens", "completion_tokens")}
+    per_pair = frame.group_by(PAIR_KEYS).agg(pl.col("sample").n_unique().alias("samples"))
+    samples = per_pair.group_by("samples").len().sort("samples")
     labelled = (
         preferences.filter(pl.col("source_label_agrees").is_not_null())
         .group_by("persona_group")
@@ -84,7 +90,9 @@ def shard_stats(index: int, frame: pl.DataFrame, preferences: pl.DataFrame) -> S
     return ShardReport(
         index=index,
         units=frame.height,
+        planned=frame.height,  # what a fixed number of samples judges; run_shard sets the budget's count
         preferences=preferences.height,
+        samples_per_pair={str(n): int(count) for n, count in samples.iter_rows()},
         source_label={g: [int(n), int(agree)] for g, n, agree in labelled.iter_rows()},
         reasons=reason_counts(frame),
         tokens=tokens,
@@ -102,6 +110,7 @@ def summarize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge:
     tokens = _merge(r.tokens for r in reports)
     prices = judge.params.get("prices") or {}
     kept = reasons.get("kept", 0)
+    requests = total("units") + total("retries")  # every judgment's requests, whichever run made them
     return {
         "run_id": run.run_id,
         "created_at": run.created_at.isoformat(),
@@ -110,7 +119,16 @@ def summarize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge:
         "pairs": len(plan.pairs),
         "prompts": len(plan.items),
         "judgments": total("units"),
+        "planned_judgments": sum(r.planned or r.units for r in reports),  # reports of older builds lack it
         "preferences": total("preferences"),
+        "judge_requests": requests,
+        "calls_per_kept": round(requests / total("preferences"), 4) if total("preferences") else None,
+        "samples_per_pair": dict(
+            sorted(_merge(r.samples_per_pair for r in reports).items(), key=lambda kv: int(kv[0]))
+        ),
+        "adaptive": plan.config.adaptive.model_dump(exclude={"enabled"}) | {"budget": plan.config.judge.samples}
+        if plan.config.adaptive.enabled
+        else None,
         "shards": plan.num_shards,
         "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
         "judge": public(asdict(judge)),

@@ -35,8 +35,10 @@ def read(folder: Path) -> dict[str, Any]:
         "runs": len(held.get("parts") or []),
         "shards": {"done": len(finished), "total": held["num_shards"]},
         "judgments": {
-            "planned": held["num_units"],
+            "planned": held["num_units"],  # at the full judge.samples: adaptive sampling judges fewer
             "in_finished_shards": sum(r["units"] for r in finished.values()),
+            # what the finished shards' budgets allowed: their progress through the plan
+            "planned_in_finished_shards": sum(r.get("planned") or r["units"] for r in finished.values()),
         },
         "stored": {"this_judge": stored, "all_judges": state.stored_judgments()},
         "requests": requests,
@@ -100,7 +102,14 @@ def describe(figures: dict[str, Any]) -> Iterator[str]:
     state = "finished" if figures["finished"] else "not finished (rerun its build command to resume)"
     yield f"{figures['folder']}: {state}; {figures['runs']} run(s) built it"
     yield f"shards: {shards['done']} of {shards['total']} done"
-    yield f"judgments: {judgments['in_finished_shards']} of {judgments['planned']} in finished shards"
+    judged, covered = judgments["in_finished_shards"], judgments["planned_in_finished_shards"]
+    if judged == covered:
+        yield f"judgments: {judged} of {judgments['planned']} in finished shards"
+    else:  # adaptive sampling: shards finish having judged only part of their budget
+        yield (
+            f"judgments: {judged} in finished shards, which cover {covered} of the {judgments['planned']} planned "
+            f"(adaptive sampling asked for {judged / covered:.0%} of their budget)"
+        )
     who = ", ".join(str(judge[k]) for k in ("backend", "model") if judge.get(k))  # the simulator has no model
     yield (
         f"stored judgments: {figures['stored']['this_judge']} by this judge ({who}), "
