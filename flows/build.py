@@ -21,6 +21,8 @@ from prefect.utilities.annotations import quote
 from polypref import pipeline, publish
 from polypref.config import BuildConfig
 from polypref.errors import Interrupted, PolyprefError
+from polypref.fidelity import FidelityReport
+from polypref.fidelity import run as fidelity
 from polypref.interrupt import signal_name, stop_requested
 from polypref.judges import Judge, make_judge
 
@@ -54,6 +56,21 @@ def generate_responses(plan: pipeline.BuildPlan) -> pipeline.BuildPlan:
     return pipeline.generate_responses(plan)
 
 
+@task(name="judge-persona-free", cache_policy=NO_CACHE, retries=2, retry_condition_fn=retry_unless_polypref_error)
+def judge_persona_free(plan: pipeline.BuildPlan, run: pipeline.RunState, judge: Judge) -> Any:
+    """The judge's own votes on every pair, without a persona: where the preference-space map places the model."""
+    return pipeline.persona_free_votes(plan, run, judge)
+
+
+@task(name="check-fidelity", cache_policy=NO_CACHE, retries=1, retry_condition_fn=retry_unless_polypref_error)
+def check_fidelity(plan: pipeline.BuildPlan, overwrite: bool = False) -> FidelityReport:
+    """Ask the personas the survey's own questions (saved with the build: a rerun asks nothing, unless
+    ``overwrite``) and show the figures as an artifact."""
+    report = fidelity.for_build(plan, reuse=not overwrite)
+    create_markdown_artifact(key="fidelity", markdown=fidelity.markdown(report))
+    return report
+
+
 @flow(name="build-dataset", validate_parameters=True)
 def build_dataset(
     config: BuildConfig, out: str, overwrite: bool = False, source: str = "config", add_personas: int = 0
@@ -65,7 +82,16 @@ def build_dataset(
     CLI's plan in pipeline.plan's memo instead of sampling the population again.
     """
     plan = pipeline.plan(config, out, source, add_personas, overwrite)
+    report = None
+    if config.fidelity.check:
+        # before the folder is touched (a gate that stops the build leaves the dataset it holds as it was) and
+        # before the judge's engine loads (a vLLM check runs an engine of its own)
+        pipeline.check_output(plan, overwrite)
+        report = check_fidelity(quote(plan), overwrite)
+        fidelity.gate(report, config)
     run = pipeline.prepare_output(plan, overwrite)
+    if report is not None:
+        fidelity.save(plan, report)
     if config.generate is not None:  # before the judge: a vLLM generator and a vLLM judge would share the GPU
         plan = generate_responses(quote(plan))
     judge = make_judge(config.judge, config.seed, plan.state.judge_dir)  # once per run: an engine loads once
@@ -78,9 +104,10 @@ def build_dataset(
                 for i in range(plan.num_shards)
             ]
             reports = [f.result() for f in futures]
+        free_votes = judge_persona_free(quote(plan), quote(run), quote(judge))
     finally:
         judge.close()
-    summary = pipeline.finalize(plan, run, reports, judge.info)
+    summary = pipeline.finalize(plan, run, reports, judge.info, free_votes)
     create_table_artifact(
         key="filter-outcomes",
         table=[{"outcome": k, "judgments": v} for k, v in summary["reasons"].items()],

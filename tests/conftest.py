@@ -67,9 +67,10 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(socket.socket, "connect", connect)
 
 
-def run_without_prefect(plan, judge=None) -> dict:
-    """A whole build through the core pipeline, as the flow runs it but in-process: prepare, every shard,
-    finalize. Uses ``judge`` (left open, for the caller to inspect) or the config's own (closed afterwards)."""
+def run_without_prefect(plan, judge=None, persona_free: bool = True) -> dict:
+    """A whole build through the core pipeline, as the flow runs it but in-process: prepare, every shard, the
+    persona-free run (``persona_free``), finalize; the fidelity check aside. Uses ``judge`` (left open, for the
+    caller to inspect) or the config's own (closed afterwards)."""
     from polypref import pipeline
     from polypref.judges import make_judge
 
@@ -80,10 +81,16 @@ def run_without_prefect(plan, judge=None) -> dict:
         run = pipeline.prepare_output(plan)
         plan = pipeline.generate_responses(plan)
         reports = [pipeline.run_shard(plan, run, i, judge) for i in range(plan.num_shards)]
+        free = pipeline.persona_free_votes(plan, run, judge) if persona_free else None
     finally:
         if own:
             judge.close()
-    return pipeline.finalize(plan, run, reports, judge.info)
+    return pipeline.finalize(plan, run, reports, judge.info, free)
+
+
+def persona_free_units(plan) -> int:
+    """Judgments the persona-free run makes (and stores) on top of the personas': every pair, both orders."""
+    return len(plan.pairs) * 2 * plan.config.judge.samples
 
 
 TOPICS = {"t1": "public parks", "t2": "road repair"}

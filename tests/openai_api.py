@@ -65,6 +65,11 @@ class ChatAPIServer(ThreadingHTTPServer):
         with self.lock:
             return len(self.bodies)
 
+    def asked(self, kind: str) -> int:
+        """How many requests of one ``kind`` (see ``request_kind``) the server received."""
+        with self.lock:
+            return sum(request_kind(body) == kind for body in self.bodies)
+
 
 def serve(server: ChatAPIServer) -> Iterator[ChatAPIServer]:
     """Run ``server`` on a thread for the duration of a ``for`` loop or a fixture."""
@@ -138,13 +143,30 @@ class _Handler(BaseHTTPRequestHandler):
         return None
 
 
-def prefer_the_longer(body: dict) -> tuple[str, str]:
-    """A ``reply`` for a model with a taste: as a judge it prefers the longer response, so both orders agree and
-    pairs survive the filters; asked for a response instead (generation: no judge instructions), it writes one
-    that differs per seed."""
-    if "role-playing" not in body["messages"][0]["content"]:
-        return f"Response {body['seed']} from {body['model']}: " + "more " * (body["seed"] % 7), "stop"
+def request_kind(body: dict) -> str:
+    """What a request asks for, read off its prompts: "judgment" (a persona judging a pair), "persona-free" (the
+    model judging a pair as itself, for the map), "survey" (a fidelity question, to a persona or persona-free)
+    or "generation" (a response)."""
+    system = body["messages"][0]["content"] if len(body["messages"]) > 1 else ""
     user = body["messages"][-1]["content"]
+    if "\nAnswer options:\n" in user:  # with a persona in the system message, or persona-free without one
+        return "survey"
+    if "<<<RESPONSE A>>>" not in user:
+        return "generation"
+    return "judgment" if "The person you are:" in system else "persona-free"
+
+
+def prefer_the_longer(body: dict) -> tuple[str, str]:
+    """A ``reply`` for a model with a taste: as a judge (with a persona or without) it prefers the longer
+    response, so both orders agree and pairs survive the filters; asked a survey question with named options
+    (fidelity), it picks the first; asked for a response instead (generation), it writes one that differs per
+    seed."""
+    user = body["messages"][-1]["content"]
+    schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or {}
+    if "answer" in schema.get("properties", {}):
+        return json.dumps({"answer": schema["properties"]["answer"]["enum"][0]}), "stop"
+    if "<<<RESPONSE A>>>" not in user:
+        return f"Response {body['seed']} from {body['model']}: " + "more " * (body["seed"] % 7), "stop"
     first, second = (user.split(f"<<<RESPONSE {s}>>>")[1].split(f"<<<END RESPONSE {s}>>>")[0] for s in "AB")
     return json.dumps({**VERDICT, "choice": "A" if len(first) >= len(second) else "B"}), "stop"
 

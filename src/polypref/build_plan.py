@@ -66,9 +66,10 @@ class BuildPlan:
             portray=self.portrayer,
         )
 
-    def unit_keys(self, batch: UnitBatch) -> np.ndarray:
-        """Each unit's key in the judgment store."""
-        personas = digest_words([self._persona_digest[p.id] for p in batch.personas])
+    def unit_keys(self, batch: UnitBatch, persona_digests: list[str] | None = None) -> np.ndarray:
+        """Each unit's key in the judgment store; ``persona_digests`` for personas not of the population (the
+        persona-free stand-in)."""
+        personas = digest_words(persona_digests or [self._persona_digest[p.id] for p in batch.personas])
         pairs = self._judged_pair_words[[self._pair_index_by_id[p.id] for p in batch.pairs]]
         return unit_keys(self.judge_key, personas, pairs, batch)
 

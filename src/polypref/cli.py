@@ -1,13 +1,16 @@
-"""polypref command line: init | init-spec | validate | annotate | build | push | status | serve.
+"""polypref command line: init | init-spec | validate | annotate | template-items | fidelity | build | push | status |
+serve.
 
 Exit statuses: 0 done; 2 a usage, config, output or judge-setup error (the message says which); 3 built, but
 some judgments got no answer, or responses could not be generated because the endpoint never answered (rerun to
-ask again for exactly those); 130 stopped by SIGINT, 143 by SIGTERM
+ask again for exactly those); 4 the fidelity gate stopped the build before judging (the personas' survey answers
+were too far from the survey's); 130 stopped by SIGINT, 143 by SIGTERM
 (saved work is kept; rerun the same command to resume).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -30,6 +33,7 @@ from polypref.secrets import scrub
 
 EXIT_ERROR = 2
 EXIT_UNANSWERED = 3
+EXIT_GATE = 4
 
 app = typer.Typer(
     add_completion=False,
@@ -69,8 +73,9 @@ def _root(ctx: typer.Context) -> None:
     if ctx.invoked_subcommand is None:
         ctx.fail(
             "Missing command: init (write a config), init-spec (draft a population spec from a survey file), "
-            "validate (check a config), annotate (give open items topics and stances), build (make or grow the "
-            "dataset), status (what a build folder holds), push (publish it) or serve (build on a schedule)."
+            "validate (check a config), annotate (give open items topics and stances), template-items (make items "
+            "from a spec), fidelity (score personas against the survey), build (make or grow the dataset), "
+            "status (what a build folder holds), push (publish it) or serve (build on a schedule)."
         )
 
 
@@ -239,35 +244,12 @@ def build(
     cfg, source = _load(config, set_)
     plan = pipeline.plan(cfg, out_dir, source, add_personas, overwrite)  # every input is checked before Prefect
     pipeline.check_output(plan, overwrite)
-    for key, value in PREFECT_DEFAULTS.items():
-        os.environ.setdefault(key, value)
-    flow = _load_flow()
-    flow_runner.quiet_console_about_our_errors()
-    server = flow_runner.PrefectServer()
-    try:
-        with flow_runner.StopOnSignal(server), _progress_bar(plan, enabled=progress):
-            server.start()
-            if interrupt.stop_requested():  # a signal while the server started: nothing was judged yet
-                raise Interrupted(interrupt.signal_name())
-            summary = flow_runner.call_off_main_thread(
-                lambda: flow(
-                    config=cfg, out=str(out_dir), overwrite=overwrite, source=source, add_personas=add_personas
-                )
-            )
-    except Interrupted:
-        # the exception's own attribute may not survive Prefect's state handling; the stop request does
-        name = interrupt.signal_name()
-        err.print(f"stopped by {name}: judgments finished so far are saved in {out_dir}")
-        err.print(f"to resume, run the same command again: {_command_line()}")
-        raise typer.Exit(128 + signal.Signals[name].value) from None
-    except RuntimeError as e:
-        if "ephemeral Prefect API server" not in str(e):
-            raise
-        raise PolyprefError(
-            f"Prefect's local server did not start ({e}). If another Prefect version used this Prefect home, its "
-            "database may be too new for this one: point PREFECT_HOME at a new folder, or set PREFECT_API_URL "
-            "to a running Prefect server. Finished shards are kept; rerun to resume."
-        ) from None
+    summary = _run_flow(
+        "build.py:build_dataset",
+        dict(config=cfg, out=str(out_dir), overwrite=overwrite, source=source, add_personas=add_personas),
+        progress=_progress_bar(plan, enabled=progress),
+        stopped=f"judgments finished so far are saved in {out_dir}",
+    )
     unanswered = _print_summary(summary, out_dir)
     if unanswered:
         err.print(
@@ -275,6 +257,35 @@ def build(
             "exactly those"
         )
         raise typer.Exit(EXIT_UNANSWERED)
+
+
+@app.command()
+def fidelity(
+    config: ConfigArg = None,
+    set_: SetOpt = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write the figures to this file as JSON")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing --json file")] = False,
+) -> None:
+    """Ask the config's personas the survey's own questions (each one's own answer held out of its portrayal) and
+    score their answers against the survey, per group and overall, beside the same model without a persona.
+    Runs the Prefect flow flows/fidelity.py:check_fidelity."""
+    from polypref.fidelity import FidelityReport
+    from polypref.fidelity import run as fidelity_run
+
+    cfg, source = _load(config, set_)
+    if json_path is not None:
+        _check_new_file(json_path, force, "fidelity.json")
+    fidelity_run.standalone_population(cfg, source)  # every input checked before Prefect starts
+    figures = _run_flow("fidelity.py:check_fidelity", dict(config=cfg, source=source))
+    report = FidelityReport.from_json(figures)
+    for line in fidelity_run.describe(report):
+        out.print(line)
+    if json_path is not None:
+        write_bytes((json.dumps(figures, indent=2, ensure_ascii=False) + "\n").encode(), json_path)
+        out.print(f"wrote {json_path}")
+    fidelity_run.gate(report, cfg)
 
 
 @app.command()
@@ -313,15 +324,46 @@ def serve(
     serving.serve(cfg, out_dir, source=source, cron=cron, interval=interval, add_personas=add_personas, name=name)
 
 
+def _run_flow(entrypoint: str, parameters: dict[str, Any], progress: Any = None, stopped: str = "") -> Any:
+    """Run a flow of flows/ on Prefect's ephemeral server, started here; a signal stops it cleanly (exit 130 or
+    143, saying what was kept and how to resume)."""
+    for key, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    flow = _load_flow(entrypoint)
+    flow_runner.quiet_console_about_our_errors()
+    server = flow_runner.PrefectServer()
+    try:
+        with flow_runner.StopOnSignal(server), progress or contextlib.nullcontext():
+            server.start()
+            if interrupt.stop_requested():  # a signal while the server started: no work was done yet
+                raise Interrupted(interrupt.signal_name())
+            return flow_runner.call_off_main_thread(lambda: flow(**parameters))
+    except Interrupted:
+        # the exception's own attribute may not survive Prefect's state handling; the stop request does
+        name = interrupt.signal_name()
+        err.print(f"stopped by {name}" + (f": {stopped}" if stopped else ""))
+        err.print(f"to resume, run the same command again: {_command_line()}")
+        raise typer.Exit(128 + signal.Signals[name].value) from None
+    except RuntimeError as e:
+        if "ephemeral Prefect API server" not in str(e):
+            raise
+        raise PolyprefError(
+            f"Prefect's local server did not start ({e}). If another Prefect version used this Prefect home, its "
+            "database may be too new for this one: point PREFECT_HOME at a new folder, or set PREFECT_API_URL "
+            "to a running Prefect server. Finished work is kept; rerun to resume."
+        ) from None
+
+
 def _command_line() -> str:
     return shlex.join(["polypref", *sys.argv[1:]])
 
 
-def _load_flow() -> Any:
+def _load_flow(entrypoint: str) -> Any:
     from prefect.flows import load_flow_from_entrypoint
 
+    file, _, name = entrypoint.partition(":")
     # use_placeholder_flow=False: an import error in the flow file must surface, not become a stub flow
-    return load_flow_from_entrypoint(f"{assets.path('flows', 'build.py')}:build_dataset", use_placeholder_flow=False)
+    return load_flow_from_entrypoint(f"{assets.path('flows', file)}:{name}", use_placeholder_flow=False)
 
 
 class _progress_bar:
@@ -403,6 +445,14 @@ def _only_unanswered(error: PolyprefError) -> bool:
     return isinstance(error, GenerationError) and set(error.failed) == {"no_answer"}
 
 
+def _exit_status(error: PolyprefError) -> int:
+    from polypref.fidelity.run import FidelityGateError
+
+    if isinstance(error, FidelityGateError):
+        return EXIT_GATE
+    return EXIT_UNANSWERED if _only_unanswered(error) else EXIT_ERROR
+
+
 def _print_error(message: str) -> None:
     err.print(Text.assemble(("error:", "bold red"), " ", scrub(message)))  # a --set value may hold a credential
 
@@ -414,4 +464,4 @@ def main(argv: list[str] | None = None) -> None:
         app(args=argv, prog_name="polypref")
     except PolyprefError as e:
         _print_error(str(e))
-        raise SystemExit(EXIT_UNANSWERED if _only_unanswered(e) else EXIT_ERROR) from None
+        raise SystemExit(_exit_status(e)) from None

@@ -11,6 +11,7 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     StrictInt,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_serializer,
 )
@@ -43,6 +44,14 @@ class PopulationConfig(StrictModel):
     )
     accept_terms: bool = Field(
         False, description="Required for specs whose source restricts commercial use or redistribution"
+    )
+    representatives: StrictInt | None = Field(
+        None,
+        ge=1,
+        le=POPULATION_LIMIT,
+        description="Judge at most this many representative personas per group instead of every sampled one: "
+        "each group's sampled personas are clustered on their attitudes (k-medoids) and each cluster's medoid, "
+        "a real sampled respondent, is judged with its cluster's summed weight (None = judge every persona)",
     )
 
 
@@ -81,6 +90,28 @@ class FiltersConfig(StrictModel):
     min_confidence: float = Field(0.6, ge=0, le=1, description="Min judge confidence (0-1)")
 
 
+class AdaptiveConfig(StrictModel):
+    """Adaptive self-consistency: ``judge.samples`` becomes a budget, spent only where the first samples leave a
+    (persona, pair) undecided (filters/sequential.py). Not part of the judge's identity: sample k is the same
+    judgment whether the rule asked for it or a fixed ``samples`` did, so stored answers serve both."""
+
+    enabled: bool = Field(
+        False,
+        description="Judge sample 0 (both orders) of every (persona, pair), then further samples only for those "
+        "still undecided, up to judge.samples (the budget)",
+    )
+    min_lead: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Stop asking once the filters would keep the (persona, pair) and its chosen side leads the "
+        "other by this many samples' votes (a sequential test's boundary: 2 is stricter and costs more calls)",
+    )
+    min_samples: int = Field(
+        1, ge=1, le=64, description="Samples every (persona, pair) gets before it may stop (at most judge.samples)"
+    )
+
+
 class OutputConfig(StrictModel):
     units_per_shard: int = Field(50_000, ge=1, description="Judgments per work shard (and Parquet shard)")
     row_group_rows: int = Field(50_000, ge=1_000, le=1_000_000, description="Rows per Parquet row group")
@@ -114,16 +145,40 @@ class PublishConfig(StrictModel):
         return value
 
 
+class FidelityConfig(StrictModel):
+    check: bool = Field(
+        True,
+        description="Before judging, ask the personas the survey's own questions (their answer held out) and "
+        "score them against the survey's distributions in the card; LLM judges: personas x topics short requests",
+    )
+    topics: list[str] | None = Field(None, min_length=1, description="Attitudes to ask about (null: all the spec's)")
+    personas: int | None = Field(None, ge=1, description="Ask only the first n personas (null: all)")
+    gate: bool = Field(
+        False, description="Stop the build before judging when the personas score worse than max_tvd or min_alignment"
+    )
+    max_tvd: float = Field(0.2, ge=0, le=1, description="Gate: highest total variation distance allowed (overall)")
+    min_alignment: float = Field(0.0, ge=0, le=1, description="Gate: lowest alignment allowed (overall)")
+
+    @field_validator("gate")
+    @classmethod
+    def _gate_needs_check(cls, gate: bool, info: ValidationInfo) -> bool:
+        if gate and not info.data.get("check", True):
+            raise ValueError("the gate needs the check: set fidelity.check: true")
+        return gate
+
+
 class BuildConfig(StrictModel):
     seed: int = Field(0, ge=0, description="Seeds sampling, pairing and the simulated judge")
     population: PopulationConfig = PopulationConfig()
     items: ItemsConfig = ItemsConfig()
     portrayal: PortrayalConfig = PortrayalConfig()
+    fidelity: FidelityConfig = FidelityConfig()
     judge: JudgeConfig = SimulatedJudgeConfig()
     generate: GenerateConfig | None = Field(
         None, description="Generate responses for a prompts-only item source (README: generating responses)"
     )
     filters: FiltersConfig = FiltersConfig()
+    adaptive: AdaptiveConfig = AdaptiveConfig()
     output: OutputConfig = OutputConfig()
     publish: PublishConfig = PublishConfig()
 
@@ -139,6 +194,20 @@ class BuildConfig(StrictModel):
     def _default_backend(cls, value: Any) -> Any:
         if isinstance(value, dict) and "backend" not in value:
             return {"backend": "simulated", **value}
+        return value
+
+    @field_validator("adaptive")
+    @classmethod
+    def _adaptive_budget(cls, value: AdaptiveConfig, info: ValidationInfo) -> AdaptiveConfig:
+        """The rule spends judge.samples: with fewer than two there is nothing to adapt."""
+        judge = info.data.get("judge")  # absent when the judge section itself is invalid
+        if value.enabled and judge is not None:
+            if judge.samples < 2:
+                raise ValueError("adaptive sampling needs judge.samples (its budget) of at least 2")
+            if value.min_samples > judge.samples:
+                raise ValueError(f"min_samples is more than judge.samples ({judge.samples})")
+            if value.min_lead > judge.samples:  # no pair could ever lead by that much: all would stop at once
+                raise ValueError(f"min_lead is more than judge.samples ({judge.samples})")
         return value
 
     @field_validator("population")

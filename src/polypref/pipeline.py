@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 from pydantic import ValidationError
 
@@ -26,7 +27,7 @@ from polypref.dataset import card
 from polypref.dataset.layout import lay_out
 from polypref.dataset.review import dataset_review
 from polypref.dataset.schema import to_arrow
-from polypref.dataset.state import BuildState
+from polypref.dataset.state import MAP_PNG, BuildState
 from polypref.dataset.tables import (
     RunMeta,
     conversational,
@@ -39,14 +40,18 @@ from polypref.dataset.weights import dataset_weights
 from polypref.dataset.writer import shard_path, write_bytes, write_parquet, write_parquet_together
 from polypref.errors import ConfigError, OutputError
 from polypref.filters import apply_filters, filters_from_config
+from polypref.filters.sequential import Judged, SequentialRule, judge_in_rounds
 from polypref.fingerprint import build_fingerprint, data_settings, input_files, judge_key
 from polypref.generation import check_environment, plan_slots
 from polypref.items import make_pairs, read_items
 from polypref.items.sources import check_judgeable
-from polypref.judges import Judge, JudgeInfo, collect_verdicts
+from polypref.judges import Judge, JudgeInfo
 from polypref.population import load_spec, sample_population
+from polypref.population.baseline import persona_free
+from polypref.population.representatives import represent
+from polypref.population.representatives import summary as representatives_summary
 from polypref.population.spec import SurveySpec
-from polypref.records import Item, record_digest
+from polypref.records import Item, UnitBatch, content_hash, record_digest
 from polypref.report import SHARD_REPORT, ShardReport, shard_stats, summarize
 
 log = logging.getLogger("polypref.pipeline")
@@ -99,18 +104,7 @@ def _stamp(path: Path) -> object:
 def _plan(
     config: BuildConfig, out: str | Path, source: str, spec: SurveySpec, add_personas: int, overwrite: bool
 ) -> BuildPlan:
-    if spec.opt_in and not config.population.accept_terms:
-        raise ConfigError(
-            source,
-            [
-                (
-                    "population.accept_terms",
-                    f"spec {spec.name} uses a source with {spec.terms_class.replace('_', '-')} terms: "
-                    f"{spec.terms} Set population.accept_terms: true to build with it.",
-                )
-            ],
-        )
-    _check_judge_environment(config, source)
+    check_before_work(config, spec, source)
     try:
         loaded = read_items(config.items, spec, config.seed)
     except ConfigError as e:
@@ -146,9 +140,24 @@ def _plan(
     size = config.population.size + added
     if size > POPULATION_LIMIT:
         raise ConfigError(source, [("population.size", f"growing to {size} personas passes {POPULATION_LIMIT}")])
+    k = config.population.representatives
+    if k is not None and add_personas:
+        # growing the sample re-clusters it: other representatives and weights, so nothing built would be kept
+        raise ConfigError(
+            source,
+            [
+                (
+                    "population.representatives",
+                    "--add-personas cannot grow a build of representatives (a larger sample is clustered anew); "
+                    "raise population.size instead (the representatives are then chosen and judged anew)",
+                )
+            ],
+        )
     population = sample_population(
         spec, size, config.population.allocation, config.seed, source=source, counts_for=config.population.size
     )
+    if k is not None:
+        population = represent(population, k, config.seed)  # only the representatives are judged
     persona_digests = tuple(record_digest(p) for p in population.personas)
     # a generated pair's texts do not exist yet: its digest names what will write them instead
     writers = data_settings(config)["generate"]
@@ -174,6 +183,26 @@ def _plan(
             "generated_by": [g.model for g in config.generate.generators] if config.generate else None,
         },
     )
+
+
+def check_before_work(config: BuildConfig, spec: SurveySpec, source: str) -> None:
+    """What the items aside needs checking before any work: an opt-in survey's terms are accepted, the judge can
+    run here, and the fidelity check's topics are the spec's."""
+    from polypref.fidelity.run import check_topics
+
+    check_topics(config, spec, source)
+    if spec.opt_in and not config.population.accept_terms:
+        raise ConfigError(
+            source,
+            [
+                (
+                    "population.accept_terms",
+                    f"spec {spec.name} uses a source with {spec.terms_class.replace('_', '-')} terms: "
+                    f"{spec.terms} Set population.accept_terms: true to build with it.",
+                )
+            ],
+        )
+    _check_judge_environment(config, source)
 
 
 def _check_judge_environment(config: BuildConfig, source: str) -> None:
@@ -348,23 +377,17 @@ def run_shard(plan: BuildPlan, run: RunState, index: int, judge: Judge) -> Shard
     """Judge, filter and write one shard; a finished shard is skipped, so reruns resume.
 
     Units that never got an answer are written as such (the card counts them) but not saved as done: the
-    shard stays unfinished and a rerun asks again for exactly those units.
+    shard stays unfinished and a rerun asks again for exactly those units. With ``adaptive.enabled`` the shard
+    is judged in rounds of one sample (filters/sequential.py) and holds only the units the rule asked for.
     """
     if (done := shard_report(plan, index)) is not None:
         return replace(done, reused=done.units)
     batch = plan.batch(index)
     part = plan.layout.part_of(index)
     meta = RunMeta(part.run_id or run.run_id, _created(part.created_at, run), judge.info)
-    keys = plan.unit_keys(batch)
-    stored = plan.store.lookup(keys)  # judged before: by an interrupted run, or by a build with other settings
+    planned = len(batch)
+    batch, frame, preferences, judged = _judge_and_filter(plan, batch, plan.unit_keys(batch), judge, meta)
     rows = plan.config.output.row_group_rows
-
-    def save(frame: pl.DataFrame) -> None:
-        plan.store.save(keys, frame, rows)
-
-    frame = judgments_frame(batch, collect_verdicts(judge, batch, [stored], on_frame=save), meta)
-    frame = apply_filters(frame, filters_from_config(plan.config.filters))
-    preferences = preferences_frame(frame, batch, meta)
 
     attribute_names = list(plan.population.spec.attributes)
     write_parquet_together(
@@ -382,31 +405,95 @@ def run_shard(plan: BuildPlan, run: RunState, index: int, judge: Judge) -> Shard
         ],
         rows,
     )
-    report = replace(shard_stats(index, frame, preferences), reused=stored.height)
+    report = replace(shard_stats(index, frame, preferences), reused=judged.reused, planned=planned)
     plan.state.write_report(index, asdict(report))
     return report
 
 
-def finalize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge: JudgeInfo) -> dict[str, Any]:
-    """Write the weights and review candidates (over the whole dataset), the dataset card and the build summary;
-    return the summary."""
+def _judge_and_filter(
+    plan: BuildPlan, batch: UnitBatch, keys: np.ndarray, judge: Judge, meta: RunMeta
+) -> tuple[UnitBatch, pl.DataFrame, pl.DataFrame, Judged]:
+    """Judge a batch (answers stored before are used, new ones saved as each micro-batch arrives), filter and
+    vote: the batch of the units actually judged (adaptive sampling asks only some of the budget), their
+    judgments, the preferences, and what was judged."""
+    stored = plan.store.lookup(keys)  # judged before: by an interrupted run, or by a build with other settings
+    rows = plan.config.output.row_group_rows
+
+    def save(frame: pl.DataFrame) -> None:
+        plan.store.save(keys, frame, rows)
+
+    judged = judge_in_rounds(judge, batch, stored, SequentialRule.from_config(plan.config), on_frame=save)
+    if len(judged.rows) < len(batch):
+        batch = batch.take(judged.rows)
+    frame = judgments_frame(batch, judged.verdicts, meta)
+    frame = apply_filters(frame, filters_from_config(plan.config.filters))
+    return batch, frame, preferences_frame(frame, batch, meta), judged
+
+
+def persona_free_votes(plan: BuildPlan, run: RunState, judge: Judge) -> pl.DataFrame:
+    """The same judge's kept votes on every pair of the build without a persona (population.baseline): where the
+    preference-space map places the model itself. Stored like any judgment, so a rerun asks nothing."""
+    free = persona_free(plan.population)
+    batch = UnitBatch.persona_major((free,), plan.pairs, plan.config.judge.samples, shard=-1)
+    # an LLM judge sees no portrayal, so its answers hold whatever the population: a grown one asks nothing
+    # again; the simulator answers from the population's modal attitudes, so its key names them
+    digest = record_digest(free) if judge.info.simulated else content_hash("persona-free", free.portrayal, size=16)
+    keys = plan.unit_keys(batch, persona_digests=[digest])
+    _, _, preferences, _ = _judge_and_filter(plan, batch, keys, judge, RunMeta(run.run_id, run.created_at, judge.info))
+    label = "no persona (simulator)" if judge.info.simulated else f"no persona: {judge.info.model}"
+    return preferences.select(pl.lit(label).alias("label"), "pair_id", "chosen_id", "rejected_id")
+
+
+def finalize(
+    plan: BuildPlan,
+    run: RunState,
+    reports: list[ShardReport],
+    judge: JudgeInfo,
+    persona_free: pl.DataFrame | None = None,
+) -> dict[str, Any]:
+    """Write the weights, review candidates and preference-space map (over the whole dataset), the dataset card
+    and the build summary; return the summary. ``persona_free``: the judge's votes without a persona
+    (persona_free_votes), placed on the map."""
+    from polypref.analysis.calibration import calibration_report
+    from polypref.analysis.preference_map import dataset_map, render_png
+
     if sorted(r.index for r in reports) != list(range(plan.num_shards)):
         raise RuntimeError(f"finalize needs all {plan.num_shards} shard reports, got {len(reports)}")
     # over every shard: a refresh's new personas change every tier and every group's split
     weights, review = dataset_weights(plan.out), dataset_review(plan.out)
     meta = RunMeta(run.run_id, run.created_at, judge)
-    for name, config, frame in (("weight", "weights", weights), ("review", "review", review)):
+    points = dataset_map(plan.out, persona_free)
+    for name, config, frame in (("weight", "weights", weights), ("review", "review", review), ("map", "map", points)):
         table = to_arrow(name, stamped(frame, meta))
         write_parquet(table, shard_path(plan.out, config, 0), plan.config.output.row_group_rows)
+    render_png(points, plan.out / MAP_PNG, plan.config.output.pretty_name)
     summary = summarize(plan, run, reports, judge) | {
         "weights": weights.height,
         "personas_with_preferences": weights["persona_id"].n_unique(),
         "review": review.height,
         "review_reasons": dict(review["reason"].value_counts().sort("reason").iter_rows()),
+        # over every shard's preferences: the confidence column measured against truth, where there is any
+        "calibration": calibration_report(plan.out, judge),
+        "map": points.height,  # rows, as for every config (the card's dataset_info reads them)
+        "preference_map": map_summary(points),
+        "representatives": representatives_summary(plan.population),
     }
     _write_text(plan.out / "README.md", card.render(plan, summary))
     plan.state.write_summary(summary)
     return summary
+
+
+def map_summary(points: pl.DataFrame) -> dict[str, Any]:
+    """What the card says about the map: how much the axes explain, and where the persona-free runs landed."""
+    runs = points.filter(pl.col("kind") == "persona-free")
+    return {
+        "personas": points.height - runs.height,
+        "explained": [round(float(points[c][0]), 4) if points.height else 0.0 for c in ("explained_x", "explained_y")],
+        "persona_free": [
+            {"label": r["point_id"], "x": round(r["x"], 3), "y": round(r["y"], 3), "pairs": r["n_pairs"]}
+            for r in runs.iter_rows(named=True)
+        ],
+    }
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -1,6 +1,6 @@
 """Push a finished build folder to a Hugging Face Hub dataset repo: few large commits, only what changed, tagged.
 
-The remote mirrors the folder's published part (``README.md`` and ``data/``): files whose bytes the remote
+The remote mirrors the folder's published part (``README.md``, ``map.png``, ``data/``): files whose bytes the remote
 already holds (same git blob id, or same LFS sha256) are not uploaded again, remote data files the folder no
 longer has are deleted, and a push of an unchanged folder makes no commit. Data files go first, in commits of
 at most ``FILES_PER_COMMIT`` (the Hub allows about 128 commits an hour per repo), and the card last, so the card
@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import yaml
 
 from polypref import files, secrets
-from polypref.dataset.state import BuildState
+from polypref.dataset.state import MAP_PNG, BuildState
 from polypref.errors import PolyprefError, first_line, http_status
 
 log = logging.getLogger("polypref.publish")
@@ -68,6 +68,8 @@ def blob_id(data: bytes) -> str:
 def published_files(folder: Path) -> dict[str, Path]:
     """What a push uploads: the card and every data file, by their path in the repo."""
     paths = {"README.md": folder / "README.md"}
+    if (folder / MAP_PNG).is_file():  # the card shows it
+        paths[MAP_PNG] = folder / MAP_PNG
     paths.update({p.relative_to(folder).as_posix(): p for p in sorted((folder / "data").rglob("*.parquet"))})
     return paths
 

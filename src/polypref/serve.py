@@ -75,7 +75,7 @@ def serve(
     for key, value in cli.PREFECT_DEFAULTS.items():  # before Prefect is imported: it reads them once
         os.environ.setdefault(key, value)
     schedule = make_schedule(cron, interval)
-    flow = cli._load_flow()
+    flow = cli._load_flow("build.py:build_dataset")
     flow_runner.quiet_console_about_our_errors()
 
     server = flow_runner.PrefectServer()

@@ -16,6 +16,7 @@ import polars as pl
 import pytest
 import yaml
 
+from polypref.dataset.writer import CONFIGS
 from polypref.errors import Interrupted, JudgeFatalError
 from tests.conftest import load_with_datasets
 from tests.integration.test_signals import openai_config, run_build
@@ -104,7 +105,8 @@ def test_datasets_loads_every_config_with_consistent_counts(built: dict[str, Any
 def test_card_states_source_config_and_filters(built: dict[str, Any]) -> None:
     card = (built["out"] / "README.md").read_text()
     front = yaml.safe_load(card.split("---")[1])
-    assert [c["config_name"] for c in front["configs"]] == ["preferences", "judgments", "personas", "weights", "review"]
+    assert [c["config_name"] for c in front["configs"]] == list(CONFIGS)
+    assert set(CONFIGS) == {"preferences", "judgments", "personas", "weights", "review", "map"}
     assert "NORC" in card and "gss.norc.org" in card  # citation and terms of the population used
     assert "Simulated judgments" in card and "swap_inconsistent" in card
     assert f"size: {PERSONAS}" in card and f"samples: {SAMPLES}" in card  # the config used
@@ -203,10 +205,10 @@ def test_judgments_without_an_answer_exit_3_and_a_rerun_asks_for_exactly_those(t
         )
 
         server.fail_text = None
-        asked = server.requests
+        asked = server.asked("judgment")
         again = run_build(config, out)
         assert again.returncode == 0, again.stdout + again.stderr
-        assert server.requests - asked == unanswered
+        assert server.asked("judgment") - asked == unanswered
         assert f"reused: {planned - unanswered} of the {planned} judgments came from earlier runs" in again.stdout
         judgments = pl.read_parquet(out / "data" / "judgments")
         assert judgments.height == planned and judgments["error"].null_count() == planned

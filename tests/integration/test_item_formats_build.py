@@ -21,7 +21,7 @@ from polypref.dataset.state import BuildState
 from polypref.errors import ConfigError
 from polypref.population import load_spec
 from tests.conftest import load_with_datasets, run_without_prefect
-from tests.openai_api import ChatAPIServer, judge_settings, prefer_the_longer, serve
+from tests.openai_api import ChatAPIServer, judge_settings, prefer_the_longer, request_kind, serve
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +99,7 @@ def test_the_judged_topic_is_held_out_of_the_portrayal(server: ChatAPIServer, tm
     plan = pipeline.plan(config, tmp_path / "out")
     before = server.requests
     run_without_prefect(plan)
-    bodies = server.bodies[before:]
+    bodies = [b for b in server.bodies[before:] if request_kind(b) == "judgment"]  # not the persona-free run's
     topic_text = {t: item.topic for t, item in load_spec("gss_spending").attitudes.items.items()}
     by_prompt = {pair.item.prompt: pair.item.topic for pair in plan.pairs}
     checked = 0
@@ -153,7 +153,8 @@ def test_a_prompts_only_source_has_responses_generated_then_judged_and_resumes(
     assert len(plan.pairs) == prompts * 6  # all pairs of 2 generators x 2 samples
     before = server.requests
     summary = run_without_prefect(plan)
-    generated = [b for b in server.bodies[before:] if "role-playing" not in b["messages"][0]["content"]]
+    # what is not a judge's request (the personas' or the persona-free run's: both show the pair) is generation
+    generated = [b for b in server.bodies[before:] if "<<<RESPONSE A>>>" not in b["messages"][-1]["content"]]
     assert len(generated) == prompts * 4
     assert summary["item_source"]["generated_by"] == ["writer-a", "writer-b"]
     card = (tmp_path / "out" / "README.md").read_text()

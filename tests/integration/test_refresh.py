@@ -27,6 +27,7 @@ pytestmark = pytest.mark.integration
 
 PERSONAS = 6
 PAIRS = 6  # the tiny items: 2 prompts x 3 responses, every pair of a prompt's responses
+FREE = PAIRS * 2  # the persona-free run's judgments (for the map): every pair in both orders, one sample
 RUN_COLUMNS = ("run_id", "created_at")  # which run wrote a row; everything else must match a clean build
 
 
@@ -36,10 +37,12 @@ def api() -> Iterator[ChatAPIServer]:
 
 
 class Builds:
-    """Builds of one folder through ``api``, each returning (summary, requests it made)."""
+    """Builds of one folder through ``api``, each returning (summary, persona judgments it asked for); the
+    persona-free judgments it asked for (the map's) are counted apart, in ``free``."""
 
     def __init__(self, config: Path, api: ChatAPIServer, out: Path):
         self.config, self.api, self.out = config, api, out
+        self.free = 0
 
     def settings(self, *more: str) -> list[str]:
         return [*judge_settings(self.api), f"population.size={PERSONAS}", "output.units_per_shard=48", *more]
@@ -49,9 +52,11 @@ class Builds:
         return pipeline.plan(config, out or self.out, add_personas=add_personas)
 
     def run(self, *more: str, out: Path | None = None, add_personas: int = 0) -> tuple[dict, int]:
-        before = self.api.requests
+        before, free = self.api.asked("judgment"), self.api.asked("persona-free")
         summary = run_without_prefect(self.plan(*more, out=out, add_personas=add_personas))
-        return summary, self.api.requests - before
+        self.free = self.api.asked("persona-free") - free
+        assert self.api.requests == self.api.asked("judgment") + self.api.asked("persona-free")  # nothing else
+        return summary, self.api.asked("judgment") - before
 
 
 @pytest.fixture
@@ -60,12 +65,12 @@ def builds(tiny_config: Path, api: ChatAPIServer, tmp_path: Path) -> Builds:
 
 
 def _files(out: Path) -> dict[str, str]:
-    """Every data file of a folder but the weights and review candidates (computed over the whole dataset, so
-    every refresh rewrites them), by path, with its content hash."""
+    """Every data file of a folder but the weights, review candidates and map (computed over the whole dataset,
+    so every refresh rewrites them), by path, with its content hash."""
     return {
         p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted((out / "data").rglob("*.parquet"))
-        if p.parent.name not in ("weights", "review")
+        if p.parent.name not in ("weights", "review", "map")
     }
 
 
@@ -80,7 +85,7 @@ def test_changed_filters_shards_and_samples_ask_only_for_new_judgments(builds: B
     sampled = "judge.temperature=0.7"  # several samples need a temperature; one sample may have it too
     first, calls = builds.run(sampled)
     planned = builds.plan().num_units
-    assert planned == PERSONAS * PAIRS * 2 and calls == planned == first["judgments"]
+    assert planned == PERSONAS * PAIRS * 2 and calls == planned == first["judgments"] and builds.free == FREE
     kept = first["preferences"]
 
     strict, calls = builds.run(sampled, "filters.min_confidence=0.95")  # the same answers, filtered anew
@@ -91,17 +96,17 @@ def test_changed_filters_shards_and_samples_ask_only_for_new_judgments(builds: B
     assert calls == 0
 
     more, calls = builds.run(sampled, "judge.samples=2", "filters.min_agreement=0.5")  # sample 0 was asked
-    assert more["judgments"] == 2 * planned and calls == planned
+    assert more["judgments"] == 2 * planned and calls == planned and builds.free == FREE
     back, calls = builds.run(sampled)  # and back to the first settings: the first dataset again, for nothing
-    assert calls == 0 and back["preferences"] == kept
-    assert BuildState(builds.out).stored_judgments() == 2 * planned  # every answer stored once
+    assert calls == 0 and builds.free == 0 and back["preferences"] == kept
+    assert BuildState(builds.out).stored_judgments() == 2 * (planned + FREE)  # every answer stored once
 
 
 def test_a_grown_population_asks_only_for_the_new_personas_and_keeps_every_shard(builds: Builds) -> None:
     builds.run()
     before = _files(builds.out)
     _, calls = builds.run(f"population.size={2 * PERSONAS}")
-    assert calls == PERSONAS * PAIRS * 2  # the new personas' judgments, and no other
+    assert calls == PERSONAS * PAIRS * 2 and builds.free == 0  # the new personas' judgments, and no other
     after = _files(builds.out)
     assert {k: after[k] for k in before} == before  # every file already built is byte for byte the same
     assert len(after) > len(before)
@@ -133,6 +138,7 @@ def test_a_grown_population_asks_only_for_the_new_personas_and_keeps_every_shard
         "personas": 3 * PERSONAS,
         "weights": whole["preferences"],
         "review": whole["review"],
+        "map": whole["map"],
     }
     weights = pl.read_parquet(builds.out / "data" / "weights").drop(RUN_COLUMNS)
     assert weights.equals(pl.read_parquet(clean / "data" / "weights").drop(RUN_COLUMNS))  # of the whole dataset
@@ -153,7 +159,7 @@ def test_new_items_ask_only_for_their_pairs(builds: Builds, tiny: dict[str, Path
     added = len(builds.plan().pairs) - PAIRS
     assert added > 0
     summary, calls = builds.run()
-    assert calls == PERSONAS * added * 2
+    assert calls == PERSONAS * added * 2 and builds.free == added * 2
     after = _files(builds.out)
     assert {k: after[k] for k in before} == before
     assert summary["judgments"] == PERSONAS * (PAIRS + added) * 2
@@ -202,6 +208,7 @@ def test_a_foreign_or_damaged_store_segment_stops_the_build_naming_it(builds: Bu
     builds.run()
     store = builds.plan().store.root
     segment = sorted(store.glob("*.parquet"))[0]
+    held = pl.read_parquet(segment).height
     segment.write_bytes(b"not parquet at all")
     with pytest.raises(OutputError, match=segment.name):
         pipeline.check_output(builds.plan())
@@ -212,9 +219,10 @@ def test_a_foreign_or_damaged_store_segment_stops_the_build_naming_it(builds: Bu
         pipeline.check_output(builds.plan())
     stranger.unlink()
     _, calls = builds.run()  # the way out the message gives: delete it; the finished shards still hold it all
-    assert calls == 0
+    assert calls == 0  # (the persona-free judgments are in no shard: any the segment held are asked again)
+    free = builds.free
     _, calls = builds.run("filters.min_confidence=0.9")  # a rebuild asks again for what the segment held
-    assert 0 < calls < builds.plan().num_units
+    assert calls + free + builds.free == held and calls < builds.plan().num_units
 
 
 def test_status_reports_a_partial_and_a_finished_build(builds: Builds, tiny_config: Path) -> None:
@@ -240,7 +248,7 @@ def test_status_reports_a_partial_and_a_finished_build(builds: Builds, tiny_conf
     text = _polypref("status", str(builds.out))
     assert text.returncode == 0, text.stderr
     assert f"shards: {plan.num_shards} of {plan.num_shards} done" in text.stdout
-    assert f"stored judgments: {plan.num_units} by this judge (openai, served-model)" in text.stdout
+    assert f"stored judgments: {plan.num_units + FREE} by this judge (openai, served-model)" in text.stdout
 
     nothing = _polypref("status", str(builds.out.parent / "nowhere"))
     assert nothing.returncode == 2 and "is not a folder" in nothing.stderr and "Traceback" not in nothing.stderr
@@ -307,7 +315,8 @@ def test_requests_refused_for_what_they_are_are_asked_again_by_a_later_build(tin
         first, calls = builds.run()
         refused = first["reasons"].get("request_rejected", 0) or first["errors"].get("request_rejected", 0)
         assert refused == PERSONAS * PAIRS  # the prompts on road repair: half the pairs
-        assert BuildState(builds.out).stored_judgments() == calls - refused
+        assert builds.free == FREE
+        assert BuildState(builds.out).stored_judgments() == calls - refused + FREE // 2
         api.too_long_text = None  # the prompt made to fit (here: the server's limit raised)
         again, calls = builds.run("filters.min_confidence=0.5")
-        assert calls == refused and "request_rejected" not in again["errors"]
+        assert calls == refused and builds.free == FREE // 2 and "request_rejected" not in again["errors"]

@@ -172,16 +172,19 @@ def test_signal_saves_work_stops_promptly_and_the_same_command_resumes(
     assert "built" not in stdout  # an unfinished build does not report itself as built
     saved = BuildState(out).stored_judgments()
     assert saved_micro_batches(out) and 0 < saved < UNITS
-    assert chat_server.requests == saved  # every answer the build received is saved: none is paid for twice
+    # every answer the build received is saved: none is paid for twice (the fidelity check's answers, asked
+    # before judging, are saved with the build as well: the rerun asks none again)
+    assert chat_server.asked("judgment") == saved == chat_server.requests - chat_server.asked("survey")
 
     chat_server.delay = 0
-    asked_before = chat_server.requests
+    asked_before, surveyed = chat_server.asked("judgment"), chat_server.asked("survey")
     again = run_build(config, out)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "Traceback" not in again.stdout + again.stderr
     assert f"{PERSONAS} personas, {UNITS} judgments" in again.stdout
     assert f"reused: {saved} of the {UNITS} judgments came from earlier runs" in again.stdout
-    assert chat_server.requests - asked_before == UNITS - saved  # exactly the judgments not saved before
+    assert chat_server.asked("judgment") - asked_before == UNITS - saved  # exactly the judgments not saved before
+    assert chat_server.asked("survey") == surveyed
     assert pl.read_parquet(out / "data" / "judgments").height == UNITS
 
 

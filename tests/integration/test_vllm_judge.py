@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -230,6 +231,32 @@ def test_cli_builds_with_both_llm_backends(vllm_server, tiny_model, tiny_config,
         counts = {c: load_with_datasets(out, c).num_rows for c in ("preferences", "judgments", "personas")}
         assert counts["personas"] == 2 and counts["judgments"] == 2 * 6 * 2
         assert counts["preferences"] <= 2 * 6
+        # the fidelity check ran before judging, with the same model: both survey questions per persona, and the
+        # persona-free ones, answered under the options' constraint (a grammar in-process, a JSON schema via HTTP)
+        fidelity = json.loads((out / ".polypref" / "fidelity.json").read_text())["report"]
+        assert fidelity["counts"]["asked"] == fidelity["counts"]["answered"] == 2 * 2, fidelity["counts"]
+        assert fidelity["overall"]["tvd"] is not None and fidelity["baseline"]["overall"]["tvd"] is not None
+        assert "## Fidelity" in (out / "README.md").read_text()
+
+
+def test_fidelity_command_on_the_tiny_model(tiny_model, tiny_config, tmp_path):
+    """`polypref fidelity` with the in-process engine: it runs and reports, whatever a random model scores."""
+    path = tmp_path / "fidelity.json"
+    settings = ["population.size=6", "judge.backend=vllm", f"judge.model={tiny_model}", *CPU_ENGINE]
+    result = subprocess.run(
+        [sys.executable, "-m", "polypref", "fidelity", str(tiny_config), "--json", str(path)]
+        + [a for o in settings for a in ("--set", o)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(path.read_text())
+    assert figures["counts"]["answered"] == figures["counts"]["asked"] == 6 * 2
+    assert 0 <= figures["overall"]["tvd"] <= 1 and 0 <= figures["overall"]["alignment"] <= 1
+    assert set(figures["groups"]) == set(figures["baseline"]["groups"])
+    assert "persona-free model" in result.stdout
 
 
 def test_ctrl_c_reaching_the_engine_loses_no_answer_and_resumes(tiny_model, tiny_config, tmp_path):

@@ -21,7 +21,7 @@ from polypref.dataset.state import BuildState
 from polypref.errors import OutputError
 from polypref.judges import make_judge
 from polypref.judges.base import NO_ANSWER
-from tests.conftest import run_without_prefect
+from tests.conftest import persona_free_units, run_without_prefect
 from tests.unit.test_pipeline import build, read
 
 
@@ -73,7 +73,8 @@ def test_unanswered_units_are_counted_and_exactly_they_are_asked_again(tiny_conf
     build(tiny_config, tmp_path / "clean")
     for name in ("preferences", "judgments"):
         assert read(out, name).equals(read(tmp_path / "clean", name)), name
-    assert BuildState(out).stored_judgments() == plan.num_units  # each answer stored once, none lost
+    # each answer stored once, none lost (the persona-free run's too)
+    assert BuildState(out).stored_judgments() == plan.num_units + persona_free_units(plan)
 
 
 def test_leftover_temp_files_are_ignored_and_cleaned(tiny_config, tmp_path):

@@ -96,7 +96,8 @@ def build(tiny_config: Path, tmp_path: Path, handler, *overrides: str) -> tuple[
     out = tmp_path / "out"
     plan = pipeline.plan(config, out)
     judge = OpenAIJudge(config.judge, config.seed, plan.state.judge_dir, transport=httpx2.MockTransport(handler))
-    summary = run_without_prefect(plan, judge)
+    # the personas' requests only: the persona-free run's are counted in test_pipeline
+    summary = run_without_prefect(plan, judge, persona_free=False)
     return summary, pl.read_parquet(out / "data" / "judgments"), judge
 
 

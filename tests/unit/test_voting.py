@@ -98,8 +98,9 @@ def test_every_preference_is_derivable_from_its_kept_judgments(inputs, pattern):
         assert row["n_judgments"] == rows.height
         assert row["agreement"] == pytest.approx(top / rows.height)
         assert row["agreement"] >= filters.min_agreement
-        assert row["confidence"] == pytest.approx(rows["confidence"].mean())
-        assert row["confidence"] >= filters.min_confidence
+        assert row["judge_confidence"] == pytest.approx(rows["confidence"].mean())
+        assert row["judge_confidence"] >= filters.min_confidence
+        assert 0 <= row["confidence"] <= 1  # calibrated: it also reads the pair's dropped verdicts
         assert rows["error"].null_count() == rows.height  # only valid verdicts are kept
         if filters.swap_consistency:  # a kept judgment's other order is kept too, naming the same side
             per_sample = rows.group_by("sample").agg(pl.len(), pl.col("side").n_unique().alias("sides"))

@@ -9,6 +9,7 @@ import yaml
 from polypref import SCHEMA_VERSION, __version__, prompts
 from polypref.dataset.schema import load
 from polypref.dataset.writer import CONFIGS
+from polypref.fidelity import run as fidelity
 
 if TYPE_CHECKING:
     from polypref.build_plan import BuildPlan
@@ -19,6 +20,7 @@ SCHEMA_OF = {
     "personas": "persona",
     "weights": "weight",
     "review": "review",
+    "map": "map",
 }
 
 
@@ -91,7 +93,7 @@ def front_matter(plan: BuildPlan, summary: dict[str, Any]) -> str:
 def _config_used(plan: BuildPlan) -> dict[str, Any]:
     """The config, with the population size the folder holds (a refresh's --add-personas grows it)."""
     used = plan.config.model_dump(mode="json")
-    used["population"]["size"] = len(plan.population.personas)
+    used["population"]["size"] = plan.config.population.size + plan.added_personas
     return used
 
 
@@ -130,6 +132,7 @@ def render(plan: BuildPlan, summary: dict[str, Any]) -> str:
             columns={c: _columns(c) for c in CONFIGS},
             version=__version__,
             schema_version=SCHEMA_VERSION,
+            fidelity=fidelity.as_card(fidelity.current_report(plan)),
         )
         + "\n"
     )

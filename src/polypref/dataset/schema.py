@@ -138,7 +138,19 @@ class PreferenceRecord(_Record):
     persona_view: str | None = Field(description="The persona's own survey answer on this topic")
     weight: float = Field(gt=0, description="Persona weight (post-stratification)")
     strength: float = Field(ge=1, le=5, description="Mean strength of the kept verdicts")
-    confidence: float = Field(ge=0, le=1, description="Mean confidence of the kept verdicts")
+    confidence: float = Field(
+        ge=0,
+        le=1,
+        description="Calibrated probability that the chosen response is the persona's true preference: the "
+        "judge's order-debiased log-odds, swap agreement, sample agreement and confidence, mapped through a "
+        "calibrator fitted on simulated judgments with known truth (see the card's Calibration section)",
+    )
+    judge_confidence: float = Field(
+        ge=0,
+        le=1,
+        description="Mean confidence the judge itself stated for the kept verdicts (verbal 0-100 / 100, or the "
+        "logprob probability in choice mode), uncalibrated",
+    )
     agreement: float = Field(ge=0, le=1, description="Share of the kept verdicts that name the chosen response")
     n_judgments: int = Field(ge=1, description="Kept verdicts behind this row")
     matches_ground_truth: bool | None = Field(description="Simulated judge: chosen equals the true preference")
@@ -174,12 +186,30 @@ class ReviewRecord(_Record):
     )
 
 
+class MapRecord(_Record):
+    point_id: str = Field(description="The persona (personas config), or the persona-free run's label")
+    kind: Literal["persona", "persona-free"] = Field(
+        description="persona: a persona's preferences; persona-free: a run of the judge with no persona, "
+        "projected onto the personas' axes"
+    )
+    group: str | None = Field(description="The persona's social group; null for a persona-free run")
+    x: float = Field(
+        description="First principal component of the personas' votes on the pairs (+1/-1 per pair, oriented "
+        "by the pair's response ids in sorted order; a missing vote counts as the pair's mean)"
+    )
+    y: float = Field(description="Second principal component (0 when the votes vary along one direction only)")
+    n_pairs: int = Field(ge=0, description="Pairs of the map the point has a preference on")
+    explained_x: float = Field(ge=0, le=1, description="Share of the personas' vote variance along x")
+    explained_y: float = Field(ge=0, le=1, description="Share of the personas' vote variance along y")
+
+
 RECORDS: dict[str, type[BaseModel]] = {
     "persona": PersonaRecord,
     "judgment": JudgmentRecord,
     "preference": PreferenceRecord,
     "weight": WeightRecord,
     "review": ReviewRecord,
+    "map": MapRecord,
 }
 
 

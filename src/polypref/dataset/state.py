@@ -82,6 +82,9 @@ def _is_temp(path: Path) -> bool:
     return path.name.startswith(TMP_PREFIX)
 
 
+MAP_PNG = "map.png"  # the preference-space map the card shows, beside it
+
+
 class BuildState:
     def __init__(self, out: str | Path):
         self.out = Path(out)
@@ -228,8 +231,13 @@ class BuildState:
 
         state.json goes last: a clear cut short leaves a folder that still says it holds a build, so the next
         run clears it again instead of refusing it as a stranger's."""
-        kept = {self.store_dir.name, self.generated_dir.name, self.judge_dir.name} if keep_store else set()
-        targets = [self.out / "data", self.out / "README.md"]
+        # answers paid for: judgments, generated responses, pending batches, the fidelity check (keyed by content)
+        kept = (
+            {self.store_dir.name, self.generated_dir.name, self.judge_dir.name, "fidelity.json"}
+            if keep_store
+            else set()
+        )
+        targets = [self.out / "data", self.out / "README.md", self.out / MAP_PNG]
         if self.root.is_dir():
             targets += sorted(p for p in self.root.iterdir() if p.name not in kept and p != self.state_file)
         for target in [*targets, self.state_file]:

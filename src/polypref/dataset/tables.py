@@ -9,6 +9,7 @@ from datetime import datetime
 import numpy as np
 import polars as pl
 
+from polypref.analysis.calibration import calibrate, pair_features
 from polypref.judges.base import JudgeInfo
 from polypref.records import PAIR_KEYS, Message, Messages, Persona, ResponsePair, UnitBatch
 
@@ -129,22 +130,27 @@ def judgments_frame(batch: UnitBatch, verdicts: pl.DataFrame, meta: RunMeta) -> 
 def preferences_frame(frame: pl.DataFrame, batch: UnitBatch, meta: RunMeta) -> pl.DataFrame:
     """One row per (persona, pair) with kept judgments, as TRL prompt/chosen/rejected.
 
-    Everything here is recomputed from the kept judgments alone, so a row can never contradict them.
+    Everything here is recomputed from the kept judgments alone, so a row can never contradict them; only
+    ``confidence`` also reads the pair's dropped verdicts (its swap and sample agreement), through the shipped
+    calibrator, so it too is a fixed function of the shard's own judgments.
     """
     kept = frame.filter(pl.col("drop_reason").is_null())
+    features = pair_features(frame)
+    calibrated = features.select(*PAIR_KEYS).with_columns(calibrate(features))
     agg = kept.group_by(PAIR_KEYS, maintain_order=True).agg(
         chosen_side=pl.col("majority").first(),
         true_side=pl.col("true_side").first(),
         topic=pl.col("topic").first(),
         strength=pl.col("strength").cast(pl.Float64).mean(),
-        confidence=pl.col("confidence").mean(),
+        judge_confidence=pl.col("confidence").mean(),
         agreement=(pl.col("side") == pl.col("majority")).mean(),
         n_judgments=pl.len().cast(pl.Int64),
     )
     pairs = pairs_frame(batch.pairs).drop("topic")
     chose_a = pl.col("chosen_side") == "a"
     return (
-        agg.join(pairs, on="pair_id", how="left")
+        agg.join(calibrated, on=PAIR_KEYS, how="left")
+        .join(pairs, on="pair_id", how="left")
         .join(persona_columns(batch.personas), on="persona_id", how="left")
         .join(persona_views(batch.personas), on=["persona_id", "topic"], how="left")
         .with_columns(

@@ -146,10 +146,11 @@ def identical_texts(items: Sequence[Item]) -> int:
 
 
 def open_backend(
-    generator: OpenAIGeneratorConfig | VllmGeneratorConfig, index: int, seed: int, store: Path
+    generator: OpenAIGeneratorConfig | VllmGeneratorConfig, index: int, seed: int, store: Path, section: str = ""
 ) -> LLMJudge:
-    """A free-text transport for one generator (also used to annotate items); the caller closes it."""
-    section = f"{SECTION}.{index}"
+    """A free-text transport for one generator (also used to annotate items and for fidelity's questions, with the
+    judge's settings: ``section`` names the config section errors blame); the caller closes it."""
+    section = section or f"{SECTION}.{index}"
     if isinstance(generator, OpenAIGeneratorConfig):
         from polypref.judges.openai import OpenAIJudge
 
