@@ -110,6 +110,13 @@ class AdaptiveConfig(StrictModel):
     min_samples: int = Field(
         1, ge=1, le=64, description="Samples every (persona, pair) gets before it may stop (at most judge.samples)"
     )
+    stop_confidence: float = Field(
+        0.7,
+        ge=0.0,
+        le=1.0,
+        description="Stop asking only once the votes' mean stated confidence is at least this, besides the lead: a "
+        "lone sample the judge is unsure of gets another",
+    )
 
 
 class OutputConfig(StrictModel):

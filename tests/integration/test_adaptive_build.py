@@ -41,7 +41,8 @@ def test_an_adaptive_build_costs_fewer_calls_and_rebuilds_the_same_rows(tiny_con
     assert adaptive["planned_judgments"] == fixed["planned_judgments"]
     assert adaptive["judge_requests"] == adaptive["judgments"] < 0.7 * fixed["judgments"]
     assert adaptive["calls_per_kept"] < 0.7 * fixed["calls_per_kept"]
-    assert adaptive["adaptive"] == {"budget": 3, "min_lead": 1, "min_samples": 1} and fixed["adaptive"] is None
+    assert adaptive["adaptive"] == {"budget": 3, "min_lead": 1, "min_samples": 1, "stop_confidence": 0.7}
+    assert fixed["adaptive"] is None
     counts = {int(n): c for n, c in adaptive["samples_per_pair"].items()}
     assert set(counts) <= {1, 2, 3} and sum(n * 2 * c for n, c in counts.items()) == adaptive["judgments"]
     judgments = _rows(tmp_path / "adaptive", "judgments")

@@ -70,6 +70,15 @@ def test_a_pair_the_filters_must_drop_stops_early():
     assert not again(same, asked=1)
 
 
+def test_an_unsure_sample_gets_another_before_it_may_stop():
+    # kept by the filters (mean confidence 0.65 >= min_confidence 0.6) but not sure enough to stop on
+    assert again(votes(("a", "a"), confidence=0.65), asked=1, stop_confidence=0.7)
+    assert not again(votes(("a", "a"), confidence=0.65), asked=1, stop_confidence=0.6)
+    assert not again(votes(("a", "a"), confidence=0.75), asked=1, stop_confidence=0.7)
+    assert again(votes(("a", "a"), ("a", "a"), confidence=0.65), asked=2, stop_confidence=0.7)  # the budget left
+    assert not again(votes(("a", "a"), ("a", "a"), confidence=0.65), asked=2, budget=2, stop_confidence=0.7)
+
+
 def test_the_budget_and_unanswered_units_stop_a_pair():
     assert not again(votes(("a", "b"), ("a", "b"), ("a", "b")), asked=3)
     assert not again(votes(("a", "b")), asked=1, budget=1)

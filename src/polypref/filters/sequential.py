@@ -5,9 +5,11 @@ A fixed ``samples: k`` pays 2k requests for every (persona, pair), though most a
 swap-consistent sample. Here the build judges in rounds: round ``s`` asks sample ``s`` in both orders, and
 after each round the configured filters themselves look at the (persona, pair)s judged so far. One stops when
 
-- **settled**: the filters would keep it now, and its chosen side leads every other side by at least
+- **settled**: the filters would keep it now, its chosen side leads every other side by at least
   ``min_lead`` samples' votes (a sequential probability ratio test on the vote: with samples that name the
-  true side with odds r, a lead of m stops on the wrong side with odds about r^-m), or
+  true side with odds r, a lead of m stops on the wrong side with odds about r^-m), and the votes' mean stated
+  confidence is at least ``stop_confidence`` (a lone sample the judge is unsure of is weak evidence even when
+  the filters would keep it: benchmarks/filter_accuracy.py measures what this buys), or
 - **futile**: not even the best remaining outcome (every sample left in the budget swap-consistent for the
   leading side, with full confidence) could settle it: the filters will drop it, so more calls are waste, or
 - it holds a unit that got **no answer** (the shard stays unfinished; a rerun asks for that unit and goes on).
@@ -54,6 +56,7 @@ class SequentialRule:
     budget: int  # the most samples any (persona, pair) gets: judge.samples
     min_lead: int = 1
     min_samples: int = 1
+    stop_confidence: float = 0.0
 
     @staticmethod
     def from_config(config: BuildConfig) -> SequentialRule | None:
@@ -61,7 +64,9 @@ class SequentialRule:
         adaptive = config.adaptive
         if not adaptive.enabled:
             return None
-        return SequentialRule(config.filters, config.judge.samples, adaptive.min_lead, adaptive.min_samples)
+        return SequentialRule(
+            config.filters, config.judge.samples, adaptive.min_lead, adaptive.min_samples, adaptive.stop_confidence
+        )
 
     def ask_again(self, judged: pl.DataFrame, asked: int) -> pl.DataFrame:
         """The (persona_id, pair_id)s of ``judged`` (RULE_COLUMNS: every unit judged so far) that should get
@@ -93,7 +98,8 @@ class SequentialRule:
         remaining = max(self.budget - asked, 0)
         f = self.filters
         lead = _lead(pl.col("v_a"), pl.col("v_b"), pl.col("v_tie"))
-        settled = pl.col("kept") & (lead >= self.min_lead)
+        sure = pl.col("confidence_sum") >= self.stop_confidence * (pl.col("v_a") + pl.col("v_b") + pl.col("v_tie"))
+        settled = pl.col("kept") & (lead >= self.min_lead) & sure
         # best case: every remaining sample swap-consistent for one of the sides, at full confidence
         votes = pl.col("v_a") + pl.col("v_b") + pl.col("v_tie") + 2 * remaining
         confident = (pl.col("confidence_sum") + 2 * remaining) >= f.min_confidence * votes
