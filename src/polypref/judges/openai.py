@@ -56,7 +56,7 @@ from polypref.judges.openai_wire import (
     format_refused,
     format_rejected,
 )
-from polypref.judges.ratelimit import AdaptiveLimiter, backoff_delay, retry_after
+from polypref.judges.ratelimit import AdaptiveLimiter, EndpointPool, backoff_delay, retry_after
 from polypref.records import content_hash
 from polypref.secrets import redact_url, register, register_url, scrub
 
@@ -80,31 +80,38 @@ class OpenAIJudge(LLMJudge):
         self._api_key = api_key(config, section)
         if config.api_key_env is not None:
             register(self._api_key)
-        register_url(config.base_url)
-        self._where = redact_url(config.base_url)
+        for url in config.endpoints:
+            register_url(url)
+        self._where = ", ".join(redact_url(url) for url in config.endpoints)  # for messages
         self._format = "json_schema" if config.response_format == "auto" else config.response_format
         self._options_format = True  # until a server refuses a JSON schema for a question's options
         self._rng = random.Random(seed)
-        self.limiter = AdaptiveLimiter(config.concurrency, config.max_concurrency)
+        self.limiter = EndpointPool(
+            [AdaptiveLimiter(config.concurrency, config.max_concurrency) for _ in config.endpoints]
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
-        self._shared: Any = None
+        self._shared: list[Any] | None = None  # a client per endpoint, made on the judge's event loop
         self._in_flight: set[asyncio.Future[Completion]] = set()  # every live request task, all shards
         self._fatal: str | None = None  # set once: the message every later call fails with
         self.serialize_calls = False  # shard threads may call at once: they share the loop and the limiter
         params = config.model_dump(exclude={"backend", "model", "api_key_env"})
-        params["base_url"] = self._where
+        params["base_url"] = (
+            redact_url(config.base_url)
+            if isinstance(config.base_url, str)
+            else [redact_url(url) for url in config.base_url]
+        )
         self.info = self._info("openai", params)
 
     # -- client -------------------------------------------------------------------------------------
-    def _client(self) -> Any:
+    def _client(self, base_url: str) -> Any:
         import httpx2
         from openai import AsyncOpenAI
 
         http = httpx2.AsyncClient(transport=self.transport) if self.transport is not None else None
         return AsyncOpenAI(
-            base_url=self.config.base_url,
+            base_url=base_url,
             api_key=self._api_key,
             max_retries=0,  # retries are ours
             timeout=self.config.timeout_s,
@@ -133,11 +140,12 @@ class OpenAIJudge(LLMJudge):
         if self._fatal is not None:
             raise JudgeFatalError(self._fatal) from None  # no chained client error: it may quote the request
 
-    def _fail(self, status: int, message: str) -> NoReturn:
-        """Stop the whole judge: one setup error means every request would fail the same way."""
+    def _fail(self, status: int, message: str, where: str | None = None) -> NoReturn:
+        """Stop the whole judge: one setup error means every request would fail the same way (an endpoint of
+        a fleet that refuses the key or the model is a setup error too: fix it or leave it out)."""
         if self._fatal is None:
             advice = FATAL[status].replace("judge.", f"{self.section}.")  # our own words, never the server's
-            self._fatal = scrub(f"{self._where} answered HTTP {status}: {message}. {advice}")
+            self._fatal = scrub(f"{where or self._where} answered HTTP {status}: {message}. {advice}")
             current = asyncio.current_task()
             for task in list(self._in_flight):
                 if task is not current:
@@ -154,8 +162,8 @@ class OpenAIJudge(LLMJudge):
 
     async def _live(self, requests: Sequence[Request]) -> list[Completion]:
         self._raise_if_fatal()
-        if self._shared is None:  # made on the loop that will use it
-            self._shared = self._client()
+        if self._shared is None:  # made on the loop that will use them
+            self._shared = [self._client(url) for url in self.config.endpoints]
         tasks = [asyncio.ensure_future(self._one(self._shared, r)) for r in requests]
         self._in_flight.update(tasks)
         try:
@@ -171,13 +179,14 @@ class OpenAIJudge(LLMJudge):
             self._raise_if_fatal()
         return [task.result() for task in tasks]
 
-    async def _one(self, client: Any, request: Request) -> Completion:
+    async def _one(self, clients: list[Any], request: Request) -> Completion:
         import openai
 
         failures = 0
         while True:
             fmt = self._request_format(request)
-            await self.limiter.acquire()
+            endpoint = await self.limiter.acquire()
+            limiter, client = self.limiter.limiters[endpoint], clients[endpoint]
             throttled = success = False
             hint = None
             try:
@@ -187,7 +196,7 @@ class OpenAIJudge(LLMJudge):
                 # extra_body, which merges them into the JSON as they are; as keyword arguments they would fail
                 extra = {key: body.pop(key) for key in self.config.extra_body}
                 raw = await client.chat.completions.with_raw_response.create(**body, extra_body=extra or None)
-                self.limiter.observe_headers(raw.headers)
+                limiter.observe_headers(raw.headers)
                 completion = decode_completion(raw.http_response.content)
                 completion.response_format = fmt
                 success = True
@@ -196,9 +205,9 @@ class OpenAIJudge(LLMJudge):
                 last = f"bad response: {e}"
             except openai.APIStatusError as e:
                 status, message, headers = e.status_code, error_message(e), e.response.headers
-                self.limiter.observe_headers(headers)
+                limiter.observe_headers(headers)
                 if status in FATAL:
-                    self._fail(status, message)
+                    self._fail(status, message, redact_url(self.config.endpoints[endpoint]))
                 if format_rejected(status, message, getattr(e, "param", None)):
                     if fmt == OPTIONS_FORMAT:  # free text then, checked by the caller
                         self._options_format = False
@@ -218,7 +227,7 @@ class OpenAIJudge(LLMJudge):
             except openai.APIError as e:  # anything else the client makes of an answer it could not use
                 last = f"bad response: {type(e).__name__}: {error_message(e)}"
             finally:
-                await self.limiter.release(throttled=throttled, success=success)
+                await self.limiter.release(endpoint, throttled=throttled, success=success)
             if failures >= self.config.max_retries:
                 return Completion(
                     error=f"{NO_ANSWER}: {last} (after {self.config.max_retries} retries)", response_format=fmt
@@ -226,7 +235,7 @@ class OpenAIJudge(LLMJudge):
             delay = backoff_delay(failures, self.config.backoff_base_s, self.config.backoff_max_s, hint, self._rng)
             failures += 1
             if throttled and hint:
-                self.limiter.pause(hint)
+                limiter.pause(hint)
             await asyncio.sleep(delay)
 
     def _downgrade_format(self, used: str, message: str) -> bool:
@@ -263,7 +272,7 @@ class OpenAIJudge(LLMJudge):
         fmt = self._request_format()
         key = content_hash(self.config.model, fmt, *(custom_id(r) + str(r.seed) for r in requests), size=12)
         state_file = self.workdir / "batches" / f"{key}.json"
-        async with self._client() as client:
+        async with self._client(self.config.endpoints[0]) as client:
             if state_file.exists():
                 batch_id = json.loads(state_file.read_text())["batch_id"]
                 log.info("found pending batch %s for micro-batch %s", batch_id, key)
@@ -318,7 +327,8 @@ class OpenAIJudge(LLMJudge):
         if loop is None:
             return
         if self._shared is not None:
-            asyncio.run_coroutine_threadsafe(self._shared.close(), loop).result(timeout=30)
+            for client in self._shared:
+                asyncio.run_coroutine_threadsafe(client.close(), loop).result(timeout=30)
             self._shared = None
         loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:

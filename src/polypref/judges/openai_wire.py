@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from polypref.judges.base import NO_ANSWER, REJECTED
 from polypref.judges.llm import Completion, LLMJudgeConfig, Request
@@ -76,7 +76,12 @@ class Prices(StrictModel):
 
 class OpenAIJudgeConfig(LLMJudgeConfig):
     backend: Literal["openai"] = "openai"
-    base_url: str = Field("https://api.openai.com/v1", description="OpenAI-compatible endpoint, ending in /v1")
+    base_url: str | list[str] = Field(
+        "https://api.openai.com/v1",
+        description="OpenAI-compatible endpoint, ending in /v1; or a list of endpoints serving the same model (a "
+        "fleet, such as one vLLM server per GPU): each request goes to the one with the most free slots, and each "
+        "has its own adaptive limit (concurrency and max_concurrency apply per endpoint)",
+    )
     api_key_env: str | None = Field(
         "OPENAI_API_KEY", description="Environment variable holding the API key (null: the server needs none)"
     )
@@ -98,6 +103,29 @@ class OpenAIJudgeConfig(LLMJudgeConfig):
         default_factory=dict,
         description='Provider-specific request fields, e.g. {"chat_template_kwargs": {"enable_thinking": false}}',
     )
+
+    @field_validator("base_url")
+    @classmethod
+    def _endpoints(cls, value: str | list[str]) -> str | list[str]:
+        urls = [value] if isinstance(value, str) else value
+        if not urls:
+            raise ValueError("list at least one endpoint")
+        if any(not url.strip() for url in urls):
+            raise ValueError("an endpoint is empty")
+        if len(set(urls)) < len(urls):
+            raise ValueError("an endpoint is listed twice")
+        return value
+
+    @model_validator(mode="after")
+    def _batch_endpoint(self) -> OpenAIJudgeConfig:
+        if self.batch_api and len(self.endpoints) > 1:
+            raise ValueError("batch_api: the Batch API takes one endpoint; give base_url as one URL")
+        return self
+
+    @property
+    def endpoints(self) -> list[str]:
+        """``base_url`` as a list: one endpoint, or a fleet."""
+        return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
 
 
 def chat_body(config: OpenAIJudgeConfig, request: Request, response_format: str) -> dict[str, Any]:

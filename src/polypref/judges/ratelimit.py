@@ -1,4 +1,5 @@
-"""Adaptive concurrency for remote judges: AIMD on throttling, pauses from rate-limit headers, jittered backoff.
+"""Adaptive concurrency for remote judges: slow start then AIMD on throttling, per endpoint of a fleet; pauses
+from rate-limit headers; jittered backoff.
 
 Pure asyncio and stdlib, no HTTP: the OpenAI backend feeds it outcomes and headers, tests drive it directly.
 """
@@ -18,10 +19,12 @@ _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class AdaptiveLimiter:
-    """At most ``limit`` requests in flight; the limit halves on a 429 and grows by 1/limit per success.
+    """One endpoint's concurrency limit: it doubles every window of successes until the first 429 (slow start,
+    as TCP does: a fresh build reaches a fast server's capacity in a few windows, not one request per window),
+    then halves on a 429 and grows by 1/limit per success (AIMD).
 
-    Waiting for a slot has no timeout on purpose: a slow self-hosted endpoint should be waited for, not
-    abandoned. ``pause`` holds new requests back until a rate-limit window resets.
+    The state and arithmetic only; ``EndpointPool`` does the waiting. ``pause`` holds new requests back until a
+    rate-limit window resets.
     """
 
     def __init__(
@@ -30,10 +33,10 @@ class AdaptiveLimiter:
         self.limit = float(max(minimum, min(initial, maximum)))
         self.minimum, self.maximum = minimum, maximum
         self.in_flight = 0
+        self.slow_start = True  # until the server first pushes back
+        self.paused_until = 0.0
         self._clock = clock
-        self._paused_until = 0.0
         self._last_decrease = -1e9
-        self._cond: asyncio.Condition | None = None
         self._start = self._since = clock()
         self._area_in_flight = 0.0  # integral of in_flight dt, for the mean
         self._area_limit = 0.0
@@ -47,48 +50,39 @@ class AdaptiveLimiter:
         self._area_limit += int(self.limit) * dt
         self._since = now
 
-    def _condition(self) -> asyncio.Condition:
-        if self._cond is None:  # made on first use, inside the event loop that will wait on it
-            self._cond = asyncio.Condition()
-        return self._cond
+    def free(self, now: float) -> int:
+        """Requests this endpoint may take now: 0 while paused."""
+        return 0 if self.paused_until > now else max(0, int(self.limit) - self.in_flight)
 
-    async def acquire(self) -> None:
-        cond = self._condition()
-        async with cond:
-            while True:
-                wait = self._paused_until - self._clock()
-                if wait <= 0 and self.in_flight < int(self.limit):
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(cond.wait(), timeout=wait if wait > 0 else None)
-            self._tick()
-            self.in_flight += 1
+    def take(self) -> None:
+        self._tick()
+        self.in_flight += 1
 
-    async def release(self, throttled: bool = False, success: bool = False) -> None:
-        cond = self._condition()
-        async with cond:
-            self._tick()
-            self.in_flight -= 1
-            now = self._clock()
-            if throttled:
-                self.throttled += 1
-                if now - self._last_decrease > 1.0:  # one cut per burst of 429s, not one per request
-                    self.limit = max(self.minimum, self.limit / 2)
-                    self.lowest_limit = min(self.lowest_limit, self.limit)
-                    self._last_decrease = now
-            elif success:
-                self.limit = min(self.maximum, self.limit + 1 / self.limit)
-            cond.notify_all()
+    def give(self, throttled: bool = False, success: bool = False) -> None:
+        self._tick()
+        self.in_flight -= 1
+        now = self._clock()
+        if throttled:
+            self.throttled += 1
+            self.slow_start = False
+            if now - self._last_decrease > 1.0:  # one cut per burst of 429s, not one per request
+                self.limit = max(self.minimum, self.limit / 2)
+                self.lowest_limit = min(self.lowest_limit, self.limit)
+                self._last_decrease = now
+        elif success:
+            self.limit = min(self.maximum, self.limit + (1 if self.slow_start else 1 / self.limit))
 
     def pause(self, seconds: float) -> None:
         if seconds > 0:
-            self._paused_until = max(self._paused_until, self._clock() + seconds)
+            self.paused_until = max(self.paused_until, self._clock() + seconds)
 
     def observe_headers(self, headers: Mapping[str, str]) -> None:
-        """Pause when the server says the request or token budget of this window is spent."""
+        """Pause when the server says the request or token budget of this window is spent (and stop growing
+        fast: the budget, not the server's speed, is the limit now)."""
         for kind in ("requests", "tokens"):
             remaining = headers.get(f"x-ratelimit-remaining-{kind}")
             if remaining is not None and remaining.strip() in ("0", "0.0"):
+                self.slow_start = False
                 self.pause(parse_duration(headers.get(f"x-ratelimit-reset-{kind}")) or 1.0)
 
     def start_clock(self) -> None:
@@ -105,6 +99,75 @@ class AdaptiveLimiter:
         """Time-averaged concurrency limit: mean_in_flight / mean_limit says how busy we kept the endpoint."""
         self._tick()
         return self._area_limit / max(self._since - self._start, 1e-9)
+
+
+class EndpointPool:
+    """Endpoints serving one model (one, or a fleet such as one vLLM server per GPU), each with its own
+    ``AdaptiveLimiter``. A request waits for a free slot and takes the endpoint with the most free slots (the
+    fewest in flight against its limit; ties to the first listed), so a slow or throttled endpoint gets less.
+
+    Waiting has no timeout on purpose: a slow self-hosted endpoint should be waited for, not abandoned.
+    """
+
+    def __init__(self, limiters: list[AdaptiveLimiter], clock: Callable[[], float] = time.monotonic) -> None:
+        if not limiters:
+            raise ValueError("an endpoint pool needs at least one endpoint")
+        self.limiters = limiters
+        self._clock = clock
+        self._cond: asyncio.Condition | None = None
+
+    def _condition(self) -> asyncio.Condition:
+        if self._cond is None:  # made on first use, inside the event loop that will wait on it
+            self._cond = asyncio.Condition()
+        return self._cond
+
+    async def acquire(self) -> int:
+        """Wait for a slot; the index of the endpoint it is on."""
+        cond = self._condition()
+        async with cond:
+            while True:
+                now = self._clock()
+                free = [limiter.free(now) for limiter in self.limiters]
+                best = max(range(len(free)), key=lambda i: (free[i], -i))
+                if free[best] > 0:
+                    self.limiters[best].take()
+                    return best
+                paused = [limiter.paused_until - now for limiter in self.limiters if limiter.paused_until > now]
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(cond.wait(), timeout=min(paused) if paused else None)
+
+    async def release(self, index: int, throttled: bool = False, success: bool = False) -> None:
+        cond = self._condition()
+        async with cond:
+            self.limiters[index].give(throttled=throttled, success=success)
+            cond.notify_all()
+
+    # figures over the whole pool, for the summary, benchmarks and tests
+    @property
+    def limit(self) -> float:
+        return sum(limiter.limit for limiter in self.limiters)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(limiter.in_flight for limiter in self.limiters)
+
+    @property
+    def throttled(self) -> int:
+        return sum(limiter.throttled for limiter in self.limiters)
+
+    @property
+    def lowest_limit(self) -> float:
+        return min(limiter.lowest_limit for limiter in self.limiters)
+
+    def start_clock(self) -> None:
+        for limiter in self.limiters:
+            limiter.start_clock()
+
+    def mean_in_flight(self) -> float:
+        return sum(limiter.mean_in_flight() for limiter in self.limiters)
+
+    def mean_limit(self) -> float:
+        return sum(limiter.mean_limit() for limiter in self.limiters)
 
 
 def parse_duration(text: str | None) -> float | None:

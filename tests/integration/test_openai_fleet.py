@@ -1,0 +1,87 @@
+"""A fleet of OpenAI-compatible endpoints (judge.base_url as a list, e.g. one vLLM server per GPU): real HTTP
+servers on 127.0.0.1, the real client, judge, pipeline and writers. The fleet builds the dataset one endpoint
+builds, spreads requests by free slots, and publishes no endpoint's credentials."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from polypref import pipeline
+from polypref.config import load_config
+from polypref.errors import ConfigError
+from tests.conftest import run_without_prefect
+from tests.openai_api import ChatAPIServer, prefer_the_longer, serve
+
+pytestmark = pytest.mark.integration
+
+RUN_COLUMNS = ("run_id", "created_at")
+TOKEN = "tok-fleet-3b9d0c6e51"
+
+
+@pytest.fixture
+def fleet() -> Iterator[tuple[ChatAPIServer, ChatAPIServer]]:
+    # the second endpoint answers slower, as a busier GPU does
+    for fast in serve(ChatAPIServer(reply=prefer_the_longer)):
+        for slow in serve(ChatAPIServer(reply=prefer_the_longer, delay=0.05)):
+            yield fast, slow
+
+
+def _build(tiny_config: Path, out: Path, base_url: str) -> dict:
+    plan = pipeline.plan(load_config(tiny_config, _settings(base_url)), out)
+    return run_without_prefect(plan)
+
+
+def _settings(base_url: str) -> list[str]:
+    return [
+        "judge.backend=openai",
+        "judge.model=served-model",
+        f"judge.base_url={base_url}",
+        "judge.api_key_env=null",
+        "judge.concurrency=2",
+        "judge.max_concurrency=4",
+        "judge.micro_batch=8",
+        "population.size=8",
+    ]
+
+
+def _rows(out: Path, config: str) -> pl.DataFrame:
+    frame = pl.read_parquet(out / "data" / config).drop(RUN_COLUMNS, strict=False)
+    return frame.sort(frame.columns[:4])
+
+
+def test_a_fleet_builds_what_one_endpoint_builds_and_spreads_the_work(
+    fleet: tuple[ChatAPIServer, ChatAPIServer], tiny_config: Path, tmp_path: Path
+) -> None:
+    fast, slow = fleet
+    alone = _build(tiny_config, tmp_path / "alone", fast.base_url)
+    asked_alone = fast.requests
+    secret_url = f"http://judge:{TOKEN}@127.0.0.1:{slow.port}/v1"
+    together = _build(tiny_config, tmp_path / "fleet", f"[{fast.base_url}, {secret_url}]")
+
+    assert together["judgments"] == alone["judgments"] and together["preferences"] == alone["preferences"]
+    for config in ("judgments", "preferences"):
+        assert _rows(tmp_path / "fleet", config).equals(_rows(tmp_path / "alone", config)), config
+    from_fast, from_slow = fast.requests - asked_alone, slow.requests
+    assert from_fast + from_slow == asked_alone  # every request once, on one endpoint or the other
+    assert from_slow > 0 and from_fast > from_slow  # both worked; the faster endpoint took more
+    published = [p for p in (tmp_path / "fleet").rglob("*") if p.is_file()]
+    assert published and not any(TOKEN.encode() in p.read_bytes() for p in published)
+    assert f"http://***@127.0.0.1:{slow.port}/v1" in (tmp_path / "fleet" / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("base_url", "reason"),
+    [("[]", "at least one endpoint"), ("[http://a/v1, http://a/v1]", "listed twice"), ("['']", "empty")],
+)
+def test_a_bad_endpoint_list_is_refused_naming_the_field(tiny_config: Path, base_url: str, reason: str) -> None:
+    with pytest.raises(ConfigError, match=rf"judge\.base_url.*{reason}"):
+        load_config(tiny_config, _settings(base_url))
+
+
+def test_the_batch_api_takes_one_endpoint(tiny_config: Path) -> None:
+    with pytest.raises(ConfigError, match="batch_api"):
+        load_config(tiny_config, [*_settings("[http://a/v1, http://b/v1]"), "judge.batch_api=true"])
