@@ -32,13 +32,16 @@ class ChatAPIServer(ThreadingHTTPServer):
         echo_headers: bool = False,
         reply: Callable[[dict], tuple[str | None, str]] | None = None,
         fail_after: int | None = None,
+        rpm: int | None = None,
     ):
         """``status``: answer every request with this error; ``fail_text``: prompts containing it get HTTP 503;
         ``too_long_text``: prompts containing it get a 400 context-length error; ``refuse_json_schema``: a
         json_schema response_format gets a 400 "not supported"; ``echo_headers``: error bodies repeat the
         request headers, Authorization included; ``reply``: answer with ``reply(body) -> (content, finish_reason)``
         instead of a verdict (free text); ``fail_after``: requests after the first ``fail_after`` get HTTP 503
-        (an attribute: set it to None to bring the server back)."""
+        (an attribute: set it to None to bring the server back); ``rpm``: a request budget per minute, kept as
+        OpenAI keeps it (a token bucket refilled continuously, here holding one second's worth), told in
+        x-ratelimit-* headers on every answer and refused with HTTP 429 past it."""
         super().__init__(("127.0.0.1", 0), _Handler)
         self.delay = delay
         self.status = status
@@ -51,6 +54,31 @@ class ChatAPIServer(ThreadingHTTPServer):
         self.bodies: list[dict] = []
         self.authorizations: list[str] = []
         self.lock = threading.Lock()
+        self.rpm = rpm
+        self.refused = 0  # requests answered 429 for the rate limit
+        self.answered_at: list[float] = []  # monotonic time of each request admitted under the rate limit
+        self._tokens = (rpm or 0) / 60
+        self._refilled = time.monotonic()
+
+    def admit(self) -> tuple[bool, dict[str, str]]:
+        """Whether the rate limit lets a request through now, and the headers that say where the budget is."""
+        with self.lock:
+            rate = (self.rpm or 0) / 60
+            now = time.monotonic()
+            self._tokens = min(rate, self._tokens + (now - self._refilled) * rate)
+            self._refilled = now
+            ok = self._tokens >= 1
+            if ok:
+                self._tokens -= 1
+                self.answered_at.append(now)
+            else:
+                self.refused += 1
+            headers = {
+                "x-ratelimit-limit-requests": str(int(rate)),
+                "x-ratelimit-remaining-requests": str(int(self._tokens)),
+                "x-ratelimit-reset-requests": f"{(rate - self._tokens) / rate * 1000:.0f}ms",
+            }
+            return ok, headers
 
     @property
     def port(self) -> int:
@@ -110,7 +138,10 @@ class _Handler(BaseHTTPRequestHandler):
         )
         prompt = body["messages"][-1]["content"]
         down = api.fail_after is not None and number > api.fail_after
-        if self.path != "/v1/chat/completions":
+        admitted, self.limit_headers = api.admit() if api.rpm else (True, {})
+        if not admitted:
+            self._error(429, "Rate limit reached for requests")
+        elif self.path != "/v1/chat/completions":
             self._error(404, f"no route {self.path}{echo}")
         elif api.status != 200:
             self._error(api.status, f"Incorrect API key provided{echo}")
@@ -134,6 +165,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(status)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(data)))
+            for name, value in getattr(self, "limit_headers", {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):

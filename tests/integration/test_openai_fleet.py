@@ -1,6 +1,7 @@
-"""A fleet of OpenAI-compatible endpoints (judge.base_url as a list, e.g. one vLLM server per GPU): real HTTP
-servers on 127.0.0.1, the real client, judge, pipeline and writers. The fleet builds the dataset one endpoint
-builds, spreads requests by free slots, and publishes no endpoint's credentials."""
+"""A fleet of OpenAI-compatible endpoints (judge.base_url as a list, e.g. one vLLM server per GPU), and endpoints
+that keep a rate limit: real HTTP servers on 127.0.0.1, the real client, judge, pipeline and writers. The fleet
+builds the dataset one endpoint builds, spreads requests by free slots, and publishes no endpoint's credentials;
+against rate-limited endpoints the judge paces itself by their headers instead of running into 429s."""
 
 from __future__ import annotations
 
@@ -85,3 +86,15 @@ def test_a_bad_endpoint_list_is_refused_naming_the_field(tiny_config: Path, base
 def test_the_batch_api_takes_one_endpoint(tiny_config: Path) -> None:
     with pytest.raises(ConfigError, match="batch_api"):
         load_config(tiny_config, [*_settings("[http://a/v1, http://b/v1]"), "judge.batch_api=true"])
+
+
+def test_rate_limited_endpoints_are_paced_by_their_headers_not_run_into(tiny_config: Path, tmp_path: Path) -> None:
+    for first in serve(ChatAPIServer(reply=prefer_the_longer, rpm=600)):  # 10 requests/s, 10 at most at once
+        for second in serve(ChatAPIServer(reply=prefer_the_longer, rpm=600)):
+            summary = _build(tiny_config, tmp_path / "out", f"[{first.base_url}, {second.base_url}]")
+            answered = len(first.answered_at) + len(second.answered_at)
+            refused = first.refused + second.refused
+            # every judgment answered, and the persona-free run's (every pair in both orders)
+            assert answered == summary["judgments"] + 2 * summary["pairs"] and "no_answer" not in summary["errors"]
+            assert len(first.answered_at) > 0 and len(second.answered_at) > 0
+            assert refused <= 0.05 * (answered + refused), (refused, answered)

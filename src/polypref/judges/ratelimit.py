@@ -35,6 +35,7 @@ class AdaptiveLimiter:
         self.in_flight = 0
         self.slow_start = True  # until the server first pushes back
         self.paused_until = 0.0
+        self.rate: float | None = None  # requests per second to pace at, once the server's budget runs low
         self._clock = clock
         self._last_decrease = -1e9
         self._start = self._since = clock()
@@ -57,6 +58,8 @@ class AdaptiveLimiter:
     def take(self) -> None:
         self._tick()
         self.in_flight += 1
+        if self.rate:  # the next request may start one interval after this one
+            self.paused_until = max(self.paused_until, self._clock()) + 1 / self.rate
 
     def give(self, throttled: bool = False, success: bool = False) -> None:
         self._tick()
@@ -77,8 +80,18 @@ class AdaptiveLimiter:
             self.paused_until = max(self.paused_until, self._clock() + seconds)
 
     def observe_headers(self, headers: Mapping[str, str]) -> None:
-        """Pause when the server says the request or token budget of this window is spent (and stop growing
-        fast: the budget, not the server's speed, is the limit now)."""
+        """Pace requests once the server says its request budget is more than half spent, at the rate the
+        budget refills ((limit - remaining) / reset: exact for a token bucket, as OpenAI's limits are); pause
+        when the request or token budget is spent (and stop growing fast: the budget, not the server's speed,
+        is the limit now)."""
+        budget = _number(headers.get("x-ratelimit-limit-requests"))
+        left = _number(headers.get("x-ratelimit-remaining-requests"))
+        refill = parse_duration(headers.get("x-ratelimit-reset-requests"))
+        if budget is not None and left is not None:
+            spent = budget - left
+            self.rate = spent / refill if left <= budget / 2 and spent > 0 and refill else None
+            if self.rate:
+                self.slow_start = False
         for kind in ("requests", "tokens"):
             remaining = headers.get(f"x-ratelimit-remaining-{kind}")
             if remaining is not None and remaining.strip() in ("0", "0.0"):
@@ -168,6 +181,13 @@ class EndpointPool:
 
     def mean_limit(self) -> float:
         return sum(limiter.mean_limit() for limiter in self.limiters)
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
 
 
 def parse_duration(text: str | None) -> float | None:
