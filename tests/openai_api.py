@@ -57,6 +57,7 @@ class ChatAPIServer(ThreadingHTTPServer):
         self.rpm = rpm
         self.refused = 0  # requests answered 429 for the rate limit
         self.answered_at: list[float] = []  # monotonic time of each request admitted under the rate limit
+        self.received_at: list[float] = []  # monotonic time of every request
         self._tokens = (rpm or 0) / 60
         self._refilled = time.monotonic()
 
@@ -124,11 +125,13 @@ def completion(model: str, content: str | None, finish_reason: str = "stop") -> 
 
 class _Handler(BaseHTTPRequestHandler):
     server: ChatAPIServer
+    protocol_version = "HTTP/1.1"  # keep-alive, as real API servers answer: no new connection per request
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
         api = self.server
         with api.lock:
+            api.received_at.append(time.monotonic())
             api.bodies.append(body)
             api.authorizations.append(self.headers.get("authorization", ""))
             number = len(api.bodies)

@@ -1,0 +1,62 @@
+"""Fixed costs of a build: seconds from the command to its first judge request, and requests per second against
+an instant local server.
+
+    python benchmarks/startup.py [--personas 200]
+
+Runs the real CLI (``polypref build``: Prefect's ephemeral server, the flow, the OpenAI judge, Parquet) on the
+default config with the OpenAI backend pointed at a local OpenAI-compatible server (tests/openai_api.py) that
+answers at once. Prints, as its last line, JSON with seconds_to_first_request (from starting the command to the
+server receiving its first request; target <= 5 on a warm machine), seconds_total, requests, and
+requests_per_s_unlimited (requests over the span from the first to the last; target >= 500 on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the test server lives in tests/
+
+from tests.openai_api import ChatAPIServer, judge_settings, prefer_the_longer  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--personas", type=int, default=200, help="population.size")
+    args = parser.parse_args()
+
+    server = ChatAPIServer(reply=prefer_the_longer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # the default OpenAI judge settings (micro-batch, concurrency), pointed at the local server
+    settings = [*judge_settings(server)[:4], f"population.size={args.personas}"]
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "-m", "polypref", "build", "--out", str(Path(tmp) / "out"), "--no-progress"]
+        command += [f"--set={s}" for s in settings]
+        start = time.monotonic()
+        done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        total = time.monotonic() - start
+    if done.returncode != 0:
+        sys.exit(f"build failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    received = server.received_at
+    span = received[-1] - received[0]
+    figures = {
+        "personas": args.personas,
+        "seconds_to_first_request": round(received[0] - start, 2),
+        "seconds_total": round(total, 2),
+        "requests": len(received),
+        "requests_per_s_unlimited": round(len(received) / span, 1) if span > 0 else None,
+    }
+    print(done.stdout.strip().splitlines()[-2] if done.stdout.strip() else "", flush=True)
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
