@@ -8,6 +8,8 @@ default config with the OpenAI backend pointed at a local OpenAI-compatible serv
 answers at once. Prints, as its last line, JSON with seconds_to_first_request (from starting the command to the
 server receiving its first request; target <= 5 on a warm machine), seconds_total, requests, and
 requests_per_s_unlimited (requests over the span from the first to the last; target >= 500 on 2 cores).
+With PREFECT_API_URL set (a running ``prefect server start``), the build uses that server instead of starting
+Prefect's ephemeral one.
 """
 
 from __future__ import annotations
