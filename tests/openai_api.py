@@ -207,12 +207,12 @@ def prefer_the_longer(body: dict) -> tuple[str, str]:
     return json.dumps({**VERDICT, "choice": "A" if len(first) >= len(second) else "B"}), "stop"
 
 
-def judge_settings(server: ChatAPIServer) -> list[str]:
-    """--set overrides that judge through ``server``."""
+def judge_settings(endpoint: ChatAPIServer | str) -> list[str]:
+    """--set overrides that judge through ``endpoint``: a server, or a base_url (a YAML list: a fleet)."""
     return [
         "judge.backend=openai",
         "judge.model=served-model",
-        f"judge.base_url={server.base_url}",
+        f"judge.base_url={endpoint if isinstance(endpoint, str) else endpoint.base_url}",
         "judge.api_key_env=null",
         "judge.micro_batch=64",
         "judge.concurrency=8",

@@ -15,7 +15,7 @@ from polypref import pipeline
 from polypref.config import load_config
 from polypref.errors import ConfigError
 from tests.conftest import run_without_prefect
-from tests.openai_api import ChatAPIServer, prefer_the_longer, serve
+from tests.openai_api import ChatAPIServer, judge_settings, prefer_the_longer, serve
 
 pytestmark = pytest.mark.integration
 
@@ -38,10 +38,7 @@ def _build(tiny_config: Path, out: Path, base_url: str) -> dict:
 
 def _settings(base_url: str) -> list[str]:
     return [
-        "judge.backend=openai",
-        "judge.model=served-model",
-        f"judge.base_url={base_url}",
-        "judge.api_key_env=null",
+        *judge_settings(base_url),
         "judge.concurrency=2",
         "judge.max_concurrency=4",
         "judge.micro_batch=8",

@@ -24,7 +24,7 @@ from polypref.population.baseline import persona_free
 from polypref.population.survey import respondents
 from polypref.records import Persona
 from tests.conftest import spec_dict, survey_table
-from tests.openai_api import ChatAPIServer, serve
+from tests.openai_api import ChatAPIServer, judge_settings, serve
 
 running = contextlib.contextmanager(serve)
 
@@ -169,14 +169,7 @@ def test_openai_backend_asks_every_persona_with_its_answer_held_out(tiny_populat
     topics = {t: spec.attitudes.items[t].topic for t in spec.attitudes.items}
     server = ChatAPIServer(reply=_answering({topics["t1"]: "high", topics["t2"]: "low"}))
     with running(server):
-        judge = load_config(
-            overrides=[
-                "judge.backend=openai",
-                "judge.model=m",
-                f"judge.base_url={server.base_url}",
-                "judge.api_key_env=null",
-            ]
-        ).judge
+        judge = load_config(overrides=judge_settings(server)).judge
         report = check(population, frame, judge, 0, tmp_path, personas=5)
     bodies = server.bodies
     assert len(bodies) == 5 * 2 + 2  # every persona and topic, then one persona-free question per topic
@@ -187,7 +180,7 @@ def test_openai_backend_asks_every_persona_with_its_answer_held_out(tiny_populat
     for body in bodies:  # asked for one of the options
         schema = body["response_format"]["json_schema"]["schema"]
         assert schema["properties"]["answer"]["enum"] == spec.scale("t1")
-    assert report.answered == report.asked == 10 and report.judge == "openai:m"
+    assert report.answered == report.asked == 10 and report.judge == "openai:served-model"
     # everyone answered "high" on t1: the figures are those of that constant answer
     constant = score({"t1": ["high"] * 5, "t2": ["low"] * 5}, first, spec, survey_targets(frame, spec, ["t1", "t2"]))
     assert report.personas_scores == constant == report.baseline
@@ -197,14 +190,7 @@ def test_openai_answers_in_free_text_when_the_server_refuses_the_schema(tiny_pop
     population, frame = tiny_population
     server = ChatAPIServer(refuse_json_schema=True, reply=lambda body: ("Mid.", "stop"))
     with running(server):
-        judge = load_config(
-            overrides=[
-                "judge.backend=openai",
-                "judge.model=m",
-                f"judge.base_url={server.base_url}",
-                "judge.api_key_env=null",
-            ]
-        ).judge
+        judge = load_config(overrides=judge_settings(server)).judge
         report = check(population, frame, judge, 0, tmp_path, topics=["t1"], personas=3)
     assert report.answered == 3
     assert any("response_format" not in b for b in server.bodies)
@@ -214,15 +200,7 @@ def test_unusable_answers_are_asked_again_then_counted(tiny_population, tmp_path
     population, frame = tiny_population
     server = ChatAPIServer(reply=lambda body: ("I would rather not say.", "stop"))
     with running(server):
-        judge = load_config(
-            overrides=[
-                "judge.backend=openai",
-                "judge.model=m",
-                f"judge.base_url={server.base_url}",
-                "judge.api_key_env=null",
-                "judge.max_invalid_retries=1",
-            ]
-        ).judge
+        judge = load_config(overrides=[*judge_settings(server), "judge.max_invalid_retries=1"]).judge
         report = check(population, frame, judge, 0, tmp_path, topics=["t1"], personas=2)
     assert len(server.bodies) == (2 + 1) * 2  # each question twice: the first answer, one retry
     assert report.answered == 0 and report.asked == 2
@@ -263,15 +241,7 @@ def test_questions_without_an_answer_are_counted_apart(tiny_population, tmp_path
     population, frame = tiny_population
     server = ChatAPIServer(status=503)
     with running(server):
-        judge = load_config(
-            overrides=[
-                "judge.backend=openai",
-                "judge.model=m",
-                f"judge.base_url={server.base_url}",
-                "judge.api_key_env=null",
-                "judge.max_retries=0",
-            ]
-        ).judge
+        judge = load_config(overrides=[*judge_settings(server), "judge.max_retries=0"]).judge
         report = check(population, frame, judge, 0, tmp_path, topics=["t1"], personas=2)
     assert report.no_answer == 2 + 1 and report.answered == 0  # personas' and the baseline's questions
     assert FidelityReport.from_json(report.as_json()).no_answer == 3
