@@ -174,11 +174,20 @@ def annotate(
 
 
 def _check_new_file(path: Path, force: bool, example: str) -> None:
-    """Refuse, before any work, an output file that is a folder or exists (unless --force)."""
+    """Refuse, before any work, an output file that is a folder, exists (unless --force), is not a plain file
+    (a device, a link: replacing it would replace the link or the device node, not write through it), or lies
+    where nothing can be written."""
     if path.is_dir():
         raise PolyprefError(f"{path} is a folder; give the file's name, e.g. {path / example}")
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise PolyprefError(f"{path} is not a plain file (a link, a device ...); give another path")
     if path.exists() and not force:
         raise PolyprefError(f"{path} exists; pass --force to replace it")
+    folder = path.absolute().parent
+    while not folder.exists():  # the writer makes missing folders: the first that exists must take them
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise PolyprefError(f"{path}: cannot write in {folder}")
 
 
 @app.command("template-items")
@@ -285,7 +294,10 @@ def fidelity(
     if json_path is not None:
         write_bytes((json.dumps(figures, indent=2, ensure_ascii=False) + "\n").encode(), json_path)
         out.print(f"wrote {json_path}")
-    fidelity_run.gate(report, cfg)
+    fidelity_run.gate(report, cfg, stopped="")
+    if report.no_answer:
+        err.print(f"{report.no_answer} questions got no answer from the endpoint; run the same command again")
+        raise typer.Exit(EXIT_UNANSWERED)
 
 
 @app.command()

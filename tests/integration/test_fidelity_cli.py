@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
 from polypref.dataset.writer import CONFIGS
 from tests.conftest import load_with_datasets, run_cli
+from tests.openai_api import judge_settings
 
 pytestmark = pytest.mark.integration
 
@@ -100,3 +103,28 @@ def test_the_saved_figures_are_asked_again_when_a_question_changes(tmp_path):
     )
     edited = replace(plan, population=replace(plan.population, spec=reworded))
     assert report_key(edited) != report_key(plan) == report_key(replace(plan))
+
+
+def test_a_json_path_that_is_not_a_plain_file_is_refused_before_any_work(tmp_path):
+    target = tmp_path / "kept.json"
+    target.write_text("orig")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    for path in (link, fifo):
+        code, _, err = run_cli("fidelity", "--json", str(path), "--force")
+        assert code == 2 and "not a plain file" in err and "Traceback" not in err, err
+    assert link.is_symlink() and target.read_text() == "orig" and stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+def test_an_endpoint_that_answers_nothing_is_named_not_blamed_on_the_model():
+    dead = [*judge_settings("http://127.0.0.1:9/v1"), "judge.max_retries=0", "population.size=10"]
+    dead += ["fidelity.topics=[natspac]"]
+    args = [arg for setting in dead for arg in ("--set", setting)]
+    code, out, err = run_cli("fidelity", *args)
+    assert code == 3, out + err
+    assert "got no answer from the endpoint" in out and "run the same command again" in err
+    code, _, err = run_cli("fidelity", *args, "--set", "fidelity.gate=true")
+    assert code == 4 and "the endpoint gave no answer" in err and "stronger judge model" not in err, err
+    assert "build stopped" not in err  # no build here

@@ -87,18 +87,17 @@ def for_build(plan: BuildPlan, reuse: bool = True) -> FidelityReport:
     """The build's figures: read back when this judge already answered these questions for these personas (and
     ``reuse``), else asked."""
     path, key = plan.state.root / REPORT_FILE, report_key(plan)
-    if reuse and (saved := _saved(path, key)) is not None:
+    if reuse and (saved := _saved(path, key)) is not None and not saved.no_answer:  # else: ask again
         return saved
     with tempfile.TemporaryDirectory(prefix="polypref-fidelity-") as work:  # the folder is not touched yet
         return run(plan.population, plan.config, Path(work))
 
 
 def save(plan: BuildPlan, report: FidelityReport) -> None:
-    """Keep the figures with the build (once the folder is prepared), unless an endpoint left questions without
-    an answer: then the next run asks again."""
+    """Keep the figures with the build (once the folder is prepared), for the card; figures with questions an
+    endpoint left without an answer are shown as such, and the next run asks again (``for_build``)."""
     if report.no_answer:
         log.warning("fidelity: %d survey questions got no answer; the next run asks again", report.no_answer)
-        return
     from polypref.dataset.writer import write_json
 
     write_json({"key": report_key(plan), "report": report.as_json()}, plan.state.root / REPORT_FILE)
@@ -120,31 +119,51 @@ def _saved(path: Path, key: str) -> FidelityReport | None:
 
 
 def gate(report: FidelityReport, config: BuildConfig, stopped: str = ", so the build stopped before judging") -> None:
-    """Raise FidelityGateError, saying why, when the gate is on and the personas fall short."""
+    """Raise FidelityGateError, saying why and what to do, when the gate is on and the personas fall short."""
     fidelity = config.fidelity
     if not fidelity.gate:
         return
     overall, floor = report.personas_scores.overall, report.floor.overall
-    if floor.tvd is not None and floor.tvd > fidelity.max_tvd:
+    references = f" (persona-free baseline: {_figures(report.baseline.overall)}; perfect role-play: {_figures(floor)})"
+    too_few = (
+        f"{report.personas} personas are too few for that threshold (sampling alone keeps them that far from the "
+        "survey); ask more personas or relax the threshold"
+    )
+    if overall.tvd is None or overall.alignment is None:
+        if report.no_answer:
+            why = (
+                f"the endpoint gave no answer to {report.no_answer} of the questions ({report.answered} of "
+                f"{report.asked} answered){stopped}. Check that the judge's endpoint is up, then rerun"
+            )
+        else:
+            why = (
+                f"no persona answered with one of the options ({report.answered} of {report.asked} answered)"
+                f"{stopped}. Use a judge model that follows the answer format, or set fidelity.gate: false"
+            )
+    elif floor.tvd is not None and floor.tvd > fidelity.max_tvd:
         why = (
             f"even the personas' own survey answers score a total variation distance of {floor.tvd:.3f}, above "
-            f"fidelity.max_tvd {fidelity.max_tvd}: {report.personas} personas are too few for that threshold "
-            "(sampling alone keeps them that far from the survey); ask more personas or raise fidelity.max_tvd"
+            f"fidelity.max_tvd {fidelity.max_tvd}{stopped}: {too_few}{references}"
         )
-    elif overall.tvd is None or overall.alignment is None:
-        why = f"no persona answered with one of the options ({report.answered} of {report.asked} answered)"
-    elif overall.tvd > fidelity.max_tvd:
-        why = f"total variation distance {overall.tvd:.3f} is above fidelity.max_tvd {fidelity.max_tvd}"
-    elif overall.alignment < fidelity.min_alignment:
-        why = f"alignment {overall.alignment:.3f} is below fidelity.min_alignment {fidelity.min_alignment}"
+    elif floor.alignment is not None and floor.alignment < fidelity.min_alignment:
+        why = (
+            f"even the personas' own survey answers score an alignment of {floor.alignment:.3f}, below "
+            f"fidelity.min_alignment {fidelity.min_alignment}{stopped}: {too_few}{references}"
+        )
+    elif overall.tvd > fidelity.max_tvd or overall.alignment < fidelity.min_alignment:
+        figure = (
+            f"total variation distance {overall.tvd:.3f} is above fidelity.max_tvd {fidelity.max_tvd}"
+            if overall.tvd > fidelity.max_tvd
+            else f"alignment {overall.alignment:.3f} is below fidelity.min_alignment {fidelity.min_alignment}"
+        )
+        why = (
+            f"{figure}{stopped}. The personas' answers to the survey's own questions differ from the survey's by "
+            f"more than allowed{references}. Use a stronger judge model, or change fidelity.max_tvd / "
+            "min_alignment, or set fidelity.gate: false"
+        )
     else:
         return
-    raise FidelityGateError(
-        f"fidelity gate: {why}{stopped}. The personas' answers to the survey's own "
-        f"questions differ from the survey's by more than allowed (persona-free baseline: "
-        f"{_figures(report.baseline.overall)}; perfect role-play: {_figures(report.floor.overall)}). Use a "
-        "stronger judge model, or change fidelity.max_tvd / min_alignment, or set fidelity.gate: false."
-    )
+    raise FidelityGateError(f"fidelity gate: {why}.")
 
 
 def _figures(score: Score) -> str:
@@ -219,6 +238,7 @@ def as_card(report: FidelityReport | None) -> dict[str, Any] | None:
         "topics": len(report.topics),
         "asked": report.asked,
         "answered": report.answered,
+        "no_answer": report.no_answer,
         "overall": overall,
         "groups": groups,
     }
