@@ -60,7 +60,7 @@ def main() -> None:
         print(f"building {personas} personas x {per_persona} judgments each ...", flush=True)
         start = time.perf_counter()
         proc = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        peaks = _sample_rss(proc)
+        peaks = sample_rss(proc)
         if proc.wait() != 0:
             raise SystemExit(f"build failed with exit code {proc.returncode}")
         seconds = time.perf_counter() - start
@@ -86,7 +86,7 @@ def main() -> None:
     )
 
 
-def _sample_rss(proc: subprocess.Popen) -> dict:
+def sample_rss(proc: subprocess.Popen) -> dict:
     """Poll the build's resident set (alone, and with its children) until told to stop."""
     peaks: dict = {"self": 0, "tree": 0, "stop": threading.Event()}
     root = psutil.Process(proc.pid)

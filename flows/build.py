@@ -10,31 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import Task, flow, task
+from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import TaskRun
-from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from polypref import pipeline, publish
+from polypref import pipeline, publish, ray_workers, workers, workpool
 from polypref.config import BuildConfig
-from polypref.errors import Interrupted, PolyprefError
+from polypref.errors import Interrupted, retry_unless_polypref_error
 from polypref.fidelity import FidelityReport
 from polypref.fidelity import run as fidelity
 from polypref.interrupt import signal_name, stop_requested
 from polypref.judges import Judge, make_judge
-
-
-def retry_unless_polypref_error(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """A PolyprefError says retrying cannot help: the judge's setup is wrong (a 401 would be sent again by
-    every request of every retry) or a stop was asked for. Anything else may be passing, and is retried.
-
-    A plain function on purpose: Prefect calls only functions and coroutine functions, and treats any other
-    callable as "never retry" (prefect/task_engine.py, SyncTaskRunEngine.can_retry).
-    """
-    return not isinstance(state.data, PolyprefError)  # can_retry puts the exception in the Failed state's data
 
 
 @task(
@@ -94,20 +82,15 @@ def build_dataset(
         fidelity.save(plan, report)
     if config.generate is not None:  # before the judge: a vLLM generator and a vLLM judge would share the GPU
         plan = generate_responses(quote(plan))
-    judge = make_judge(config.judge, config.seed, plan.state.judge_dir)  # once per run: an engine loads once
-    try:
-        # the config, not the decorator, decides how many shards run at once
-        with ThreadPoolTaskRunner(max_workers=config.output.workers) as runner:
-            # quote(): Prefect would otherwise walk every persona looking for futures, once per task
-            futures = [
-                runner.submit(judge_shard, {"plan": quote(plan), "run": quote(run), "index": i, "judge": quote(judge)})
-                for i in range(plan.num_shards)
-            ]
-            reports = [f.result() for f in futures]
-        free_votes = judge_persona_free(quote(plan), quote(run), quote(judge))
-    finally:
-        judge.close()
-    summary = pipeline.finalize(plan, run, reports, judge.info, free_votes)
+    if config.runner.kind == "local":
+        reports, info, free_votes = judge_here(plan, run)
+    else:  # workers elsewhere take the shards; each loads its judge once
+        if config.runner.kind == "workpool":
+            workpool.run_workers(plan, run, source)
+        else:
+            ray_workers.run(plan, source)
+        reports, info, free_votes = workers.gather(plan, run)
+    summary = pipeline.finalize(plan, run, reports, info, free_votes)
     create_table_artifact(
         key="filter-outcomes",
         table=[{"outcome": k, "judgments": v} for k, v in summary["reasons"].items()],
@@ -126,6 +109,32 @@ def build_dataset(
         f"{summary['judgments']} judgments, {summary['preferences']} preferences in `{out}`.{published}",
     )
     return summary
+
+
+def judge_here(plan: pipeline.BuildPlan, run: pipeline.RunState) -> tuple[list[pipeline.ShardReport], Any, Any]:
+    """Every shard in this process: output.workers threads share one judge (an engine loads once)."""
+    config = plan.config
+    judge = make_judge(config.judge, config.seed, plan.state.judge_dir)
+    try:
+        # the config, not the decorator, decides how many shards run at once
+        with ThreadPoolTaskRunner(max_workers=config.output.workers) as runner:
+            # quote(): Prefect would otherwise walk every persona looking for futures, once per task
+            futures = [
+                runner.submit(judge_shard, {"plan": quote(plan), "run": quote(run), "index": i, "judge": quote(judge)})
+                for i in range(plan.num_shards)
+            ]
+            reports = [f.result() for f in futures]
+        free_votes = judge_persona_free(quote(plan), quote(run), quote(judge))
+    finally:
+        judge.close()
+    return reports, judge.info, free_votes
+
+
+@flow(name=workpool.WORKER_FLOW, validate_parameters=True)
+def judge_shards(config: BuildConfig, out: str, source: str = "config") -> dict[str, Any]:
+    """One worker of a build on a Prefect work pool (runner.kind: workpool): load the judge once, then judge the
+    shards it claims until none is left. Started by build_dataset, one flow run per worker."""
+    return workers.work_from_config(config, out, source).to_dict()
 
 
 @task(name="publish", cache_policy=NO_CACHE, retries=1, retry_condition_fn=retry_unless_polypref_error)

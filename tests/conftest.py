@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -251,3 +252,20 @@ def run_cli(*args: str) -> tuple[int, str, str]:
         sys.argv = argv
     assert isinstance(code, int | None), code
     return code or 0, stdout.getvalue(), stderr.getvalue()
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """One Prefect server for the session (the session's database), for what needs a real one: Prefect's CLI
+    deploying, work-pool workers, builds whose workers run in other processes. Stopped at the end."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = SubprocessASGIServer(port=port)  # its own port: not the default instance other tests' runs use
+    server.start(timeout=240)  # the session's first Prefect start migrates a fresh database (~30 s on 2 cores)
+    try:
+        yield server.api_url
+    finally:
+        server.stop()

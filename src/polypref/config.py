@@ -14,6 +14,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
     model_serializer,
+    model_validator,
 )
 
 from polypref import assets, files
@@ -127,6 +128,34 @@ class OutputConfig(StrictModel):
     license: str = Field("other", description="Dataset licence for the card (check the survey's terms)")
 
 
+class RunnerConfig(StrictModel):
+    """Where the shards are judged. Never part of what a build holds: any runner builds the same rows."""
+
+    kind: Literal["local", "workpool", "ray"] = Field(
+        "local",
+        description="local: output.workers threads in this process; workpool: output.workers flow runs on a "
+        "Prefect work pool (PREFECT_API_URL set; start one worker per GPU); ray: output.workers Prefect tasks on "
+        "a Ray cluster through prefect-ray. Each worker loads its judge once and takes shard after shard",
+    )
+    pool: str = Field("polypref", min_length=1, description="workpool: the Prefect work pool (made if missing)")
+    ray_address: str | None = Field(
+        None, description="ray: the cluster to join (ray://HOST:10001 or auto); null starts a local one"
+    )
+    gpus_per_worker: float = Field(0, ge=0, description="ray: GPUs each worker reserves (1 for a vLLM judge)")
+    lease_s: float = Field(
+        60, ge=1, le=3600, description="A worker silent this long is taken for dead; another takes over its shard"
+    )
+    poll_s: float = Field(2, gt=0, le=60, description="How often a worker with nothing to claim looks again")
+
+    @model_validator(mode="after")
+    def _ray_gpus(self) -> RunnerConfig:
+        if self.kind != "ray" and self.gpus_per_worker:
+            raise ValueError(
+                "gpus_per_worker is for kind: ray (a work pool's workers are pinned by their own CUDA_VISIBLE_DEVICES)"
+            )
+        return self
+
+
 class PublishConfig(StrictModel):
     repo: str | None = Field(
         None,
@@ -187,6 +216,7 @@ class BuildConfig(StrictModel):
     filters: FiltersConfig = FiltersConfig()
     adaptive: AdaptiveConfig = AdaptiveConfig()
     output: OutputConfig = OutputConfig()
+    runner: RunnerConfig = RunnerConfig()
     publish: PublishConfig = PublishConfig()
 
     @model_serializer(mode="wrap")

@@ -70,3 +70,15 @@ def validation_problem(err: Any) -> tuple[str, str]:
         if not field or named.startswith(f"{field}."):
             return named, rest
     return field, message
+
+
+def retry_unless_polypref_error(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect's retry_condition_fn for our tasks. A PolyprefError says retrying cannot help: the judge's setup
+    is wrong (a 401 would be sent again by every request of every retry) or a stop was asked for. Anything else
+    may be passing, and is retried.
+
+    A plain function on purpose: Prefect calls only functions and coroutine functions, and treats any other
+    callable as "never retry" (prefect/task_engine.py, SyncTaskRunEngine.can_retry). Here, not in flows/, so
+    that tasks shipped to other processes (Ray) find it by import.
+    """
+    return not isinstance(state.data, PolyprefError)  # can_retry puts the exception in the Failed state's data

@@ -44,6 +44,7 @@ OPERATIONAL: dict[str, frozenset[str]] = {
 def data_settings(config: BuildConfig) -> dict[str, Any]:
     """The config without its operational settings."""
     dumped = config.model_dump(mode="python")
+    dumped.pop("runner")  # where the shards run, never what they hold
     for section, names in OPERATIONAL.items():
         dumped[section] = {k: v for k, v in dumped[section].items() if k not in names}
     if dumped.get("generate"):  # a list of generators: the same rule per entry, with generation's own list

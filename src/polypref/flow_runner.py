@@ -118,6 +118,14 @@ class PrefectServer:
             self.process.terminate()
 
 
+def own_server_url() -> str:
+    """The API URL of the ephemeral server PrefectServer started (other processes of the build reach it there)."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    # PrefectServer registered its server as Prefect's default instance (port None), so this returns it
+    return SubprocessASGIServer().api_url
+
+
 # Outside our process group, the server would outlive a build killed with SIGKILL (or a group kill that we
 # no longer share) and keep Prefect's database open; it stops itself gracefully once its parent is gone.
 _SERVER_LAUNCHER = """

@@ -203,6 +203,21 @@ def check_before_work(config: BuildConfig, spec: SurveySpec, source: str) -> Non
             ],
         )
     _check_judge_environment(config, source)
+    _check_runner(config, source)
+
+
+def _check_runner(config: BuildConfig, source: str) -> None:
+    """What the runner needs, checked before any work: a server the pool's workers share, or prefect-ray."""
+    if config.runner.kind == "workpool":
+        from polypref import serve, workpool
+
+        workpool.check(source)
+        serve.flow_parameters(config, Path("."), source, 0)  # the workers get the config as Prefect stores it
+    elif config.runner.kind == "ray":
+        try:
+            import prefect_ray  # noqa: F401
+        except ImportError:
+            raise ConfigError(source, [("runner.kind", "ray needs prefect-ray: pip install 'polypref[ray]'")]) from None
 
 
 def _check_judge_environment(config: BuildConfig, source: str) -> None:
@@ -307,9 +322,7 @@ def prepare_output(plan: BuildPlan, overwrite: bool = False) -> RunState:
         }
         plan.state.write_layout(plan.fingerprint, layout, plan.num_units, about)
     else:
-        latest = plan.layout.parts[-1]
-        assert latest.run_id and latest.created_at
-        run = RunState(latest.run_id, datetime.fromisoformat(latest.created_at))
+        run = latest_run(plan)
         log.info("resuming %s (run %s)", plan.out, run.run_id)
     for index in plan.state.forget_unreadable_shards():
         log.warning("shard %d: its files are missing or unreadable; rebuilding it from the store", index)
@@ -317,6 +330,14 @@ def prepare_output(plan: BuildPlan, overwrite: bool = False) -> RunState:
     if not (plan.out / "README.md").exists():
         _write_text(plan.out / "README.md", card.render_in_progress(plan))
     return run
+
+
+def latest_run(plan: BuildPlan) -> RunState:
+    """The run that the folder's latest part belongs to (a prepared or resumed build's)."""
+    latest = plan.layout.parts[-1] if plan.layout.parts else None
+    if latest is None or not latest.run_id or not latest.created_at or not plan.keeps_folder:
+        raise OutputError(f"{plan.out} holds no prepared build for these settings; start the build from its head")
+    return RunState(latest.run_id, datetime.fromisoformat(latest.created_at))
 
 
 def _write_personas(plan: BuildPlan, run: RunState) -> None:

@@ -95,7 +95,7 @@ def serve(
         if server.process is not None:
             # Our server: the runner, and the flow-run processes it starts (they inherit os.environ), must use
             # this one, not start servers of their own.
-            served.api_url = _own_server_url()
+            served.api_url = flow_runner.own_server_url()
             os.environ["PREFECT_API_URL"] = served.api_url
         if stop.name is None:
             worker = threading.Thread(target=served.run, name="polypref-serve", daemon=True)
@@ -174,13 +174,6 @@ def _server_environment() -> Iterator[None]:
     finally:
         for key in added:
             os.environ.pop(key, None)
-
-
-def _own_server_url() -> str:
-    from prefect.server.api.server import SubprocessASGIServer
-
-    # PrefectServer registered its server as Prefect's default instance (port None), so this returns it
-    return SubprocessASGIServer().api_url
 
 
 def _explained(error: BaseException) -> BaseException:

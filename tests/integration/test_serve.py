@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -191,22 +190,6 @@ def test_deployments_file_loads_and_its_parameters_fit_the_flow() -> None:
     assert f"prefect worker start --pool {pool}" in header
     assert "prefect deploy --all --prefect-file flows/prefect.yaml" in header
     assert "prefect deployment run build-dataset/gss-build" in header
-
-
-@pytest.fixture
-def prefect_api() -> Iterator[str]:
-    """A Prefect server (the session's database) for Prefect's CLI to deploy to; stopped afterwards."""
-    from prefect.server.api.server import SubprocessASGIServer
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = SubprocessASGIServer(port=port)  # its own port: not the default instance other tests' runs use
-    server.start(timeout=STARTUP_S)
-    try:
-        yield server.api_url
-    finally:
-        server.stop()
 
 
 def test_prefect_deploy_creates_both_deployments_and_the_refresh_schedule(prefect_api: str, tmp_path: Path) -> None:

@@ -251,6 +251,22 @@ class BuildState:
         """Where a judge keeps what it must resume from (pending Batch API batches)."""
         return self.root / "judge"
 
+    @property
+    def claims_dir(self) -> Path:
+        """Leases of the workers judging this build's jobs (dataset.claims)."""
+        return self.root / "claims"
+
+    def write_judge_info(self, info: dict[str, Any]) -> None:
+        """The provenance of the judge the workers ran (the head of a distributed build runs none)."""
+        write_json(info, self.root / "judge-info.json")
+
+    def read_judge_info(self) -> dict[str, Any] | None:
+        try:
+            info = json.loads((self.root / "judge-info.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return info if isinstance(info, dict) else None
+
     # -- shards -------------------------------------------------------------------------------------
     @property
     def generated_dir(self) -> Path:

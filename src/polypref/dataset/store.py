@@ -70,11 +70,13 @@ class JudgmentStore:
         return sorted(p for p in self.root.glob("*.parquet") if not p.name.startswith(TMP_PREFIX))
 
     def _load(self) -> None:
-        """Read every segment's keys once (called under the lock). A segment that is not ours, or is damaged,
-        stops the build: merging it could put answers into the dataset that no judge gave."""
-        files = self.segments()
+        """Read the keys of every segment not read yet (called under the lock). A segment that is not ours, or
+        is damaged, stops the build: merging it could put answers into the dataset that no judge gave."""
+        known = self._files or []
+        seen = set(known)
+        new = [p for p in self.segments() if p not in seen]
         frames = []
-        for i, path in enumerate(files):
+        for i, path in enumerate(new, start=len(known)):
             try:
                 schema = pq.read_schema(path)
                 missing = [c for c in STORED_COLUMNS if c not in schema.names]
@@ -87,9 +89,14 @@ class JudgmentStore:
                     "for the judgments it held"
                 ) from None
             frames.append(pl.from_arrow(keys).with_columns(file=pl.lit(i, dtype=pl.UInt32)))
-        self._files = files
+        self._files = [*known, *new]
         if frames:
             self._index = pl.concat([self._index, *frames], how="vertical_relaxed")
+
+    def refresh(self) -> None:
+        """Also index the segments other processes saved since (workers of one build share the store)."""
+        with self._lock:
+            self._load()
 
     def check(self) -> None:
         """Read every segment's keys now: raises OutputError for a segment that is not ours or is damaged."""

@@ -1,0 +1,74 @@
+"""A build's workers as Prefect tasks on a Ray cluster (runner.kind: ray), through prefect-ray's task runner.
+
+Each task is one worker (polypref.workers): it loads the judge once, in its Ray worker process, on the GPUs
+runner.gpus_per_worker reserves, and takes shard after shard. Defined here, not in flows/, so that Ray's worker
+processes import it rather than unpickle a copy of the flow file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from polypref import workers
+from polypref.build_plan import BuildPlan
+from polypref.config import BuildConfig
+from polypref.errors import retry_unless_polypref_error
+
+
+@task(name="judge-worker", cache_policy=NO_CACHE, retries=2, retry_condition_fn=retry_unless_polypref_error)
+def judge_worker(config: BuildConfig, out: str, source: str) -> dict[str, Any]:
+    """One worker. A retry after a crash waits for the lease it held to lapse, then takes its shard back."""
+    return workers.work_from_config(config, out, source).to_dict()
+
+
+def run(plan: BuildPlan, source: str) -> list[dict[str, Any]]:
+    """output.workers workers on the cluster at runner.ray_address (null: a local cluster, one CPU per worker);
+    returns what each did."""
+    from prefect_ray import RayTaskRunner
+    from prefect_ray.context import remote_options
+
+    _ship_flow_file_by_value()
+    config = plan.config
+    count = workers.worker_count(plan)
+    init: dict[str, Any] = {"runtime_env": {"env_vars": _prefect_environment()}}
+    if config.runner.ray_address is None:
+        init["num_cpus"] = count
+    with RayTaskRunner(address=config.runner.ray_address, init_kwargs=init) as runner:
+        with remote_options(num_gpus=config.runner.gpus_per_worker):
+            futures = [
+                runner.submit(judge_worker, {"config": config, "out": str(plan.out.resolve()), "source": source})
+                for _ in range(count)
+            ]
+        return [future.result() for future in futures]
+
+
+def _ship_flow_file_by_value() -> None:
+    """Prefect sends each task the flow run's context, the flow in it; the flow lives in flows/build.py, loaded
+    from its file under a module name Ray's workers cannot import. Pickled by value, it needs no import there."""
+    import sys
+
+    from prefect.context import FlowRunContext
+    from ray import cloudpickle
+
+    context = FlowRunContext.get()
+    module = sys.modules.get(context.flow.fn.__module__) if context and context.flow else None
+    if module is not None and not module.__name__.startswith("polypref"):
+        cloudpickle.register_pickle_by_value(module)
+
+
+def _prefect_environment() -> dict[str, str]:
+    """The Prefect settings the head runs with, for the workers' task runs: the same API (this process's own
+    server when it runs an ephemeral one, which a local cluster reaches), not an ephemeral server each."""
+    import os
+
+    from prefect.settings import PREFECT_API_URL
+
+    from polypref.cli import PREFECT_DEFAULTS
+    from polypref.flow_runner import own_server_url
+
+    env = {k: os.environ[k] for k in PREFECT_DEFAULTS if k in os.environ}
+    env["PREFECT_API_URL"] = PREFECT_API_URL.value() or own_server_url()
+    return env
