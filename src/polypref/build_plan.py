@@ -17,6 +17,7 @@ from polypref.config import BuildConfig
 from polypref.dataset.layout import Layout
 from polypref.dataset.state import BuildState
 from polypref.dataset.store import JudgmentStore, digest_words, unit_keys
+from polypref.dataset.tables import conversational
 from polypref.population import Population
 from polypref.population.portrayal import Portrayer
 from polypref.records import Item, ResponsePair, UnitBatch, record_digest
@@ -51,13 +52,18 @@ class BuildPlan:
         return self.layout.units(self.config.judge.samples)
 
     @cached_property
+    def conversational(self) -> bool:
+        """Whether every shard publishes its texts as messages (decided over all the build's pairs, once)."""
+        return conversational(self.pairs)
+
+    @cached_property
     def _pair_index(self) -> dict[str, int]:
         return {d: i for i, d in enumerate(self.pair_digests)}
 
     def batch(self, index: int) -> UnitBatch:
         part = self.layout.part_of(index)
         start, end = part.shard_personas(index)
-        pairs = tuple(self.pairs[self._pair_index[d]] for d in part.pairs)
+        pairs = tuple(self.pairs[self._pair_index[d]] for d in part.shard_pairs(index))
         return UnitBatch.persona_major(
             self.population.personas[start:end],
             pairs,

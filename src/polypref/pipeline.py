@@ -30,7 +30,6 @@ from polypref.dataset.schema import to_arrow
 from polypref.dataset.state import MAP_PNG, BuildState
 from polypref.dataset.tables import (
     RunMeta,
-    conversational,
     judgments_frame,
     personas_frame,
     preferences_frame,
@@ -419,7 +418,7 @@ def run_shard(plan: BuildPlan, run: RunState, index: int, judge: Judge) -> Shard
                     "preference",
                     preferences,
                     {"persona_attributes": attribute_names},
-                    messages=conversational(plan.pairs),
+                    messages=plan.conversational,
                 ),
                 shard_path(plan.out, "preferences", index),
             ),
@@ -455,14 +454,25 @@ def persona_free_votes(plan: BuildPlan, run: RunState, judge: Judge) -> pl.DataF
     """The same judge's kept votes on every pair of the build without a persona (population.baseline): where the
     preference-space map places the model itself. Stored like any judgment, so a rerun asks nothing."""
     free = persona_free(plan.population)
-    batch = UnitBatch.persona_major((free,), plan.pairs, plan.config.judge.samples, shard=-1)
     # an LLM judge sees no portrayal, so its answers hold whatever the population: a grown one asks nothing
     # again; the simulator answers from the population's modal attitudes, so its key names them
     digest = record_digest(free) if judge.info.simulated else content_hash("persona-free", free.portrayal, size=16)
-    keys = plan.unit_keys(batch, persona_digests=[digest])
-    _, _, preferences, _ = _judge_and_filter(plan, batch, keys, judge, RunMeta(run.run_id, run.created_at, judge.info))
+    meta = RunMeta(run.run_id, run.created_at, judge.info)
+    samples = plan.config.judge.samples
+    step = max(1, plan.config.output.units_per_shard // (2 * samples))  # in blocks of a shard: flat memory
+    votes = []
+    for start in range(0, len(plan.pairs), step):
+        batch = UnitBatch.persona_major((free,), plan.pairs[start : start + step], samples, shard=-1)
+        keys = plan.unit_keys(batch, persona_digests=[digest])
+        _, _, preferences, _ = _judge_and_filter(plan, batch, keys, judge, meta)
+        votes.append(preferences.select("pair_id", "chosen_id", "rejected_id"))
     label = "no persona (simulator)" if judge.info.simulated else f"no persona: {judge.info.model}"
-    return preferences.select(pl.lit(label).alias("label"), "pair_id", "chosen_id", "rejected_id")
+    frame = (
+        pl.concat(votes)
+        if votes
+        else pl.DataFrame(schema={"pair_id": pl.String, "chosen_id": pl.String, "rejected_id": pl.String})
+    )
+    return frame.select(pl.lit(label).alias("label"), "pair_id", "chosen_id", "rejected_id")
 
 
 def finalize(

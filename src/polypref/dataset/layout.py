@@ -1,7 +1,8 @@
 """Which shards a build folder holds, and how a grown build adds shards without touching the ones it has.
 
 A layout is a list of parts. A part is a rectangle of work, personas ``[start, end)`` of the population times a
-list of pairs, cut into shards of ``personas_per_shard`` personas numbered from ``first_shard``. A first build
+list of pairs, cut into shards of ``personas_per_shard`` personas numbered from ``first_shard`` (and, where one
+persona's pairs outgrow a shard, of one persona times ``pairs_per_shard`` pairs). A first build
 is one part. A later build with the same settings (``fingerprint.build_fingerprint``) whose population begins
 with the folder's personas and whose pairs include the folder's pairs adds at most two parts: the new pairs
 for the personas already there, and every pair for the new personas. Every shard already written stays as it
@@ -26,15 +27,29 @@ class Part:
     first_shard: int
     run_id: str | None = None  # the run that added the part (None: added by the build being planned)
     created_at: str | None = None
+    # None: every shard holds all the part's pairs. A number: one persona's pairs are more than a shard holds
+    # (a source of 10^5-10^6 items), so each persona's pairs are cut into blocks of this many, persona-major
+    pairs_per_shard: int | None = None
+
+    @property
+    def _pair_blocks(self) -> int:
+        return math.ceil(len(self.pairs) / self.pairs_per_shard) if self.pairs_per_shard else 1
 
     @property
     def num_shards(self) -> int:
-        return math.ceil((self.personas[1] - self.personas[0]) / self.personas_per_shard)
+        return math.ceil((self.personas[1] - self.personas[0]) / self.personas_per_shard) * self._pair_blocks
 
     def shard_personas(self, index: int) -> tuple[int, int]:
         """The personas ``[start, end)`` of the build's shard ``index`` (one of this part's)."""
-        start = self.personas[0] + (index - self.first_shard) * self.personas_per_shard
+        start = self.personas[0] + (index - self.first_shard) // self._pair_blocks * self.personas_per_shard
         return start, min(start + self.personas_per_shard, self.personas[1])
+
+    def shard_pairs(self, index: int) -> tuple[str, ...]:
+        """The pairs (digests) of the build's shard ``index``; every order and sample of a pair stays in one."""
+        if not self.pairs_per_shard:
+            return self.pairs
+        start = (index - self.first_shard) % self._pair_blocks * self.pairs_per_shard
+        return self.pairs[start : start + self.pairs_per_shard]
 
 
 @dataclass(frozen=True)
@@ -89,7 +104,9 @@ def _grows(previous: Layout, personas: Sequence[str], pairs: Sequence[str]) -> b
 
 def _part(personas: tuple[int, int], pairs: tuple[str, ...], units_per_shard: int, samples: int, first: int) -> Part:
     per_persona = len(pairs) * 2 * samples
-    return Part(personas, pairs, max(1, units_per_shard // per_persona), first)
+    if per_persona <= units_per_shard:
+        return Part(personas, pairs, units_per_shard // per_persona, first)
+    return Part(personas, pairs, 1, first, pairs_per_shard=max(1, units_per_shard // (2 * samples)))
 
 
 def _next_shard(parts: Sequence[Part]) -> int:

@@ -40,6 +40,7 @@ class _PartEntry(BaseModel):
     personas: tuple[int, int]
     pairs: int = Field(ge=1)  # how many: the digests are in layout/part-NNNNN.parquet
     personas_per_shard: int = Field(ge=1)
+    pairs_per_shard: int | None = Field(None, ge=1)
     first_shard: int = Field(ge=0)
     run_id: str
     created_at: AwareDatetime
@@ -147,6 +148,7 @@ class BuildState:
                         "personas": list(p.personas),
                         "pairs": len(p.pairs),
                         "personas_per_shard": p.personas_per_shard,
+                        "pairs_per_shard": p.pairs_per_shard,
                         "first_shard": p.first_shard,
                         "run_id": p.run_id,
                         "created_at": p.created_at,
@@ -177,6 +179,7 @@ class BuildState:
                         personas=tuple(entry["personas"]),  # type: ignore[arg-type]
                         pairs=pairs,
                         personas_per_shard=entry["personas_per_shard"],
+                        pairs_per_shard=entry.get("pairs_per_shard"),
                         first_shard=entry["first_shard"],
                         run_id=entry["run_id"],
                         created_at=datetime.fromisoformat(entry["created_at"]).isoformat(),  # as written

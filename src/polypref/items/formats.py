@@ -17,6 +17,7 @@ their shared opening turns as its prompt, as TRL's ``extract_prompt`` does.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
@@ -299,6 +300,11 @@ def _printable(part: int | str) -> str:
     return text if text.isprintable() else repr(text)
 
 
+def _shared(label: str | None) -> str | None:
+    """One string object per distinct topic or stance, not one per row: 10^6 items repeat a handful of them."""
+    return sys.intern(label) if label is not None else None
+
+
 def _messages(value: str | Messages) -> Messages | None:
     return None if isinstance(value, str) else value
 
@@ -386,7 +392,15 @@ def _polypref_item(layout: Layout, parsed: _PolyprefIn, spec: SurveySpec) -> Ite
                 raise RowError(f"responses.{index}.stance", f"{r.stance!r} is not on {scale}")
             position = scale.index(r.stance) / (len(scale) - 1)
         responses.append(
-            _response(parsed.prompt, r.text, id=r.id, model=r.model, score=r.score, stance=r.stance, position=position)
+            _response(
+                parsed.prompt,
+                r.text,
+                id=r.id,
+                model=r.model,
+                score=r.score,
+                stance=_shared(r.stance),
+                position=position,
+            )
         )
     for what, key in (("the same text", "text"), ("the same id", "id")):
         first: dict[str, int] = {}
@@ -400,7 +414,7 @@ def _polypref_item(layout: Layout, parsed: _PolyprefIn, spec: SurveySpec) -> Ite
     item_id = parsed.id if parsed.id is not None else content_hash(parsed.topic, _as_text(parsed.prompt))
     return Item(
         id=item_id,
-        topic=parsed.topic,
+        topic=_shared(parsed.topic),
         prompt=_as_text(parsed.prompt),
         responses=tuple(responses),
         messages=_messages(parsed.prompt),

@@ -52,23 +52,30 @@ def source_columns(files: Sequence[SourceFile]) -> list[str]:
 
 def read_rows(files: Sequence[SourceFile], limit: int | None = None, seed: int = 0) -> list[Row]:
     """Every row, or a seeded uniform sample of ``limit`` rows (all of them when ``limit`` >= the row count)."""
+    return list(iter_rows(files, limit, seed))
+
+
+def iter_rows(files: Sequence[SourceFile], limit: int | None = None, seed: int = 0) -> Iterator[Row]:
+    """read_rows as a stream: one row at a time, so a large source is never held whole."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError("config", [("items.limit", f"must be a whole number of at least 1, not {limit!r}")])
     if limit is None:
-        return [row for f in files for row in _rows(f, None)]
+        for f in files:
+            yield from _rows(f, None)
+        return
     counts = [count_rows(f) for f in files]
     total = sum(counts)
     if limit >= total:
-        return [row for f in files for row in _rows(f, None)]
+        for f in files:
+            yield from _rows(f, None)
+        return
     picks = np.sort(np.random.default_rng([seed, LIMIT_STREAM, total]).choice(total, size=limit, replace=False))
-    rows: list[Row] = []
     start = 0
     for f, n in zip(files, counts, strict=True):
         local = picks[np.searchsorted(picks, start) : np.searchsorted(picks, start + n)] - start
         if len(local):
-            rows.extend(_rows(f, local))
+            yield from _rows(f, local)
         start += n
-    return rows
 
 
 def count_rows(f: SourceFile) -> int:

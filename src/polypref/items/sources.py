@@ -17,6 +17,7 @@ whitespace is refused, and so are two responses with the same text in one item (
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ from polypref.errors import ConfigError
 from polypref.items import formats
 from polypref.items.formats import FLAT_COLUMNS, RowError
 from polypref.items.locate import ItemSource, SourceFile, locate_source
-from polypref.items.rows import LIMIT_STREAM, read_rows, source_columns
+from polypref.items.rows import LIMIT_STREAM, iter_rows, source_columns
 from polypref.population.spec import SurveySpec
 from polypref.records import Item
 
@@ -87,24 +88,30 @@ def read_items(config: ItemsConfig, spec: SurveySpec, seed: int = 0) -> LoadedIt
     # keys of every row read (a first row without responses must not make the rest prompts-only)
     parquet = all(f.path.suffix.lower() == ".parquet" for f in located.files)
     layout = formats.detect(name, columns, config.format, config.columns) if parquet else None
+    read: Callable[[], Iterator[_Record]]
     if layout is not None and layout.flat:
         # grouped rows can only be sampled as items once read: this layout is read whole, limit or not
         several = len(located.files) > 1
-        records = [r for f in located.files for r in _read_flat_parquet(f.path, _file_name(located, f), several)]
-        records = _sample(records, config.limit, seed)
+        grouped = [r for f in located.files for r in _read_flat_parquet(f.path, _file_name(located, f), several)]
+        grouped = _sample(grouped, config.limit, seed)
+
+        def read() -> Iterator[_Record]:
+            return iter(grouped)
     else:
         single = len(located.files) == 1
-        records = [
-            _Record(row.where.removeprefix(f"{located.files[0].name} ") if single else row.where, row.data)
-            for row in read_rows(located.files, config.limit, seed)
-        ]
+
+        def read() -> Iterator[_Record]:
+            # a stream, each row converted and dropped: a source of 10^6 items is never held as raw rows
+            for row in iter_rows(located.files, config.limit, seed):
+                yield _Record(row.where.removeprefix(f"{located.files[0].name} ") if single else row.where, row.data)
+
         if layout is None:
             keys = dict.fromkeys(columns)
-            for record in records:
+            for record in read():  # a first pass for the keys only
                 keys.update(dict.fromkeys(record.data if isinstance(record.data, dict) else ()))
             layout = formats.detect(name, list(keys), config.format, config.columns)
-    items = [_item(name, layout, record, spec) for record in records]
-    _check_unique_ids(name, records, items)
+    items = [_item(name, layout, record, spec) for record in read()]
+    _check_unique_ids(name, read, items)
     if config.topics is not None:
         unknown = sorted(set(config.topics) - {i.topic for i in items})
         if unknown:
@@ -142,9 +149,12 @@ def _item(name: str, layout: formats.Layout, record: _Record, spec: SurveySpec) 
         raise ConfigError(name, [(record.field(e.column), e.describe(record.response))]) from None
 
 
-def _check_unique_ids(name: str, records: list[_Record], items: list[Item]) -> None:
+def _check_unique_ids(name: str, records: Callable[[], Iterator[_Record]], items: list[Item]) -> None:
     counts = Counter(i.id for i in items)  # linear: item files can hold many thousands of items
-    repeated = [(record, item) for record, item in zip(records, items, strict=True) if counts[item.id] > 1]
+    if all(n == 1 for n in counts.values()):
+        return
+    # rare: read the rows again to name where each repeat is
+    repeated = [(record, item) for record, item in zip(records(), items, strict=True) if counts[item.id] > 1]
     if repeated:
         first, item = repeated[0]
         others = [r.where for r, i in repeated[1:] if i.id == item.id]

@@ -57,6 +57,7 @@ from polypref.judges.openai_wire import (
     format_rejected,
 )
 from polypref.judges.ratelimit import AdaptiveLimiter, EndpointPool, backoff_delay, retry_after
+from polypref.provenance import public
 from polypref.records import content_hash
 from polypref.secrets import redact_url, register, register_url, scrub
 
@@ -97,11 +98,7 @@ class OpenAIJudge(LLMJudge):
         self._fatal: str | None = None  # set once: the message every later call fails with
         self.serialize_calls = False  # shard threads may call at once: they share the loop and the limiter
         params = config.model_dump(exclude={"backend", "model", "api_key_env"})
-        params["base_url"] = (
-            redact_url(config.base_url)
-            if isinstance(config.base_url, str)
-            else [redact_url(url) for url in config.base_url]
-        )
+        params["base_url"] = public(config.base_url, "base_url")  # a URL or a fleet's list, credentials out
         self.info = self._info("openai", params)
 
     # -- client -------------------------------------------------------------------------------------
