@@ -58,14 +58,7 @@ def main() -> None:
             *(f"--set={s}" for s in args.set),
         ]
         print(f"building {personas} personas x {per_persona} judgments each ...", flush=True)
-        start = time.perf_counter()
-        proc = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        peaks = sample_rss(proc)
-        if proc.wait() != 0:
-            raise SystemExit(f"build failed with exit code {proc.returncode}")
-        seconds = time.perf_counter() - start
-        peaks["stop"].set()
-        peaks["thread"].join()
+        seconds, peaks = run_measured(command)
         summary = json.loads((out / ".polypref" / "summary.json").read_text())
         size_mib = sum(p.stat().st_size for p in (out / "data").rglob("*.parquet")) / 2**20
 
@@ -84,6 +77,20 @@ def main() -> None:
             }
         )
     )
+
+
+def run_measured(command: list[str], quiet: bool = False) -> tuple[float, dict]:
+    """Run a build command to the end; its wall seconds and peak resident sets (sample_rss). Exits on failure."""
+    start = time.perf_counter()
+    out = subprocess.DEVNULL if quiet else None
+    proc = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=out)
+    peaks = sample_rss(proc)
+    if proc.wait() != 0:
+        raise SystemExit(f"build failed with exit code {proc.returncode}")
+    seconds = time.perf_counter() - start
+    peaks["stop"].set()
+    peaks["thread"].join()
+    return seconds, peaks
 
 
 def sample_rss(proc: subprocess.Popen) -> dict:

@@ -20,15 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from build_throughput import sample_rss
+from build_throughput import run_measured
 from polypref.config import load_config
 from polypref.items import load_items, make_pairs
 from polypref.population import load_spec
@@ -87,14 +84,7 @@ def _build(personas: int, settings: list[str], label: str) -> dict:
         for setting in [f"population.size={personas}", "fidelity.check=false", *settings]:
             command += ["--set", setting]
         print(f"{label}: {personas} personas ...", flush=True)
-        start = time.perf_counter()
-        proc = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL)
-        peaks = sample_rss(proc)
-        if proc.wait() != 0:
-            raise SystemExit(f"build failed with exit code {proc.returncode}")
-        seconds = time.perf_counter() - start
-        peaks["stop"].set()
-        peaks["thread"].join()
+        seconds, peaks = run_measured(command, quiet=True)
         summary = json.loads((out / ".polypref" / "summary.json").read_text())
         reports = sorted((out / ".polypref" / "shards").glob("*.json"), key=lambda p: p.stat().st_mtime)
         rate = None

@@ -24,7 +24,7 @@ from polypref import generation, publish
 from polypref.build_plan import BuildPlan, RunState
 from polypref.config import POPULATION_LIMIT, BuildConfig
 from polypref.dataset import card
-from polypref.dataset.layout import lay_out
+from polypref.dataset.layout import lay_out, pairs_per_shard
 from polypref.dataset.review import dataset_review
 from polypref.dataset.schema import to_arrow
 from polypref.dataset.state import MAP_PNG, BuildState
@@ -459,7 +459,7 @@ def persona_free_votes(plan: BuildPlan, run: RunState, judge: Judge) -> pl.DataF
     digest = record_digest(free) if judge.info.simulated else content_hash("persona-free", free.portrayal, size=16)
     meta = RunMeta(run.run_id, run.created_at, judge.info)
     samples = plan.config.judge.samples
-    step = max(1, plan.config.output.units_per_shard // (2 * samples))  # in blocks of a shard: flat memory
+    step = pairs_per_shard(plan.config.output.units_per_shard, samples)  # in blocks of a shard: flat memory
     votes = []
     for start in range(0, len(plan.pairs), step):
         batch = UnitBatch.persona_major((free,), plan.pairs[start : start + step], samples, shard=-1)

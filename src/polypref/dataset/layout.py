@@ -106,7 +106,12 @@ def _part(personas: tuple[int, int], pairs: tuple[str, ...], units_per_shard: in
     per_persona = len(pairs) * 2 * samples
     if per_persona <= units_per_shard:
         return Part(personas, pairs, units_per_shard // per_persona, first)
-    return Part(personas, pairs, 1, first, pairs_per_shard=max(1, units_per_shard // (2 * samples)))
+    return Part(personas, pairs, 1, first, pairs_per_shard=pairs_per_shard(units_per_shard, samples))
+
+
+def pairs_per_shard(units_per_shard: int, samples: int) -> int:
+    """Pairs of one persona that fill a shard (both orders, every sample of each)."""
+    return max(1, units_per_shard // (2 * samples))
 
 
 def _next_shard(parts: Sequence[Part]) -> int:
