@@ -323,10 +323,13 @@ def _describe(err: Any, set_by: dict[str, str]) -> tuple[str, str]:
         allowed = _allowed_keys(loc[:-1], str(err["loc"][1]) if field.startswith("judge.") else None)
         reason = "unknown key" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
     else:
-        reason = err["msg"]
+        reason = err["msg"].removeprefix("Value error, ")  # pydantic's wording for a validator's ValueError
         if "input" in err and not isinstance(err["input"], dict):
             reason += f" (got {err['input']!r})"
-    origin = next((set_by[k] for k in set_by if field == k or field.startswith(k + ".")), None)
+    # the --set that made the error: one at or above the field, or, for a check of a whole section, one inside it
+    origin = next((set_by[k] for k in set_by if field == k or field.startswith(k + ".")), None) or next(
+        (set_by[k] for k in set_by if k.startswith(field + ".")), None
+    )
     if origin:
         reason += f" [from --set {origin}]"
     return field, reason

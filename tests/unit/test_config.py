@@ -114,6 +114,19 @@ def test_bad_override_is_blamed_on_the_override(tmp_path):
     assert backend.source == "command line" and "[from --set judge.backend=nosuch]" in backend.problems[0][1]
 
 
+def test_a_sections_own_check_failing_on_an_override_is_blamed_on_the_override(tmp_path):
+    # a check of a whole section names the section, not the key; the --set inside it is what broke it
+    e = _error(tmp_path, "seed: 1\n", ("runner.gpus_per_worker=1",))
+    assert e.source == "command line"
+    assert e.problems[0] == (
+        "runner",
+        "gpus_per_worker is for kind: ray (a work pool's workers are pinned by their own CUDA_VISIBLE_DEVICES) "
+        "[from --set runner.gpus_per_worker=1]",
+    )
+    in_file = _error(tmp_path, "runner:\n  gpus_per_worker: 1\n")
+    assert in_file.source != "command line" and not in_file.problems[0][1].startswith("Value error")
+
+
 def test_unknown_backend_is_rejected(tmp_path):
     e = _error(tmp_path, "judge:\n  backend: gpt\n")
     assert e.problems[0][0] == "judge.backend"
