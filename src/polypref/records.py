@@ -237,10 +237,15 @@ class UnitBatch:
             portray=self.portray,
         )
 
-    def shown_topics(self) -> list[list[str]]:
-        """Per unit, the topics whose answers its portrayal shows (computed per persona and pair, not per unit)."""
-        per_pair = [[list(self.portray.shown(p, pair.item.topic)) for pair in self.pairs] for p in self.personas]
-        return [per_pair[p][q] for p, q in zip(self.persona_idx.tolist(), self.pair_idx.tolist(), strict=True)]
+    def shown_topics(self) -> tuple[list[tuple[str, ...]], np.ndarray]:
+        """The topics whose answers each unit's portrayal shows, as distinct lists and, per unit, the index of its
+        list: a portrayal depends on the persona and the item's topic only, so each is asked once per (persona,
+        topic), not per unit (a shard holds tens of thousands of units and a handful of topics)."""
+        topics = list(dict.fromkeys(pair.item.topic for pair in self.pairs))
+        column = {t: i for i, t in enumerate(topics)}
+        topic_of_pair = np.array([column[pair.item.topic] for pair in self.pairs], dtype=np.int64)
+        lists = [self.portray.shown(p, t) for p in self.personas for t in topics]
+        return lists, self.persona_idx.astype(np.int64) * len(topics) + topic_of_pair[self.pair_idx]
 
     def unit(self, i: int) -> WorkUnit:
         return WorkUnit(

@@ -8,6 +8,7 @@ from datetime import datetime
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from polypref.analysis.calibration import calibrate, pair_features
 from polypref.judges.base import JudgeInfo
@@ -117,7 +118,7 @@ def judgments_frame(batch: UnitBatch, verdicts: pl.DataFrame, meta: RunMeta) -> 
             second_response_id=pl.when(swapped).then("a_id").otherwise("b_id"),
             side=_side("choice"),
             true_side=_side("true_choice"),
-            portrayal_topics=pl.Series(batch.shown_topics(), dtype=pl.List(pl.String)),
+            portrayal_topics=_shown_topics(batch),
         )
         .with_columns(
             *_meta_columns(meta),
@@ -125,6 +126,16 @@ def judgments_frame(batch: UnitBatch, verdicts: pl.DataFrame, meta: RunMeta) -> 
             prompt_template=pl.lit(meta.judge.template, dtype=pl.String),
         )
     )
+
+
+def _shown_topics(batch: UnitBatch) -> pl.Series:
+    """Per unit, the topics its portrayal shows: the distinct lists built once from flat columns, then gathered."""
+    lists, index = batch.shown_topics()
+    offsets = np.zeros(len(lists) + 1, dtype=np.int32)
+    np.cumsum([len(t) for t in lists], out=offsets[1:])
+    values = pa.array([t for shown in lists for t in shown], pa.string())
+    distinct = pl.Series(pa.ListArray.from_arrays(pa.array(offsets), values)).cast(pl.List(pl.String))
+    return distinct.gather(index)
 
 
 def preferences_frame(frame: pl.DataFrame, batch: UnitBatch, meta: RunMeta) -> pl.DataFrame:
