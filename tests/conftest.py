@@ -254,6 +254,21 @@ def run_cli(*args: str) -> tuple[int, str, str]:
     return code or 0, stdout.getvalue(), stderr.getvalue()
 
 
+def prefect_servers_under(pid: int) -> list:
+    """The Prefect API servers (uvicorn) among a process's descendants. Short-lived children may have ended,
+    or be zombies, by the time their command line is read: those are not servers, so they are passed over."""
+    import psutil
+
+    servers = []
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            if "uvicorn" in " ".join(child.cmdline()):
+                servers.append(child)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            continue
+    return servers
+
+
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[str]:
     """One Prefect server for the session (the session's database), for what needs a real one: Prefect's CLI

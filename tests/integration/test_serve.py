@@ -20,11 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 import yaml
 
-from tests.conftest import REPO, load_with_datasets
+from tests.conftest import REPO, load_with_datasets, prefect_servers_under
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +101,7 @@ def test_serve_builds_on_schedule_and_stops_cleanly_on_ctrl_c(serving: dict[str,
     first = serving["stdout"].read_text().splitlines()[0]
     assert first.startswith(f"serving polypref-refresh: every 2 s into {out}, next run "), first
     assert first.endswith(" UTC (Ctrl-C to stop)")
-    server = [c for c in psutil.Process(process.pid).children(recursive=True) if "uvicorn" in " ".join(c.cmdline())]
+    server = prefect_servers_under(process.pid)
     assert len(server) == 1, "serve runs no Prefect server of its own"
 
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in a terminal: every process of the foreground group

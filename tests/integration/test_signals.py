@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from polypref.dataset.state import BuildState
+from tests.conftest import prefect_servers_under
 from tests.openai_api import ChatAPIServer, serve
 
 pytestmark = pytest.mark.integration
@@ -128,10 +129,9 @@ def wait_for_first_micro_batch(build: Started, out: Path) -> None:
 
 def prefect_server_of(build: Started) -> psutil.Process:
     """Prefect's ephemeral API server that this build started (a child running uvicorn)."""
-    for child in psutil.Process(build.process.pid).children(recursive=True):
-        if "uvicorn" in " ".join(child.cmdline()):
-            return child
-    raise AssertionError("the build runs no Prefect server of its own")
+    servers = prefect_servers_under(build.process.pid)
+    assert servers, "the build runs no Prefect server of its own"
+    return servers[0]
 
 
 def saved_micro_batches(out: Path) -> list[pl.DataFrame]:
