@@ -491,27 +491,46 @@ def finalize(
     if sorted(r.index for r in reports) != list(range(plan.num_shards)):
         raise RuntimeError(f"finalize needs all {plan.num_shards} shard reports, got {len(reports)}")
     # over every shard: a refresh's new personas change every tier and every group's split
-    weights, review = dataset_weights(plan.out), dataset_review(plan.out)
     meta = RunMeta(run.run_id, run.created_at, judge)
+    counts = _write_weights_and_review(plan, meta)
     points = dataset_map(plan.out, persona_free)
-    for name, config, frame in (("weight", "weights", weights), ("review", "review", review), ("map", "map", points)):
-        table = to_arrow(name, stamped(frame, meta))
-        write_parquet(table, shard_path(plan.out, config, 0), plan.config.output.row_group_rows)
+    write_parquet(
+        to_arrow("map", stamped(points, meta)), shard_path(plan.out, "map", 0), plan.config.output.row_group_rows
+    )
     render_png(points, plan.out / MAP_PNG, plan.config.output.pretty_name)
-    summary = summarize(plan, run, reports, judge) | {
-        "weights": weights.height,
-        "personas_with_preferences": weights["persona_id"].n_unique(),
-        "review": review.height,
-        "review_reasons": dict(review["reason"].value_counts().sort("reason").iter_rows()),
-        # over every shard's preferences: the confidence column measured against truth, where there is any
-        "calibration": calibration_report(plan.out, judge),
-        "map": points.height,  # rows, as for every config (the card's dataset_info reads them)
-        "preference_map": map_summary(points),
-        "representatives": representatives_summary(plan.population),
-    }
+    summary = (
+        summarize(plan, run, reports, judge)
+        | counts
+        | {
+            # over every shard's preferences: the confidence column measured against truth, where there is any
+            "calibration": calibration_report(plan.out, judge),
+            "map": points.height,  # rows, as for every config (the card's dataset_info reads them)
+            "preference_map": map_summary(points),
+            "representatives": representatives_summary(plan.population),
+        }
+    )
     _write_text(plan.out / "README.md", card.render(plan, summary))
     plan.state.write_summary(summary)
     return summary
+
+
+def _write_weights_and_review(plan: BuildPlan, meta: RunMeta) -> dict[str, Any]:
+    """Write the weights and review configs, one at a time (each holds a row per preference, so neither is kept
+    while the other is made); return what the summary says of them."""
+    weights = dataset_weights(plan.out)
+    write_parquet(
+        to_arrow("weight", stamped(weights, meta)),
+        shard_path(plan.out, "weights", 0),
+        plan.config.output.row_group_rows,
+    )
+    counts: dict[str, Any] = {"weights": weights.height, "personas_with_preferences": weights["persona_id"].n_unique()}
+    del weights
+    review = dataset_review(plan.out)
+    write_parquet(
+        to_arrow("review", stamped(review, meta)), shard_path(plan.out, "review", 0), plan.config.output.row_group_rows
+    )
+    reasons = dict(review["reason"].value_counts().sort("reason").iter_rows())
+    return counts | {"review": review.height, "review_reasons": reasons}
 
 
 def map_summary(points: pl.DataFrame) -> dict[str, Any]:

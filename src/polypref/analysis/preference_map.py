@@ -106,13 +106,27 @@ def preference_map(preferences: pl.DataFrame, baselines: pl.DataFrame | None = N
     when all personas voted alike, there is no variance and every coordinate (and share) is 0; with a single
     pair, y is 0.
     """
-    votes = _votes(preferences, "persona_id")
-    persona_ids = sorted(votes["persona_id"].unique().to_list())
-    pair_ids = sorted(votes["pair_id"].unique().to_list())
-    row = {pid: i for i, pid in enumerate(persona_ids)}
+    groups = (
+        preferences.group_by("persona_id")
+        .agg(pl.col("persona_group").drop_nulls().sort().first())
+        .select("persona_id", "persona_group")
+    )
+    return _map(_votes(preferences, "persona_id"), groups, baselines)
+
+
+def _map(votes: pl.DataFrame, groups: pl.DataFrame, baselines: pl.DataFrame | None) -> pl.DataFrame:
+    """preference_map from the personas' votes (persona_id, pair_id, vote) and groups (persona_id, persona_group)."""
+    # rows and columns in sorted id order, found by rank (not by a Python lookup per vote: there are millions)
+    votes = votes.with_columns(
+        row=pl.col("persona_id").rank("dense").cast(pl.Int64) - 1,
+        col=pl.col("pair_id").rank("dense").cast(pl.Int64) - 1,
+    )
+    persona_ids = votes["persona_id"].unique().sort().to_list()
+    pair_ids = votes["pair_id"].unique().sort().to_list()
     col = {pid: j for j, pid in enumerate(pair_ids)}
     matrix = np.full((len(persona_ids), len(pair_ids)), np.nan)
-    matrix[[row[v] for v in votes["persona_id"]], [col[v] for v in votes["pair_id"]]] = votes["vote"].to_numpy()
+    matrix[votes["row"].to_numpy(), votes["col"].to_numpy()] = votes["vote"].to_numpy()
+    del votes
 
     observed = ~np.isnan(matrix)
     counts = observed.sum(axis=0)
@@ -121,11 +135,6 @@ def preference_map(preferences: pl.DataFrame, baselines: pl.DataFrame | None = N
     axes, shares = _components(centred)
     coords = centred @ axes.T
 
-    groups = (
-        preferences.group_by("persona_id")
-        .agg(pl.col("persona_group").drop_nulls().sort().first())
-        .select("persona_id", "persona_group")
-    )
     group_of = dict(groups.iter_rows())
     rows: list[dict[str, object]] = [
         {
@@ -249,10 +258,16 @@ def render_png(map_frame: pl.DataFrame, path: Path, title: str) -> None:
 
 
 def dataset_map(out: Path, baselines: pl.DataFrame | None) -> pl.DataFrame:
-    """The map of a build folder's preferences (every shard written so far) and the persona-free runs."""
-    files = sorted((out / "data" / "preferences").glob("train-*.parquet"))
-    columns = ["persona_id", "persona_group", "pair_id", "chosen_id", "rejected_id"]
-    preferences = (
-        pl.read_parquet(files, columns=columns) if files else pl.DataFrame(schema={c: pl.String for c in columns})
-    )
-    return preference_map(preferences, baselines)
+    """The map of a build folder's preferences (every shard written so far) and the persona-free runs. Read a
+    shard at a time down to one vote per (persona, pair), so memory follows the votes, not the shards' rows."""
+    votes, groups = [], []
+    for path in sorted((out / "data" / "preferences").glob("train-*.parquet")):
+        shard = pl.read_parquet(path, columns=["persona_id", "persona_group", "pair_id", "chosen_id", "rejected_id"])
+        votes.append(_votes(shard, "persona_id"))
+        groups.append(shard.select("persona_id", "persona_group").drop_nulls().unique())
+    if not votes:
+        votes = [pl.DataFrame(schema={"persona_id": pl.String, "pair_id": pl.String, "vote": pl.Float64})]
+        groups = [pl.DataFrame(schema={"persona_id": pl.String, "persona_group": pl.String})]
+    # a persona's rows may span shards (a refresh's new pairs): one vote per (persona, pair) holds all the same
+    group_of = pl.concat(groups).group_by("persona_id").agg(pl.col("persona_group").sort().first())
+    return _map(pl.concat(votes), group_of, baselines)

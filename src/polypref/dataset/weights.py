@@ -26,32 +26,46 @@ def fairpp_weights(preferences: pl.LazyFrame, alpha: float = ALPHA, beta: float 
     """Per (persona_id, pair_id) of ``preferences`` (columns persona_id, pair_id, chosen_id): tier and weight,
     sorted by persona and pair."""
     rows = preferences.select("persona_id", "pair_id", "chosen_id")
-    personas = rows.select(pl.col("persona_id").n_unique()).collect().item()
-    tiers = rows.with_columns(
-        tier=(
-            1 + pl.len().over("pair_id") - pl.len().over("pair_id", "chosen_id")  # others who chose otherwise
-        ).cast(pl.Int64)
-    ).with_columns(in_tier=pl.len().over("persona_id", "tier"))
-    raw = (pl.col("tier") / personas) ** alpha * (1 / pl.col("in_tier")) ** beta
+    # The tier of each answer to each pair: 1 + the personas who answered otherwise. Computed on a table of
+    # pairs x answers, then joined back, with personas and pairs as integer codes in sorted id order: the
+    # per-row work runs on three integer columns, not on windows over every row's strings (10^7 rows stay thin).
+    answers = (
+        rows.group_by("pair_id", "chosen_id")
+        .agg(chose=pl.len())
+        .select(
+            "pair_id",
+            "chosen_id",
+            tier=(1 + pl.col("chose").sum().over("pair_id") - pl.col("chose")).cast(pl.Int64),
+            pair=pl.col("pair_id").rank("dense").cast(pl.UInt32),
+        )
+        .collect()
+    )
+    persona_ids = rows.select(pl.col("persona_id").unique().sort()).collect().to_series()
+    codes = pl.LazyFrame({"persona_id": persona_ids, "persona": np.arange(len(persona_ids), dtype=np.uint32)})
+    coded = (
+        rows.join(answers.lazy(), on=["pair_id", "chosen_id"], nulls_equal=True)
+        .join(codes, on="persona_id")
+        .select("persona", "pair", "tier")
+        .collect()
+    )
+    per_tier = coded.group_by("persona", "tier").agg(in_tier=pl.len()).sort("persona", "tier")
+    raw = (per_tier["tier"] / len(persona_ids)) ** alpha * (1 / per_tier["in_tier"]) ** beta
     # Normalised over the persona's tiers, each tier counted once whatever its number of rows. Summed by numpy
     # in a fixed order: polars' grouped float sums vary with how rows are chunked, and the same dataset must
     # give the same bytes (a rerun must not make a push commit).
-    per_tier = (
-        tiers.select("persona_id", "tier", raw.alias("raw")).unique(["persona_id", "tier"]).sort("persona_id", "tier")
-    ).collect()
-    firsts = np.flatnonzero(per_tier["persona_id"].is_first_distinct().to_numpy())
-    norm = pl.LazyFrame(
+    firsts = np.flatnonzero(per_tier["persona"].is_first_distinct().to_numpy())
+    counts = np.diff(np.append(firsts, per_tier.height))
+    norm = np.repeat(np.add.reduceat(raw.to_numpy(), firsts), counts) if len(firsts) else np.array([])
+    weight_of = per_tier.select("persona", "tier", weight=raw / pl.Series(norm, dtype=pl.Float64))
+    weighted = coded.join(weight_of, on=["persona", "tier"]).sort("persona", "pair")
+    pair_ids = answers.select("pair", "pair_id").unique("pair").sort("pair")["pair_id"]
+    return pl.DataFrame(
         {
-            "persona_id": per_tier["persona_id"].gather(firsts),
-            "norm": np.add.reduceat(per_tier["raw"].to_numpy(), firsts) if len(firsts) else [],
-        },
-        schema={"persona_id": pl.String, "norm": pl.Float64},
-    )
-    return (
-        tiers.join(norm, on="persona_id")
-        .select("persona_id", "pair_id", "tier", (raw / pl.col("norm")).alias("weight"))
-        .sort("persona_id", "pair_id")
-        .collect()
+            "persona_id": persona_ids.gather(weighted["persona"]),
+            "pair_id": pair_ids.gather(weighted["pair"] - 1),
+            "tier": weighted["tier"],
+            "weight": weighted["weight"],
+        }
     )
 
 
