@@ -74,27 +74,19 @@ class BuildPlan:
 
     def unit_keys(self, batch: UnitBatch, persona_digests: list[str] | None = None) -> np.ndarray:
         """Each unit's key in the judgment store; ``persona_digests`` for personas not of the population (the
-        persona-free stand-in)."""
-        personas = digest_words(persona_digests or [self._persona_digest[p.id] for p in batch.personas])
-        pairs = self._judged_pair_words[[self._pair_index_by_id[p.id] for p in batch.pairs]]
-        return unit_keys(self.judge_key, personas, pairs, batch)
+        persona-free stand-in).
 
-    @cached_property
-    def _judged_pair_words(self) -> np.ndarray:
-        """Per pair, the digest of the texts judged, as key words. A generated pair's layout digest names its
-        slots, but its key must name the texts written into them: generated again (a deleted cache, a sampled
-        API), they are other texts, and the answers stored for the old ones are not theirs."""
-        if self.config.generate is None:
-            return digest_words(list(self.pair_digests))
-        return digest_words([record_digest(p) for p in self.pairs])
+        A pair's key names the texts judged: its digest, taken from the batch's pairs as they are now. A
+        generated pair's layout digest names its slots instead, and generated again (a deleted cache, a sampled
+        API) its texts differ, so the answers stored for the old ones are not theirs. Digested per batch, not
+        held per pair of the plan: a source of 10^6 items would hold a second index for it."""
+        personas = digest_words(persona_digests or [self._persona_digest[p.id] for p in batch.personas])
+        pairs = digest_words([record_digest(p) for p in batch.pairs])
+        return unit_keys(self.judge_key, personas, pairs, batch)
 
     @cached_property
     def _persona_digest(self) -> dict[str, str]:
         return {p.id: d for p, d in zip(self.population.personas, self.persona_digests, strict=True)}
-
-    @cached_property
-    def _pair_index_by_id(self) -> dict[str, int]:
-        return {p.id: i for i, p in enumerate(self.pairs)}
 
     @property
     def state(self) -> BuildState:
