@@ -9,12 +9,14 @@ from polypref.dataset.review import group_splits, inconsistent_judgments
 
 
 def test_a_split_group_lists_its_personas_and_a_clear_or_small_one_does_not() -> None:
-    rows = [  # (persona, group, pair, chosen)
-        *[(f"s{i}", "south", "p1", "x" if i < 3 else "y") for i in range(5)],  # 3 of 5 chose x: 0.6, not split
-        *[(f"s{i}", "south", "p2", "x" if i < 2 else "y") for i in range(4)],  # 2 of 4: split, 0.5
-        *[(f"n{i}", "north", "p2", "x" if i < 1 else "y") for i in range(2)],  # 1 of 2: split, but too few
+    rows = [  # (persona, group, pair, chosen, rejected)
+        *[(f"s{i}", "south", "p1", *("xy" if i < 3 else "yx")) for i in range(5)],  # 3 of 5 chose x: 0.6, not split
+        *[(f"s{i}", "south", "p2", *("xy" if i < 2 else "yx")) for i in range(4)],  # 2 of 4: split, 0.5
+        *[(f"n{i}", "north", "p2", *("xy" if i < 1 else "yx")) for i in range(2)],  # 1 of 2: split, but too few
+        *[(f"w{i}", "west", "p3", *("yx" if i < 1 else "xy")) for i in range(4)],  # 3 of 4 chose x: 0.75, clear
     ]
-    prefs = pl.LazyFrame(rows, schema=["persona_id", "persona_group", "pair_id", "chosen_id"], orient="row")
+    schema = ["persona_id", "persona_group", "pair_id", "chosen_id", "rejected_id"]
+    prefs = pl.LazyFrame(rows, schema=schema, orient="row")
     flagged = group_splits(prefs).collect().sort("persona_id")
     assert flagged["persona_id"].to_list() == ["s0", "s1", "s2", "s3"] and set(flagged["pair_id"]) == {"p2"}
     assert flagged["share"].to_list() == [0.5] * 4 and set(flagged["reason"]) == {"group_split"}
