@@ -122,15 +122,15 @@ def _map(votes: pl.DataFrame, groups: pl.DataFrame, baselines: pl.DataFrame | No
         col=pl.col("pair_id").rank("dense").cast(pl.Int64) - 1,
     )
     persona_ids = votes["persona_id"].unique().sort().to_list()
-    pair_ids = votes["pair_id"].unique().sort().to_list()
-    col = {pid: j for j, pid in enumerate(pair_ids)}
-    matrix = np.full((len(persona_ids), len(pair_ids)), np.nan)
+    # pairs stay a column (10^6 of them): no Python string or dict entry per pair
+    columns = votes.filter(pl.col("col").is_first_distinct()).select("pair_id", "col")  # lighter than unique()
+    matrix = np.full((len(persona_ids), columns.height), np.nan)
     matrix[votes["row"].to_numpy(), votes["col"].to_numpy()] = votes["vote"].to_numpy()
     del votes
 
     observed = ~np.isnan(matrix)
     counts = observed.sum(axis=0)
-    means = np.divide(np.nansum(matrix, axis=0), counts, out=np.zeros(len(pair_ids)), where=counts > 0)
+    means = np.divide(np.nansum(matrix, axis=0), counts, out=np.zeros(columns.height), where=counts > 0)
     centred = np.where(observed, matrix - means, 0.0)
     axes, shares = _components(centred)
     coords = centred @ axes.T
@@ -149,11 +149,11 @@ def _map(votes: pl.DataFrame, groups: pl.DataFrame, baselines: pl.DataFrame | No
     ]
 
     if baselines is not None and baselines.height:
-        base = _votes(baselines.filter(pl.col("pair_id").is_in(pair_ids)), "label")
+        base = _votes(baselines, "label").join(columns, on="pair_id")  # the pairs some persona voted on
         for label in sorted(baselines["label"].drop_nulls().unique().to_list()):
             mine = base.filter(pl.col("label") == label)
             vector = means.copy()
-            vector[[col[p] for p in mine["pair_id"]]] = mine["vote"].to_numpy()
+            vector[mine["col"].to_numpy()] = mine["vote"].to_numpy()
             x, y = ((vector - means) @ axes.T).tolist()
             rows.append(
                 {"point_id": label, "kind": PERSONA_FREE, "group": None, "x": x, "y": y, "n_pairs": mine.height}

@@ -58,7 +58,7 @@ def fairpp_weights(preferences: pl.LazyFrame, alpha: float = ALPHA, beta: float 
     norm = np.repeat(np.add.reduceat(raw.to_numpy(), firsts), counts) if len(firsts) else np.array([])
     weight_of = per_tier.select("persona", "tier", weight=raw / pl.Series(norm, dtype=pl.Float64))
     weighted = coded.join(weight_of, on=["persona", "tier"]).sort("persona", "pair")
-    pair_ids = answers.select("pair", "pair_id").unique("pair").sort("pair")["pair_id"]
+    pair_ids = answers.filter(pl.col("pair").is_first_distinct()).sort("pair")["pair_id"]  # lighter than unique()
     return pl.DataFrame(
         {
             "persona_id": persona_ids.gather(weighted["persona"]),
