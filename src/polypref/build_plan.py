@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from polypref.config import BuildConfig
 from polypref.dataset.layout import Layout
@@ -57,13 +58,22 @@ class BuildPlan:
         return conversational(self.pairs)
 
     @cached_property
-    def _pair_index(self) -> dict[str, int]:
-        return {d: i for i, d in enumerate(self.pair_digests)}
+    def _part_pair_rows(self) -> dict[int, np.ndarray]:
+        """Per part (by its first shard), the plan's index of each of its pairs, in the part's order: an array
+        per part, not a dict per pair (a source of 10^6 items would hold ~60 MB for it through the build)."""
+        rows = pl.DataFrame({"digest": self.pair_digests}).with_row_index("row").unique("digest", keep="last")
+        return {
+            part.first_shard: pl.DataFrame({"digest": part.pairs})
+            .join(rows, on="digest", how="left", maintain_order="left")["row"]
+            .to_numpy()
+            for part in self.layout.parts
+        }
 
     def batch(self, index: int) -> UnitBatch:
         part = self.layout.part_of(index)
         start, end = part.shard_personas(index)
-        pairs = tuple(self.pairs[self._pair_index[d]] for d in part.shard_pairs(index))
+        first, last = part.shard_pair_range(index)
+        pairs = tuple(self.pairs[i] for i in self._part_pair_rows[part.first_shard][first:last])
         return UnitBatch.persona_major(
             self.population.personas[start:end],
             pairs,

@@ -46,10 +46,14 @@ class Part:
 
     def shard_pairs(self, index: int) -> tuple[str, ...]:
         """The pairs (digests) of the build's shard ``index``; every order and sample of a pair stays in one."""
+        return self.pairs[slice(*self.shard_pair_range(index))]
+
+    def shard_pair_range(self, index: int) -> tuple[int, int]:
+        """The shard's pairs as ``[start, end)`` of the part's."""
         if not self.pairs_per_shard:
-            return self.pairs
+            return 0, len(self.pairs)
         start = (index - self.first_shard) % self._pair_blocks * self.pairs_per_shard
-        return self.pairs[start : start + self.pairs_per_shard]
+        return start, min(start + self.pairs_per_shard, len(self.pairs))
 
 
 @dataclass(frozen=True)
