@@ -17,6 +17,7 @@ their shared opening turns as its prompt, as TRL's ``extract_prompt`` does.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal
@@ -305,6 +306,13 @@ def _shared(label: str | None) -> str | None:
     return sys.intern(label) if label is not None else None
 
 
+@functools.cache
+def _position(index: int, steps: int) -> float:
+    """A stance's place on its scale, 0 to 1: one float object per place, not one per response (2M at 10^6
+    items, 46 MB)."""
+    return index / (steps - 1)
+
+
 def _messages(value: str | Messages) -> Messages | None:
     return None if isinstance(value, str) else value
 
@@ -390,7 +398,7 @@ def _polypref_item(layout: Layout, parsed: _PolyprefIn, spec: SurveySpec) -> Ite
             assert scale is not None
             if r.stance not in scale:
                 raise RowError(f"responses.{index}.stance", f"{r.stance!r} is not on {scale}")
-            position = scale.index(r.stance) / (len(scale) - 1)
+            position = _position(scale.index(r.stance), len(scale))
         responses.append(
             _response(
                 parsed.prompt,
