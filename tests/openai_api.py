@@ -21,6 +21,7 @@ VERDICT = {"rationale": "Closer to what I think.", "choice": "A", "strength": 4,
 
 class ChatAPIServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 1024  # a client opening many connections at once is queued, not reset (default 5)
 
     def __init__(
         self,
@@ -126,6 +127,9 @@ def completion(model: str, content: str | None, finish_reason: str = "stop") -> 
 class _Handler(BaseHTTPRequestHandler):
     server: ChatAPIServer
     protocol_version = "HTTP/1.1"  # keep-alive, as real API servers answer: no new connection per request
+    # TCP_NODELAY, as uvicorn (vLLM, most API servers) sets it: with Nagle's algorithm on, an answer written as
+    # headers then body waits for the client's delayed ACK, ~40 ms a request whatever the server's speed
+    disable_nagle_algorithm = True
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
