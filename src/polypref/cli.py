@@ -17,6 +17,7 @@ import shlex
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -251,14 +252,16 @@ def build(
     from polypref import pipeline
 
     cfg, source = _load(config, set_)
-    plan = pipeline.plan(cfg, out_dir, source, add_personas, overwrite)  # every input is checked before Prefect
-    pipeline.check_output(plan, overwrite)
-    summary = _run_flow(
-        "build.py:build_dataset",
-        dict(config=cfg, out=str(out_dir), overwrite=overwrite, source=source, add_personas=add_personas),
-        progress=_progress_bar(plan, enabled=progress),
-        stopped=f"judgments finished so far are saved in {out_dir}",
-    )
+    with _prefect_server() as server:  # it boots while the inputs are checked: every one before Prefect runs
+        plan = pipeline.plan(cfg, out_dir, source, add_personas, overwrite)
+        pipeline.check_output(plan, overwrite)
+        summary = _run_flow(
+            "build.py:build_dataset",
+            dict(config=cfg, out=str(out_dir), overwrite=overwrite, source=source, add_personas=add_personas),
+            server,
+            progress=_progress_bar(plan, enabled=progress),
+            stopped=f"judgments finished so far are saved in {out_dir}",
+        )
     unanswered = _print_summary(summary, out_dir)
     if unanswered:
         err.print(
@@ -286,8 +289,9 @@ def fidelity(
     cfg, source = _load(config, set_)
     if json_path is not None:
         _check_new_file(json_path, force, "fidelity.json")
-    fidelity_run.standalone_population(cfg, source)  # every input checked before Prefect starts
-    figures = _run_flow("fidelity.py:check_fidelity", dict(config=cfg, source=source))
+    with _prefect_server() as server:
+        fidelity_run.standalone_population(cfg, source)  # every input checked before Prefect runs
+        figures = _run_flow("fidelity.py:check_fidelity", dict(config=cfg, source=source), server)
     report = FidelityReport.from_json(figures)
     for line in fidelity_run.describe(report):
         out.print(line)
@@ -336,14 +340,31 @@ def serve(
     serving.serve(cfg, out_dir, source=source, cron=cron, interval=interval, add_personas=add_personas, name=name)
 
 
-def _run_flow(entrypoint: str, parameters: dict[str, Any], progress: Any = None, stopped: str = "") -> Any:
-    """Run a flow of flows/ on Prefect's ephemeral server, started here; a signal stops it cleanly (exit 130 or
-    143, saying what was kept and how to resume)."""
-    for key, value in PREFECT_DEFAULTS.items():
+@contextlib.contextmanager
+def _prefect_server() -> Iterator[flow_runner.PrefectServer]:
+    """Prefect's ephemeral server, launched now so that it boots while the block checks the inputs; stopped at
+    once if the block fails before using it (bad input: exit 2 without a server left behind)."""
+    for key, value in PREFECT_DEFAULTS.items():  # before Prefect is imported or launched: it reads them once
         os.environ.setdefault(key, value)
+    server = flow_runner.PrefectServer()
+    server.launch()
+    try:
+        yield server
+    finally:
+        server.kill_launched()  # no-op once start() took it over: Prefect's own atexit hook stops that one
+
+
+def _run_flow(
+    entrypoint: str,
+    parameters: dict[str, Any],
+    server: flow_runner.PrefectServer,
+    progress: Any = None,
+    stopped: str = "",
+) -> Any:
+    """Run a flow of flows/ on Prefect's ephemeral server (``server``, launched by the caller); a signal stops it
+    cleanly (exit 130 or 143, saying what was kept and how to resume)."""
     flow = _load_flow(entrypoint)
     flow_runner.quiet_console_about_our_errors()
-    server = flow_runner.PrefectServer()
     try:
         with flow_runner.StopOnSignal(server), progress or contextlib.nullcontext():
             server.start()

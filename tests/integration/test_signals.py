@@ -233,3 +233,28 @@ def test_prefect_server_does_not_outlive_a_killed_build(tiny: dict[str, Path], c
     assert "Traceback" not in again.stdout + again.stderr
     assert f"{PERSONAS} personas, {UNITS} judgments" in again.stdout
     assert pl.read_parquet(out / "data" / "judgments").height == UNITS
+
+
+LAUNCH_THEN_FAIL = """
+import os, sys
+os.environ.pop("PREFECT_API_URL", None)
+from polypref import cli
+from polypref.errors import PolyprefError
+try:
+    with cli._prefect_server() as server:
+        port, process = server._launched
+        print(process.pid, os.getsid(process.pid), flush=True)
+        raise PolyprefError("an items file with a bad row")
+except PolyprefError:
+    print(process.wait(timeout=30), flush=True)
+"""
+
+
+def test_a_server_launched_while_inputs_are_checked_is_stopped_when_a_check_fails():
+    """The build launches Prefect's server before checking its inputs (it boots meanwhile); a bad input must
+    not leave it running: stopped at once, not when its watcher sees the build gone."""
+    done = subprocess.run([sys.executable, "-c", LAUNCH_THEN_FAIL], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    (pid, session), (status,) = (line.split() for line in done.stdout.splitlines())
+    assert pid == session  # its own session: a terminal's Ctrl-C to the build does not reach it
+    assert int(status) == -signal.SIGTERM  # terminated by us, while the build was still there
