@@ -105,7 +105,7 @@ class PrefectServer:
 
     ``launch`` starts its process at once, before Prefect is even imported here; ``start`` waits for it. The
     server takes ~3 s to answer, which a build spends checking its inputs and importing Prefect instead of
-    waiting after them (7.6 -> ~4.5 s from the command to the first judge request).
+    waiting after them (benchmarks/startup.py: 7.6 -> 4.8-5.5 s from the command to the first judge request).
     """
 
     def __init__(self) -> None:
