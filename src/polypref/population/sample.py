@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -148,19 +149,27 @@ def sample_population(
         order[k] = draws[g][taken[g]]
         taken[g] += 1
 
-    drawn = frame[order]
     persona_weight = {g: shares[g] / targets[g] for g, c in counts.items() if c}
     source_file = spec.path or spec.name
     template = portrayal.load(spec.portrayal, source_file)
     topics = {t: item.topic for t, item in spec.attitudes.items.items()}
+    # a respondent is drawn many times in a large population: its views and portrayal are built once and shared
+    # (92,593 personas of 1,543 respondents: 580 MB as copies)
+    drawn_rows = np.unique(order)
+    views_of: dict[int, tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any], str]] = {}
+    for index, row in zip(drawn_rows.tolist(), frame[drawn_rows].iter_rows(named=True), strict=True):
+        attributes = {n: row[f"a:{n}"] for n in spec.attributes}
+        views = {t: row[f"v:{t}"] for t in topics}
+        positions = {t: row[f"p:{t}"] for t in topics}
+        rendered = portrayal.render(template, source_file, row["respondent_id"], attributes, views, topics)
+        views_of[index] = (row, attributes, views, positions, rendered)
     seen: dict[str, int] = {}
     personas = []
-    for row in drawn.iter_rows(named=True):
+    for index in order.tolist():
+        row, attributes, views, positions, rendered = views_of[index]
         rid = row["respondent_id"]
         replicate = seen.get(rid, 0)
         seen[rid] = replicate + 1
-        attributes = {n: row[f"a:{n}"] for n in spec.attributes}
-        views = {t: row[f"v:{t}"] for t in topics}
         personas.append(
             Persona(
                 id=content_hash(spec.name, rid, replicate),
@@ -170,9 +179,9 @@ def sample_population(
                 group=row["group"],
                 attributes=attributes,
                 attitudes=views,
-                positions={t: row[f"p:{t}"] for t in topics},
+                positions=positions,
                 weight=persona_weight[row["group"]],
-                portrayal=portrayal.render(template, source_file, rid, attributes, views, topics),
+                portrayal=rendered,
             )
         )
     return Population(
