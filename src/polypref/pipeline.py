@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 from pydantic import ValidationError
 
 from polypref import generation, publish
@@ -35,8 +37,8 @@ from polypref.dataset.tables import (
     preferences_frame,
     stamped,
 )
-from polypref.dataset.weights import dataset_weights
-from polypref.dataset.writer import shard_path, write_bytes, write_parquet, write_parquet_together
+from polypref.dataset.weights import WEIGHT_COLUMNS, dataset_weights
+from polypref.dataset.writer import shard_path, write_bytes, write_parquet, write_parquet_parts, write_parquet_together
 from polypref.errors import ConfigError, OutputError
 from polypref.filters import apply_filters, filters_from_config
 from polypref.filters.sequential import Judged, SequentialRule, judge_in_rounds
@@ -406,7 +408,8 @@ def run_shard(plan: BuildPlan, run: RunState, index: int, judge: Judge) -> Shard
     part = plan.layout.part_of(index)
     meta = RunMeta(part.run_id or run.run_id, _created(part.created_at, run), judge.info)
     planned = len(batch)
-    batch, frame, preferences, judged = _judge_and_filter(plan, batch, plan.unit_keys(batch), judge, meta)
+    saved: list[Path] = []
+    batch, frame, preferences, judged = _judge_and_filter(plan, batch, plan.unit_keys(batch), judge, meta, saved)
     rows = plan.config.output.row_group_rows
 
     attribute_names = list(plan.population.spec.attributes)
@@ -427,20 +430,22 @@ def run_shard(plan: BuildPlan, run: RunState, index: int, judge: Judge) -> Shard
     )
     report = replace(shard_stats(index, frame, preferences), reused=judged.reused, planned=planned)
     plan.state.write_report(index, asdict(report))
+    plan.store.forget(saved)  # the report skips this shard from now on: its keys are never looked up again here
     return report
 
 
 def _judge_and_filter(
-    plan: BuildPlan, batch: UnitBatch, keys: np.ndarray, judge: Judge, meta: RunMeta
+    plan: BuildPlan, batch: UnitBatch, keys: np.ndarray, judge: Judge, meta: RunMeta, saved: list[Path] | None = None
 ) -> tuple[UnitBatch, pl.DataFrame, pl.DataFrame, Judged]:
     """Judge a batch (answers stored before are used, new ones saved as each micro-batch arrives), filter and
     vote: the batch of the units actually judged (adaptive sampling asks only some of the budget), their
-    judgments, the preferences, and what was judged."""
+    judgments, the preferences, and what was judged. ``saved`` gets the store segments written."""
     stored = plan.store.lookup(keys)  # judged before: by an interrupted run, or by a build with other settings
     rows = plan.config.output.row_group_rows
 
     def save(frame: pl.DataFrame) -> None:
-        plan.store.save(keys, frame, rows)
+        if (path := plan.store.save(keys, frame, rows)) is not None and saved is not None:
+            saved.append(path)
 
     judged = judge_in_rounds(judge, batch, stored, SequentialRule.from_config(plan.config), on_frame=save)
     if len(judged.rows) < len(batch):
@@ -515,16 +520,19 @@ def finalize(
 
 
 def _write_weights_and_review(plan: BuildPlan, meta: RunMeta) -> dict[str, Any]:
-    """Write the weights and review configs, one at a time (each holds a row per preference, so neither is kept
-    while the other is made); return what the summary says of them."""
-    weights = dataset_weights(plan.out)
-    write_parquet(
-        to_arrow("weight", stamped(weights, meta)),
-        shard_path(plan.out, "weights", 0),
-        plan.config.output.row_group_rows,
-    )
-    counts: dict[str, Any] = {"weights": weights.height, "personas_with_preferences": weights["persona_id"].n_unique()}
-    del weights
+    """Write the weights and review configs, one at a time (each has a row per preference, so neither is kept
+    while the other is made; the weights are written in parts); return what the summary says of them."""
+    personas = []
+
+    def parts() -> Iterator[pa.Table]:
+        yield to_arrow("weight", stamped(pl.DataFrame(schema=WEIGHT_COLUMNS), meta))  # the schema, if no rows
+        for part in dataset_weights(plan.out):  # about 250,000 rows (whole personas) at a time: 10^7 stay flat
+            personas.append(part["persona_id"].n_unique())
+            yield to_arrow("weight", stamped(part, meta))
+
+    rows = plan.config.output.row_group_rows
+    written = write_parquet_parts(parts(), shard_path(plan.out, "weights", 0), rows)
+    counts: dict[str, Any] = {"weights": written, "personas_with_preferences": sum(personas)}
     review = dataset_review(plan.out)
     write_parquet(
         to_arrow("review", stamped(review, meta)), shard_path(plan.out, "review", 0), plan.config.output.row_group_rows

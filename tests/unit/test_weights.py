@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+
 import polars as pl
 import pytest
 
-from polypref.dataset.weights import fairpp_weights
+from polypref.dataset.weights import fairpp_weight_parts, fairpp_weights
 
 # Three personas, three pairs. p1: A and B chose x, C chose y. p2: A chose x, B and C chose y. p3: all chose x.
 CHOICES = {("A", "p1"): "x", ("B", "p1"): "x", ("C", "p1"): "y"}
@@ -72,3 +74,36 @@ def test_the_same_preferences_give_bit_identical_weights_in_any_row_order() -> N
         shuffled = frame.sample(fraction=1.0, shuffle=True, seed=seed)
         assert fairpp_weights(shuffled.lazy()).equals(first)  # exactly: a push compares bytes
     assert first.group_by("persona_id").agg(pl.col("weight").sum())["weight"].min() > 0
+
+
+def test_weights_in_parts_are_the_whole_weights_cut_between_personas() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    frame = pl.DataFrame(
+        {
+            "persona_id": rng.choice([f"persona-{i}" for i in range(97)], 5000),
+            "pair_id": rng.choice([f"pair-{j}" for j in range(41)], 5000),
+            "chosen_id": rng.choice(["a", "b", "c"], 5000),
+        }
+    ).unique(["persona_id", "pair_id"])
+    whole = fairpp_weights(frame.lazy())
+    for rows_per_part in (1, 7, 300, 10_000):
+        parts = list(fairpp_weight_parts(frame.lazy(), rows_per_part=rows_per_part))
+        assert pl.concat(parts).equals(whole)  # bit-identical: the card and a push compare bytes
+        for a, b in itertools.pairwise(parts):
+            assert a["persona_id"].max() < b["persona_id"].min()  # whole personas, in order
+        most = frame["persona_id"].value_counts()["count"].max()
+        assert max(p.height for p in parts) < rows_per_part + most  # past the cut by less than one persona
+    assert len(list(fairpp_weight_parts(frame.lazy(), rows_per_part=300))) > 5
+
+
+def test_no_preferences_give_no_parts_and_an_empty_frame() -> None:
+    empty = _prefs({})
+    assert list(fairpp_weight_parts(empty)) == []
+    assert fairpp_weights(empty).height == 0 and fairpp_weights(empty).columns == [
+        "persona_id",
+        "pair_id",
+        "tier",
+        "weight",
+    ]

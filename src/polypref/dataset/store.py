@@ -62,7 +62,10 @@ class JudgmentStore:
         self.root = root
         self._lock = threading.Lock()
         self._files: list[Path] | None = None
-        self._index = pl.DataFrame(schema={"k0": pl.UInt64, "k1": pl.UInt64, "file": pl.UInt32})
+        # the keys of each segment by its number in _files, one frame per read or save: concatenating on each save
+        # copied the whole index per micro-batch (quadratic; 10^7 keys = 200 MB copied again and again)
+        self._index: dict[int, pl.DataFrame] = {}
+        self._saved: dict[Path, int] = {}  # segments this process saved, by number (what forget() may drop)
 
     def segments(self) -> list[Path]:
         if not self.root.is_dir():
@@ -75,7 +78,6 @@ class JudgmentStore:
         known = self._files or []
         seen = set(known)
         new = [p for p in self.segments() if p not in seen]
-        frames = []
         for i, path in enumerate(new, start=len(known)):
             try:
                 schema = pq.read_schema(path)
@@ -88,10 +90,12 @@ class JudgmentStore:
                     f"{path}: not a judgment store segment ({str(e)[:200]}); delete it, and a build asks again "
                     "for the judgments it held"
                 ) from None
-            frames.append(pl.from_arrow(keys).with_columns(file=pl.lit(i, dtype=pl.UInt32)))
+            self._index[i] = (
+                pl.from_arrow(keys)
+                .cast({c: pl.UInt64 for c in KEY_COLUMNS})
+                .with_columns(file=pl.lit(i, dtype=pl.UInt32))
+            )
         self._files = [*known, *new]
-        if frames:
-            self._index = pl.concat([self._index, *frames], how="vertical_relaxed")
 
     def refresh(self) -> None:
         """Also index the segments other processes saved since (workers of one build share the store)."""
@@ -107,7 +111,8 @@ class JudgmentStore:
             if self._files is None:
                 self._load()
             assert self._files is not None
-            return list(self._files), self._index
+            index = [pl.DataFrame(schema={"k0": pl.UInt64, "k1": pl.UInt64, "file": pl.UInt32}), *self._index.values()]
+            return list(self._files), pl.concat(index, rechunk=False)
 
     def lookup(self, keys: np.ndarray) -> pl.DataFrame:
         """The stored answers for the given keys: VERDICT_COLUMNS, ``unit`` = the key's row in ``keys``.
@@ -134,12 +139,13 @@ class JudgmentStore:
             return pl.DataFrame(schema=VERDICT_COLUMNS)
         return pl.concat(found).select(columns).cast(VERDICT_COLUMNS).sort("unit")  # type: ignore[arg-type]
 
-    def save(self, keys: np.ndarray, verdicts: pl.DataFrame, row_group_rows: int) -> None:
+    def save(self, keys: np.ndarray, verdicts: pl.DataFrame, row_group_rows: int) -> Path | None:
         """Store a micro-batch of answers (``unit`` = row in ``keys``); units without an answer, or whose request
-        failed for what it was or where it ran, are left out (judges.base.NOT_STORED)."""
+        failed for what it was or where it ran, are left out (judges.base.NOT_STORED). Returns the segment
+        written (None: nothing to store)."""
         answered = verdicts.filter(~NOT_STORED)
         if not answered.height:
-            return
+            return None
         units = answered["unit"].to_numpy()
         table = answered.drop("unit").with_columns(
             k0=pl.Series(keys[units, 0], dtype=pl.UInt64), k1=pl.Series(keys[units, 1], dtype=pl.UInt64)
@@ -149,8 +155,19 @@ class JudgmentStore:
         with self._lock:
             if self._files is not None:
                 added = table.select(*KEY_COLUMNS).with_columns(file=pl.lit(len(self._files), dtype=pl.UInt32))
+                self._index[len(self._files)] = added
+                self._saved[path] = len(self._files)
                 self._files.append(path)
-                self._index = pl.concat([self._index, added])
+        return path
+
+    def forget(self, saved: list[Path]) -> None:
+        """Drop the keys of segments this process saved from the index (not from disk): the caller will not look
+        them up again, e.g. a shard whose report marks it finished. Keeps the index flat over a build of 10^7
+        judgments instead of holding every key it saved (a later process reads them from disk)."""
+        with self._lock:
+            for path in saved:
+                if (number := self._saved.pop(path, None)) is not None:
+                    self._index.pop(number, None)
 
     def count(self) -> int:
         """Judgments stored (from the segments' footers; safe while a build writes)."""

@@ -13,6 +13,7 @@ shard is written, and rewritten by a refresh, since new personas change the tier
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,19 @@ BETA = 1.0
 def fairpp_weights(preferences: pl.LazyFrame, alpha: float = ALPHA, beta: float = BETA) -> pl.DataFrame:
     """Per (persona_id, pair_id) of ``preferences`` (columns persona_id, pair_id, chosen_id): tier and weight,
     sorted by persona and pair."""
+    parts = list(fairpp_weight_parts(preferences, alpha, beta))
+    return pl.concat(parts) if parts else pl.DataFrame(schema=WEIGHT_COLUMNS)
+
+
+WEIGHT_COLUMNS = {"persona_id": pl.String, "pair_id": pl.String, "tier": pl.Int64, "weight": pl.Float64}
+
+
+def fairpp_weight_parts(
+    preferences: pl.LazyFrame, alpha: float = ALPHA, beta: float = BETA, rows_per_part: int = 250_000
+) -> Iterator[pl.DataFrame]:
+    """fairpp_weights in consecutive parts of about ``rows_per_part`` rows (whole personas, in persona order):
+    what a build of 10^7 judgments writes without holding every row's ids at once. The parts concatenate to
+    exactly fairpp_weights' frame: a persona's weights depend only on its own rows and the pairs' tiers."""
     rows = preferences.select("persona_id", "pair_id", "chosen_id")
     # The tier of each answer to each pair: 1 + the personas who answered otherwise. Computed on a table of
     # pairs x answers, then joined back, with personas and pairs as integer codes in sorted id order: the
@@ -38,18 +52,41 @@ def fairpp_weights(preferences: pl.LazyFrame, alpha: float = ALPHA, beta: float 
             tier=(1 + pl.col("chose").sum().over("pair_id") - pl.col("chose")).cast(pl.Int64),
             pair=pl.col("pair_id").rank("dense").cast(pl.UInt32),
         )
-        .collect()
+        .collect(engine="streaming")
     )
-    persona_ids = rows.select(pl.col("persona_id").unique().sort()).collect().to_series()
-    codes = pl.LazyFrame({"persona_id": persona_ids, "persona": np.arange(len(persona_ids), dtype=np.uint32)})
-    coded = (
-        rows.join(answers.lazy(), on=["pair_id", "chosen_id"], nulls_equal=True)
-        .join(codes, on="persona_id")
-        .select("persona", "pair", "tier")
-        .collect()
-    )
+    pair_ids = answers.filter(pl.col("pair").is_first_distinct()).sort("pair")["pair_id"]  # lighter than unique()
+    per_persona = rows.group_by("persona_id").agg(n=pl.len()).sort("persona_id").collect(engine="streaming")
+    persona_ids = per_persona["persona_id"]
+    if persona_ids.is_empty():
+        return
+    # consecutive personas, about rows_per_part rows each (a persona with more rows makes a part of its own)
+    part_of = (per_persona["n"].cum_sum() - per_persona["n"]) // max(1, rows_per_part)
+    bounds = np.flatnonzero(np.diff(part_of.to_numpy(), prepend=-1))
+    for first, end in zip(bounds, [*bounds[1:], len(persona_ids)], strict=True):
+        ids = persona_ids.slice(int(first), int(end - first))
+        codes = pl.LazyFrame({"persona_id": ids, "persona": np.arange(first, end, dtype=np.uint32)})
+        coded = (
+            rows.filter(pl.col("persona_id").is_between(pl.lit(ids[0]), pl.lit(ids[-1])))
+            .join(answers.lazy(), on=["pair_id", "chosen_id"], nulls_equal=True)
+            .join(codes, on="persona_id")
+            .select("persona", "pair", "tier")
+            .collect(engine="streaming")
+        )
+        weighted = _weighted(coded, len(persona_ids), alpha, beta)
+        yield pl.DataFrame(
+            {
+                "persona_id": persona_ids.gather(weighted["persona"]),
+                "pair_id": pair_ids.gather(weighted["pair"] - 1),
+                "tier": weighted["tier"],
+                "weight": weighted["weight"],
+            }
+        )
+
+
+def _weighted(coded: pl.DataFrame, personas: int, alpha: float, beta: float) -> pl.DataFrame:
+    """Rows (persona, pair, tier) of whole personas with their weight, sorted by persona and pair."""
     per_tier = coded.group_by("persona", "tier").agg(in_tier=pl.len()).sort("persona", "tier")
-    raw = (per_tier["tier"] / len(persona_ids)) ** alpha * (1 / per_tier["in_tier"]) ** beta
+    raw = (per_tier["tier"] / personas) ** alpha * (1 / per_tier["in_tier"]) ** beta
     # Normalised over the persona's tiers, each tier counted once whatever its number of rows. Summed by numpy
     # in a fixed order: polars' grouped float sums vary with how rows are chunked, and the same dataset must
     # give the same bytes (a rerun must not make a push commit).
@@ -57,23 +94,12 @@ def fairpp_weights(preferences: pl.LazyFrame, alpha: float = ALPHA, beta: float 
     counts = np.diff(np.append(firsts, per_tier.height))
     norm = np.repeat(np.add.reduceat(raw.to_numpy(), firsts), counts) if len(firsts) else np.array([])
     weight_of = per_tier.select("persona", "tier", weight=raw / pl.Series(norm, dtype=pl.Float64))
-    weighted = coded.join(weight_of, on=["persona", "tier"]).sort("persona", "pair")
-    pair_ids = answers.filter(pl.col("pair").is_first_distinct()).sort("pair")["pair_id"]  # lighter than unique()
-    return pl.DataFrame(
-        {
-            "persona_id": persona_ids.gather(weighted["persona"]),
-            "pair_id": pair_ids.gather(weighted["pair"] - 1),
-            "tier": weighted["tier"],
-            "weight": weighted["weight"],
-        }
-    )
+    return coded.join(weight_of, on=["persona", "tier"]).sort("persona", "pair")
 
 
-def dataset_weights(out: Path) -> pl.DataFrame:
-    """The weights of a build folder's preferences (every shard written so far)."""
+def dataset_weights(out: Path, rows_per_part: int = 250_000) -> Iterator[pl.DataFrame]:
+    """The weights of a build folder's preferences (every shard written so far), in parts (fairpp_weight_parts);
+    none for a build without preferences."""
     files = sorted((out / "data" / "preferences").glob("train-*.parquet"))
-    if not files:
-        return pl.DataFrame(
-            schema={"persona_id": pl.String, "pair_id": pl.String, "tier": pl.Int64, "weight": pl.Float64}
-        )
-    return fairpp_weights(pl.scan_parquet(files))
+    if files:
+        yield from fairpp_weight_parts(pl.scan_parquet(files), rows_per_part=rows_per_part)

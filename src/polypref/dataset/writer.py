@@ -11,7 +11,7 @@ import errno
 import json
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -61,15 +61,16 @@ def _discard(tmp: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "use_content_defined_chunking": CDC,
+    "write_page_index": True,
+}
+
+
 def _write_parquet_file(table: pa.Table, path: Path, row_group_rows: int) -> None:
-    with pq.ParquetWriter(
-        path,
-        table.schema,
-        compression="zstd",
-        compression_level=3,
-        use_content_defined_chunking=CDC,
-        write_page_index=True,
-    ) as writer:
+    with pq.ParquetWriter(path, table.schema, **PARQUET_OPTIONS) as writer:
         if table.num_rows:  # an empty row group breaks `datasets` (batch size 0); no row group reads fine
             writer.write_table(table, row_group_size=row_group_rows)
 
@@ -96,6 +97,38 @@ def write_parquet_together(tables: Sequence[tuple[pa.Table, Path]], row_group_ro
 def write_parquet(table: pa.Table, path: Path, row_group_rows: int) -> None:
     """Write then rename: a crash leaves either no file or a complete one, never a torn shard."""
     write_parquet_together([(table, path)], row_group_rows)
+
+
+def write_parquet_parts(parts: Iterable[pa.Table], path: Path, row_group_rows: int) -> int:
+    """Write a table given as consecutive parts (at least one; all with the first one's schema) as write_parquet
+    writes the whole: the same row groups and bytes, holding about one part at a time. Returns the rows."""
+    tmp = _temp_for(path)
+    writer: pq.ParquetWriter | None = None
+    rows = 0
+    try:
+        with _reported(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pending: list[pa.Table] = []
+            for part in parts:
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, part.schema, **PARQUET_OPTIONS)
+                pending.append(part)
+                rows += part.num_rows
+                while sum(t.num_rows for t in pending) >= row_group_rows:  # full row groups, cut as one write cuts
+                    whole = pa.concat_tables(pending)
+                    writer.write_table(whole.slice(0, row_group_rows).combine_chunks(), row_group_size=row_group_rows)
+                    pending = [whole.slice(row_group_rows)]
+            if writer is None:
+                raise ValueError("write_parquet_parts needs at least one part (its schema)")
+            if (remainder := pa.concat_tables(pending)).num_rows:
+                writer.write_table(remainder.combine_chunks(), row_group_size=row_group_rows)
+            writer.close()
+            os.replace(tmp, path)
+    finally:
+        if writer is not None and writer.is_open:
+            writer.close()
+        _discard(tmp)
+    return rows
 
 
 def write_bytes(data: bytes, path: Path) -> None:
