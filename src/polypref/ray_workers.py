@@ -61,7 +61,8 @@ def _ship_flow_file_by_value() -> None:
 
 def _prefect_environment() -> dict[str, str]:
     """The Prefect settings the head runs with, for the workers' task runs: the same API (this process's own
-    server when it runs an ephemeral one, which a local cluster reaches), not an ephemeral server each."""
+    server when it runs an ephemeral one, which a local cluster reaches), not an ephemeral server each; and
+    polars' threads, one per worker unless POLARS_MAX_THREADS says otherwise."""
     import os
 
     from prefect.settings import PREFECT_API_URL
@@ -71,4 +72,7 @@ def _prefect_environment() -> dict[str, str]:
 
     env = {k: os.environ[k] for k in PREFECT_DEFAULTS if k in os.environ}
     env["PREFECT_API_URL"] = PREFECT_API_URL.value() or own_server_url()
+    # a worker task holds one CPU of the cluster (Ray's default): polars' pool would otherwise take every core
+    # of the node, as many times as the node has workers (Ray sets OMP_NUM_THREADS=1 for the same reason)
+    env["POLARS_MAX_THREADS"] = os.environ.get("POLARS_MAX_THREADS", "1")
     return env
