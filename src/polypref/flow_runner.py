@@ -130,7 +130,6 @@ class PrefectServer:
 
         if PREFECT_API_URL.value():  # a real server (set in a Prefect profile, say): nothing of ours to run
             self.kill_launched()
-            self._launched = None
             return
         server = _own_session_server_class(self._launched)()
         if server.port is None and self._launched is not None:
@@ -142,9 +141,10 @@ class PrefectServer:
         self._launched = None  # the server is Prefect's now: its atexit hook stops it
 
     def kill_launched(self) -> None:
-        """Stop a launched process that will not serve (the build stopped before starting it)."""
-        if self._launched is not None and self._launched[1].poll() is None:
-            self._launched[1].terminate()
+        """Stop a launched process that will not serve (the build stopped before starting it), and forget it."""
+        launched, self._launched = self._launched, None
+        if launched is not None and launched[1].poll() is None:
+            launched[1].terminate()
 
     def kill(self) -> None:
         """For a forced exit, which skips Prefect's atexit hook: the server is outside our process group."""
