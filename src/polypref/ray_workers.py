@@ -7,6 +7,7 @@ processes import it rather than unpickle a copy of the flow file.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from prefect import task
@@ -35,7 +36,9 @@ def run(plan: BuildPlan, source: str) -> list[dict[str, Any]]:
     count = workers.worker_count(plan)
     init: dict[str, Any] = {"runtime_env": {"env_vars": _prefect_environment()}}
     if config.runner.ray_address is None:
-        init["num_cpus"] = count
+        # a cluster of our own: its start-up INFO and the notices about running off the main thread are noise
+        # beside the build's progress (a cluster the user runs logs as they configured it)
+        init |= {"num_cpus": count, "logging_level": logging.ERROR}
     with RayTaskRunner(address=config.runner.ray_address, init_kwargs=init) as runner:
         with remote_options(num_gpus=config.runner.gpus_per_worker):
             futures = [
