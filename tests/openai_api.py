@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 VERDICT = {"rationale": "Closer to what I think.", "choice": "A", "strength": 4, "confidence": 80}
 
@@ -61,6 +62,12 @@ class ChatAPIServer(ThreadingHTTPServer):
         self.received_at: list[float] = []  # monotonic time of every request
         self._tokens = (rpm or 0) / 60
         self._refilled = time.monotonic()
+        self.connections = 0  # TCP connections accepted (a client that keeps them alive opens few)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.lock:
+            self.connections += 1
+        super().process_request(request, client_address)
 
     def admit(self) -> tuple[bool, dict[str, str]]:
         """Whether the rate limit lets a request through now, and the headers that say where the budget is."""

@@ -75,3 +75,29 @@ def test_a_token_in_base_url_never_reaches_parquet_or_logs(
     assert judgments.filter(pl.col("error").is_null())["response_format"].unique().to_list() == ["json_object"]
     assert "server rejected response_format json_schema" in caplog.text  # the warning was logged, scrubbed
     assert f"http://***@127.0.0.1:{server.port}/v1" == judge.info.params["base_url"]
+
+
+def test_connections_stay_open_at_the_most_requests_in_flight(tiny_config: Path, tmp_path: Path) -> None:
+    """At max_concurrency (128) requests in flight, every connection is kept for the next request: openai's default
+    pool keeps only 100 idle, so each answer past those closed a connection and the next request opened one."""
+    for server in serve(ChatAPIServer(delay=0.05)):
+        settings = [
+            "population.size=60",
+            "output.units_per_shard=100000",
+            "judge.backend=openai",
+            "judge.model=served-model",
+            f"judge.base_url={server.base_url}",
+            "judge.api_key_env=null",
+            "judge.micro_batch=512",
+            "judge.concurrency=128",
+            "judge.max_concurrency=128",
+        ]
+        config = load_config(tiny_config, settings)
+        plan = pipeline.plan(config, tmp_path / "out")
+        judge = OpenAIJudge(config.judge, config.seed, plan.state.judge_dir)
+        try:
+            run_without_prefect(plan, judge)
+        finally:
+            judge.close()
+        assert server.requests >= 3 * 128  # many rounds of a full window
+        assert server.connections <= 128, (server.connections, server.requests)

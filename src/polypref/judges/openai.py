@@ -104,9 +104,15 @@ class OpenAIJudge(LLMJudge):
     # -- client -------------------------------------------------------------------------------------
     def _client(self, base_url: str) -> Any:
         import httpx2
-        from openai import AsyncOpenAI
+        from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
-        http = httpx2.AsyncClient(transport=self.transport) if self.transport is not None else None
+        if self.transport is not None:
+            http = httpx2.AsyncClient(transport=self.transport)
+        else:
+            # openai's pool keeps 100 idle connections; past 100 requests in flight (max_concurrency 128) each
+            # answer closed one and the next request opened another: a TCP handshake, and a server thread, per call
+            keep = max(100, self.config.max_concurrency)
+            http = DefaultAsyncHttpxClient(limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=keep))
         return AsyncOpenAI(
             base_url=base_url,
             api_key=self._api_key,
