@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from polypref import assets, flow_runner, interrupt
+from polypref import assets, flow_runner, interrupt, judges
 from polypref.config import DEFAULT_CONFIG_PATH, BuildConfig, load_config
 from polypref.dataset.writer import write_bytes
 from polypref.errors import Interrupted, PolyprefError
@@ -365,6 +365,9 @@ def _run_flow(
     cleanly (exit 130 or 143, saying what was kept and how to resume)."""
     flow = _load_flow(entrypoint)
     flow_runner.quiet_console_about_our_errors()
+    # Prefect's server is still booting (~4 s from launch), and this process would only wait for it: load the
+    # judge's client now rather than after the flow has started (benchmarks/startup.py)
+    judges.preload(parameters["config"].judge.backend)
     try:
         with flow_runner.StopOnSignal(server), progress or contextlib.nullcontext():
             server.start()

@@ -108,3 +108,19 @@ def test_settings_given_on_the_command_line_are_blamed_on_it(tmp_path: Path) -> 
         done = polypref("validate", *args, cwd=tmp_path)
         assert done.returncode == 2 and done.stderr.startswith("error: command line:"), done.stderr
         assert "default.yaml" not in done.stderr
+
+
+PRELOADED = """
+import sys
+from polypref import judges
+judges.preload(sys.argv[1])
+print(" ".join(m for m in ("openai", "vllm") if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize(("backend", "loaded"), [("openai", "openai"), ("simulated", ""), ("vllm", "")])
+def test_preload_imports_an_api_client_ahead_and_never_an_engine(backend: str, loaded: str) -> None:
+    """The CLI preloads the judge's client while Prefect's server boots; an engine (vLLM) loads in the flow."""
+    done = subprocess.run([sys.executable, "-c", PRELOADED, backend], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == loaded

@@ -163,11 +163,15 @@ def own_answers(personas: Sequence[Persona], topics: Sequence[str]) -> dict[str,
     return {t: [p.attitudes.get(t) for p in personas] for t in topics}
 
 
-def question_messages(spec: SurveySpec, topic: str, portrayal: str | None) -> list[dict[str, str]]:
-    """The chat request for one survey question: a system message with the persona (none for the persona-free
-    baseline), then the question and its options."""
-    user = prompts.template(QUESTION_TEMPLATE).render(question=spec.question(topic), options=spec.scale(topic))
-    messages = [{"role": "user", "content": user}]
+def question_text(spec: SurveySpec, topic: str) -> str:
+    """A topic's survey question and its options, as the user message asks them."""
+    return prompts.template(QUESTION_TEMPLATE).render(question=spec.question(topic), options=spec.scale(topic))
+
+
+def question_messages(question: str, portrayal: str | None) -> list[dict[str, str]]:
+    """The chat request for one survey question (``question_text``): a system message with the persona (none for
+    the persona-free baseline), then the question and its options."""
+    messages = [{"role": "user", "content": question}]
     if portrayal:
         system = prompts.template(SYSTEM_TEMPLATE).render(persona=portrayal)
         messages.insert(0, {"role": "system", "content": system})
@@ -187,8 +191,9 @@ def llm_answers(
     spec = population.spec
     portray = population.portrayer(hold_out=True)
     asks = [(t, p) for t in topics for p in personas]
-    questions = [question_messages(spec, t, portray(p, t).text) for t, p in asks]
-    questions += [question_messages(spec, t, None) for t in topics]
+    text = {t: question_text(spec, t) for t in topics}  # once per topic, not per persona (before the first request)
+    questions = [question_messages(text[t], portray(p, t).text) for t, p in asks]
+    questions += [question_messages(text[t], None) for t in topics]
     options = [spec.scale(t) for t, _ in asks] + [spec.scale(t) for t in topics]
     backend = open_backend(annotator(judge), 0, seed, work, section="judge")
     try:

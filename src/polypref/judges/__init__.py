@@ -14,6 +14,17 @@ JUDGES: dict[str, str] = {
     "openai": "polypref.judges.openai:OpenAIJudge",
 }
 
+# what a backend imports on its first request (`import openai`: ~0.6 s); vLLM's engine loads in the flow, where the
+# GPU it runs on is chosen
+PRELOADS: dict[str, tuple[str, ...]] = {"openai": ("polypref.judges.openai", "openai")}
+
+
+def preload(backend: str) -> None:
+    """Import what ``backend`` needs before its first request, where the caller waits anyway (the CLI, for
+    Prefect's server to boot), instead of after the flow has started."""
+    for module in PRELOADS.get(backend, ()):
+        import_module(module)
+
 
 def make_judge(config: Any, seed: int, workdir: Path | None = None) -> Judge:
     """Build the judge a config's ``judge`` section names; ``workdir`` keeps state a judge must resume from."""
@@ -21,4 +32,4 @@ def make_judge(config: Any, seed: int, workdir: Path | None = None) -> Judge:
     return getattr(import_module(module), name)(config, seed, workdir)
 
 
-__all__ = ["JUDGES", "VERDICT_COLUMNS", "Judge", "JudgeInfo", "collect_verdicts", "make_judge"]
+__all__ = ["JUDGES", "VERDICT_COLUMNS", "Judge", "JudgeInfo", "collect_verdicts", "make_judge", "preload"]
