@@ -404,6 +404,7 @@ def run_shard(plan: BuildPlan, run: RunState, index: int, judge: Judge) -> Shard
     """
     if (done := shard_report(plan, index)) is not None:
         return replace(done, reused=done.units)
+    plan.store.recall(index)  # judged earlier in this process, and its files went missing since: its answers count
     batch = plan.batch(index)
     part = plan.layout.part_of(index)
     meta = RunMeta(part.run_id or run.run_id, _created(part.created_at, run), judge.info)
@@ -430,7 +431,7 @@ def run_shard(plan: BuildPlan, run: RunState, index: int, judge: Judge) -> Shard
     )
     report = replace(shard_stats(index, frame, preferences), reused=judged.reused, planned=planned)
     plan.state.write_report(index, asdict(report))
-    plan.store.forget(saved)  # the report skips this shard from now on: its keys are never looked up again here
+    plan.store.forget(index, saved)  # the report skips this shard from now on
     return report
 
 

@@ -268,3 +268,23 @@ def test_a_partial_build_loads_by_config_name(tiny_config, tmp_path):
     assert judgments.num_rows == len(plan.batch(0))
     assert "in progress" in (out / "README.md").read_text()
     assert json.loads((out / ".polypref" / "state.json").read_text())["num_shards"] == plan.num_shards
+
+
+def test_finished_shards_judged_again_in_the_same_process_ask_nothing(tiny_config, tmp_path):
+    """A finished shard's keys leave the store's in-memory index (it stays flat over 10^7 judgments); should the
+    same process judge its shards again with the same plan and store (here: the plan, made before the folder held
+    a build, rebuilds it), their answers are read back from disk, not paid for twice."""
+    from tests.unit.test_adaptive import CountingJudge
+
+    out = tmp_path / "out"
+    plan = pipeline.plan(load_config(tiny_config), out)
+    judge = CountingJudge(make_judge(plan.config.judge, plan.config.seed))
+    first = run_without_prefect(plan, judge, persona_free=False)
+    asked = judge.asked
+    assert asked == first["judgments"] and plan.num_shards > 2
+    keys = ["persona_id", "pair_id", "order", "sample"]
+    before = read(out, "judgments").sort(keys)
+    second = run_without_prefect(plan, judge, persona_free=False)  # the same plan and store: one process
+    assert judge.asked == asked  # nothing asked again: every shard came back from the store
+    assert second["judgments"] == first["judgments"]
+    assert read(out, "judgments").sort(keys).equals(before)  # run ids and times aside (read drops them)

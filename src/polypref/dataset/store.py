@@ -55,6 +55,24 @@ def unit_keys(judge_key: str, persona_words: np.ndarray, pair_words: np.ndarray,
     return keys
 
 
+def _read_keys(path: Path, number: int) -> pl.DataFrame:
+    """A segment's keys, as index rows of segment ``number``. A segment that is not ours, or is damaged, stops the
+    build: merging it could put answers into the dataset that no judge gave."""
+    try:
+        schema = pq.read_schema(path)
+        missing = [c for c in STORED_COLUMNS if c not in schema.names]
+        if missing:
+            raise ValueError(f"no column {missing[0]!r}")
+        keys = pq.read_table(path, columns=list(KEY_COLUMNS))
+    except (OSError, ValueError, pa.ArrowException) as e:
+        raise OutputError(
+            f"{path}: not a judgment store segment ({str(e)[:200]}); delete it, and a build asks again "
+            "for the judgments it held"
+        ) from None
+    keys_frame = pl.from_arrow(keys).cast({c: pl.UInt64 for c in KEY_COLUMNS})  # type: ignore[union-attr]
+    return keys_frame.with_columns(file=pl.lit(number, dtype=pl.UInt32))
+
+
 class JudgmentStore:
     """The stored judgments of one judge identity. Thread-safe: the shards of a build share one."""
 
@@ -66,6 +84,7 @@ class JudgmentStore:
         # copied the whole index per micro-batch (quadratic; 10^7 keys = 200 MB copied again and again)
         self._index: dict[int, pl.DataFrame] = {}
         self._saved: dict[Path, int] = {}  # segments this process saved, by number (what forget() may drop)
+        self._forgotten: dict[int, list[tuple[Path, int]]] = {}  # per shard, the segments forget() dropped
 
     def segments(self) -> list[Path]:
         if not self.root.is_dir():
@@ -73,28 +92,12 @@ class JudgmentStore:
         return sorted(p for p in self.root.glob("*.parquet") if not p.name.startswith(TMP_PREFIX))
 
     def _load(self) -> None:
-        """Read the keys of every segment not read yet (called under the lock). A segment that is not ours, or
-        is damaged, stops the build: merging it could put answers into the dataset that no judge gave."""
+        """Read the keys of every segment not read yet (called under the lock)."""
         known = self._files or []
         seen = set(known)
         new = [p for p in self.segments() if p not in seen]
         for i, path in enumerate(new, start=len(known)):
-            try:
-                schema = pq.read_schema(path)
-                missing = [c for c in STORED_COLUMNS if c not in schema.names]
-                if missing:
-                    raise ValueError(f"no column {missing[0]!r}")
-                keys = pq.read_table(path, columns=list(KEY_COLUMNS))
-            except (OSError, ValueError, pa.ArrowException) as e:
-                raise OutputError(
-                    f"{path}: not a judgment store segment ({str(e)[:200]}); delete it, and a build asks again "
-                    "for the judgments it held"
-                ) from None
-            self._index[i] = (
-                pl.from_arrow(keys)
-                .cast({c: pl.UInt64 for c in KEY_COLUMNS})
-                .with_columns(file=pl.lit(i, dtype=pl.UInt32))
-            )
+            self._index[i] = _read_keys(path, i)
         self._files = [*known, *new]
 
     def refresh(self) -> None:
@@ -160,14 +163,22 @@ class JudgmentStore:
                 self._files.append(path)
         return path
 
-    def forget(self, saved: list[Path]) -> None:
-        """Drop the keys of segments this process saved from the index (not from disk): the caller will not look
-        them up again, e.g. a shard whose report marks it finished. Keeps the index flat over a build of 10^7
-        judgments instead of holding every key it saved (a later process reads them from disk)."""
+    def forget(self, shard: int, saved: list[Path]) -> None:
+        """Drop the keys of segments this process saved for ``shard`` from the index (not from disk), once its
+        report marks it finished: the index stays flat over a build of 10^7 judgments instead of holding every
+        key it saved. Should the shard be judged again in this process after all (its files went missing),
+        ``recall`` indexes them again."""
         with self._lock:
             for path in saved:
                 if (number := self._saved.pop(path, None)) is not None:
                     self._index.pop(number, None)
+                    self._forgotten.setdefault(shard, []).append((path, number))
+
+    def recall(self, shard: int) -> None:
+        """Index again, from disk, the keys that ``forget`` dropped for ``shard``: it is about to be judged again."""
+        with self._lock:
+            for path, number in self._forgotten.pop(shard, []):
+                self._index[number] = _read_keys(path, number)
 
     def count(self) -> int:
         """Judgments stored (from the segments' footers; safe while a build writes)."""
