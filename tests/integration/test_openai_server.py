@@ -19,7 +19,7 @@ from polypref import pipeline
 from polypref.config import load_config
 from polypref.judges.openai import OpenAIJudge
 from tests.conftest import run_without_prefect
-from tests.openai_api import ChatAPIServer, serve
+from tests.openai_api import ChatAPIServer, judge_settings, serve
 
 pytestmark = pytest.mark.integration
 
@@ -82,12 +82,9 @@ def test_connections_stay_open_at_the_most_requests_in_flight(tiny_config: Path,
     pool keeps only 100 idle, so each answer past those closed a connection and the next request opened one."""
     for server in serve(ChatAPIServer(delay=0.05)):
         settings = [
+            *judge_settings(server),
             "population.size=60",
             "output.units_per_shard=100000",
-            "judge.backend=openai",
-            "judge.model=served-model",
-            f"judge.base_url={server.base_url}",
-            "judge.api_key_env=null",
             "judge.micro_batch=512",
             "judge.concurrency=128",
             "judge.max_concurrency=128",
