@@ -21,6 +21,7 @@ import polars as pl
 
 ALPHA = 1.0
 BETA = 1.0
+WEIGHT_COLUMNS = {"persona_id": pl.String, "pair_id": pl.String, "tier": pl.Int64, "weight": pl.Float64}
 
 
 def fairpp_weights(preferences: pl.LazyFrame, alpha: float = ALPHA, beta: float = BETA) -> pl.DataFrame:
@@ -28,9 +29,6 @@ def fairpp_weights(preferences: pl.LazyFrame, alpha: float = ALPHA, beta: float 
     sorted by persona and pair."""
     parts = list(fairpp_weight_parts(preferences, alpha, beta))
     return pl.concat(parts) if parts else pl.DataFrame(schema=WEIGHT_COLUMNS)
-
-
-WEIGHT_COLUMNS = {"persona_id": pl.String, "pair_id": pl.String, "tier": pl.Int64, "weight": pl.Float64}
 
 
 def fairpp_weight_parts(
