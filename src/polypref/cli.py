@@ -250,6 +250,7 @@ def build(
     A folder that holds a build grows (new personas and items become new shards) or, if the settings changed,
     is rebuilt from its stored judgments: only judgments never made are asked for."""
     from polypref import pipeline
+    from polypref.fidelity import run as fidelity_run
 
     cfg, source = _load(config, set_)
     with _prefect_server() as server:  # it boots while the inputs are checked: every one before Prefect runs
@@ -261,6 +262,7 @@ def build(
             server,
             progress=_progress_bar(plan, enabled=progress),
             stopped=f"judgments finished so far are saved in {out_dir}",
+            head_start=fidelity_run.head_start(plan, reuse=not overwrite),
         )
     unanswered = _print_summary(summary, out_dir)
     if unanswered:
@@ -360,20 +362,23 @@ def _run_flow(
     server: flow_runner.PrefectServer,
     progress: Any = None,
     stopped: str = "",
+    head_start: contextlib.AbstractContextManager[None] | None = None,
 ) -> Any:
     """Run a flow of flows/ on Prefect's ephemeral server (``server``, launched by the caller); a signal stops it
-    cleanly (exit 130 or 143, saying what was kept and how to resume)."""
-    flow = _load_flow(entrypoint)
-    flow_runner.quiet_console_about_our_errors()
-    # Prefect's server is still booting (~4 s from launch), and this process would only wait for it: load the
-    # judge's client now rather than after the flow has started (benchmarks/startup.py)
-    judges.preload(parameters["config"].judge.backend)
+    cleanly (exit 130 or 143, saying what was kept and how to resume). ``head_start``: work the flow will take
+    up, started while Prefect loads and its server boots (seconds in which this process would only wait)."""
     try:
-        with flow_runner.StopOnSignal(server), progress or contextlib.nullcontext():
-            server.start()
-            if interrupt.stop_requested():  # a signal while the server started: no work was done yet
-                raise Interrupted(interrupt.signal_name())
-            return flow_runner.call_off_main_thread(lambda: flow(**parameters))
+        with flow_runner.StopOnSignal(server):
+            flow = _load_flow(entrypoint)
+            flow_runner.quiet_console_about_our_errors()
+            # Prefect's server is still booting (~3-5 s from launch): load the judge's client now rather than
+            # after the flow has started (benchmarks/startup.py)
+            judges.preload(parameters["config"].judge.backend)
+            with head_start or contextlib.nullcontext(), progress or contextlib.nullcontext():
+                server.start()
+                if interrupt.stop_requested():  # a signal while the server started: no judging was done yet
+                    raise Interrupted(interrupt.signal_name())
+                return flow_runner.call_off_main_thread(lambda: flow(**parameters))
     except Interrupted:
         # the exception's own attribute may not survive Prefect's state handling; the stop request does
         name = interrupt.signal_name()

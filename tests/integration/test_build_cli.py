@@ -8,7 +8,9 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from polypref.dataset.writer import CONFIGS
 from polypref.errors import Interrupted, JudgeFatalError
 from tests.conftest import load_with_datasets
 from tests.integration.test_signals import openai_config, run_build
-from tests.openai_api import ChatAPIServer, serve
+from tests.openai_api import ChatAPIServer, prefer_the_longer, request_kind, serve
 
 pytestmark = pytest.mark.integration
 
@@ -39,15 +41,22 @@ def _flow_runs(out: Path) -> list[dict[str, Any]]:
     database = Path(os.environ["PREFECT_HOME"]) / "prefect.db"
     with sqlite3.connect(database) as db:
         rows = db.execute(
-            "SELECT flow_run.id, flow_run.state_type, flow_run.parameters FROM flow_run "
+            "SELECT flow_run.id, flow_run.state_type, flow_run.parameters, flow_run.start_time FROM flow_run "
             "JOIN flow ON flow.id = flow_run.flow_id WHERE flow.name = 'build-dataset'"
         ).fetchall()
         runs = []
-        for run_id, state, parameters in rows:
+        for run_id, state, parameters, start_time in rows:
             if json.loads(parameters).get("out") != str(out):
                 continue
             tasks = db.execute("SELECT run_count FROM task_run WHERE flow_run_id = ?", (run_id,)).fetchall()
-            runs.append({"state": state, "parameters": parameters, "task_run_counts": [n for (n,) in tasks]})
+            runs.append(
+                {
+                    "state": state,
+                    "parameters": parameters,
+                    "task_run_counts": [n for (n,) in tasks],
+                    "start_time": datetime.fromisoformat(start_time).replace(tzinfo=UTC),
+                }
+            )
     return runs
 
 
@@ -242,6 +251,25 @@ def test_secrets_in_the_config_reach_the_judge_and_nothing_published(tiny: dict[
             assert secret not in result.stdout + result.stderr
             for path in [*published, *prefect_db]:
                 assert secret.encode() not in path.read_bytes(), (secret, path)
+
+
+def test_the_fidelity_questions_go_out_while_prefect_starts_and_are_asked_once(tiny: dict[str, Path]) -> None:
+    """The CLI asks the fidelity check's questions while Prefect's server boots (the head start: fidelity.run),
+    before the flow has started; the flow's check takes those figures instead of asking again."""
+    for server in serve(ChatAPIServer(reply=prefer_the_longer)):  # answers with an option: nothing asked twice
+        config = openai_config(tiny, server)
+        out = tiny["dir"] / "out"
+        result = run_build(config, out)
+        assert result.returncode == 0, result.stdout + result.stderr
+        (run,) = _flow_runs(out)
+        asked_at = [
+            t for body, t in zip(server.bodies, server.received_at, strict=True) if request_kind(body) == "survey"
+        ]
+        first = datetime.fromtimestamp(time.time() - (time.monotonic() - asked_at[0]), UTC)  # same machine clock
+        assert first < run["start_time"], (first, run["start_time"])
+        saved = json.loads((out / ".polypref" / "fidelity.json").read_text())["report"]["counts"]
+        assert len(asked_at) == saved["asked"] + len(saved["topics"])  # each persona's and the persona-free: once
+        assert saved["asked"] == 20 * 2 and saved["answered"] == saved["asked"]
 
 
 def test_shard_task_retries_surprises_but_never_our_errors() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from polypref.config import load_config
 from polypref.errors import ConfigError
 from polypref.fidelity import FidelityReport, check
+from polypref.fidelity import run as fidelity_run
 from polypref.fidelity.check import SYSTEM_TEMPLATE, score, survey_targets
 from polypref.fidelity.metrics import alignment, distribution, tvd
 from polypref.judges.options import named_option
@@ -24,7 +26,7 @@ from polypref.population.baseline import persona_free
 from polypref.population.survey import respondents
 from polypref.records import Persona
 from tests.conftest import spec_dict, survey_table
-from tests.openai_api import ChatAPIServer, judge_settings, serve
+from tests.openai_api import ChatAPIServer, judge_settings, prefer_the_longer, serve
 
 running = contextlib.contextmanager(serve)
 
@@ -245,3 +247,84 @@ def test_questions_without_an_answer_are_counted_apart(tiny_population, tmp_path
         report = check(population, frame, judge, 0, tmp_path, topics=["t1"], personas=2)
     assert report.no_answer == 2 + 1 and report.answered == 0  # personas' and the baseline's questions
     assert FidelityReport.from_json(report.as_json()).no_answer == 3
+
+
+def _openai_plan(tiny_config: Path, server: ChatAPIServer, out: Path, *settings: str):
+    from polypref import pipeline
+
+    return pipeline.plan(load_config(tiny_config, [*judge_settings(server), *settings]), out)
+
+
+def _wait_for(condition, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_the_build_takes_the_head_starts_figures_without_asking_again(tiny_config, tmp_path):
+    server = ChatAPIServer(reply=prefer_the_longer)
+    with running(server):
+        plan = _openai_plan(tiny_config, server, tmp_path / "out")
+        with fidelity_run.head_start(plan):
+            # the questions go out before the build's check asks for the figures (here: without it at all)
+            _wait_for(lambda: server.requests == 60 * 2 + 2)
+            report = fidelity_run.for_build(plan)
+        assert server.requests == 60 * 2 + 2  # every persona and topic, then the persona-free questions: once
+        assert report.asked == 60 * 2 and report.judge == "openai:served-model"
+        # the same figures as the check asked by the build itself, which asks them all again
+        assert fidelity_run.for_build(plan) == report
+        assert server.requests == 2 * (60 * 2 + 2)
+
+
+def test_a_head_start_the_build_never_takes_is_finished_on_leaving_and_not_taken_later(tiny_config, tmp_path):
+    server = ChatAPIServer(reply=prefer_the_longer, delay=0.05)
+    with running(server):
+        plan = _openai_plan(tiny_config, server, tmp_path / "out", "judge.micro_batch=8", "judge.concurrency=2")
+        with fidelity_run.head_start(plan):
+            _wait_for(lambda: server.requests > 0)
+        assert server.requests == 60 * 2 + 2  # waited for: no thread left asking once the block is left
+        fidelity_run.for_build(plan)  # a later check asks for itself: it does not take stale figures
+        assert server.requests == 2 * (60 * 2 + 2)
+
+
+def test_a_stop_request_ends_a_head_start_at_its_next_micro_batch(tiny_config, tmp_path):
+    from polypref import interrupt
+    from polypref.errors import Interrupted
+
+    server = ChatAPIServer(reply=prefer_the_longer, delay=0.05)
+    with running(server):
+        plan = _openai_plan(tiny_config, server, tmp_path / "out", "judge.micro_batch=4", "judge.concurrency=4")
+        try:
+            with fidelity_run.head_start(plan):
+                _wait_for(lambda: server.requests > 0)
+                interrupt.request_stop("SIGTERM")
+                with pytest.raises(Interrupted):
+                    fidelity_run.for_build(plan)  # the build's check gets the head start's stop
+        finally:
+            interrupt.reset()
+        assert 0 < server.requests <= 2 * 4  # at most the micro-batch in flight and the one after
+        assert server.requests < 60 * 2 + 2
+
+
+def test_no_head_start_when_the_check_is_off(tiny_config, tmp_path):
+    server = ChatAPIServer(reply=prefer_the_longer)
+    with running(server):
+        plan = _openai_plan(tiny_config, server, tmp_path / "out", "fidelity.check=false")
+        with fidelity_run.head_start(plan):
+            time.sleep(0.5)
+        assert server.requests == 0
+
+
+def test_no_head_start_when_the_build_holds_the_figures(tiny_config, tmp_path):
+    server = ChatAPIServer(reply=prefer_the_longer)
+    with running(server):
+        plan = _openai_plan(tiny_config, server, tmp_path / "out")
+        fidelity_run.save(plan, fidelity_run.for_build(plan))
+        asked = server.requests
+        with fidelity_run.head_start(plan):
+            time.sleep(0.5)
+        assert server.requests == asked  # saved figures will do
+        with fidelity_run.head_start(plan, reuse=False):  # --overwrite: asked again
+            pass
+        assert server.requests == 2 * asked

@@ -3,9 +3,14 @@ the build (a rerun of the same judge on the same personas asks nothing), the gat
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("polypref.fidelity")
 
 REPORT_FILE = "fidelity.json"  # in the build's state folder (.polypref/)
+_head_starts: dict[tuple[Path, str], Future[FidelityReport]] = {}  # (state folder, report key): head_start's check
 
 
 class FidelityGateError(PolyprefError):
@@ -85,10 +91,54 @@ def report_key(plan: BuildPlan) -> str:
 
 def for_build(plan: BuildPlan, reuse: bool = True) -> FidelityReport:
     """The build's figures: read back when this judge already answered these questions for these personas (and
-    ``reuse``), else asked."""
-    path, key = plan.state.root / REPORT_FILE, report_key(plan)
-    if reuse and (saved := _saved(path, key)) is not None and not saved.no_answer:  # else: ask again
+    ``reuse``), else taken from this process's ``head_start`` of the same check, else asked."""
+    key = report_key(plan)
+    if reuse and (saved := _reusable(plan, key)) is not None:
         return saved
+    if (early := _head_starts.pop((plan.state.root, key), None)) is not None:
+        return early.result()  # its error is the check's error; a retry of the task then asks again itself
+    return _ask(plan)
+
+
+@contextlib.contextmanager
+def head_start(plan: BuildPlan, reuse: bool = True) -> Iterator[None]:
+    """Ask the build's fidelity questions now, on a thread of their own, while the block goes on (the CLI:
+    while Prefect's server boots, seconds in which nothing else would be asked); the flow's check then takes
+    these figures (``for_build``). Only for an OpenAI-compatible judge, whose check is time spent waiting on its
+    endpoint (the simulator's is a moment of CPU, and a vLLM check loads an engine of its own that would compete
+    with Prefect's start for the same cores); nothing is started either when the check is off or saved figures
+    will do. On leaving, a check the flow never took (it failed or stopped first) is waited for: it stops at its
+    next micro-batch once a stop is requested, and its temporary folder is removed before the process ends."""
+    wanted = plan.config.fidelity.check and plan.config.judge.backend == "openai"
+    key = report_key(plan) if wanted else None
+    if key is None or (reuse and _reusable(plan, key) is not None):
+        yield
+        return
+    future: Future[FidelityReport] = Future()
+    future.set_running_or_notify_cancel()
+
+    def ask() -> None:
+        try:
+            future.set_result(_ask(plan))
+        except BaseException as e:  # handed to whoever takes the figures
+            future.set_exception(e)
+
+    _head_starts[(plan.state.root, key)] = future
+    # a daemon thread: a second signal's os._exit must not wait for it
+    threading.Thread(target=ask, name="polypref-fidelity-head-start", daemon=True).start()
+    try:
+        yield
+    finally:
+        if _head_starts.pop((plan.state.root, key), None) is not None:  # not taken: the flow ended before its check
+            futures.wait([future])
+
+
+def _reusable(plan: BuildPlan, key: str) -> FidelityReport | None:
+    saved = _saved(plan.state.root / REPORT_FILE, key)
+    return saved if saved is not None and not saved.no_answer else None  # figures with unanswered questions: ask
+
+
+def _ask(plan: BuildPlan) -> FidelityReport:
     with tempfile.TemporaryDirectory(prefix="polypref-fidelity-") as work:  # the folder is not touched yet
         return run(plan.population, plan.config, Path(work))
 
