@@ -7,7 +7,9 @@ Runs the real CLI (``polypref build``: Prefect's ephemeral server, the flow, the
 default config with the OpenAI backend pointed at a local OpenAI-compatible server (tests/openai_api.py) that
 answers at once. Prints, as its last line, JSON with seconds_to_first_request (from starting the command to the
 server receiving its first request; target <= 5 on a warm machine), seconds_total, requests, and
-requests_per_s_unlimited (requests over the span from the first to the last; target >= 500 on 2 cores).
+requests_per_s_unlimited (requests over the span from the first to the last; target >= 500 on 2 cores) and
+judgment_requests_per_s (the persona judgments alone over their own span: the fidelity check's survey questions go
+out while Prefect starts, so the first figure's span includes some of the start-up).
 With PREFECT_API_URL set (a running ``prefect server start``), the build uses that server instead of starting
 Prefect's ephemeral one.
 """
@@ -27,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the test server lives in tests/
 
-from tests.openai_api import ChatAPIServer, judge_settings, prefer_the_longer  # noqa: E402
+from tests.openai_api import ChatAPIServer, judge_settings, prefer_the_longer, request_kind  # noqa: E402
 
 
 def main() -> None:
@@ -55,9 +57,17 @@ def main() -> None:
         "seconds_total": round(total, 2),
         "requests": len(received),
         "requests_per_s_unlimited": round(len(received) / span, 1) if span > 0 else None,
+        "judgment_requests_per_s": _rate(
+            [t for body, t in zip(server.bodies, received, strict=True) if request_kind(body) == "judgment"]
+        ),
     }
     print(done.stdout.strip().splitlines()[-2] if done.stdout.strip() else "", flush=True)
     print(json.dumps(figures))
+
+
+def _rate(times: list[float]) -> float | None:
+    span = max(times) - min(times) if times else 0.0
+    return round(len(times) / span, 1) if span > 0 else None
 
 
 if __name__ == "__main__":
