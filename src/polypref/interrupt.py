@@ -5,9 +5,12 @@ Plain threading, no Prefect: the pipeline and judges stop at the next saved micr
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 
 _stop = threading.Event()
+_thread = threading.local()
 _signal_name: list[str] = []
 
 
@@ -18,7 +21,20 @@ def request_stop(signal_name: str = "SIGINT") -> None:
 
 
 def stop_requested() -> bool:
-    return _stop.is_set()
+    """A signal asked the process to stop, or the work this thread does was called off (``stopped_by``)."""
+    called_off = getattr(_thread, "called_off", None)
+    return _stop.is_set() or (called_off is not None and called_off.is_set())
+
+
+@contextlib.contextmanager
+def stopped_by(called_off: threading.Event) -> Iterator[None]:
+    """In the block, this thread's judging loops also stop (``Interrupted``) once ``called_off`` is set: work
+    that nobody will take any more (an unused head start), while the rest of the process goes on."""
+    _thread.called_off = called_off
+    try:
+        yield
+    finally:
+        del _thread.called_off
 
 
 def signal_name() -> str:

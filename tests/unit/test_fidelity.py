@@ -277,15 +277,24 @@ def test_the_build_takes_the_head_starts_figures_without_asking_again(tiny_confi
         assert server.requests == 2 * (60 * 2 + 2)
 
 
-def test_a_head_start_the_build_never_takes_is_finished_on_leaving_and_not_taken_later(tiny_config, tmp_path):
+@pytest.mark.parametrize("leaving", ["normally", "on an error"])
+def test_a_head_start_the_build_never_takes_is_called_off_on_leaving_and_not_taken_later(
+    tiny_config, tmp_path, leaving
+):
     server = ChatAPIServer(reply=prefer_the_longer, delay=0.05)
     with running(server):
-        plan = _openai_plan(tiny_config, server, tmp_path / "out", "judge.micro_batch=8", "judge.concurrency=2")
-        with fidelity_run.head_start(plan):
+        plan = _openai_plan(tiny_config, server, tmp_path / "out", "judge.micro_batch=4", "judge.concurrency=4")
+        with contextlib.suppress(RuntimeError), fidelity_run.head_start(plan):
             _wait_for(lambda: server.requests > 0)
-        assert server.requests == 60 * 2 + 2  # waited for: no thread left asking once the block is left
-        fidelity_run.for_build(plan)  # a later check asks for itself: it does not take stale figures
-        assert server.requests == 2 * (60 * 2 + 2)
+            if leaving == "on an error":
+                raise RuntimeError("Prefect's server did not start")
+        asked = server.requests
+        # it stopped at its next micro-batch (of 31), and no thread is left asking once the block is left
+        assert 0 < asked <= 2 * 4
+        time.sleep(0.3)
+        assert server.requests == asked
+        assert fidelity_run.for_build(plan).answered == 60 * 2  # a later check asks for itself, all of it
+        assert server.requests == asked + 60 * 2 + 2
 
 
 def test_a_stop_request_ends_a_head_start_at_its_next_micro_batch(tiny_config, tmp_path):
@@ -326,5 +335,4 @@ def test_no_head_start_when_the_build_holds_the_figures(tiny_config, tmp_path):
             time.sleep(0.5)
         assert server.requests == asked  # saved figures will do
         with fidelity_run.head_start(plan, reuse=False):  # --overwrite: asked again
-            pass
-        assert server.requests == 2 * asked
+            _wait_for(lambda: server.requests > asked)

@@ -14,7 +14,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from polypref import prompts
+from polypref import interrupt, prompts
 from polypref.config import BuildConfig
 from polypref.errors import ConfigError, PolyprefError
 from polypref.fidelity.check import TEMPLATES, FidelityReport, Score, check, checked_topics
@@ -107,8 +107,9 @@ def head_start(plan: BuildPlan, reuse: bool = True) -> Iterator[None]:
     these figures (``for_build``). Only for an OpenAI-compatible judge, whose check is time spent waiting on its
     endpoint (the simulator's is a moment of CPU, and a vLLM check loads an engine of its own that would compete
     with Prefect's start for the same cores); nothing is started either when the check is off or saved figures
-    will do. On leaving, a check the flow never took (it failed or stopped first) is waited for: it stops at its
-    next micro-batch once a stop is requested, and its temporary folder is removed before the process ends."""
+    will do. On leaving, a check the flow never took (it failed or stopped first) is called off and waited for: it
+    stops at its next micro-batch, rather than pay for answers nobody will read, and its temporary folder is
+    removed before the process ends."""
     wanted = plan.config.fidelity.check and plan.config.judge.backend == "openai"
     key = report_key(plan) if wanted else None
     if key is None or (reuse and _reusable(plan, key) is not None):
@@ -116,10 +117,12 @@ def head_start(plan: BuildPlan, reuse: bool = True) -> Iterator[None]:
         return
     future: Future[FidelityReport] = Future()
     future.set_running_or_notify_cancel()
+    called_off = threading.Event()
 
     def ask() -> None:
         try:
-            future.set_result(_ask(plan))
+            with interrupt.stopped_by(called_off):
+                future.set_result(_ask(plan))
         except BaseException as e:  # handed to whoever takes the figures
             future.set_exception(e)
 
@@ -130,6 +133,7 @@ def head_start(plan: BuildPlan, reuse: bool = True) -> Iterator[None]:
         yield
     finally:
         if _head_starts.pop((plan.state.root, key), None) is not None:  # not taken: the flow ended before its check
+            called_off.set()
             futures.wait([future])
 
 
