@@ -1,11 +1,11 @@
 """Fixed costs of a build: seconds from the command to its first judge request, and requests per second against
 an instant local server.
 
-    python benchmarks/startup.py [--personas 200]
+    python benchmarks/startup.py [--personas 200] [--latency-ms 0]
 
 Runs the real CLI (``polypref build``: Prefect's ephemeral server, the flow, the OpenAI judge, Parquet) on the
 default config with the OpenAI backend pointed at a local OpenAI-compatible server (tests/openai_api.py) that
-answers at once. Prints, as its last line, JSON with seconds_to_first_request (from starting the command to the
+answers at once (or after --latency-ms, as a remote API would). Prints, as its last line, JSON with seconds_to_first_request (from starting the command to the
 server receiving its first request; target <= 5 on a warm machine), seconds_total, requests, and
 requests_per_s_unlimited (requests over the span from the first to the last; target >= 500 on 2 cores) and
 judgment_requests_per_s (the persona judgments alone over their own span: the fidelity check's survey questions go
@@ -35,9 +35,12 @@ from tests.openai_api import ChatAPIServer, judge_settings, prefer_the_longer, r
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--personas", type=int, default=200, help="population.size")
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="the server answers after this long, as a remote API does"
+    )
     args = parser.parse_args()
 
-    server = ChatAPIServer(reply=prefer_the_longer)
+    server = ChatAPIServer(reply=prefer_the_longer, delay=args.latency_ms / 1000)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     # the default OpenAI judge settings (micro-batch, concurrency), pointed at the local server
     settings = [*judge_settings(server)[:4], f"population.size={args.personas}"]
@@ -53,6 +56,7 @@ def main() -> None:
     span = received[-1] - received[0]
     figures = {
         "personas": args.personas,
+        "latency_ms": args.latency_ms,
         "seconds_to_first_request": round(received[0] - start, 2),
         "seconds_total": round(total, 2),
         "requests": len(received),
