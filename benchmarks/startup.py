@@ -5,8 +5,9 @@ an instant local server.
 
 Runs the real CLI (``polypref build``: Prefect's ephemeral server, the flow, the OpenAI judge, Parquet) on the
 default config with the OpenAI backend pointed at a local OpenAI-compatible server (tests/openai_api.py) that
-answers at once (or after --latency-ms, as a remote API would). Prints, as its last line, JSON with seconds_to_first_request (from starting the command to the
-server receiving its first request; target <= 5 on a warm machine), seconds_total, requests, and
+answers at once (or after --latency-ms, as a remote API would). Prints, as its last line, JSON with
+seconds_to_first_request (from starting the command to the server receiving its first request, of any kind: with
+the fidelity check on, as by default, a survey question; target <= 5 on a warm machine), seconds_total, requests,
 requests_per_s_unlimited (requests over the span from the first to the last; target >= 500 on 2 cores) and
 judgment_requests_per_s (the persona judgments alone over their own span: the fidelity check's survey questions go
 out while Prefect starts, so the first figure's span includes some of the start-up).

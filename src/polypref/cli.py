@@ -366,7 +366,8 @@ def _run_flow(
 ) -> Any:
     """Run a flow of flows/ on Prefect's ephemeral server (``server``, launched by the caller); a signal stops it
     cleanly (exit 130 or 143, saying what was kept and how to resume). ``head_start``: work the flow will take
-    up, started while Prefect loads and its server boots (seconds in which this process would only wait)."""
+    up, started once the flow is loaded, while Prefect's server finishes booting (seconds in which this process
+    would only wait)."""
     try:
         with flow_runner.StopOnSignal(server):
             flow = _load_flow(entrypoint)

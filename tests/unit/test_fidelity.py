@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -281,27 +282,26 @@ def test_the_build_takes_the_head_starts_figures_without_asking_again(tiny_confi
 def test_a_head_start_the_build_never_takes_is_called_off_on_leaving_and_not_taken_later(
     tiny_config, tmp_path, leaving
 ):
-    server = ChatAPIServer(reply=prefer_the_longer, delay=0.05)
+    server = ChatAPIServer(reply=prefer_the_longer, delay=1.0)  # the first micro-batch is in flight for a second
     with running(server):
         plan = _openai_plan(tiny_config, server, tmp_path / "out", "judge.micro_batch=4", "judge.concurrency=4")
         with contextlib.suppress(RuntimeError), fidelity_run.head_start(plan):
             _wait_for(lambda: server.requests > 0)
             if leaving == "on an error":
                 raise RuntimeError("Prefect's server did not start")
-        asked = server.requests
-        # it stopped at its next micro-batch (of 31), and no thread is left asking once the block is left
-        assert 0 < asked <= 2 * 4
-        time.sleep(0.3)
-        assert server.requests == asked
+        # the micro-batch in flight was answered, and nothing asked after it: no thread is left asking
+        _wait_for(lambda: not _head_start_threads())
+        assert server.requests == 4
+        server.delay = 0
         assert fidelity_run.for_build(plan).answered == 60 * 2  # a later check asks for itself, all of it
-        assert server.requests == asked + 60 * 2 + 2
+        assert server.requests == 4 + 60 * 2 + 2
 
 
-def test_a_stop_request_ends_a_head_start_at_its_next_micro_batch(tiny_config, tmp_path):
+def test_a_stop_request_ends_a_head_start_after_its_micro_batch_in_flight(tiny_config, tmp_path):
     from polypref import interrupt
     from polypref.errors import Interrupted
 
-    server = ChatAPIServer(reply=prefer_the_longer, delay=0.05)
+    server = ChatAPIServer(reply=prefer_the_longer, delay=1.0)
     with running(server):
         plan = _openai_plan(tiny_config, server, tmp_path / "out", "judge.micro_batch=4", "judge.concurrency=4")
         try:
@@ -310,10 +310,16 @@ def test_a_stop_request_ends_a_head_start_at_its_next_micro_batch(tiny_config, t
                 interrupt.request_stop("SIGTERM")
                 with pytest.raises(Interrupted):
                     fidelity_run.for_build(plan)  # the build's check gets the head start's stop
+            _wait_for(lambda: not _head_start_threads())
+            with fidelity_run.head_start(plan):  # once a stop is requested, none starts
+                assert not _head_start_threads()
         finally:
             interrupt.reset()
-        assert 0 < server.requests <= 2 * 4  # at most the micro-batch in flight and the one after
-        assert server.requests < 60 * 2 + 2
+        assert server.requests == 4
+
+
+def _head_start_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == fidelity_run.HEAD_START_THREAD]
 
 
 def test_no_head_start_when_the_check_is_off(tiny_config, tmp_path):
@@ -321,6 +327,7 @@ def test_no_head_start_when_the_check_is_off(tiny_config, tmp_path):
     with running(server):
         plan = _openai_plan(tiny_config, server, tmp_path / "out", "fidelity.check=false")
         with fidelity_run.head_start(plan):
+            assert not _head_start_threads()
             time.sleep(0.5)
         assert server.requests == 0
 
@@ -332,6 +339,7 @@ def test_no_head_start_when_the_build_holds_the_figures(tiny_config, tmp_path):
         fidelity_run.save(plan, fidelity_run.for_build(plan))
         asked = server.requests
         with fidelity_run.head_start(plan):
+            assert not _head_start_threads()
             time.sleep(0.5)
         assert server.requests == asked  # saved figures will do
         with fidelity_run.head_start(plan, reuse=False):  # --overwrite: asked again

@@ -32,6 +32,8 @@ log = logging.getLogger("polypref.fidelity")
 
 REPORT_FILE = "fidelity.json"  # in the build's state folder (.polypref/)
 _head_starts: dict[tuple[Path, str], Future[FidelityReport]] = {}  # (state folder, report key): head_start's check
+HEAD_START_THREAD = "polypref-fidelity-head-start"
+CALL_OFF_WAIT_S = 15.0  # a micro-batch normally ends in seconds; a dead endpoint's retries would take many minutes
 
 
 class FidelityGateError(PolyprefError):
@@ -106,12 +108,13 @@ def head_start(plan: BuildPlan, reuse: bool = True) -> Iterator[None]:
     while Prefect's server boots, seconds in which nothing else would be asked); the flow's check then takes
     these figures (``for_build``). Only for an OpenAI-compatible judge, whose check is time spent waiting on its
     endpoint (the simulator's is a moment of CPU, and a vLLM check loads an engine of its own that would compete
-    with Prefect's start for the same cores); nothing is started either when the check is off or saved figures
-    will do. On leaving, a check the flow never took (it failed or stopped first) is called off and waited for: it
-    stops at its next micro-batch, rather than pay for answers nobody will read, and its temporary folder is
-    removed before the process ends."""
+    with Prefect's start for the same cores); nothing is started either when the check is off, saved figures
+    will do, or a stop was already requested. On leaving, a check the flow never took (it failed or stopped
+    first) is called off, rather than pay for answers nobody will read: it stops once the micro-batch in flight
+    is answered (retries included), which the block's end waits for up to CALL_OFF_WAIT_S; past that (an
+    endpoint that does not answer) the daemon thread is left to the process's exit."""
     wanted = plan.config.fidelity.check and plan.config.judge.backend == "openai"
-    key = report_key(plan) if wanted else None
+    key = report_key(plan) if wanted and not interrupt.stop_requested() else None
     if key is None or (reuse and _reusable(plan, key) is not None):
         yield
         return
@@ -126,15 +129,16 @@ def head_start(plan: BuildPlan, reuse: bool = True) -> Iterator[None]:
         except BaseException as e:  # handed to whoever takes the figures
             future.set_exception(e)
 
-    _head_starts[(plan.state.root, key)] = future
     # a daemon thread: a second signal's os._exit must not wait for it
-    threading.Thread(target=ask, name="polypref-fidelity-head-start", daemon=True).start()
+    threading.Thread(target=ask, name=HEAD_START_THREAD, daemon=True).start()
+    _head_starts[(plan.state.root, key)] = future  # once started: for_build never waits on a thread that failed to
     try:
         yield
     finally:
         if _head_starts.pop((plan.state.root, key), None) is not None:  # not taken: the flow ended before its check
             called_off.set()
-            futures.wait([future])
+            if not futures.wait([future], timeout=CALL_OFF_WAIT_S).done:
+                log.debug("fidelity: the head start's questions in flight are still unanswered; left to the exit")
 
 
 def _reusable(plan: BuildPlan, key: str) -> FidelityReport | None:
