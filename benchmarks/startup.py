@@ -54,14 +54,13 @@ def main() -> None:
     if done.returncode != 0:
         sys.exit(f"build failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     received = server.received_at
-    span = received[-1] - received[0]
     figures = {
         "personas": args.personas,
         "latency_ms": args.latency_ms,
         "seconds_to_first_request": round(received[0] - start, 2),
         "seconds_total": round(total, 2),
         "requests": len(received),
-        "requests_per_s_unlimited": round(len(received) / span, 1) if span > 0 else None,
+        "requests_per_s_unlimited": _rate(received),
         "judgment_requests_per_s": _rate(
             [t for body, t in zip(server.bodies, received, strict=True) if request_kind(body) == "judgment"]
         ),
@@ -71,6 +70,7 @@ def main() -> None:
 
 
 def _rate(times: list[float]) -> float | None:
+    """Requests per second over the span from the first to the last."""
     span = max(times) - min(times) if times else 0.0
     return round(len(times) / span, 1) if span > 0 else None
 
