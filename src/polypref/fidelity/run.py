@@ -131,7 +131,7 @@ def head_start(plan: BuildPlan, reuse: bool = True) -> Iterator[None]:
 
     # a daemon thread: a second signal's os._exit must not wait for it
     threading.Thread(target=ask, name=HEAD_START_THREAD, daemon=True).start()
-    _head_starts[(plan.state.root, key)] = future  # once started: for_build never waits on a thread that failed to
+    _head_starts[(plan.state.root, key)] = future  # listed once its thread runs: none that failed to start is awaited
     try:
         yield
     finally:
