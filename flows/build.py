@@ -18,6 +18,7 @@ from prefect.utilities.annotations import quote
 
 from polypref import pipeline, publish, ray_workers, workers, workpool
 from polypref.config import BuildConfig
+from polypref.dataset.lock import folder_lock
 from polypref.errors import Interrupted, retry_unless_polypref_error
 from polypref.fidelity import FidelityReport
 from polypref.fidelity import run as fidelity
@@ -68,7 +69,15 @@ def build_dataset(
     ``add_personas`` grows the population past what ``out`` already holds (a scheduled refresh); ``source``
     names the config in error messages. The CLI passes what it planned with, so this call finds the
     CLI's plan in pipeline.plan's memo instead of sampling the population again.
+
+    Holds ``out``'s lock throughout (the CLI's, when it runs the flow; a served run takes its own): a second
+    build on the folder stops at once instead of mixing its shards with this one's.
     """
+    with folder_lock(out):
+        return _build(config, out, overwrite, source, add_personas)
+
+
+def _build(config: BuildConfig, out: str, overwrite: bool, source: str, add_personas: int) -> dict[str, Any]:
     plan = pipeline.plan(config, out, source, add_personas, overwrite)
     report = None
     if config.fidelity.check:

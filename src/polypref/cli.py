@@ -52,6 +52,9 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a key:
 OutDirOpt = Annotated[
     Path, typer.Option("--out", help="Output folder (Hub layout); one that holds a build resumes, grows or is rebuilt")
 ]
+WaitOpt = Annotated[
+    bool, typer.Option("--wait", help="If another polypref command is writing the folder, wait for it to end")
+]
 AddPersonasOpt = Annotated[
     int, typer.Option("--add-personas", help="Grow the population by this many past what --out holds", min=0)
 ]
@@ -224,12 +227,14 @@ def push(
     repo: Annotated[str, typer.Option("--repo", help="Hub dataset repo, ORG/NAME (created if missing)")],
     private: Annotated[bool, typer.Option(help="Create the repo private")] = False,
     revision: Annotated[str, typer.Option(help="Branch to push to")] = "main",
+    wait: WaitOpt = False,
 ) -> None:
     """Upload the build's card and data to a Hub dataset repo (HF_TOKEN from the environment): only files the
-    Hub lacks, in few commits, tagged v1, v2, ...; an unchanged folder makes no commit."""
+    Hub lacks, in few commits, tagged v1, v2, ...; an unchanged folder makes no commit. Only a whole, finished
+    build is pushed (every shard as it was written)."""
     from polypref import publish
 
-    result = publish.push(folder, repo, private=private, revision=revision)
+    result = publish.push(folder, repo, private=private, revision=revision, wait=wait)
     for line in publish.iter_summary(result):
         out.print(line)
 
@@ -244,16 +249,22 @@ def build(
     ] = False,
     add_personas: AddPersonasOpt = 0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
+    wait: WaitOpt = False,
 ) -> None:
     """Build the dataset with the Prefect flow flows/build.py:build_dataset (ephemeral local server).
 
     A folder that holds a build grows (new personas and items become new shards) or, if the settings changed,
-    is rebuilt from its stored judgments: only judgments never made are asked for."""
+    is rebuilt from its stored judgments: only judgments never made are asked for. One command writes a folder
+    at a time: a second one exits 2 (or, with --wait, starts once the first ends)."""
     from polypref import pipeline
+    from polypref.dataset.lock import folder_lock
+    from polypref.dataset.state import BuildState
     from polypref.fidelity import run as fidelity_run
 
     cfg, source = _load(config, set_)
-    with _prefect_server() as server:  # it boots while the inputs are checked: every one before Prefect runs
+    BuildState(out_dir).check_writable()
+    # planned under the lock: a build waited for may change what the folder holds
+    with folder_lock(out_dir, wait=wait), _prefect_server() as server:  # it boots while the inputs are checked
         plan = pipeline.plan(cfg, out_dir, source, add_personas, overwrite)
         pipeline.check_output(plan, overwrite)
         summary = _run_flow(

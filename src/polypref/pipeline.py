@@ -38,7 +38,14 @@ from polypref.dataset.tables import (
     stamped,
 )
 from polypref.dataset.weights import WEIGHT_COLUMNS, dataset_weights
-from polypref.dataset.writer import shard_path, write_bytes, write_parquet, write_parquet_parts, write_parquet_together
+from polypref.dataset.writer import (
+    WrittenFile,
+    shard_path,
+    write_bytes,
+    write_parquet,
+    write_parquet_parts,
+    write_parquet_together,
+)
 from polypref.errors import ConfigError, OutputError
 from polypref.filters import apply_filters, filters_from_config
 from polypref.filters.sequential import Judged, SequentialRule, judge_in_rounds
@@ -279,7 +286,7 @@ def check_output(plan: BuildPlan, overwrite: bool = False) -> dict[str, Any] | N
             raise
         state = {"fingerprint": None}  # damaged: replaced like any other build
     if state is None:
-        if plan.out.exists() and any(plan.out.iterdir()):
+        if not plan.state.holds_nothing():
             raise OutputError(f"{plan.out} is not empty and holds no polypref build; choose an empty or new folder")
         return None
     if foreign := plan.state.foreign_files():  # checked before a rebuild clears data/, too
@@ -325,8 +332,8 @@ def prepare_output(plan: BuildPlan, overwrite: bool = False) -> RunState:
     else:
         run = latest_run(plan)
         log.info("resuming %s (run %s)", plan.out, run.run_id)
-    for index in plan.state.forget_unreadable_shards():
-        log.warning("shard %d: its files are missing or unreadable; rebuilding it from the store", index)
+    for index, problem in plan.state.forget_damaged_shards().items():
+        log.warning("shard %d: %s; making it again from the judgment store", index, problem)
     _write_personas(plan, run)
     if not (plan.out / "README.md").exists():
         _write_text(plan.out / "README.md", card.render_in_progress(plan))
@@ -346,6 +353,8 @@ def _write_personas(plan: BuildPlan, run: RunState) -> None:
     personas already built never change."""
     step = max(1, plan.config.output.units_per_shard)
     spec = plan.population.spec
+    recorded = plan.state.recorded_files()
+    written = {}
     covered = 0
     for part in plan.layout.parts:
         start, end = part.personas
@@ -354,14 +363,17 @@ def _write_personas(plan: BuildPlan, run: RunState) -> None:
         meta = RunMeta(part.run_id or run.run_id, _created(part.created_at, run), JudgeInfo("", "", simulated=False))
         for j, first in enumerate(range(start, end, step)):
             path = shard_path(plan.out, "personas", part.first_shard + j)
-            if path.exists():  # written by an earlier run
+            entry = recorded.get(path.relative_to(plan.out).as_posix())
+            if entry is not None and plan.state.file_problem(path, entry) is None:  # written by an earlier run
                 continue
             frame = personas_frame(plan.population.personas[first : min(first + step, end)], meta)
             table = to_arrow(
                 "persona", frame, {"attributes": list(spec.attributes), "attitudes": list(spec.attitudes.items)}
             )
-            write_parquet(table, path, plan.config.output.row_group_rows)
+            written[path] = write_parquet(table, path, plan.config.output.row_group_rows)
         covered = end
+    if written:
+        plan.state.record_files(written)
 
 
 def _created(created_at: str | None, run: RunState) -> datetime:
@@ -414,7 +426,7 @@ def run_shard(plan: BuildPlan, run: RunState, index: int, judge: Judge) -> Shard
     rows = plan.config.output.row_group_rows
 
     attribute_names = list(plan.population.spec.attributes)
-    write_parquet_together(
+    judgments_file, preferences_file = write_parquet_together(
         [
             (to_arrow("judgment", frame), shard_path(plan.out, "judgments", index)),
             (
@@ -429,7 +441,12 @@ def run_shard(plan: BuildPlan, run: RunState, index: int, judge: Judge) -> Shard
         ],
         rows,
     )
-    report = replace(shard_stats(index, frame, preferences), reused=judged.reused, planned=planned)
+    report = replace(
+        shard_stats(index, frame, preferences),
+        reused=judged.reused,
+        planned=planned,
+        files={"judgments": judgments_file, "preferences": preferences_file},
+    )
     plan.state.write_report(index, asdict(report))
     plan.store.forget(index, saved)  # the report skips this shard from now on
     return report
@@ -498,11 +515,12 @@ def finalize(
         raise RuntimeError(f"finalize needs all {plan.num_shards} shard reports, got {len(reports)}")
     # over every shard: a refresh's new personas change every tier and every group's split
     meta = RunMeta(run.run_id, run.created_at, judge)
-    counts = _write_weights_and_review(plan, meta)
+    written: dict[Path, WrittenFile] = {}
+    counts = _write_weights_and_review(plan, meta, written)
     points = dataset_map(plan.out, persona_free)
-    write_parquet(
-        to_arrow("map", stamped(points, meta)), shard_path(plan.out, "map", 0), plan.config.output.row_group_rows
-    )
+    path = shard_path(plan.out, "map", 0)
+    written[path] = write_parquet(to_arrow("map", stamped(points, meta)), path, plan.config.output.row_group_rows)
+    plan.state.record_files(written)
     render_png(points, plan.out / MAP_PNG, plan.config.output.pretty_name)
     summary = (
         summarize(plan, run, reports, judge)
@@ -520,9 +538,10 @@ def finalize(
     return summary
 
 
-def _write_weights_and_review(plan: BuildPlan, meta: RunMeta) -> dict[str, Any]:
+def _write_weights_and_review(plan: BuildPlan, meta: RunMeta, written: dict[Path, WrittenFile]) -> dict[str, Any]:
     """Write the weights and review configs, one at a time (each has a row per preference, so neither is kept
-    while the other is made; the weights are written in parts); return what the summary says of them."""
+    while the other is made; the weights are written in parts); return what the summary says of them. Adds
+    what each file holds to ``written``."""
     personas = []
 
     def parts() -> Iterator[pa.Table]:
@@ -532,12 +551,12 @@ def _write_weights_and_review(plan: BuildPlan, meta: RunMeta) -> dict[str, Any]:
             yield to_arrow("weight", stamped(part, meta))
 
     rows = plan.config.output.row_group_rows
-    written = write_parquet_parts(parts(), shard_path(plan.out, "weights", 0), rows)
-    counts: dict[str, Any] = {"weights": written, "personas_with_preferences": sum(personas)}
+    weights = shard_path(plan.out, "weights", 0)
+    written[weights] = write_parquet_parts(parts(), weights, rows)
+    counts: dict[str, Any] = {"weights": written[weights].rows, "personas_with_preferences": sum(personas)}
     review = dataset_review(plan.out)
-    write_parquet(
-        to_arrow("review", stamped(review, meta)), shard_path(plan.out, "review", 0), plan.config.output.row_group_rows
-    )
+    path = shard_path(plan.out, "review", 0)
+    written[path] = write_parquet(to_arrow("review", stamped(review, meta)), path, rows)
     reasons = dict(review["reason"].value_counts().sort("reason").iter_rows())
     return counts | {"review": review.height, "review_reasons": reasons}
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 from pydantic import TypeAdapter
 
+from polypref.dataset.writer import WrittenFile
 from polypref.filters import reason_counts
 from polypref.judges import JudgeInfo
 from polypref.judges.base import NO_ANSWER
@@ -46,6 +47,9 @@ class ShardReport:
     formats: dict[str, int] = field(default_factory=dict)  # judgments per output constraint used (LLM judges)
     # per persona group: [preferences on pairs the source labels, of which the persona chose the source's pick]
     source_label: dict[str, list[int]] = field(default_factory=dict)
+    # per config (judgments, preferences): the shard file's digest and rows as written; a file that no longer
+    # matches is made again from the store. Empty in reports of older versions: those shards are made again too
+    files: dict[str, WrittenFile] = field(default_factory=dict)
 
     @property
     def done(self) -> bool:

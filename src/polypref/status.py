@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import polars as pl
 from pydantic import ValidationError
 
+from polypref.dataset.lock import describe_holder, holder
 from polypref.dataset.state import BuildState
 from polypref.errors import OutputError, PolyprefError
 from polypref.report import SHARD_REPORT, ShardReport
@@ -28,7 +28,7 @@ def read(folder: Path) -> dict[str, Any]:
     requests, tokens, stored = _store_figures(store.segments()) if held["judge_key"] else (0, _NO_TOKENS, 0)
     judge = held["judge"]
     prices = judge["prices"] or {}
-    summary = _summary(state.root / "summary.json")
+    summary = state.read_summary()
     return {
         "folder": str(folder),
         "judge": {k: judge.get(k) for k in ("backend", "model")},
@@ -49,6 +49,7 @@ def read(folder: Path) -> dict[str, Any]:
         if prices
         else None,
         "finished": summary is not None and len(finished) == held["num_shards"],
+        "in_use_by": holder(folder),  # the command writing the folder now, if any (dataset.lock)
         "preferences": summary.get("preferences") if summary else None,
     }
 
@@ -87,20 +88,14 @@ def _store_figures(segments: list[Path]) -> tuple[int, dict[str, int], int]:
     return int(sums["attempts"] or 0), tokens, int(sums["stored"])
 
 
-def _summary(path: Path) -> dict[str, Any] | None:
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return summary if isinstance(summary, dict) else None
-
-
 def describe(figures: dict[str, Any]) -> Iterator[str]:
     """The figures as lines for a terminal."""
     shards, judgments, tokens = figures["shards"], figures["judgments"], figures["tokens"]
     judge = figures["judge"]
     state = "finished" if figures["finished"] else "not finished (rerun its build command to resume)"
     yield f"{figures['folder']}: {state}; {figures['runs']} run(s) built it"
+    if (who := figures["in_use_by"]) is not None:
+        yield f"in use now by {describe_holder(who)}"
     yield f"shards: {shards['done']} of {shards['total']} done"
     judged, covered = judgments["in_finished_shards"], judgments["planned_in_finished_shards"]
     if judged == covered:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 
 import pyarrow as pa
@@ -28,10 +29,12 @@ def test_a_table_written_in_parts_has_the_bytes_of_the_whole(tmp_path_factory, r
     table = _table(rows)
     bounds = sorted({0, rows, *(c for c in cuts if c <= rows)})
     parts = [table.slice(a, b - a) for a, b in itertools.pairwise(bounds)] or [table]
-    write_parquet(table, tmp / "whole.parquet", row_group_rows)
+    whole = write_parquet(table, tmp / "whole.parquet", row_group_rows)
     written = write_parquet_parts(iter(parts), tmp / "parts.parquet", row_group_rows)
-    assert written == rows
+    assert written.rows == whole.rows == rows
     assert (tmp / "parts.parquet").read_bytes() == (tmp / "whole.parquet").read_bytes()
+    # the digest recorded at write time is the file's as it lies on disk
+    assert written == whole and written.sha256 == hashlib.sha256((tmp / "parts.parquet").read_bytes()).hexdigest()
 
 
 def test_a_failed_part_leaves_no_file_and_no_temp_file(tmp_path):

@@ -28,12 +28,17 @@ import pyarrow.parquet as pq
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from polypref.dataset.layout import Layout, Part
+from polypref.dataset.lock import LOCK_NAME
 from polypref.dataset.store import JudgmentStore
-from polypref.dataset.writer import CONFIGS, TMP_PREFIX, shard_path, write_json, write_parquet
+from polypref.dataset.writer import CONFIGS, TMP_PREFIX, WrittenFile, file_sha256, shard_path, write_json, write_parquet
 from polypref.errors import OutputError
 
 STATE_DIR = ".polypref"
 _SHARD_NAME = re.compile(r"train-\d{5,}\.parquet")
+SHARD_CONFIGS = ("judgments", "preferences")  # one file each per shard, recorded in the shard's report
+# a store folder's name: state.json is read from a folder a user may have edited or been handed, and a key like
+# "../../etc" would send `status` and the build outside it
+_JUDGE_KEY = r"^[A-Za-z0-9_-]*$"
 
 
 class _PartEntry(BaseModel):
@@ -63,7 +68,7 @@ class _StateFile(BaseModel):
     num_units: int = Field(ge=0)
     parts: list[_PartEntry] = Field(default_factory=list)
     added_personas: int = Field(0, ge=0)  # past population.size, by refreshes (--add-personas)
-    judge_key: str = ""  # the store namespace of the judge that built it
+    judge_key: str = Field("", pattern=_JUDGE_KEY)  # the store namespace of the judge that built it
     judge: _JudgeEntry = Field(default_factory=_JudgeEntry)  # what `polypref status` reports
 
 
@@ -221,6 +226,8 @@ class BuildState:
         return self.root / "store"
 
     def store(self, judge_key: str) -> JudgmentStore:
+        if not re.fullmatch(_JUDGE_KEY, judge_key):
+            raise OutputError(f"{self.state_file}: judge key {judge_key!r} is not a store folder's name")
         return JudgmentStore(self.store_dir / judge_key)
 
     def stored_judgments(self) -> int:
@@ -235,7 +242,7 @@ class BuildState:
         state.json goes last: a clear cut short leaves a folder that still says it holds a build, so the next
         run clears it again instead of refusing it as a stranger's."""
         # answers paid for: judgments, generated responses, pending batches, the fidelity check (keyed by content)
-        kept = (
+        kept = {LOCK_NAME} | (
             {self.store_dir.name, self.generated_dir.name, self.judge_dir.name, "fidelity.json"}
             if keep_store
             else set()
@@ -247,7 +254,27 @@ class BuildState:
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        write_json(summary, self.root / "summary.json")
+        write_json(summary, self.summary_file)
+
+    @property
+    def summary_file(self) -> Path:
+        """Written last by a build that finished: its figures, and what the card says."""
+        return self.root / "summary.json"
+
+    def read_summary(self) -> dict[str, Any] | None:
+        """The summary of the latest finished run, if it reads."""
+        try:
+            summary = json.loads(self.summary_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return summary if isinstance(summary, dict) else None
+
+    def holds_nothing(self) -> bool:
+        """Whether the folder is missing or empty but for the lock a command holds on it (dataset.lock)."""
+        if not self.out.exists():
+            return True
+        inside = list(self.out.iterdir())
+        return inside in ([], [self.root]) and all(p.name == LOCK_NAME for p in inside and self.root.iterdir())
 
     @property
     def judge_dir(self) -> Path:
@@ -290,18 +317,90 @@ class BuildState:
     def write_report(self, index: int, report: dict[str, Any]) -> None:
         write_json(report, self.report_path(index))
 
-    def forget_unreadable_shards(self) -> list[int]:
-        """Finished shards whose files no longer read (damaged on disk, cut short by a full one): their reports
-        are removed, so the build makes them again (from the store) instead of publishing them as they are."""
-        forgotten = []
-        for index in self.reports():
-            try:
-                for config in ("judgments", "preferences"):
-                    pq.read_metadata(shard_path(self.out, config, index))
-            except (OSError, pa.ArrowException):
+    def forget_damaged_shards(self) -> dict[int, str]:
+        """Finished shards whose files are missing or no longer hold the bytes written (damaged on disk, cut
+        short by a full one, edited): their reports are removed, so the build makes them again from the store
+        instead of publishing them as they are. Returns what was wrong, by shard."""
+        forgotten = {}
+        for index, report in self.reports().items():
+            if (problem := self._shard_problem(index, report)) is not None:
                 self.report_path(index).unlink(missing_ok=True)
-                forgotten.append(index)
+                forgotten[index] = problem
         return forgotten
+
+    def _shard_problem(self, index: int, report: dict[str, Any]) -> str | None:
+        files = report.get("files")
+        if not isinstance(files, dict) or set(files) != set(SHARD_CONFIGS):
+            return "its report records no digest (an older version wrote it)"
+        for config in SHARD_CONFIGS:
+            entry = files[config]
+            if (problem := self.file_problem(shard_path(self.out, config, index), entry)) is not None:
+                return problem
+        return None
+
+    def file_problem(self, path: Path, recorded: Any) -> str | None:
+        """What is wrong with a published file, given the record made when it was written (None: nothing)."""
+        sha = recorded.get("sha256") if isinstance(recorded, dict) else getattr(recorded, "sha256", None)
+        if not sha:
+            return f"{path}: no digest was recorded when it was written"
+        try:
+            actual = file_sha256(path)
+        except FileNotFoundError:
+            return f"{path} is missing"
+        except OSError as e:
+            return f"{path} does not read ({e.strerror or e})"
+        return None if actual == sha else f"{path} does not hold the bytes the build wrote (damaged or changed)"
+
+    # -- files written outside shards (personas, weights, review, map): digests by path ---------------------
+    @property
+    def files_record(self) -> Path:
+        return self.root / "files.json"
+
+    def recorded_files(self) -> dict[str, dict[str, Any]]:
+        """Digest and rows of each data file that no shard report covers, by its path in the folder."""
+        try:
+            data = json.loads(self.files_record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def record_files(self, written: dict[Path, WrittenFile]) -> None:
+        recorded = self.recorded_files() | {
+            path.relative_to(self.out).as_posix(): {"sha256": w.sha256, "rows": w.rows} for path, w in written.items()
+        }
+        write_json(recorded, self.files_record)
+
+    def whole_build_problems(self) -> list[str]:
+        """Why the folder is not one whole, finished build exactly as written (empty: it is). What a push checks
+        before sending anything: the latest run finished, every file it wrote is there with the bytes it wrote,
+        and data/ holds nothing else."""
+        state = self.read()  # a damaged state file is an OutputError that says so
+        summary = self.read_summary()
+        if state is None or summary is None:
+            return [f"{self.out} holds no finished polypref build"]
+        reports = {i: r for i, r in self.reports().items() if i < state["num_shards"]}
+        done = [i for i, r in reports.items() if not r.get("unanswered")]
+        if summary.get("run_id") != state["run_id"] or len(done) < state["num_shards"]:
+            return [
+                f"its latest run ({state['run_id']}) stopped before it finished: {len(done)} of "
+                f"{state['num_shards']} shards are done"
+            ]
+        problems = []
+        expected = set()
+        for index, report in sorted(reports.items()):
+            expected |= {shard_path(self.out, c, index) for c in SHARD_CONFIGS}
+            if (problem := self._shard_problem(index, report)) is not None:
+                problems.append(f"shard {index}: {problem}")
+        for name, entry in sorted(self.recorded_files().items()):
+            expected.add(self.out / name)
+            if (problem := self.file_problem(self.out / name, entry)) is not None:
+                problems.append(problem)
+        data = self.out / "data"
+        found = {p for p in data.rglob("*") if not p.is_dir()} if data.is_dir() else set()
+        for path in sorted(found - expected):
+            what = "a temp file a killed writer left" if _is_temp(path) else "not a file this build wrote"
+            problems.append(f"{path} is {what}")
+        return problems
 
     def reports(self) -> dict[int, dict[str, Any]]:
         """Every readable shard report, by shard index."""

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +34,26 @@ def shard_path(out: Path, config: str, index: int) -> Path:
     return out / "data" / config / f"train-{index:05d}.parquet"
 
 
+@dataclass(frozen=True)
+class WrittenFile:
+    """What a published file held when it was written: a build checks it before trusting or pushing the file
+    (a flipped byte inside a shard can read without error and garble its texts)."""
+
+    sha256: str
+    rows: int
+
+
+def file_sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def _temp_for(path: Path) -> Path:
     return path.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}-{path.name}")
 
 
 @contextmanager
-def _reported(path: Path) -> Iterator[None]:
+def reported(path: Path) -> Iterator[None]:
     """OS errors while writing ``path`` become an OutputError that says what to do."""
     try:
         yield
@@ -75,38 +91,41 @@ def _write_parquet_file(table: pa.Table, path: Path, row_group_rows: int) -> Non
             writer.write_table(table, row_group_size=row_group_rows)
 
 
-def write_parquet_together(tables: Sequence[tuple[pa.Table, Path]], row_group_rows: int) -> None:
+def write_parquet_together(tables: Sequence[tuple[pa.Table, Path]], row_group_rows: int) -> list[WrittenFile]:
     """Write several files so that they all appear or none does: every temp file is complete before the
-    first rename, and renames cannot fail for lack of space."""
+    first rename, and renames cannot fail for lack of space. Returns what each file holds, in order."""
     temps: list[tuple[Path, Path]] = []
+    written = []
     try:
         for table, path in tables:
-            with _reported(path):
+            with reported(path):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = _temp_for(path)
                 temps.append((tmp, path))
                 _write_parquet_file(table, tmp, row_group_rows)
+                written.append(WrittenFile(file_sha256(tmp), table.num_rows))
         for tmp, path in temps:
-            with _reported(path):
+            with reported(path):
                 os.replace(tmp, path)
     finally:
         for tmp, _ in temps:
             _discard(tmp)
+    return written
 
 
-def write_parquet(table: pa.Table, path: Path, row_group_rows: int) -> None:
+def write_parquet(table: pa.Table, path: Path, row_group_rows: int) -> WrittenFile:
     """Write then rename: a crash leaves either no file or a complete one, never a torn shard."""
-    write_parquet_together([(table, path)], row_group_rows)
+    return write_parquet_together([(table, path)], row_group_rows)[0]
 
 
-def write_parquet_parts(parts: Iterable[pa.Table], path: Path, row_group_rows: int) -> int:
+def write_parquet_parts(parts: Iterable[pa.Table], path: Path, row_group_rows: int) -> WrittenFile:
     """Write a table given as consecutive parts (at least one; all with the first one's schema) as write_parquet
-    writes the whole: the same row groups and bytes, holding about one part at a time. Returns the rows."""
+    writes the whole: the same row groups and bytes, holding about one part at a time."""
     tmp = _temp_for(path)
     writer: pq.ParquetWriter | None = None
     rows = 0
     try:
-        with _reported(path):
+        with reported(path):
             path.parent.mkdir(parents=True, exist_ok=True)
             pending: list[pa.Table] = []
             for part in parts:
@@ -123,18 +142,19 @@ def write_parquet_parts(parts: Iterable[pa.Table], path: Path, row_group_rows: i
             if (remainder := pa.concat_tables(pending)).num_rows:
                 writer.write_table(remainder.combine_chunks(), row_group_size=row_group_rows)
             writer.close()
+            written = WrittenFile(file_sha256(tmp), rows)
             os.replace(tmp, path)
     finally:
         if writer is not None and writer.is_open:
             writer.close()
         _discard(tmp)
-    return rows
+    return written
 
 
 def write_bytes(data: bytes, path: Path) -> None:
     tmp = _temp_for(path)
     try:
-        with _reported(path):
+        with reported(path):
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_bytes(data)
             os.replace(tmp, path)
