@@ -26,8 +26,10 @@ from typing import Any, TypeVar
 import yaml
 
 from polypref import files, secrets
+from polypref.dataset.lock import folder_lock
 from polypref.dataset.state import MAP_PNG, BuildState
 from polypref.errors import PolyprefError, first_line, http_status
+from polypref.judges.ratelimit import retry_note
 
 log = logging.getLogger("polypref.publish")
 
@@ -50,6 +52,7 @@ class PushResult:
     deleted: list[str] = field(default_factory=list)
     unchanged: int = 0  # local files the remote already held
     tag: str | None = None  # the tag this push created (None: nothing changed, nothing tagged)
+    pinned: str | None = None  # the tag that names the build on the Hub now (this push's or an earlier one's)
 
 
 def require_token(where: str) -> None:
@@ -75,12 +78,15 @@ def published_files(folder: Path) -> dict[str, Path]:
 
 
 def check_folder(folder: Path) -> dict[str, Path]:
-    """A finished build with a valid card, before anything is sent."""
-    if not folder.is_dir():
-        raise PublishError(f"{folder} is not a folder")
-    state = BuildState(folder)
-    if state.read() is None or not (state.root / "summary.json").is_file():
-        raise PublishError(f"{folder} holds no finished polypref build (finish it with polypref build first)")
+    """One whole, finished build exactly as it was written, with a valid card, before anything is sent: a Hub
+    revision that does not load (a shard missing or damaged, a refresh cut short) would be tagged and pinned."""
+    if problems := BuildState(folder).whole_build_problems():
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise PublishError(
+            f"{folder} is not a whole build, so nothing was pushed: {problems[0]}{more}. Run its build again "
+            f"(polypref build CONFIG --out {folder}, with the config that made it) to finish or repair it: missing "
+            "or damaged shards are made again from the stored judgments, without new requests; then push"
+        )
     card = files.read_text(folder / "README.md", str(folder), "README.md")
     meta = card_metadata(card, folder / "README.md")
     paths = published_files(folder)
@@ -117,9 +123,10 @@ def push(
     api: Any = None,
     sleep: Callable[[float], None] = time.sleep,
     attempts: int = 6,
+    wait: bool = False,
 ) -> PushResult:
-    """Mirror ``folder``'s card and data into ``repo`` (a dataset repo, created if missing)."""
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCard, HfApi
+    """Mirror ``folder``'s card and data into ``repo`` (a dataset repo, created if missing), holding the folder's
+    lock (``wait``: until the build that holds it ends)."""
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
@@ -130,10 +137,18 @@ def push(
     except HFValidationError as e:
         raise PublishError(f"--repo {repo!r} is not a Hub repo id: {e}") from None
     folder = Path(folder)
+    if not folder.is_dir():
+        raise PublishError(f"{folder} is not a folder")
+    with folder_lock(folder, wait=wait, command="push"):  # no build may change the folder while it is sent
+        return _push(folder, repo, private, revision, api, _Retry(sleep, attempts))
+
+
+def _push(folder: Path, repo: str, private: bool, revision: str, api: Any, retry: _Retry) -> PushResult:
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCard, HfApi
+
     local = check_folder(folder)
     secrets.register(os.environ.get("HF_TOKEN"))
     api = api or HfApi()
-    retry = _Retry(sleep, attempts)
     with _hub_errors(repo):
         retry(lambda: api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True))
         retry(lambda: DatasetCard(local["README.md"].read_text(encoding="utf-8")).validate(repo_type="dataset"))
@@ -164,9 +179,10 @@ def push(
             result.commits.append(retry(lambda: _commit(api, repo, revision, last, message)))
             result.uploaded.extend(p for p in ("README.md",) if p in changed)
             result.deleted.extend(stale)
-        if result.commits:
-            result.tag = retry(lambda: _next_tag(api, repo))
-            retry(lambda: api.create_tag(repo, tag=result.tag, revision=result.commits[-1], repo_type="dataset"))
+        # also when nothing changed: a push cut short after its last commit left that commit untagged
+        tag, created = retry(lambda: _tag_head(api, repo, revision, result.commits[-1] if result.commits else None))
+        result.tag = tag if created else None
+        result.pinned = tag
     return result
 
 
@@ -183,10 +199,25 @@ def _remote_files(api: Any, repo: str, revision: str) -> dict[str, str]:
     return {e.path: (e.lfs.sha256 if e.lfs else e.blob_id) for e in entries if isinstance(e, RepoFile)}
 
 
-def _next_tag(api: Any, repo: str) -> str:
+def _tag_head(api: Any, repo: str, revision: str, commit: str | None) -> tuple[str, bool]:
+    """The ``vN`` tag of ``commit`` (default: the revision's head), created as the next number if it has none;
+    and whether this call created it. Idempotent, so a push that died while tagging, or a tag request whose
+    answer was lost, is completed by the next push without a second tag."""
+    from huggingface_hub.errors import HfHubHTTPError
+
     refs = api.list_repo_refs(repo, repo_type="dataset")
-    numbers = [int(m.group(1)) for t in refs.tags if (m := TAG.fullmatch(t.name))]
-    return f"v{max(numbers, default=0) + 1}"
+    head = commit or next((b.target_commit for b in refs.branches if b.name == revision), None)
+    tags = {t.name: t.target_commit for t in refs.tags if TAG.fullmatch(t.name)}
+    if mine := sorted((n for n, c in tags.items() if c == head), key=lambda n: int(n[1:])):
+        return mine[-1], False
+    tag = f"v{max((int(n[1:]) for n in tags), default=0) + 1}"
+    try:
+        api.create_tag(repo, tag=tag, revision=head, repo_type="dataset")
+    except HfHubHTTPError as e:
+        if http_status(e) != 409:  # 409: it exists; an earlier attempt landed, or another pusher took the name
+            raise
+        return _tag_head(api, repo, revision, head)
+    return tag, True
 
 
 @dataclass
@@ -209,11 +240,11 @@ class _Retry:
                 if status not in RETRY_STATUSES or attempt == self.attempts:
                     raise
                 after = e.response.headers.get("retry-after") if e.response is not None else None
-                wait = float(after) if after and after.replace(".", "", 1).isdigit() else self.base * 2 ** (attempt - 1)
-                log.warning(
-                    "the Hub answered %s; retrying in %.0f s (attempt %d of %d)", status, wait, attempt, self.attempts
-                )
-                self.sleep(min(wait, self.cap))
+                asked = float(after) if after and after.replace(".", "", 1).isdigit() else None
+                wait = min(self.base * 2 ** (attempt - 1) if asked is None else asked, self.cap)
+                note = retry_note(wait, asked, self.cap)
+                log.warning("the Hub answered %s; %s (attempt %d of %d)", status, note, attempt, self.attempts)
+                self.sleep(wait)
         raise AssertionError("unreachable")
 
 
@@ -241,7 +272,9 @@ def _hub_errors(repo: str) -> Iterator[None]:
 def iter_summary(result: PushResult) -> Iterator[str]:
     """Lines the CLI prints."""
     if not result.commits:
-        yield f"{result.repo} already holds this build ({result.unchanged} files unchanged): no commit"
+        yield f"{result.repo} already holds this build ({result.unchanged} files unchanged): no commit" + (
+            f"; tagged {result.tag} (the last push stopped before tagging it)" if result.tag else f", {result.pinned}"
+        )
         return
     yield (
         f"pushed to {result.repo}@{result.revision}: {len(result.uploaded)} files uploaded, {len(result.deleted)} "

@@ -115,6 +115,13 @@ class HubStub:
         ``Retry-After`` header if ``retry_after`` is given. They are logged as route "commit" with that status."""
         self.faults.fail_next_commits(n, status, retry_after)
 
+    def fail_next(
+        self, route: str, n: int = 1, status: int = 500, retry_after: float | None = None, after: int = 0
+    ) -> None:
+        """After ``after`` requests of ``route`` (a RequestLog route name) pass, the next ``n`` answer ``status``
+        without doing anything."""
+        self.faults.fail_next(route, n, status, retry_after, after)
+
     def clear_faults(self) -> None:
         self.faults.clear()
 

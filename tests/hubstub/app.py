@@ -76,25 +76,31 @@ class RequestLog:
 
 
 class Faults:
-    """Failures to inject: the next ``n`` commit requests answer ``status`` (with ``Retry-After`` if given)."""
+    """Failures to inject: after ``after`` requests of a route ("commit", "create_tag", "refs", ...) pass, the
+    next ``n`` answer ``status`` (with ``Retry-After`` if given)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._commits: list[tuple[int, float | None]] = []
+        self._pending: dict[str, list[tuple[int, float | None] | None]] = {}  # None: let one request pass
+
+    def fail_next(
+        self, route: str, n: int, status: int = 500, retry_after: float | None = None, after: int = 0
+    ) -> None:
+        with self._lock:
+            self._pending.setdefault(route, []).extend([None] * after + [(status, retry_after)] * n)
 
     def fail_next_commits(self, n: int, status: int = 500, retry_after: float | None = None) -> None:
-        with self._lock:
-            self._commits.extend([(status, retry_after)] * n)
+        self.fail_next("commit", n, status, retry_after)
 
     def clear(self) -> None:
         with self._lock:
-            self._commits.clear()
+            self._pending.clear()
 
-    def take_commit(self) -> Response | None:
+    def take(self, route: str) -> Response | None:
         with self._lock:
-            if not self._commits:
+            if not self._pending.get(route) or (fault := self._pending[route].pop(0)) is None:
                 return None
-            status, retry_after = self._commits.pop(0)
+            status, retry_after = fault
         headers = {"X-Error-Message": f"injected failure ({status})"}
         if retry_after is not None:
             headers["Retry-After"] = str(int(retry_after)) if float(retry_after).is_integer() else str(retry_after)
@@ -116,7 +122,7 @@ def create_app(
         try:
             if handler is None:
                 response: Response = JSONResponse({"error": f"stub has no route for {raw}"}, status_code=404)
-            elif route == "commit" and (injected := faults.take_commit()) is not None:
+            elif (injected := faults.take(route)) is not None:
                 response = injected
             else:
                 body = await request.body() if request.method in ("POST", "DELETE") else b""

@@ -5,6 +5,7 @@ the tags, and `datasets.load_dataset` reading the pushed repo back through HF_EN
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -88,24 +89,97 @@ def test_rate_limits_are_retried_and_a_failed_push_resumes_without_uploading_twi
     assert waits[:2] == [7.0, 7.0] and result.tag == "v1"
 
 
+def test_a_huge_retry_after_is_capped_and_logged_as_the_wait_taken(
+    writer, build: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer.stub.fail_next_commits(1, status=429, retry_after=100000)
+    waits: list[float] = []
+    with caplog.at_level(logging.WARNING, logger="polypref.publish"):
+        publish.push(build, _repo(), sleep=waits.append)
+    assert waits == [60.0] and "retrying in 60 s (the server asked for 100000 s; capped)" in caplog.text
+
+
 def test_a_push_that_failed_midway_resumes_uploading_only_what_had_not_landed(
-    writer, build: Path, tmp_path: Path
+    writer, build: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(publish, "FILES_PER_COMMIT", 4)
+    repo = _repo()
+    writer.stub.fail_next("commit", 6, status=503, after=1)  # the first commit lands, then a Hub that keeps failing
+    with pytest.raises(publish.PublishError, match=r"503.*push again to resume"):
+        publish.push(build, repo, sleep=_no_sleep)
+    landed = {f for p in writer.stub.pushes(repo) for f in p["added"]}
+    assert len(landed) == 4
+    writer.stub.clear_faults()
+    resumed = publish.push(build, repo, sleep=_no_sleep)
+    assert set(resumed.uploaded) == set(publish.published_files(build)) - landed and resumed.tag == "v1"
+
+
+def test_a_push_cut_short_before_its_tag_is_tagged_by_the_next_push(writer, build: Path) -> None:
+    """A 429 storm on tag creation: the data and card are committed but untagged, so a pinned revision is
+    missing. The next push makes no commit and tags the build; the one after changes nothing."""
+    import datasets
+
+    repo = _repo()
+    writer.stub.fail_next("create_tag", 6, status=429, retry_after=1)
+    with pytest.raises(publish.PublishError, match="429"):
+        publish.push(build, repo, sleep=_no_sleep)
+    commits = len(writer.stub.pushes(repo))
+    resumed = publish.push(build, repo, sleep=_no_sleep)
+    assert resumed.commits == [] and resumed.tag == "v1" and len(writer.stub.pushes(repo)) == commits
+    assert "tagged v1 (the last push stopped before tagging it)" in next(publish.iter_summary(resumed))
+    again = publish.push(build, repo, sleep=_no_sleep)
+    assert again.tag is None and again.pinned == "v1" and writer.stub.log.count("create_tag", "POST") == 7
+    remote = datasets.load_dataset(repo, "preferences", split="train", revision="v1")
+    assert remote.num_rows == pl.read_parquet(build / "data" / "preferences").height
+
+
+def _flip(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        (lambda out: [p.unlink() for p in sorted((out / "data" / "preferences").glob("*.parquet"))[:2]], "missing"),
+        (lambda out: _flip(out / "data" / "preferences" / "train-00001.parquet"), "does not hold the bytes"),
+        (lambda out: _flip(out / "data" / "judgments" / "train-00000.parquet"), "does not hold the bytes"),
+        (
+            lambda out: (out / "data" / "judgments" / ".tmp-0a1b-train-00002.parquet").write_bytes(b"PAR1"),
+            "a temp file a killed writer left",
+        ),
+        (
+            lambda out: (out / "data" / "preferences" / "notes.txt").write_text("mine"),
+            "not a file this build wrote",
+        ),
+    ],
+    ids=["two-shards-deleted", "preferences-byte-flipped", "judgments-byte-flipped", "temp-file", "stray-file"],
+)
+def test_a_damaged_build_is_refused_before_any_request_and_its_build_repairs_it(
+    writer, build: Path, tmp_path: Path, damage, named: str
 ) -> None:
     import shutil
 
-    repo = _repo()
-    partial = tmp_path / "partial"  # what landed before the failure: all but one shard
-    shutil.copytree(build, partial)
-    missing = sorted((partial / "data" / "judgments").glob("*.parquet"))[-1]
-    missing.unlink()
-    publish.push(partial, repo, sleep=_no_sleep)
+    import datasets
 
-    writer.stub.fail_next_commits(6, status=503)  # a Hub that keeps failing: a clear error after the last attempt
-    with pytest.raises(publish.PublishError, match=r"503.*push again to resume"):
-        publish.push(build, repo, sleep=_no_sleep)
-    writer.stub.clear_faults()
-    resumed = publish.push(build, repo, sleep=_no_sleep)
-    assert resumed.uploaded == [missing.relative_to(partial).as_posix()] and resumed.tag == "v2"
+    copy = tmp_path / "copy"
+    shutil.copytree(build, copy)
+    damage(copy)
+    before = len(writer.stub.log.entries)
+    repo = _repo()
+    with pytest.raises(publish.PublishError, match=f"is not a whole build, so nothing was pushed: .*{named}") as e:
+        publish.push(copy, repo, sleep=_no_sleep)
+    assert "polypref build CONFIG --out" in str(e.value) and len(writer.stub.log.entries) == before
+
+    for stray in (*copy.rglob(".tmp-*"), *copy.rglob("notes.txt")):  # not the build's to delete: the user's
+        stray.unlink()
+    config = load_config(None, ["population.size=30", "output.units_per_shard=1100"])  # the fixture's build
+    repaired = run_without_prefect(pipeline.plan(config, copy))
+    assert repaired["reused_judgments"] == repaired["judgments"]  # made again from the store: no request
+    assert publish.push(copy, repo, sleep=_no_sleep).tag == "v1"
+    remote = datasets.load_dataset(repo, "preferences", split="train", revision="v1")
+    assert remote.num_rows == pl.read_parquet(build / "data" / "preferences").height
 
 
 def test_a_changed_build_uploads_only_what_changed_and_is_tagged_anew(writer, build: Path, tmp_path: Path) -> None:
