@@ -35,6 +35,8 @@ class ChatAPIServer(ThreadingHTTPServer):
         reply: Callable[[dict], tuple[str | None, str]] | None = None,
         fail_after: int | None = None,
         rpm: int | None = None,
+        throttle: int = 0,
+        retry_after: str | None = None,
     ):
         """``status``: answer every request with this error; ``fail_text``: prompts containing it get HTTP 503;
         ``too_long_text``: prompts containing it get a 400 context-length error; ``refuse_json_schema``: a
@@ -43,7 +45,9 @@ class ChatAPIServer(ThreadingHTTPServer):
         instead of a verdict (free text); ``fail_after``: requests after the first ``fail_after`` get HTTP 503
         (an attribute: set it to None to bring the server back); ``rpm``: a request budget per minute, kept as
         OpenAI keeps it (a token bucket refilled continuously, here holding one second's worth), told in
-        x-ratelimit-* headers on every answer and refused with HTTP 429 past it."""
+        x-ratelimit-* headers on every answer and refused with HTTP 429 past it; ``throttle``: the first ``throttle``
+        requests get HTTP 429; ``retry_after``: the Retry-After header of every 429. ``statuses`` lists the status
+        of every answer, in order."""
         super().__init__(("127.0.0.1", 0), _Handler)
         self.delay = delay
         self.status = status
@@ -53,6 +57,9 @@ class ChatAPIServer(ThreadingHTTPServer):
         self.echo_headers = echo_headers
         self.reply = reply
         self.fail_after = fail_after
+        self.throttle = throttle
+        self.retry_after = retry_after
+        self.statuses: list[int] = []
         self.bodies: list[dict] = []
         self.authorizations: list[str] = []
         self.lock = threading.Lock()
@@ -153,7 +160,7 @@ class _Handler(BaseHTTPRequestHandler):
         prompt = body["messages"][-1]["content"]
         down = api.fail_after is not None and number > api.fail_after
         admitted, self.limit_headers = api.admit() if api.rpm else (True, {})
-        if not admitted:
+        if not admitted or number <= api.throttle:
             self._error(429, "Rate limit reached for requests")
         elif self.path != "/v1/chat/completions":
             self._error(404, f"no route {self.path}{echo}")
@@ -175,12 +182,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, payload: dict) -> None:
         data = json.dumps(payload).encode()
+        with self.server.lock:
+            self.server.statuses.append(status)
         try:
             self.send_response(status)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(data)))
             for name, value in getattr(self, "limit_headers", {}).items():
                 self.send_header(name, value)
+            if status == 429 and self.server.retry_after is not None:
+                self.send_header("retry-after", self.server.retry_after)
             self.end_headers()
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):

@@ -56,7 +56,7 @@ from polypref.judges.openai_wire import (
     format_refused,
     format_rejected,
 )
-from polypref.judges.ratelimit import AdaptiveLimiter, EndpointPool, backoff_delay, retry_after
+from polypref.judges.ratelimit import AdaptiveLimiter, EndpointPool, backoff_delay, retry_after, retry_note
 from polypref.provenance import public
 from polypref.records import content_hash
 from polypref.secrets import redact_url, register, register_url, scrub
@@ -84,8 +84,10 @@ class OpenAIJudge(LLMJudge):
         for url in config.endpoints:
             register_url(url)
         self._where = ", ".join(redact_url(url) for url in config.endpoints)  # for messages
-        self._format = "json_schema" if config.response_format == "auto" else config.response_format
-        self._options_format = True  # until a server refuses a JSON schema for a question's options
+        # per endpoint (base URL + this judge's model): what one refused, it is not asked again; the others keep theirs
+        first = "json_schema" if config.response_format == "auto" else config.response_format
+        self._formats = [first] * len(config.endpoints)
+        self._options_format = [True] * len(config.endpoints)  # until it refuses a JSON schema for named options
         self._rng = random.Random(seed)
         self.limiter = EndpointPool(
             [AdaptiveLimiter(config.concurrency, config.max_concurrency) for _ in config.endpoints]
@@ -156,12 +158,12 @@ class OpenAIJudge(LLMJudge):
         raise JudgeFatalError(self._fatal) from None  # no chained client error: it may quote the request
 
     # -- live requests ------------------------------------------------------------------------------
-    def _request_format(self, request: Request | None = None) -> str:
-        # a question with named options asks for one of them (a JSON schema enum) until the server refuses that
-        if request is not None and request.options and self._options_format:
+    def _request_format(self, request: Request | None = None, endpoint: int = 0) -> str:
+        # a question with named options asks for one of them (a JSON schema enum) until the endpoint refuses that
+        if request is not None and request.options and self._options_format[endpoint]:
             return OPTIONS_FORMAT
         # choice mode asks for one letter; text mode (response generation) for free text: no output constraint
-        return "none" if self.config.mode in ("choice", "text") else self._format
+        return "none" if self.config.mode in ("choice", "text") else self._formats[endpoint]
 
     async def _live(self, requests: Sequence[Request]) -> list[Completion]:
         self._raise_if_fatal()
@@ -188,9 +190,10 @@ class OpenAIJudge(LLMJudge):
 
         failures = 0
         while True:
-            fmt = self._request_format(request)
             endpoint = await self.limiter.acquire()
             limiter, client = self.limiter.limiters[endpoint], clients[endpoint]
+            # chosen once the endpoint is known: a format it refused while this request waited is not sent again
+            fmt = self._request_format(request, endpoint)
             throttled = success = False
             hint = None
             try:
@@ -215,9 +218,9 @@ class OpenAIJudge(LLMJudge):
                     self._fail(status, message, redact_url(self.config.endpoints[endpoint]))
                 if format_rejected(status, message, getattr(e, "param", None)):
                     if fmt == OPTIONS_FORMAT:  # free text then, checked by the caller
-                        self._options_format = False
+                        self._options_format[endpoint] = False
                         continue
-                    if self._downgrade_format(fmt, message):
+                    if self._downgrade_format(fmt, message, endpoint):
                         continue  # not a failure of the server: ask again at once, in the simpler format
                     return Completion(error=f"{REJECTED}: HTTP {status}: {message}", response_format=fmt)
                 if status not in RETRY_STATUSES and status < 500:
@@ -237,14 +240,18 @@ class OpenAIJudge(LLMJudge):
                 return Completion(
                     error=f"{NO_ANSWER}: {last} (after {self.config.max_retries} retries)", response_format=fmt
                 )
-            delay = backoff_delay(failures, self.config.backoff_base_s, self.config.backoff_max_s, hint, self._rng)
+            cap = self.config.backoff_max_s
+            delay = backoff_delay(failures, self.config.backoff_base_s, cap, hint, self._rng)
             failures += 1
             if throttled and hint:
-                limiter.pause(hint)
+                limiter.pause(min(hint, cap))  # capped like the delay: a day-long Retry-After must not stall a day
+            where = redact_url(self.config.endpoints[endpoint])
+            level = logging.WARNING if hint is not None and hint > cap else logging.DEBUG  # a cut-short ask is news
+            log.log(level, "%s: %s; %s", where, last, retry_note(delay, hint, cap))
             await asyncio.sleep(delay)
 
-    def _downgrade_format(self, used: str, message: str) -> bool:
-        """In auto mode, a server that rejects the response_format gets the next simpler one.
+    def _downgrade_format(self, used: str, message: str, endpoint: int = 0) -> bool:
+        """In auto mode, an endpoint that rejects the response_format gets the next simpler one from then on.
 
         Only for an answer that says the format is unsupported (see ``format_rejected``): any other 400, such as
         a prompt over the context length, is about that one request and must not cost the rest of the run its
@@ -252,9 +259,12 @@ class OpenAIJudge(LLMJudge):
         """
         if self.config.response_format != "auto" or used == "none" or self.config.mode in ("choice", "text"):
             return False
-        if self._format == used:  # concurrent requests may have downgraded already
-            self._format = FORMATS[FORMATS.index(used) + 1]
-            log.warning("server rejected response_format %s (%s); using %s", used, scrub(message)[:160], self._format)
+        if self._formats[endpoint] == used:  # concurrent requests may have downgraded already
+            self._formats[endpoint] = fallback = FORMATS[FORMATS.index(used) + 1]
+            where = redact_url(self.config.endpoints[endpoint])
+            log.warning(
+                "server rejected response_format %s (%s); using %s at %s", used, scrub(message)[:160], fallback, where
+            )
         return True
 
     # -- Batch API ----------------------------------------------------------------------------------

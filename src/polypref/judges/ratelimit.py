@@ -229,7 +229,22 @@ def retry_after(headers: Mapping[str, str] | None, now: float | None = None) -> 
 
 def backoff_delay(attempt: int, base: float, cap: float, server_hint: float | None, rng: random.Random) -> float:
     """How long to wait before retry ``attempt`` (0-based): the server's hint plus a little jitter when it gave
-    one, else full-jitter exponential backoff (uniform in [0, min(cap, base * 2**attempt)])."""
+    one (both capped: a capped wait must not come back as jitter), else full-jitter exponential backoff (uniform in
+    [0, min(cap, base * 2**attempt)])."""
     if server_hint is not None:
-        return min(cap, server_hint) + rng.uniform(0, min(1.0, 0.1 * max(server_hint, 0.1)))
+        wait = min(cap, server_hint)
+        return wait + rng.uniform(0, min(1.0, 0.1 * max(wait, 0.1)))
     return rng.uniform(0, min(cap, base * 2**attempt))
+
+
+def retry_note(wait: float, asked: float | None, cap: float) -> str:
+    """'retrying in 60 s (the server asked for 100000 s; capped)': the wait actually taken, and the server's ask
+    when the cap cut it short, so a log never claims a wait that does not happen."""
+    note = f"retrying in {_seconds(wait)} s"
+    if asked is not None and asked > cap:
+        note += f" (the server asked for {_seconds(asked)} s; capped)"
+    return note
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
