@@ -354,7 +354,7 @@ def _write_personas(plan: BuildPlan, run: RunState) -> None:
     step = max(1, plan.config.output.units_per_shard)
     spec = plan.population.spec
     recorded = plan.state.recorded_files()
-    written = {}
+    written: dict[Path, WrittenFile] = {}
     covered = 0
     for part in plan.layout.parts:
         start, end = part.personas
