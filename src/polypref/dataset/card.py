@@ -29,15 +29,22 @@ def _columns(config: str) -> list[dict[str, str]]:
     return [{"name": k, "description": v.get("description", "")} for k, v in props.items()]
 
 
-def _configs() -> list[dict[str, Any]]:
+def _configs(declared: tuple[str, ...] = CONFIGS) -> list[dict[str, Any]]:
     return [
         {
             "config_name": c,
             "data_files": [{"split": "train", "path": f"data/{c}/*.parquet"}],
             **({"default": True} if c == "preferences" else {}),
         }
-        for c in CONFIGS
+        for c in declared
     ]
+
+
+def declared_configs(summary: dict[str, Any]) -> tuple[str, ...]:
+    """The configs a finished build's card declares: those with rows. `datasets` cannot load a split of no rows
+    ('corresponds to no data'), locally or from the Hub, so an empty config (its file holds the schema) is named
+    in the card's text instead."""
+    return tuple(c for c in CONFIGS if summary[c])
 
 
 def render_in_progress(plan: BuildPlan) -> str:
@@ -68,13 +75,14 @@ def front_matter(plan: BuildPlan, summary: dict[str, Any]) -> str:
     tags = ["synthetic", "preference", "persona", "dpo", "polypref"]
     if summary["judge"]["simulated"]:
         tags.append("simulated")
+    declared = declared_configs(summary)
     meta = {
         "pretty_name": plan.config.output.pretty_name,
         "license": plan.config.output.license,
         "language": ["en"],
         "tags": tags,
         "size_categories": [size],
-        "configs": _configs(),
+        "configs": _configs(declared),
         # Row counts and file sizes per config. Besides informing readers, they make `datasets` cache each
         # build apart: it keys a local folder's cache by folder name and this metadata, not by the files, so
         # without it a second build in a folder called `out` loaded the first build's cached rows.
@@ -84,7 +92,7 @@ def front_matter(plan: BuildPlan, summary: dict[str, Any]) -> str:
                 "splits": [{"name": "train", "num_bytes": plan.state.data_bytes(c), "num_examples": summary[c]}],
                 "download_size": plan.state.download_size(c),
             }
-            for c in CONFIGS
+            for c in declared
         ],
     }
     return yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
@@ -130,6 +138,7 @@ def render(plan: BuildPlan, summary: dict[str, Any]) -> str:
             population=population,
             groups=groups,
             columns={c: _columns(c) for c in CONFIGS},
+            empty=[c for c in CONFIGS if c not in declared_configs(summary)],
             version=__version__,
             schema_version=SCHEMA_VERSION,
             fidelity=fidelity.as_card(fidelity.current_report(plan)),
