@@ -38,6 +38,7 @@ class ShardReport:
     tokens: dict[str, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)  # invalid verdicts per error category
     retries: int = 0  # extra requests for invalid outputs
+    not_asked: int = 0  # units no request was made for (a pair of identical texts)
     recovered: int = 0  # judgments that were valid only after a retry
     unanswered: int = 0  # units that never got an answer: not done, a rerun asks again for exactly these
     reused: int = 0  # units taken from earlier runs (a finished shard, or saved micro-batches)
@@ -75,7 +76,8 @@ def shard_stats(index: int, frame: pl.DataFrame, preferences: pl.DataFrame) -> S
         first_position_kept=(kept & first).sum(),
         prompt_tokens=pl.col("prompt_tokens").sum(),
         completion_tokens=pl.col("completion_tokens").sum(),
-        retries=(pl.col("attempts") - 1).sum(),
+        retries=(pl.col("attempts") - 1).clip(lower_bound=0).sum(),
+        not_asked=(pl.col("attempts") == 0).sum(),
         recovered=((pl.col("attempts") > 1) & valid).sum(),
         unanswered=(pl.col("drop_reason") == NO_ANSWER).sum(),
     ).row(0, named=True)
@@ -114,7 +116,8 @@ def summarize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge:
     tokens = _merge(r.tokens for r in reports)
     prices = judge.params.get("prices") or {}
     kept = reasons.get("kept", 0)
-    requests = total("units") + total("retries")  # every judgment's requests, whichever run made them
+    # every judgment's requests, whichever run made them
+    requests = total("units") - total("not_asked") + total("retries")
     return {
         "run_id": run.run_id,
         "created_at": run.created_at.isoformat(),

@@ -90,7 +90,11 @@ class JudgmentRecord(_Record):
         "(a rerun asks again); invalid: it answered with no usable verdict; identical_texts: the pair's two "
         "responses are the same text (generated samples can be), so no verdict states a preference"
     )
-    attempts: int = Field(ge=1, description="Requests made for this judgment (invalid outputs are re-asked)")
+    attempts: int = Field(
+        ge=0,
+        description="Requests made for this judgment (invalid outputs are re-asked; 0: none was made, as for a pair "
+        "of two identical texts)",
+    )
     prompt_tokens: int | None = Field(description="Tokens sent (LLM judges)")
     completion_tokens: int | None = Field(description="Tokens generated (LLM judges)")
     response_format: str | None = Field(

@@ -34,6 +34,8 @@ from polypref.filters.base import FilterChain, apply_filters
 from polypref.judges.base import VERDICT_COLUMNS, Judge, collect_verdicts
 from polypref.records import PAIR_KEYS, UnitBatch
 
+NOT_ASKED = "identical_texts: not asked, the pair's two responses are the same text"
+
 # What the rule reads per judged unit (``choice`` as shown, A | B | tie; ``same_text``: the pair's two
 # responses are one text, so no sample can ever count).
 RULE_COLUMNS: dict[str, pl.DataType] = {
@@ -191,7 +193,16 @@ def _judge_rows(
     stored: pl.DataFrame,
     on_frame: Callable[[pl.DataFrame], None] | None,
 ) -> pl.DataFrame:
-    """Verdicts for ``rows`` of ``batch`` (``unit`` = row of ``batch``), stored answers first."""
+    """Verdicts for ``rows`` of ``batch`` (``unit`` = row of ``batch``, in the order of ``rows``), stored answers
+    first. A pair of two identical texts is not asked about: a verdict between a text and itself states no
+    preference (the validity filter drops it as identical_texts), so asking would only be paid for."""
+    identical = _identical_texts(batch)[batch.pair_idx[rows]]
+    if identical.any():
+        asked = rows[~identical]
+        frames = [_not_asked(rows[identical])]
+        if len(asked):
+            frames.append(_judge_rows(judge, batch, asked, stored, on_frame))
+        return pl.concat(frames).sort("unit")  # rows ascend, so unit order is their order
     if len(rows) == len(batch):
         return collect_verdicts(judge, batch, [stored], on_frame=on_frame)
     position = pl.DataFrame({"unit": rows.astype(np.int64), "_at": np.arange(len(rows), dtype=np.int64)})
@@ -208,9 +219,25 @@ def _judge_rows(
     return renumbered(collect_verdicts(judge, batch.take(rows), [saved], on_frame=save))
 
 
+def _identical_texts(batch: UnitBatch) -> np.ndarray:
+    """Per pair of ``batch``, whether its two responses are the same text (two generated samples can be)."""
+    return np.array([p.a.text == p.b.text and p.a.messages == p.b.messages for p in batch.pairs], dtype=bool)
+
+
+def _not_asked(units: np.ndarray) -> pl.DataFrame:
+    """Verdicts of units no request was made for (``attempts`` 0), saved nowhere: they cost nothing to redo."""
+    return (
+        pl.DataFrame({"unit": units.astype(np.int64)})
+        .with_columns(error=pl.lit(NOT_ASKED), attempts=pl.lit(0))
+        .with_columns(pl.lit(None).alias(c) for c in VERDICT_COLUMNS if c not in ("unit", "error", "attempts"))
+        .select(list(VERDICT_COLUMNS))
+        .cast(VERDICT_COLUMNS)  # type: ignore[arg-type]
+    )
+
+
 def _rule_frame(batch: UnitBatch, rows: np.ndarray, verdicts: pl.DataFrame) -> pl.DataFrame:
     """RULE_COLUMNS for the judged ``rows`` of ``batch`` (``verdicts`` in the same order)."""
-    same = np.array([p.a.text == p.b.text and p.a.messages == p.b.messages for p in batch.pairs], dtype=bool)
+    same = _identical_texts(batch)
     return pl.DataFrame(
         {
             "persona_id": batch.persona_idx[rows].astype(np.int64),
