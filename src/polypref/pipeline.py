@@ -32,6 +32,7 @@ from polypref.dataset.schema import to_arrow
 from polypref.dataset.state import MAP_PNG, BuildState
 from polypref.dataset.tables import (
     RunMeta,
+    conversational,
     judgments_frame,
     personas_frame,
     preferences_frame,
@@ -139,6 +140,12 @@ def _plan(
     fingerprint = build_fingerprint(config, spec)
     state = BuildState(out)
     previous = None if overwrite else state.read_layout(fingerprint)
+    as_messages = conversational(pairs)
+    if previous is not None and state.published_as_messages() not in (None, as_messages):
+        # one column holds one type: shards kept as they are would not load beside the new ones
+        kind = "messages" if as_messages else "plain text"
+        log.warning("%s: these items publish as %s, unlike its shards; all are made again from the store", out, kind)
+        previous = None
     added = 0 if overwrite else state.added_personas()
     if add_personas and previous is not None and state.unfinished():
         # a refresh that was stopped: finish it, rather than grow again by the same amount (next run grows)

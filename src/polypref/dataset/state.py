@@ -415,6 +415,16 @@ class BuildState:
         folder = self.out / "data" / config
         return sorted(p for p in folder.glob("*.parquet") if not _is_temp(p)) if folder.is_dir() else []
 
+    def published_as_messages(self) -> bool | None:
+        """Whether the folder's preference shards publish texts as messages (None: it holds none that read)."""
+        for path in self.data_files("preferences")[:1]:
+            try:
+                chosen = pq.read_schema(path).field("chosen").type
+            except (OSError, KeyError, pa.ArrowException):
+                return None
+            return pa.types.is_list(chosen) or pa.types.is_large_list(chosen)
+        return None
+
     def download_size(self, config: str) -> int:
         return sum(p.stat().st_size for p in self.data_files(config))
 
