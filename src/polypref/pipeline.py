@@ -34,6 +34,7 @@ from polypref.dataset.tables import (
     RunMeta,
     conversational,
     judgments_frame,
+    pair_rows,
     personas_frame,
     preferences_frame,
     stamped,
@@ -523,6 +524,7 @@ def finalize(
     # over every shard: a refresh's new personas change every tier and every group's split
     meta = RunMeta(run.run_id, run.created_at, judge)
     written: dict[Path, WrittenFile] = {}
+    _write_pairs(plan, meta, written)
     counts = _write_weights_and_review(plan, meta, written)
     points = dataset_map(plan.out, persona_free)
     path = shard_path(plan.out, "map", 0)
@@ -543,6 +545,22 @@ def finalize(
     _write_text(plan.out / "README.md", card.render(plan, summary))
     plan.state.write_summary(summary)
     return summary
+
+
+PAIRS_PER_PART = 100_000  # pairs made into rows at a time: a source of 10^6 items stays flat
+
+
+def _write_pairs(plan: BuildPlan, meta: RunMeta, written: dict[Path, WrittenFile]) -> None:
+    """The pairs config: every pair of the build with its texts, in one file written part by part."""
+
+    def parts() -> Iterator[pa.Table]:
+        yield to_arrow("pair", stamped(pair_rows((), plan.conversational), meta), messages=plan.conversational)
+        for start in range(0, len(plan.pairs), PAIRS_PER_PART):
+            rows = pair_rows(plan.pairs[start : start + PAIRS_PER_PART], plan.conversational)
+            yield to_arrow("pair", stamped(rows, meta), messages=plan.conversational)
+
+    path = shard_path(plan.out, "pairs", 0)
+    written[path] = write_parquet_parts(parts(), path, plan.config.output.row_group_rows)
 
 
 def _write_weights_and_review(plan: BuildPlan, meta: RunMeta, written: dict[Path, WrittenFile]) -> dict[str, Any]:

@@ -115,7 +115,7 @@ def test_card_states_source_config_and_filters(built: dict[str, Any]) -> None:
     card = (built["out"] / "README.md").read_text()
     front = yaml.safe_load(card.split("---")[1])
     assert [c["config_name"] for c in front["configs"]] == list(CONFIGS)
-    assert set(CONFIGS) == {"preferences", "judgments", "personas", "weights", "review", "map"}
+    assert set(CONFIGS) == {"preferences", "judgments", "personas", "pairs", "weights", "review", "map"}
     assert "NORC" in card and "gss.norc.org" in card  # citation and terms of the population used
     assert "Simulated judgments" in card and "swap_inconsistent" in card
     assert f"size: {PERSONAS}" in card and f"samples: {SAMPLES}" in card  # the config used

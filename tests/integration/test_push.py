@@ -255,8 +255,8 @@ def test_a_build_that_names_a_repo_publishes_and_a_refresh_uploads_only_its_new_
     pushes = writer.stub.pushes(repo)
     refreshed = [p for p in pushes if p["commit"] not in {q["commit"] for q in pushes[: len(pushes) - 2]}]
     assert len(refreshed) == 2  # one commit of data files, then the card
-    # and the weights, review candidates and map, which every refresh computes again over the whole dataset
-    whole = {f"data/{c}/train-00000.parquet" for c in ("weights", "review", "map")} | {"map.png"}
+    # and the pairs, weights, review candidates and map, which every refresh writes again over the whole dataset
+    whole = {f"data/{c}/train-00000.parquet" for c in ("pairs", "weights", "review", "map")} | {"map.png"}
     added = {f for p in refreshed for f in p["added"]}
     assert added - whole == {*new, "README.md"} and "data/weights/train-00000.parquet" in added
     commits = [json.loads(line) for line in (writer.stub.root / "commits.jsonl").read_text().splitlines()]

@@ -65,12 +65,12 @@ def builds(tiny_config: Path, api: ChatAPIServer, tmp_path: Path) -> Builds:
 
 
 def _files(out: Path) -> dict[str, str]:
-    """Every data file of a folder but the weights, review candidates and map (computed over the whole dataset,
-    so every refresh rewrites them), by path, with its content hash."""
+    """Every data file of a folder but the pairs, weights, review candidates and map (computed over the whole
+    dataset, so every refresh rewrites them), by path, with its content hash."""
     return {
         p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted((out / "data").rglob("*.parquet"))
-        if p.parent.name not in ("weights", "review", "map")
+        if p.parent.name not in ("pairs", "weights", "review", "map")
     }
 
 
@@ -136,6 +136,7 @@ def test_a_grown_population_asks_only_for_the_new_personas_and_keeps_every_shard
         "preferences": whole["preferences"],
         "judgments": whole["judgments"],
         "personas": 3 * PERSONAS,
+        "pairs": PAIRS,
         "weights": whole["preferences"],
         "review": whole["review"],
         "map": whole["map"],

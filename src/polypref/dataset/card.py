@@ -18,6 +18,7 @@ SCHEMA_OF = {
     "preferences": "preference",
     "judgments": "judgment",
     "personas": "persona",
+    "pairs": "pair",
     "weights": "weight",
     "review": "review",
     "map": "map",

@@ -163,6 +163,31 @@ class PreferenceRecord(_Record):
     simulated: bool = Field(description="True when the verdicts come from the simulator, not a model")
 
 
+class PairRecord(_Record):
+    pair_id: str = Field(description="Content hash of (prompt, response A, response B): the key of every other config")
+    prompt_id: str = Field(description="Id of the item (prompt and its responses)")
+    topic: str | None = Field(description="Survey topic the item is about; null for an open item")
+    prompt: str | list[MessageRecord] = Field(
+        description="The user prompt, as the source had it (text or messages, as in preferences)",
+        json_schema_extra=_TEXT_OR_MESSAGES,
+    )
+    response_a: str | list[MessageRecord] = Field(
+        description="Response A of the pair (text or messages, like prompt)", json_schema_extra=_TEXT_OR_MESSAGES
+    )
+    response_b: str | list[MessageRecord] = Field(
+        description="Response B of the pair (text or messages, like prompt)", json_schema_extra=_TEXT_OR_MESSAGES
+    )
+    response_a_id: str = Field(description="Id of response A (chosen_id / rejected_id in preferences)")
+    response_b_id: str = Field(description="Id of response B")
+    response_a_stance: str | None = Field(description="Stance of response A on the topic's answer scale")
+    response_b_stance: str | None = Field(description="Stance of response B")
+    response_a_model: str | None = Field(description="Model that wrote response A, when known")
+    response_b_model: str | None = Field(description="Model that wrote response B, when known")
+    source_preferred_id: str | None = Field(
+        description="The response the source itself prefers (its chosen, or its higher rating); null: none"
+    )
+
+
 class WeightRecord(_Record):
     persona_id: str = Field(description="The target persona: the one whose preference the row is (preferences config)")
     pair_id: str = Field(description="The pair (preferences config)")
@@ -211,6 +236,7 @@ RECORDS: dict[str, type[BaseModel]] = {
     "persona": PersonaRecord,
     "judgment": JudgmentRecord,
     "preference": PreferenceRecord,
+    "pair": PairRecord,
     "weight": WeightRecord,
     "review": ReviewRecord,
     "map": MapRecord,

@@ -60,9 +60,10 @@ def _published(text: str, messages: Messages | None, role: str, as_messages: boo
     return [{"role": m.role, "content": m.content} for m in turns]
 
 
-def pairs_frame(pairs: Sequence[ResponsePair]) -> pl.DataFrame:
-    """One row per pair with its prompt and both responses (``*_out``: as published, text or messages)."""
-    as_messages = conversational(pairs)
+def pairs_frame(pairs: Sequence[ResponsePair], as_messages: bool | None = None) -> pl.DataFrame:
+    """One row per pair with its prompt and both responses (``*_out``: as published, text or messages; by default
+    as ``pairs`` need, ``as_messages`` for part of a build's pairs)."""
+    as_messages = conversational(pairs) if as_messages is None else as_messages
     out_type = MESSAGES if as_messages else pl.String
     return pl.DataFrame(
         {
@@ -199,6 +200,18 @@ def persona_views(personas: Sequence[Persona]) -> pl.DataFrame:
     rows = [(p.id, topic, view) for p in personas for topic, view in p.attitudes.items()]
     return pl.DataFrame(
         rows, schema={"persona_id": pl.String, "topic": pl.String, "persona_view": pl.String}, orient="row"
+    )
+
+
+def pair_rows(pairs: Sequence[ResponsePair], as_messages: bool) -> pl.DataFrame:
+    """The pairs config: every pair with its texts, so a pair no persona kept can still be read."""
+    frame = pairs_frame(pairs, as_messages)
+    sides = {f"{s}_{f}": f"response_{s}_{f}" for s in "ab" for f in ("id", "stance", "model")}
+    return frame.rename({**sides, "a_out": "response_a", "b_out": "response_b"}).with_columns(
+        source_preferred_id=pl.when(pl.col("source_side") == "a")
+        .then("response_a_id")
+        .when(pl.col("source_side") == "b")
+        .then("response_b_id")
     )
 
 

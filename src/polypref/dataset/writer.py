@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from polypref.errors import OutputError
 
-CONFIGS = ("preferences", "judgments", "personas", "weights", "review", "map")
+CONFIGS = ("preferences", "judgments", "personas", "pairs", "weights", "review", "map")
 TMP_PREFIX = ".tmp-"  # what a killed writer can leave behind; never data (see dataset.state)
 # datasets 5.x defaults: content-defined chunking lets the Hub (Xet) dedupe re-uploads of similar shards
 CDC = {"min_chunk_size": 256 * 1024, "max_chunk_size": 1024 * 1024, "norm_level": 0}
