@@ -29,21 +29,28 @@ from polypref.errors import PolyprefError
 
 
 class OurErrorsFilter(logging.Filter):
-    """Drops Prefect's console reports of runs that ended in a PolyprefError.
+    """Drops Prefect's console reports of runs that ended in a PolyprefError, or that a stop we asked for cancelled.
 
     Prefect logs such an ending once per task ("Finished in state Failed('Task run encountered an exception
     Interrupted: ...')") and once more for the flow, with a traceback; the CLI prints the one message that
-    matters. Only console handlers get this filter: Prefect's API handler still records every line for its UI.
+    matters. A stop also ends the shards' thread pool early, and Prefect's task runner then cancels a shard that
+    a worker thread was just starting, which its engine reports as a crash ("Crash detected! ... CancelledError:
+    Task run cancelled by the task runner", "Finished in state Crashed(...)"): not one, since we stopped it. Only
+    console handlers get this filter: Prefect's API handler still records every line for its UI.
     """
 
     RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+    CANCELLED_BY_TASK_RUNNER = "CancelledError: Task run cancelled by the task runner"  # prefect/task_engine.py
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.name.startswith(self.RUN_LOGGERS):
             return True
         if record.exc_info and isinstance(record.exc_info[1], PolyprefError):
             return False
-        return _our_error_names().search(record.getMessage()) is None
+        message = record.getMessage()
+        if self.CANCELLED_BY_TASK_RUNNER in message and interrupt.stop_requested():
+            return False
+        return _our_error_names().search(message) is None
 
 
 @cache

@@ -44,6 +44,10 @@ from polypref.secrets import scrub
 # runner and the server shut down. Past this, serve stops at once, as after a second signal.
 STOP_TIMEOUT_S = 90
 FINISHED = ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]
+# A schedule that runs less often than yearly is a mistake: --interval is at most MAX_INTERVAL, and a cron must
+# fire within CRON_HORIZON (room for 29 February, which comes every 4 years)
+MAX_INTERVAL = datetime.timedelta(days=366)
+CRON_HORIZON = datetime.timedelta(days=5 * 366)
 
 
 def serve(
@@ -69,12 +73,12 @@ def serve(
     """
     from polypref import cli, pipeline  # cli imports this module lazily, and this one imports cli: no cycle
 
+    for key, value in cli.PREFECT_DEFAULTS.items():  # before Prefect is imported: it reads them once
+        os.environ.setdefault(key, value)
+    schedule = make_schedule(cron, interval)  # first: a mistyped option should not wait for the inputs' checks
     plan = pipeline.plan(config, out, source)
     pipeline.check_output(plan)
     parameters = flow_parameters(config, out, source, add_personas)
-    for key, value in cli.PREFECT_DEFAULTS.items():  # before Prefect is imported: it reads them once
-        os.environ.setdefault(key, value)
-    schedule = make_schedule(cron, interval)
     flow = cli._load_flow("build.py:build_dataset")
     flow_runner.quiet_console_about_our_errors()
 
@@ -126,21 +130,54 @@ def flow_parameters(config: BuildConfig, out: Path, source: str, add_personas: i
 
 
 def make_schedule(cron: str, interval: float | None) -> Any:
-    """Prefect's schedule for ``interval`` seconds, or else for ``cron`` (UTC); ConfigError if invalid."""
+    """Prefect's schedule for ``interval`` seconds, or else for ``cron`` (UTC); ConfigError if invalid.
+
+    A schedule must fire, and at least yearly: an interval past MAX_INTERVAL (inf, 1e20: timedelta overflows)
+    or a cron with no date within CRON_HORIZON (31 February) would serve forever and never build.
+    """
     from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
     from pydantic import ValidationError
 
     option = "--interval" if interval is not None else "--cron"
     try:
         if interval is not None:
-            if not interval > 0:
-                raise ValueError("must be a number of seconds > 0")
+            if not 0 < interval <= MAX_INTERVAL.total_seconds():  # also refuses nan
+                raise ValueError(
+                    f"must be a number of seconds > 0 and at most {MAX_INTERVAL.days} days "
+                    f"({MAX_INTERVAL.total_seconds():.0f} s): a schedule that runs less often than yearly is a "
+                    f"mistake; got {interval:.12g}"
+                )
             return IntervalSchedule(interval=datetime.timedelta(seconds=interval))
-        return CronSchedule(cron=cron, timezone="UTC")
+        schedule = CronSchedule(cron=cron, timezone="UTC")
+        if _next_date(schedule, within=CRON_HORIZON) is None:
+            raise ValueError(
+                f"'{cron}' never fires within the next {CRON_HORIZON.days // 365} years "
+                "(a date that never comes, such as 31 February?)"
+            )
+        return schedule
     except ValidationError as e:
         raise ConfigError("command line", [(option, e.errors()[0]["msg"])]) from None
     except ValueError as e:
         raise ConfigError("command line", [(option, str(e))]) from None
+
+
+def _next_date(schedule: Any, within: datetime.timedelta) -> datetime.datetime | None:
+    """The schedule's first date from now, as the server's scheduler (and ours, ``_Scheduler``) computes it;
+    None if there is none within ``within``."""
+    start = datetime.datetime.now(datetime.UTC)
+    try:
+        dates = asyncio.run(_server_schedule(schedule).get_dates(n=1, start=start, end=start + within))
+    except ValueError:  # croniter's CroniterBadDateError: it found no date at all (it looks decades ahead)
+        return None
+    return dates[0] if dates else None
+
+
+def _server_schedule(schedule: Any) -> Any:
+    """The server's own class of a client schedule, which computes its dates (the client's cannot). For its
+    dates only: Prefect refuses server schedule objects in deployments."""
+    from prefect.server.schemas import schedules
+
+    return getattr(schedules, type(schedule).__name__).model_validate(schedule.model_dump())
 
 
 def describe_schedule(cron: str, interval: float | None) -> str:
@@ -320,12 +357,8 @@ class _Scheduler:
     time after the last run it created (see the module docstring)."""
 
     def __init__(self, client: Any, deployment_id: UUID, schedule: Any):
-        from prefect.server.schemas import schedules
-
         self.client, self.deployment_id = client, deployment_id
-        # The server's own class of this schedule computes the times, as the server's scheduler would. It is used
-        # here for its dates only (Prefect refuses server schedule objects in deployments).
-        self.dates = getattr(schedules, type(schedule).__name__).model_validate(schedule.model_dump())
+        self.dates = _server_schedule(schedule)  # computes the times, as the server's scheduler would
         self.last: datetime.datetime | None = None
 
     async def keep_one_waiting(self) -> None:
