@@ -102,6 +102,22 @@ def test_the_lock_of_a_process_killed_with_sigkill_is_free_at_once(tmp_path):
     assert holder(out) is None
 
 
+def test_the_flow_itself_holds_the_lock_so_a_served_run_is_refused_too(tiny_config, tmp_path):
+    """A served run is a flow run in a process of its own: the flow takes the folder's lock itself."""
+    from polypref.cli import _load_flow
+
+    out = tmp_path / "out"
+    flow = _load_flow("build.py:build_dataset")  # as the CLI and a served run load it
+    process = _holder(out, 600)
+    try:
+        with pytest.raises(FolderInUse, match=rf"pid {process.pid}"):
+            flow.fn(config=load_config(tiny_config), out=str(out))
+    finally:
+        process.kill()
+        process.wait()
+    assert not (out / "data").exists()
+
+
 def test_a_refused_push_and_a_refused_build_leave_the_folder_as_it_was(tiny_config, tmp_path):
     out = tmp_path / "out"
     run_without_prefect(pipeline.plan(load_config(tiny_config), out))
