@@ -4,19 +4,22 @@ The simulated judge (and any check against the survey) needs each item's topic a
 topic's answer scale. Users' data rarely has them. ``annotate`` asks the model, in free text, which survey
 question a prompt is about (when the item has no topic) and which answer option each response takes, and accepts
 only an answer that names one option exactly (case and surrounding punctuation aside); anything else is asked
-again with a new seed, then left unannotated and counted. Texts are never touched: the result is written as
-polypref's own JSONL, which keeps every text, message, model, rating and source label byte-exact.
+again with a new seed, then left unannotated and counted. "None" is an answer to the topic question (a prompt about
+none of the survey's questions): the item stays open, counted as such. Texts are never touched: the result is
+written as polypref's own JSONL, which keeps every text, message, model, rating and source label byte-exact.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from polypref import prompts
+from polypref import files, prompts
+from polypref.config import BuildConfig, ItemsConfig
 from polypref.dataset.writer import write_bytes
 from polypref.errors import ConfigError
 from polypref.generation.config import OpenAIGeneratorConfig, VllmGeneratorConfig
@@ -36,7 +39,13 @@ class Annotated:
     items: tuple[Item, ...]
     topics_set: int  # items that got a topic
     stances_set: int  # responses that got a stance
+    off_survey: int  # items the model said are about none of the survey's questions: open, and rightly so
     unresolved: int  # questions the model never answered with an option
+
+    @property
+    def still_open(self) -> int:
+        """Items the simulated judge cannot judge (no topic, or a response without a stance)."""
+        return sum(not item.annotated for item in self.items)
 
 
 def annotator(judge: Any) -> OpenAIGeneratorConfig | VllmGeneratorConfig:
@@ -69,7 +78,7 @@ def _annotate(items: list[Item], spec: SurveySpec, backend: LLMJudge, seed: int)
     questions = {t: a.topic for t, a in spec.attitudes.items.items()}
     topic_env = prompts.template(TOPIC_TEMPLATE)
     open_topics = [i for i, item in enumerate(items) if item.topic is None]
-    answers = ask_options(
+    topics = ask_options(
         backend,
         [_user(topic_env.render(questions=questions, prompt=items[i].prompt)) for i in open_topics],
         [[*questions, NONE] for _ in open_topics],
@@ -77,7 +86,7 @@ def _annotate(items: list[Item], spec: SurveySpec, backend: LLMJudge, seed: int)
         "topic",
     ).options
     topics_set = 0
-    for i, answer in zip(open_topics, answers, strict=True):
+    for i, answer in zip(open_topics, topics, strict=True):
         if answer not in (None, NONE):
             items[i] = replace(items[i], topic=answer)
             topics_set += 1
@@ -90,7 +99,7 @@ def _annotate(items: list[Item], spec: SurveySpec, backend: LLMJudge, seed: int)
         for j, response in enumerate(item.responses)
         if response.stance is None
     ]
-    answers = ask_options(
+    stances = ask_options(
         backend,
         [
             _user(
@@ -108,15 +117,16 @@ def _annotate(items: list[Item], spec: SurveySpec, backend: LLMJudge, seed: int)
         "stance",
     ).options
     stances_set = 0
-    for (i, j), answer in zip(asks, answers, strict=True):
+    for (i, j), answer in zip(asks, stances, strict=True):
         if answer is not None:
             scale = spec.scale(items[i].topic)
             responses = list(items[i].responses)
             responses[j] = replace(responses[j], stance=answer, position=scale.index(answer) / (len(scale) - 1))
             items[i] = replace(items[i], responses=tuple(responses))
             stances_set += 1
-    unresolved = sum(a is None for a in answers) + (len(open_topics) - topics_set)
-    return Annotated(tuple(items), topics_set, stances_set, unresolved)
+    off_survey = topics.count(NONE)  # a valid answer: not among the unresolved
+    unresolved = topics.count(None) + stances.count(None)
+    return Annotated(tuple(items), topics_set, stances_set, off_survey, unresolved)
 
 
 def _user(text: str) -> list[dict[str, str]]:
@@ -134,16 +144,17 @@ def _turns(messages: Messages | None, text: str) -> Any:
 
 def _record(item: Item) -> dict[str, Any]:
     record: dict[str, Any] = {"id": item.id, "topic": item.topic, "prompt": _turns(item.messages, item.prompt)}
-    record["responses"] = [
-        {
-            "id": r.id,
-            "text": _turns(r.messages, r.text),
-            **({"stance": r.stance} if r.stance is not None else {}),
-            **({"model": r.model} if r.model is not None else {}),
-            **({"score": r.score} if r.score is not None else {}),
-        }
-        for r in item.responses
-    ]
+    if item.responses:  # a prompt alone stays one (read as format prompts): an empty list is refused
+        record["responses"] = [
+            {
+                "id": r.id,
+                "text": _turns(r.messages, r.text),
+                **({"stance": r.stance} if r.stance is not None else {}),
+                **({"model": r.model} if r.model is not None else {}),
+                **({"score": r.score} if r.score is not None else {}),
+            }
+            for r in item.responses
+        ]
     if item.label is not None:
         record["label"] = item.label
     return record
@@ -151,3 +162,73 @@ def _record(item: Item) -> dict[str, Any]:
 
 def write(items: Sequence[Item], path: Path) -> None:
     write_bytes(to_jsonl(items), path)
+
+
+def summary(result: Annotated, out: Path, model: str) -> str:
+    """What annotate did, telling items about none of the survey's questions from answers that named nothing."""
+    why = [
+        f"{n} {what}"
+        for n, what in (
+            (result.off_survey, "about none of the survey's questions"),
+            (result.unresolved, "answers named no option"),
+        )
+        if n
+    ]
+    return (
+        f"wrote {out}: {len(result.items)} items; {result.topics_set} topics and {result.stances_set} stances set by "
+        f"{model}; {result.still_open} items still open" + (f" ({', '.join(why)})" if why else "")
+    )
+
+
+# items settings that apply to the annotated file as to the source; every other one says how the source was read,
+# and the annotated file is polypref JSONL holding exactly the items read
+_PAIRING = ("pairing", "pairs_per_prompt")
+
+
+def next_steps(result: Annotated, out: Path, config: Path | None, overrides: Sequence[str], cfg: BuildConfig) -> str:
+    """Commands to run next, from the same folder, that work as printed: the same config and --set overrides,
+    the annotated file as the items (read as written: the original source's format, columns, sample and topic
+    filter reset), and the simulated judge when every item is annotated; else (or when the build generates the
+    responses, which then have no stances) the config's own LLM judge, the only kind that judges open items."""
+    defaults = ItemsConfig()
+    ours = {"items.source": _yaml_text(str(out))}
+    for name in ItemsConfig.model_fields:
+        default = getattr(defaults, name)
+        if name not in ("source", *_PAIRING) and getattr(cfg.items, name) != default:
+            ours[f"items.{name}"] = _yaml_text(default) if isinstance(default, str) else json.dumps(default)
+    samples = f", samples: {cfg.judge.samples}" if cfg.judge.samples != 1 else ""
+    simulated = f"judge={{backend: simulated{samples}}}"
+    if result.still_open == 0 and cfg.generate is None:
+        ours["judge"] = simulated.partition("=")[2]
+        head = "check them, then build with the simulated judge:"
+    elif cfg.generate is not None:
+        head = (
+            "the build generates their responses, without stances, which the simulated judge needs: check and build "
+            f"them with the config's {cfg.judge.backend} judge, which judges open items from the persona's portrayal:"
+        )
+    else:
+        head = (
+            f"{result.still_open} items are still open, which the simulated judge refuses: check and build them with "
+            f"the config's {cfg.judge.backend} judge, which judges open items from the persona's portrayal (or give "
+            f"them a topic and stances in {out} by hand, or drop them, and add --set {shlex.quote(simulated)}):"
+        )
+    # an override of a key set here (or inside it) would be replaced anyway: left out
+    kept = [o for o in overrides if not any(_within(o.partition("=")[0].strip(), key) for key in ours)]
+    sets = [*kept, *(f"{key}={value}" for key, value in ours.items())]
+    args = shlex.join([*([str(config)] if config is not None else []), *(a for s in sets for a in ("--set", s))])
+    dataset = shlex.quote(str(out.with_name(f"{out.stem}-dataset")))
+    return f"{head}\n  polypref validate {args}\n  polypref build {args} --out {dataset}"
+
+
+def _within(key: str, section: str) -> bool:
+    """Whether --set ``key`` sets ``section`` or a key inside it (so a later --set of ``section`` replaces it)."""
+    return key == section or key.startswith(f"{section}.")
+
+
+def _yaml_text(text: str) -> str:
+    """``text`` as a --set value that reads back as that string (plain if YAML keeps it so, else quoted)."""
+    try:
+        plain = files.parse_yaml(text, "") == text
+    except ConfigError:
+        plain = False
+    return text if plain else json.dumps(text, ensure_ascii=False)

@@ -169,12 +169,8 @@ def annotate(
     with tempfile.TemporaryDirectory(prefix="polypref-annotate-") as work:
         result = annotating.annotate(items, spec, generator, cfg.seed, Path(work))
     annotating.write(result.items, out_path)
-    still_open = sum(not item.annotated for item in result.items)
-    out.print(
-        f"wrote {out_path}: {len(result.items)} items; {result.topics_set} topics and {result.stances_set} stances "
-        f"set by {generator.model}; {still_open} items still open ({result.unresolved} answers named no option)"
-    )
-    out.print(f"build with them: polypref build --set items.source={shlex.quote(str(out_path))} ...")
+    out.print(annotating.summary(result, out_path, generator.model))
+    out.print(annotating.next_steps(result, out_path, config, set_ or [], cfg))
 
 
 def _check_new_file(path: Path, force: bool, example: str) -> None:

@@ -16,7 +16,8 @@ Seed it from Python::
         ... HF_ENDPOINT=stub.url ...
         stub.log.count("resolve", "GET")
 
-or run it on its own: ``python -m tests.hubstub --root DIR [--port PORT]`` prints its URL and serves DIR.
+or run it on its own: ``python -m tests.hubstub --root DIR [--port PORT] [--token T] [--read-only-token T]``
+prints its URL and serves DIR, with T as a token that may write (or only read).
 Storage is described in ``store.py``; the routes in ``app.py``.
 
 Writing: ``HfApi(endpoint=stub.url, token=T)`` with ``stub.add_token(T)`` can ``create_repo``, ``create_commit`` /
@@ -45,8 +46,14 @@ __all__ = ["Access", "Faults", "HubStub", "RequestLog", "Store", "StubError"]
 class HubStub:
     """Storage, request log and app of one stub; ``start()`` (or ``with stub:``) serves it in a thread."""
 
-    def __init__(self, root: Path | str):
+    def __init__(self, root: Path | str, *, tokens: Iterable[str] = (), read_only_tokens: Iterable[str] = ()):
+        """``tokens`` may write, ``read_only_tokens`` only read (``add_token``): without a known token every
+        write is refused, so a stub run on its own needs them to be pushed to."""
         self.store = Store(root)
+        for token in tokens:
+            self.add_token(token)
+        for token in read_only_tokens:
+            self.add_token(token, write=False)
         self.log = RequestLog()
         self.page_size = PAGE_SIZE  # lower it to exercise tree pagination
         self.faults = Faults()
