@@ -69,9 +69,18 @@ class ItemsConfig(StrictModel):
         default_factory=dict, description="Field -> the source's column for it, e.g. {prompt: instruction}"
     )
     config: str | None = Field(None, description="Config (subset) of a Hub dataset or Hub-layout folder")
-    split: str = Field("train", description="Split to read")
+    split: str = Field(
+        "train",
+        description="Split to read, or a split expression as datasets writes them: train+test, train[:1000], "
+        "train[10%:20%] (a file's one split is train)",
+    )
     revision: str | None = Field(None, description="Branch, tag or commit of a Hub dataset (default: main)")
-    limit: StrictInt | None = Field(None, ge=1, description="Judge a seeded sample of this many items (None = all)")
+    limit: StrictInt | None = Field(
+        None,
+        ge=1,
+        description="Judge the first this many items, in source order (None = all): nothing after them is read, "
+        "and a source that grows keeps them",
+    )
     topics: list[str] | None = Field(None, min_length=1, description="Keep only these topics (None = all)")
     pairing: Literal["all", "random"] = "all"
     pairs_per_prompt: int = Field(3, ge=1, description="With pairing: random, pairs drawn per prompt")

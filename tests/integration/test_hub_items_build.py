@@ -158,3 +158,40 @@ def test_a_gated_dataset_reads_with_the_token_and_never_shows_it(hub, repo, serv
     written = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
     assert written and not any(TOKEN.encode() in p.read_bytes() for p in written)
     assert TOKEN not in result.stdout + result.stderr
+
+
+def _pairs(start: int, n: int) -> list[dict]:
+    return [
+        {
+            "prompt": f"Question {i}: which is better?",
+            "chosen": f"A longer answer to question {i}.",
+            "rejected": f"No {i}.",
+        }
+        for i in range(start, start + n)
+    ]
+
+
+def test_a_limited_sample_stays_the_same_when_the_hub_source_grows(hub, server, tmp_path: Path) -> None:
+    """items.limit takes the first rows: a refresh after the source grew (a new shard, rows appended to the last)
+    judges the same items, so every judgment is reused and the shards are kept as they were."""
+    repo_id = f"org/growing-{os.urandom(4).hex()}"
+    hub.stub.add_commit(repo_id, {f"data/train-0000{k}.parquet": _parquet(_pairs(k * 40, 40)) for k in range(4)})
+    config = load_config(
+        _config(tmp_path / "build.yaml", {"source": f"hf://datasets/{repo_id}", "limit": 20}), judge_settings(server)
+    )
+    first = run_without_prefect(pipeline.plan(config, tmp_path / "out"))
+    assert hub.stub.log.count("resolve", "GET") == 1  # the first shard alone holds the first 20 rows
+    shards = {p: p.read_bytes() for p in (tmp_path / "out" / "data").rglob("*.parquet")}
+    asked = server.requests
+
+    hub.stub.add_commit(
+        repo_id,
+        {"data/train-00003.parquet": _parquet(_pairs(120, 60)), "data/train-00004.parquet": _parquet(_pairs(180, 40))},
+    )
+    plan = pipeline.plan(config, tmp_path / "out")
+    again = run_without_prefect(plan)
+    assert plan.keeps_folder and sorted(i.prompt for i in plan.items) == sorted(p["prompt"] for p in _pairs(0, 20))
+    assert server.requests == asked  # nothing judged again
+    assert again["reused_judgments"] == again["judgments"] == first["judgments"] > 0
+    kept = [p for p in shards if p.parent.name in ("preferences", "judgments", "pairs", "personas")]
+    assert kept and all(p.read_bytes() == shards[p] for p in kept)

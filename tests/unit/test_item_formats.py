@@ -112,7 +112,7 @@ def test_a_mapping_to_an_absent_column_or_unknown_field_is_a_config_error() -> N
         ({"prompt": "Q", "chosen": " \t", "rejected": "b"}, "chosen", "whitespace"),
         ({"prompt": None, "chosen": "a", "rejected": "b"}, "prompt", "text or a non-empty list"),
         ({"prompt": "Q", "chosen": 3, "rejected": "b"}, "chosen", "text or a non-empty list"),
-        ({"prompt": "Q", "chosen": [{"role": "assistant"}], "rejected": "b"}, "chosen", "exactly role and content"),
+        ({"prompt": "Q", "chosen": [{"role": "assistant"}], "rejected": "b"}, "chosen", "with role and content"),
     ],
 )
 def test_bad_pairwise_rows_name_the_column(row: dict, column: str, reason: str) -> None:
@@ -143,7 +143,7 @@ def test_stances_need_a_survey_topic_but_open_items_do_not() -> None:
     assert info.value.column == "topic" and "open item" in info.value.reason
 
 
-@pytest.mark.parametrize("score", [float("nan"), float("inf"), True, int("9" * 400), "8"])
+@pytest.mark.parametrize("score", [float("nan"), float("inf"), True, int("9" * 400), "eight", "nan", [8]])
 def test_ratings_must_be_finite_numbers(score: object) -> None:
     """A NaN rating compares false both ways and would silently invert the source's label."""
     layout = formats.detect("c", ["prompt", "completions"])

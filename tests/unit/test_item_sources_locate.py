@@ -81,15 +81,24 @@ def test_shipped_item_set_by_name():
 
 
 def test_single_files(tmp_path):
-    make_folder(tmp_path, {"a.jsonl": jsonl([{"x": 1}]), "b.parquet": parquet_bytes(x=[1]), "c.csv": "x\n1\n"})
+    make_folder(
+        tmp_path,
+        {
+            "a.jsonl": jsonl([{"x": 1}]),
+            "b.parquet": parquet_bytes(x=[1]),
+            "c.csv": "x\n1\n",
+            "d.json": "[]",
+            "e.txt": "",
+        },
+    )
     (tmp_path / "folder.parquet").mkdir()
-    for name in ("a.jsonl", "b.parquet"):
+    for name in ("a.jsonl", "b.parquet", "c.csv", "d.json"):
         located = locate_source(str(tmp_path / name))
         assert located.kind == "file" and located.files == (SourceFile(tmp_path / name, str(tmp_path / name)),)
     cases = [
         ((str(tmp_path / "missing.jsonl"),), {}, "items.source", "items file not found: "),
         ((str(tmp_path / "folder.parquet"),), {}, "items.source", "is a folder, not a file"),
-        ((str(tmp_path / "c.csv"),), {}, "items.source", "must be a .jsonl or .parquet file"),
+        ((str(tmp_path / "e.txt"),), {}, "items.source", "must be a .jsonl, .parquet, .json or .csv file"),
         ((str(tmp_path / "a.jsonl"),), {"config": "x"}, "items.config", "applies to a folder or Hub dataset"),
         ((str(tmp_path / "a.jsonl"),), {"split": "test"}, "items.split", "applies to a folder or Hub dataset"),
         ((str(tmp_path / "a.jsonl"),), {"revision": "v1"}, "items.revision", "only a Hub dataset"),
@@ -227,16 +236,75 @@ def test_folder_default_layouts(tmp_path, files, split, expected, splits):
 
 
 def test_unsupported_file_types_are_named(tmp_path):
-    csv = make_folder(tmp_path / "csv", {"data/train.csv": "a\n1\n", "data/test.csv": "a\n2\n", "README.md": "hi"})
+    txt = make_folder(tmp_path / "txt", {"data/train.txt": "a\n1\n", "data/test.txt": "a\n2\n", "README.md": "hi"})
     with pytest.raises(ConfigError) as caught:
-        locate_source(str(csv))
+        locate_source(str(txt))
     assert problem(caught)[0] == "items.source"
-    assert "only .jsonl and .parquet data files can be read, found .csv (data/train.csv)" in problem(caught)[1]
+    assert (
+        "only .jsonl, .parquet, .json and .csv data files can be read, found .txt (data/train.txt)"
+        in problem(caught)[1]
+    )
     named = readme("- config_name: default\n  data_files: [data/a.jsonl, data/b.json.gz]\n")
     mixed = make_folder(tmp_path / "mixed", {"data/a.jsonl": "", "data/b.json.gz": b"", "README.md": named})
     with pytest.raises(ConfigError) as caught:
         locate_source(str(mixed))
     assert "found .gz (data/b.json.gz)" in problem(caught)[1]
+
+
+PAIRS = [{"prompt": f"q{i}", "chosen": f"yes {i}", "rejected": f"no {i}"} for i in range(4)]
+CSV = "prompt,chosen,rejected\n" + "".join(f"{p['prompt']},{p['chosen']},{p['rejected']}\n" for p in PAIRS[2:])
+
+
+def read_prompts(source: str, **settings: object) -> list[str]:
+    from polypref.config import ItemsConfig
+    from polypref.items.sources import read_items
+    from polypref.population.spec import SurveySpec
+    from tests.conftest import spec_dict
+
+    spec = SurveySpec.model_validate(spec_dict())
+    return [i.prompt for i in read_items(ItemsConfig(source=source, **settings), spec).items]
+
+
+def test_json_and_csv_data_files_in_folders(tmp_path):
+    files = {"data/train.json": json.dumps(PAIRS[:2], indent=1), "data/test.csv": CSV}
+    root = make_folder(tmp_path, files)
+    assert names(locate_source(str(root), split="test"), root) == ["data/test.csv"]
+    assert names(locate_source(str(root)), root) == ["data/train.json"]
+    assert read_prompts(str(root), split="test") == ["q2", "q3"]
+    assert read_prompts(str(root)) == ["q0", "q1"]
+    named = readme("- config_name: default\n  data_files: {train: data/*.csv, test: data/train.json}\n")
+    make_folder(tmp_path, {"README.md": named})
+    assert read_prompts(str(root), split="test + train") == ["q0", "q1", "q2", "q3"]
+
+
+def test_json_and_csv_data_files_on_the_hub(hub):
+    repo, _ = hub_repo(hub, {"data/train-00000-of-00001.csv": CSV, "data/test-00000-of-00001.json": json.dumps(PAIRS)})
+    located = locate_source(f"hf://datasets/{repo}", split="test")
+    assert names(located) == ["data/test-00000-of-00001.json"] and located.files[0].path.is_file()
+    assert read_prompts(f"hf://datasets/{repo}", split="train") == ["q2", "q3"]
+    assert read_prompts(f"hf://datasets/{repo}", split="test[:1]+train") == ["q0", "q2", "q3"]
+
+
+def test_split_expressions_name_each_term_and_its_files(tmp_path):
+    root = make_folder(tmp_path, FOLDER)
+    located = locate_source(str(root), split="train[:2] + test[50%:]")
+    assert [(p.term.split, p.term.start, p.term.stop, p.term.percent) for p in located.parts] == [
+        ("train", None, 2, False),
+        ("test", 50, None, True),
+    ]
+    assert [names(ItemSource("folder", p.files), root) for p in located.parts] == [
+        ["data/pairs/train-00000.parquet", "data/pairs/train-00001.parquet"],
+        ["data/pairs/test.jsonl"],
+    ]
+    assert located.provenance["split"] == "train[:2] + test[50%:]" and len(located.files) == 3
+    with pytest.raises(ConfigError) as caught:
+        locate_source(str(root), split="train+dev[:3]")
+    assert problem(caught) == ("items.split", "no split 'dev' in config 'default'; its splits: ['train', 'test']")
+    one = str(root / "extra" / "one.jsonl")
+    assert locate_source(one, split="train[:1]").provenance["split"] == "train[:1]"
+    with pytest.raises(ConfigError) as caught:
+        locate_source(one, split="train+test[:1]")
+    assert problem(caught)[0] == "items.split" and "a file is split 'train'" in problem(caught)[1]
 
 
 # ---- rows --------------------------------------------------------------------------------------------------
@@ -418,10 +486,10 @@ def test_hub_unknown_repo_revision_config_split(hub):
 
 
 def test_hub_unsupported_file_types(hub):
-    repo, _ = hub_repo(hub, {"data/train-00000-of-00001.csv": "a\n1\n", "data/train-00000-of-00001.json": "{}"})
+    repo, _ = hub_repo(hub, {"data/train-00000-of-00001.tsv": "a\n1\n", "data/train-00000-of-00001.txt": "{}"})
     with pytest.raises(ConfigError) as caught:
         locate_source(f"hf://datasets/{repo}")
-    assert "found .csv, .json" in problem(caught)[1]
+    assert "found .tsv, .txt" in problem(caught)[1]
 
 
 TOKEN = "hf_stubSecretTokenForGating123"
