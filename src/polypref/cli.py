@@ -416,16 +416,31 @@ def _load_flow(entrypoint: str) -> Any:
 
 
 class _progress_bar:
-    """Polls the build's saved state, so progress works however the shards are scheduled."""
+    """One total over every unit of work the build needs (progress.Tracker, fed by the core as it goes): a bar on
+    a terminal, else a plain line every ``PLAIN_EVERY_S`` (a log, CI). The judgment store is read too, for the
+    workers of a distributed build, which report to no tracker here."""
+
+    PLAIN_EVERY_S = 10.0
 
     def __init__(self, plan: Any, enabled: bool):
+        from polypref import progress
+
         self.plan = plan
-        self.enabled = (enabled and sys.stderr.isatty()) or (enabled and os.environ.get("POLYPREF_PROGRESS") == "1")
+        self.enabled = enabled
+        self.terminal = sys.stderr.isatty()
         self.stop = threading.Event()
+        self.tracker = progress.Tracker()
+        config = plan.config
+        if config.generate is not None:
+            self.tracker.expect(progress.GENERATING, sum(len(item.responses) for item in plan.items))
+        persona_free = len(plan.pairs) * 2 * config.judge.samples
+        self.tracker.expect(progress.JUDGING, plan.num_units + persona_free)
+        self._tracking = progress.tracking(self.tracker)
 
     def __enter__(self) -> _progress_bar:
+        self._tracking.__enter__()
         if self.enabled:
-            self.thread = threading.Thread(target=self._run, daemon=True)
+            self.thread = threading.Thread(target=self._bar if self.terminal else self._lines, daemon=True)
             self.thread.start()
         return self
 
@@ -433,25 +448,30 @@ class _progress_bar:
         self.stop.set()
         if self.enabled:
             self.thread.join()
+        self._tracking.__exit__(*exc)
 
-    def _run(self) -> None:
-        from polypref.dataset.state import BuildState
+    def _snapshot(self, state: Any, baseline: int) -> Any:
+        from polypref import progress
 
-        state = BuildState(self.plan.out)
-        store = self.plan.store
-        baseline = store.count()
-        columns = (
-            TextColumn("judging"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("judgments"),
-            TimeElapsedColumn(),
-        )
+        return self.tracker.snapshot({progress.JUDGING: state.progress_units(self.plan.store, baseline)})
+
+    def _bar(self) -> None:
+        state, baseline = self.plan.state, self.plan.store.count()
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=err, transient=False) as bar:
-            task = bar.add_task("judging", total=self.plan.num_units)
-            while not self.stop.wait(0.5):
-                bar.update(task, completed=state.progress_units(store, baseline))
-            bar.update(task, completed=state.progress_units(store, baseline))
+            task = bar.add_task("starting", total=None)
+            while True:
+                now = self._snapshot(state, baseline)
+                bar.update(task, description=now.phase, completed=now.done, total=now.total or None)
+                if self.stop.wait(0.5):
+                    break
+            now = self._snapshot(state, baseline)
+            bar.update(task, description=now.phase, completed=now.done, total=now.total or None)
+
+    def _lines(self) -> None:
+        state, baseline = self.plan.state, self.plan.store.count()
+        while not self.stop.wait(self.PLAIN_EVERY_S):
+            err.print(self._snapshot(state, baseline).line())
 
 
 def _plan_summary(plan: Any) -> dict[str, Any]:

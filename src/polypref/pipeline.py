@@ -22,7 +22,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import ValidationError
 
-from polypref import generation, publish
+from polypref import generation, progress, publish
 from polypref.build_plan import BuildPlan, RunState
 from polypref.config import POPULATION_LIMIT, BuildConfig
 from polypref.dataset import card
@@ -423,6 +423,7 @@ def run_shard(plan: BuildPlan, run: RunState, index: int, judge: Judge) -> Shard
     is judged in rounds of one sample (filters/sequential.py) and holds only the units the rule asked for.
     """
     if (done := shard_report(plan, index)) is not None:
+        progress.advance(progress.JUDGING, done.planned or done.units)
         return replace(done, reused=done.units)
     plan.store.recall(index)  # judged earlier in this process, and its files went missing since: its answers count
     batch = plan.batch(index)
@@ -468,12 +469,18 @@ def _judge_and_filter(
     judgments, the preferences, and what was judged. ``saved`` gets the store segments written."""
     stored = plan.store.lookup(keys)  # judged before: by an interrupted run, or by a build with other settings
     rows = plan.config.output.row_group_rows
+    asked = 0
 
     def save(frame: pl.DataFrame) -> None:
+        nonlocal asked
         if (path := plan.store.save(keys, frame, rows)) is not None and saved is not None:
             saved.append(path)
+        asked += frame.height
+        progress.advance(progress.JUDGING, frame.height)
 
     judged = judge_in_rounds(judge, batch, stored, SequentialRule.from_config(plan.config), on_frame=save)
+    # the rest of the batch is resolved too: found stored, not asked (identical texts), or left by adaptive sampling
+    progress.advance(progress.JUDGING, len(batch) - asked)
     if len(judged.rows) < len(batch):
         batch = batch.take(judged.rows)
     frame = judgments_frame(batch, judged.verdicts, meta)

@@ -12,6 +12,7 @@ from typing import Any
 
 import polars as pl
 
+from polypref import progress
 from polypref.errors import Interrupted, PolyprefError
 from polypref.files import is_blank
 from polypref.generation.config import SECTION, GenerateConfig, OpenAIGeneratorConfig, VllmGeneratorConfig, settings_key
@@ -103,6 +104,8 @@ def generate(items: Sequence[Item], config: GenerateConfig, seed: int, store: Pa
         orient="row",
     )
     done, earlier = current_rows(load_store(store), expected)
+    progress.expect(progress.GENERATING, expected.height)
+    progress.advance(progress.GENERATING, len(done))
     failed: dict[str, dict[str, Any]] = {}
     for gi, generator in enumerate(config.generators):
         todo = [
@@ -120,6 +123,7 @@ def generate(items: Sequence[Item], config: GenerateConfig, seed: int, store: Pa
             for start in range(0, len(todo), generator.micro_batch):
                 rows = _micro_batch(backend, todo[start : start + generator.micro_batch], keys[gi], seed)
                 save_micro_batch(store, gi, keys[gi], rows)
+                progress.advance(progress.GENERATING, len(rows))
                 for row in rows:
                     (failed if row["error"] else done)[row["response_id"]] = row
                 if stop_requested():  # the micro-batch just finished is saved; stop before asking for more
