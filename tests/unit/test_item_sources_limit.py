@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from polypref import secrets
 from polypref.config import ItemsConfig
@@ -79,6 +80,13 @@ def test_limit_takes_the_first_rows_and_keeps_them_when_the_source_grows(tmp_pat
     assert prompts(str(root), limit=30) == [f"q{i}" for i in range(30)]
     assert prompts(str(root), limit=30) == prompts(str(root), limit=30)
     assert len(prompts(str(root), limit=1000)) == 95
+
+
+def test_a_limit_that_is_not_a_whole_number_of_at_least_1_is_refused() -> None:
+    for bad in (0, -3, True, 2.5):
+        with pytest.raises(ValidationError) as caught:
+            ItemsConfig(limit=bad)
+        assert caught.value.errors()[0]["loc"] == ("limit",), bad
 
 
 def test_limit_reads_nothing_after_its_rows(tmp_path: Path) -> None:

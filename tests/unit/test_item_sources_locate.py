@@ -13,8 +13,9 @@ import pytest
 
 from polypref import assets, secrets
 from polypref.errors import ConfigError
+from polypref.items import rows as item_rows
 from polypref.items.locate import ItemSource, SourceFile, locate_source
-from polypref.items.rows import read_rows, source_columns
+from polypref.items.rows import Row, source_columns
 
 _names = itertools.count()
 
@@ -23,6 +24,16 @@ _names = itertools.count()
 def forget_secrets():
     yield
     secrets._reset_for_tests()  # tokens registered by a test stay out of the next one
+
+
+def read_rows(files: list[SourceFile] | tuple[SourceFile, ...]) -> list[Row]:
+    """Every row of local files, in source order; a row that cannot be read is refused, as ``items.on_error:
+    fail`` refuses it (the reader yields it in its place)."""
+    rows = [row for f in files for row in item_rows.read_rows(f)]
+    for row in rows:
+        if isinstance(row.data, item_rows.Unreadable):
+            raise row.data.error
+    return rows
 
 
 def jsonl(records: list) -> str:
@@ -323,46 +334,6 @@ def test_rows_in_source_order_with_nested_values(tmp_path):
     assert source_columns(files[::-1]) == ["id", "turns", "meta"]
 
 
-def test_limit_is_a_seeded_sample_in_source_order(tmp_path):
-    pq.write_table(pa.table({"n": list(range(500))}), tmp_path / "a.parquet", row_group_size=64)
-    (tmp_path / "b.jsonl").write_text(jsonl([{"n": 500 + i} for i in range(300)]))
-    files = [SourceFile(tmp_path / "a.parquet", "a.parquet"), SourceFile(tmp_path / "b.jsonl", "b.jsonl")]
-    numbers = [r.data["n"] for r in read_rows(files, limit=50, seed=1)]
-    assert len(numbers) == 50 == len(set(numbers)) and numbers == sorted(numbers)
-    assert numbers == [r.data["n"] for r in read_rows(files, limit=50, seed=1)]
-    assert numbers != [r.data["n"] for r in read_rows(files, limit=50, seed=2)]
-    assert min(numbers) < 500 <= max(numbers)  # drawn over both files
-    picked = read_rows(files, limit=50, seed=1)
-    assert all(
-        r.where == (f"a.parquet row {r.data['n']}" if r.data["n"] < 500 else f"b.jsonl line {r.data['n'] - 499}")
-        for r in picked
-    )
-    assert [r.data["n"] for r in read_rows(files, limit=800)] == list(range(800))
-    assert len(read_rows(files, limit=10_000)) == 800
-    for bad in (0, -3, True, 2.5):
-        with pytest.raises(ConfigError) as caught:
-            read_rows(files, limit=bad)
-        assert problem(caught)[0] == "items.limit"
-
-
-def test_limit_skips_rows_it_does_not_keep(tmp_path):
-    (tmp_path / "a.jsonl").write_text(jsonl([{"n": i} for i in range(20)]) + "not json\n")
-    files = [SourceFile(tmp_path / "a.jsonl", "a.jsonl")]
-    outcomes = set()
-    for seed in range(12):
-        try:
-            kept = read_rows(files, limit=5, seed=seed)
-        except ConfigError as e:
-            assert e.problems[0][0] == "line 21"  # drawn: the bad line is an error
-            outcomes.add("error")
-        else:
-            assert len(kept) == 5 and "a.jsonl line 21" not in [r.where for r in kept]
-            outcomes.add("skipped")
-    assert outcomes == {"error", "skipped"}
-    with pytest.raises(ConfigError):
-        read_rows(files)  # read whole, the bad line is an error
-
-
 @pytest.mark.parametrize(
     ("content", "where", "words"),
     [
@@ -455,16 +426,6 @@ def test_hub_configs_splits_and_revisions(hub):
     assert problem(caught)[0] == "items.revision"
 
 
-def test_hub_limit_is_deterministic(hub):
-    repo, _ = hub_repo(hub)
-    files = locate_source(f"hf://datasets/{repo}").files
-    first = [r.data["n"] for r in read_rows(files, limit=20, seed=5)]
-    assert first == [r.data["n"] for r in read_rows(locate_source(f"hf://datasets/{repo}").files, limit=20, seed=5)]
-    assert first != [r.data["n"] for r in read_rows(files, limit=20, seed=6)]
-    assert len(first) == 20 and first == sorted(first)
-    assert [r.data["n"] for r in read_rows(files, limit=300, seed=5)] == list(range(300))
-
-
 def test_hub_unknown_repo_revision_config_split(hub):
     repo, _ = hub_repo(hub, tags=["v1"])
     cases = [
@@ -536,9 +497,7 @@ def test_hub_offline_reads_the_cache_without_requests(hub):
     hub.offline()
     offline = locate_source(source)
     assert offline.files == online.files and offline.provenance == online.provenance
-    assert [r.data["n"] for r in read_rows(offline.files, limit=7, seed=3)] == [
-        r.data["n"] for r in read_rows(online.files, limit=7, seed=3)
-    ]
+    assert [r.data["n"] for r in read_rows(offline.files)] == [r.data["n"] for r in read_rows(online.files)]
     assert names(locate_source(source, "extra", revision="v1")) == ["extra/a.jsonl"]
     assert locate_source(source, revision=sha).provenance["revision"] == sha
     assert hub.stub.log.count() == 0  # not one request

@@ -1,15 +1,13 @@
 """Load items from any source: a shipped item set, a user's file or Hub-layout folder, or a Hub dataset.
 
-``locate`` finds the files a source names, ``rows`` and the readers here read them (``limit``: the first rows in
-source order, and nothing after them; see _segments), ``formats`` turns each row into an Item. This module ties
-them together and checks what spans rows: unique ids, the topics filter, and that the judge can judge what was
-read. Besides ``rows``' JSONL and Parquet, it reads ``.json`` (a JSON array of objects, or JSON Lines) and
-``.csv`` (text cells under a header) data files.
+``locate`` finds the files a source names, ``rows`` reads the rows of one file (Parquet, JSONL, ``.json``, ``.csv``),
+``formats`` turns each row into an Item. This module ties them together: which rows of which files to read (split
+slices, and ``limit``: the first rows in source order, and nothing after them; see _segments), the format, and the
+checks that span rows: unique ids, the topics filter, and that the judge can judge what was read.
 
 polypref's own JSONL: one item per line, ``{"id", "topic", "prompt", "responses": [{"id", "text", "stance"}]}``;
-``topic`` and the stances are optional (an open item). Its flat Parquet layout has one response per row, columns
-``item_id, topic, prompt, response_id, response, stance`` (no others), grouped into items by ``item_id`` (required;
-all rows of an item give the same topic and prompt); errors name those rows by index from 0.
+``topic`` and the stances are optional (an open item). Its flat Parquet layout (one response per row, grouped into
+items by ``item_id``) is ``flat``'s.
 
 Ids: an absent or null id means "no id": an item gets a content hash of its topic and texts, a response one of its
 prompt and text. Texts are kept exactly as given, never stripped or normalised; a text that is empty or only
@@ -18,32 +16,30 @@ whitespace is refused, and so are two responses with the same text in one item (
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import re
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from itertools import islice
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from polypref import files
 from polypref.errors import ConfigError
-from polypref.items import formats, jsonl, locate
+from polypref.items import flat, formats, labels, locate, rows
 from polypref.items.formats import FLAT_COLUMNS, RowError
+from polypref.items.layout import Layout
 from polypref.items.locate import ItemSource, SourceFile, locate_source
-from polypref.items.rows import BATCH_ROWS, Row, count_rows, iter_rows
+from polypref.items.rows import Row
 from polypref.population.spec import SurveySpec
 from polypref.records import Item
 
 if TYPE_CHECKING:
     from polypref.config import ItemsConfig
 
+KEPT_KEY = "\x00item_id"  # the item's id in LoadedItems.kept: no source column is called so
 PARQUET_COLUMNS = FLAT_COLUMNS  # the flat Parquet layout's columns (kept under the name tests and users know)
 _FLAT_NAMES = {"id": "response_id", "text": "response", "stance": "stance"}  # response key -> flat column
 log = logging.getLogger("polypref.items")
@@ -59,18 +55,33 @@ class Origins:
     def __init__(self) -> None:
         self._index: dict[tuple[str, ...], int] = {}
         self._texts: list[tuple[str, ...]] = []
+        self._heads: dict[str, tuple[int, list[int]]] = {}  # "FILE row" -> its text's index, its numbers
         self._text = array("L")
         self._start = array("q")
         self._numbers = array("q")
 
     def append(self, where: str) -> None:
+        head, space, last = where.rpartition(" ")
+        if space and last.isascii() and last.isdigit() and (last[0] != "0" or last == "0"):
+            # "FILE row 17": every row of a file differs in its last number alone, so the rest is split once
+            if head not in self._heads:
+                text, numbers = self._split(f"{head} 0")
+                self._heads[head] = text, numbers[:-1]
+            text, numbers = self._heads[head]
+            numbers = [*numbers, int(last)]
+        else:
+            text, numbers = self._split(where)
+        self._text.append(text)
+        self._start.append(len(self._numbers))
+        self._numbers.extend(numbers)
+
+    def _split(self, where: str) -> tuple[int, list[int]]:
+        """The index of ``where``'s text around its numbers (kept once however many rows share it), its numbers."""
         text = tuple(self._NUMBER.split(where))
         if text not in self._index:
             self._index[text] = len(self._texts)
             self._texts.append(text)
-        self._text.append(self._index[text])
-        self._start.append(len(self._numbers))
-        self._numbers.extend(int(n) for n in self._NUMBER.findall(where))
+        return self._index[text], [int(n) for n in self._NUMBER.findall(where)]
 
     def __len__(self) -> int:
         return len(self._text)
@@ -87,6 +98,26 @@ class Items(tuple[Item, ...]):
 
     origins: Origins | None = None
     unread: tuple[str, ...] = ()
+    kept: pl.DataFrame | None = None  # see LoadedItems.kept
+
+
+class Skipped:
+    """Rows of a source left out rather than refused (``items.on_error: skip``, ``items.drop_duplicates``): each
+    with where it is and why, and counts by reason: ``unreadable``, ``invalid COLUMN`` (the source's column that
+    held the bad value) or ``duplicate``."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, str | None]] = []
+        self.counts: Counter[str] = Counter()
+
+    def add(self, kind: str, row: str, column: str | None, reason: str) -> None:
+        self.rows.append({"row": row, "kind": kind, "column": column, "reason": reason})
+        # by the source's column, not the value inside it: "completions.3.score" counts as "completions.score"
+        named = re.sub(r"\.[0-9]+(?=\.|$)", "", column) if column else None
+        self.counts[f"{kind} {named}" if kind == "invalid" and named else kind] += 1
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
 
 @dataclass(frozen=True)
@@ -95,11 +126,15 @@ class LoadedItems:
     source: ItemSource
     format: str
     columns: dict[str, str]  # field -> the source's column it was read from
+    skipped: Skipped = field(default_factory=Skipped)
+    # the source's own columns kept with each item (items.keep_columns, its prompt_id): KEPT_KEY + each, as text
+    kept: pl.DataFrame | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Record:
-    """One item as read, and how to name its parts in an error message."""
+    """One item as read, and how to name its parts in an error message (not frozen: one is made per row, and a
+    frozen dataclass takes 4 times as long to make)."""
 
     where: str  # "line 3", "data/train.parquet row 7" or "item_id 'q1'"
     data: Any
@@ -138,77 +173,163 @@ def read_items(config: ItemsConfig, spec: SurveySpec, seed: int = 0) -> LoadedIt
     columns = _columns(opened, plan)
     # Parquet names every column in its schema; other files' rows may each have other keys, so they are told from
     # the keys of every row read (a first row without responses must not make the rest prompts-only)
-    parquet = all(_is_parquet(s.file) for s in plan)
+    parquet = all(rows.is_parquet(s.file) for s in plan)
     layout = formats.detect(name, columns, config.format, config.columns) if parquet else None
     read = _reader(located, layout, config.limit, opened, plan)
     if layout is None:
         keys = dict.fromkeys(columns)
         for record in read():  # a first pass for the keys only
+            if isinstance(record.data, rows.Unreadable) and config.on_error == "fail":
+                raise record.data.error  # as soon as it is met, not as a format without the columns it needs
             keys.update(dict.fromkeys(record.data if isinstance(record.data, dict) else ()))
         columns = list(keys)
         layout = formats.detect(name, columns, config.format, config.columns)
     if config.topics is not None:
         read = _on_topics(read, layout, config.topics)
+    kept = _kept_columns(layout, columns, config.keep_columns)
     # polypref's own format reads every key (or refuses it); another tool's rows may hold columns no field reads
-    unread = () if layout.name == "polypref" else tuple(c for c in columns if c not in layout.columns.values())
+    unread = (
+        ()
+        if layout.name == "polypref"
+        else tuple(c for c in columns if c not in layout.columns.values() and c not in kept)
+    )
+    skipped = Skipped()
     try:
-        items, seen = _converted(name, layout, read, spec, len(located.files) == 1)
+        drops = _Drops(config.on_error == "skip", config.drop_duplicates, skipped)
+        items, seen = _converted(name, layout, read, spec, len(located.files) == 1, drops, kept)
         items.unread = unread
-        _check_unique_ids(name, read, items)
+        if not drops.duplicates:  # else no repeat is left: each was dropped as it was read
+            _check_unique_ids(name, read, items)
         if config.topics is not None:
             unknown = sorted(set(config.topics) - {i.topic for i in items})
             if unknown:
                 raise ConfigError("config", [("items.topics", f"no items on topics {unknown}")])
         if not items:
-            raise ConfigError(name, [("", "no items")])
-        warning = formats.check_labels(name, layout, items, seen)
+            left = f" ({len(skipped)} rows skipped: {_counted(skipped.counts)})" if skipped else ""
+            raise ConfigError(name, [("", f"no items{left}")])
+        if skipped:
+            log.warning("%s: %d rows skipped (%s)", name, len(skipped), _counted(skipped.counts))
+        warning = labels.check_labels(name, layout, items, seen)
         if warning:
             log.warning(warning)
     except ConfigError as e:
         if e.source == "config" or not unread:
             raise
         raise ConfigError(e.source, [*e.problems, _unread_problem(layout, unread)]) from None
-    return LoadedItems(items, located, layout.name, layout.columns)
+    return LoadedItems(items, located, layout.name, layout.columns, skipped, items.kept)
+
+
+def _kept_columns(layout: Layout, found: Sequence[str], asked: Sequence[str]) -> tuple[str, ...]:
+    """The source columns kept with each item: those ``items.keep_columns`` names (each must be one of the
+    source's), then the source's own ``prompt_id`` when no field reads it (ultrafeedback_binarized has one)."""
+    if asked and layout.flat:
+        reason = "polypref's flat Parquet layout has only its own columns, which every row publishes already"
+        raise ConfigError("config", [("items.keep_columns", reason)])
+    missing = [c for c in asked if c not in found]
+    if missing:
+        reason = f"{missing} {'is not a column' if len(missing) == 1 else 'are not columns'} of the source"
+        raise ConfigError("config", [("items.keep_columns", f"{reason}; its columns: {list(found)}")])
+    own = [c for c in ("prompt_id",) if c in found and c not in layout.columns.values() and layout.name != "polypref"]
+    return tuple(dict.fromkeys([*asked, *own]))
+
+
+def _counted(counts: Counter[str]) -> str:
+    return ", ".join(f"{reason} {n}" for reason, n in counts.most_common())
+
+
+@dataclass(frozen=True)
+class _Drops:
+    """What reading may leave out instead of refusing: bad rows (``bad``), repeated items (``duplicates``)."""
+
+    bad: bool
+    repeats: bool
+    skipped: Skipped
+
+    @property
+    def duplicates(self) -> bool:
+        """Whether repeats are dropped as read: asked for, or bad rows are skipped (a repeat is one)."""
+        return self.bad or self.repeats
 
 
 def _reader(
-    located: ItemSource, layout: formats.Layout | None, limit: int | None, opened: _Files, plan: list[_Segment]
+    located: ItemSource, layout: Layout | None, limit: int | None, opened: _Files, plan: list[_Segment]
 ) -> Callable[[], Iterator[_Record]]:
     """The source's records, read anew on each call (a stream), or grouped first for the flat Parquet layout."""
     if layout is not None and layout.flat:
         grouped = _flat_records(located, opened, limit)
         return lambda: iter(grouped)
     single = len(located.files) == 1
+    shown = f"{located.files[0].name} "  # a single file's rows are named without it
 
     def read() -> Iterator[_Record]:
         # a stream, each row converted and dropped: a source of 10^6 items is never held as raw rows
         for segment in plan:
-            for row in opened.rows(segment):
-                yield _Record(row.where.removeprefix(f"{located.files[0].name} ") if single else row.where, row.data)
+            for row in opened.segment_rows(segment):
+                yield _Record(row.where.removeprefix(shown) if single else row.where, row.data)
 
     return read
 
 
 def _converted(
-    name: str, layout: formats.Layout, read: Callable[[], Iterator[_Record]], spec: SurveySpec, single: bool
+    name: str,
+    layout: Layout,
+    read: Callable[[], Iterator[_Record]],
+    spec: SurveySpec,
+    single: bool,
+    drops: _Drops,
+    kept: Sequence[str] = (),
 ) -> tuple[Items, dict[str, bool]]:
     """Each record as an Item, with where it was read, and the label keys the rows hold (see
-    ``formats.label_keys``): whether each ever held a value."""
+    ``labels.label_keys``): whether each ever held a value. Rows ``drops`` allows leaving out are recorded in
+    ``drops.skipped`` instead of refused; the ``kept`` columns' values are gathered per item, as text."""
     items: list[Item] = []
     origins = Origins()
     seen: dict[str, bool] = {}
+    first: dict[str, int] = {}  # item id -> its index, while repeats are dropped as read
+    values: dict[str, list[str | None]] = {c: [] for c in kept}
     for record in read():
-        items.append(_item(name, layout, record, spec))
-        origins.append(f"{name} {record.where}" if single else record.where)
+        where = f"{name} {record.where}" if single else record.where
+        try:
+            item = _item(name, layout, record, spec, kept)
+        except _BadRow as e:
+            if not drops.bad:
+                raise e.error from None
+            drops.skipped.add(e.kind, where, e.column, e.reason)
+            continue
+        if drops.duplicates:
+            index = first.setdefault(item.id, len(items))
+            if index != len(items):
+                what = "the same item (prompt and responses)" if _unnamed(record) else f"item id {item.id!r}"
+                drops.skipped.add("duplicate", where, None, f"{what} as at {origins[index]}")
+                continue
+        items.append(item)
+        origins.append(where)
+        for column, held in values.items():
+            held.append(_as_text(record.data.get(column)) if isinstance(record.data, dict) else None)
         if isinstance(record.data, dict):
-            for key, valued in formats.label_keys(layout, record.data).items():
+            for key, valued in labels.label_keys(layout, record.data).items():
                 seen[key] = seen.get(key, False) or valued
     converted = Items(items)
     converted.origins = origins
+    if kept:
+        ids = pl.Series(KEPT_KEY, [i.id for i in items], dtype=pl.String)  # a kept column may be called prompt_id
+        converted.kept = pl.DataFrame([ids, *(pl.Series(c, v, dtype=pl.String) for c, v in values.items())])
     return converted, seen
 
 
-def _unread_problem(layout: formats.Layout, unread: Sequence[str]) -> tuple[str, str]:
+def _as_text(value: Any) -> str | None:
+    """A kept column's value as published: a text as it is, numbers, lists and objects as JSON, other values
+    (Parquet's dates, times, decimals) as their own text."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    if isinstance(value, bool | int | float | list | dict):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _unread_problem(layout: Layout, unread: Sequence[str]) -> tuple[str, str]:
     read = list(dict.fromkeys(layout.columns.values()))
     return (
         "columns not read",
@@ -217,7 +338,7 @@ def _unread_problem(layout: formats.Layout, unread: Sequence[str]) -> tuple[str,
 
 
 def _on_topics(
-    read: Callable[[], Iterator[_Record]], layout: formats.Layout, topics: list[str]
+    read: Callable[[], Iterator[_Record]], layout: Layout, topics: list[str]
 ) -> Callable[[], Iterator[_Record]]:
     """The records on ``topics``, told by their topic before they are converted: a row the filter leaves out is
     never checked against the population spec, which need not have an item on its topic. A row that is not an
@@ -243,13 +364,33 @@ def _file_name(located: ItemSource, file: SourceFile) -> str:
     return f"{located.provenance.get('source')}/{file.name}" if located.kind == "hub" else file.name
 
 
-def _item(name: str, layout: formats.Layout, record: _Record, spec: SurveySpec) -> Item:
-    if not isinstance(record.data, dict):
-        raise ConfigError(name, [(record.where, f"expected an object, got {type(record.data).__name__}")])
+class _BadRow(Exception):
+    """A row that cannot be an item: the error refusing it, and how a skip records it."""
+
+    def __init__(self, error: ConfigError, kind: str, column: str | None, reason: str):
+        super().__init__(str(error))
+        self.error, self.kind, self.column, self.reason = error, kind, column, reason
+
+
+def _item(name: str, layout: Layout, record: _Record, spec: SurveySpec, kept: Sequence[str] = ()) -> Item:
+    data = record.data
+    if isinstance(data, rows.Unreadable):
+        raise _BadRow(data.error, "unreadable", None, data.error.problems[0][1])
+    if not isinstance(data, dict):
+        reason = f"expected an object, got {type(data).__name__}"
+        raise _BadRow(ConfigError(name, [(record.where, reason)]), "unreadable", None, reason)
+    if kept and layout.name == "polypref":  # its own format refuses unknown keys: kept ones are not unknown
+        data = {k: v for k, v in data.items() if k not in kept or k in formats.POLYPREF_KEYS}
     try:
-        return formats.parse(layout, record.data, spec)
+        return formats.parse(layout, data, spec)
     except RowError as e:
-        raise ConfigError(name, [(record.field(e.column), e.describe(record.response))]) from None
+        reason = e.describe(record.response)
+        raise _BadRow(ConfigError(name, [(record.field(e.column), reason)]), "invalid", e.column, reason) from None
+
+
+def _unnamed(record: _Record) -> bool:
+    """Whether the row gave no id of its own (its item is known by its texts)."""
+    return isinstance(record.data, dict) and record.data.get("id") is None
 
 
 def _check_unique_ids(name: str, records: Callable[[], Iterator[_Record]], items: list[Item]) -> None:
@@ -311,68 +452,6 @@ def _unread(items: tuple[Item, ...]) -> list[tuple[str, str]]:
     return [("columns not read", f"{list(unread)}: set items.format and items.columns to read them")] if unread else []
 
 
-def _read_flat_parquet(path: Path, shown: str, several: bool, start: int = 0, stop: int | None = None) -> list[_Record]:
-    """``shown``: how errors name the file; ``several``: the source has other files, so rows name theirs; rows
-    [start, stop) only (a sliced split)."""
-    files.check_file(path)
-    try:
-        frame = pl.read_parquet(path)
-    except Exception as e:
-        raise ConfigError(shown, [("", f"cannot read Parquet: {e}")]) from None
-    missing = [c for c in FLAT_COLUMNS if c not in frame.columns]
-    extra = [c for c in frame.columns if c not in FLAT_COLUMNS]
-    if missing or extra:
-        wrong = ", ".join(
-            f"{what} columns {names}" for what, names in (("missing", missing), ("unknown", extra)) if names
-        )
-        raise ConfigError(shown, [("", f"{wrong}; expected exactly {list(FLAT_COLUMNS)}")])
-    frame = frame.select(_parquet_column(shown, frame, c) for c in FLAT_COLUMNS).with_row_index("_row")
-    frame = frame.slice(start, None if stop is None else max(stop - start, 0))
-    no_id = frame.filter(pl.col("item_id").is_null())["_row"].to_list()
-    if no_id:
-        raise ConfigError(
-            shown,
-            [("item_id", f"{len(no_id)} rows have no item_id (rows {no_id[:10]}); it groups rows into items")],
-        )
-    _check_consistent_items(shown, frame)
-    records = []
-    for (item_id,), group in frame.group_by("item_id", maintain_order=True):
-        first = group.row(0, named=True)
-        responses = [
-            {"id": r["response_id"], "text": r["response"], "stance": r["stance"]} for r in group.iter_rows(named=True)
-        ]
-        data = {"id": item_id, "topic": first["topic"], "prompt": first["prompt"], "responses": responses}
-        where = f"{shown}: item_id {item_id!r}" if several else f"item_id {item_id!r}"
-        records.append(_Record(where, data, tuple(group["_row"].to_list())))
-    return records
-
-
-def _parquet_column(shown: str, frame: pl.DataFrame, name: str) -> pl.Expr:
-    """Text columns as text; ids may also be integers (read as their decimal text), never floats or bytes."""
-    dtype = frame[name].dtype
-    ids = name in ("item_id", "response_id")
-    if dtype in (pl.String, pl.Null) or isinstance(dtype, pl.Categorical | pl.Enum) or (ids and dtype.is_integer()):
-        return pl.col(name).cast(pl.String)
-    expected = "text or integers" if ids else "text"
-    raise ConfigError(shown, [(name, f"column holds {dtype}, expected {expected}")])
-
-
-def _check_consistent_items(shown: str, frame: pl.DataFrame) -> None:
-    """An item's topic and prompt are repeated on each of its rows: rows that disagree are two items under one
-    id, and keeping the first row's would silently drop the others."""
-    counts = frame.group_by("item_id", maintain_order=True).agg(
-        pl.col("topic").n_unique(), pl.col("prompt").n_unique(), pl.col("_row")
-    )
-    problems = [
-        (f"item_id {item_id!r}: {column}", f"rows {rows[:10]} give {n} different values; an item has one {column}")
-        for item_id, topics, prompts, rows in counts.iter_rows()
-        for column, n in (("topic", topics), ("prompt", prompts))
-        if n > 1
-    ]
-    if problems:
-        raise ConfigError(shown, problems[:10])
-
-
 # ---- what to read: split slices, the limit, Hub files fetched as read ---------------------------------------
 
 
@@ -428,7 +507,7 @@ def _columns(opened: _Files, plan: list[_Segment]) -> list[str]:
     """The schema columns of the Parquet files to read, first seen first (other files' keys come from their rows)."""
     names: dict[str, None] = {}
     for segment in plan:
-        if _is_parquet(segment.file):
+        if rows.is_parquet(segment.file):
             names.update(dict.fromkeys(opened.parquet(segment.file).schema_arrow.names))
     return list(names)
 
@@ -441,7 +520,8 @@ def _flat_records(located: ItemSource, opened: _Files, limit: int | None) -> lis
     for segment in _segments(located, opened, None):
         shown = _file_name(located, segment.file)
         path = opened.local(segment.file).path
-        records += _read_flat_parquet(path, shown, several, segment.start, segment.stop)
+        found = flat.read_flat_parquet(path, shown, several, segment.start, segment.stop)
+        records += [_Record(*item) for item in found]
         if limit is not None and len(records) >= limit:
             break
     return records[:limit]
@@ -465,187 +545,19 @@ class _Files:
     def parquet(self, f: SourceFile) -> Any:
         """The open pyarrow ParquetFile (footer read)."""
         if f not in self._parquet:
-            self._parquet[f] = _open_parquet(f, None if locate.reads_in_place(f) else self.local(f))
+            self._parquet[f] = rows.open_parquet(f, None if locate.reads_in_place(f) else self.local(f))
         return self._parquet[f]
 
     def count(self, f: SourceFile) -> int:
         if f not in self._counts:
-            if _is_parquet(f):
-                self._counts[f] = self.parquet(f).metadata.num_rows
-            elif f.path.suffix.lower() == ".jsonl":
-                self._counts[f] = count_rows(self.local(f))  # lines, not parsed
+            if rows.is_parquet(f):
+                self._counts[f] = rows.count_rows(f, self.parquet(f))
             else:
-                self._counts[f] = sum(1 for _ in self.rows(_Segment(f)))
+                self._counts[f] = rows.count_rows(self.local(f))  # JSONL: its lines, not parsed
         return self._counts[f]
 
-    def rows(self, segment: _Segment) -> Iterator[Row]:
+    def segment_rows(self, segment: _Segment) -> Iterator[Row]:
         f = segment.file
-        if _is_parquet(f):  # only the row groups holding the segment's rows, from the footer already read
-            return _parquet_rows(f, self.parquet(f), segment.start, segment.stop)
-        local = self.local(f)
-        suffix = local.path.suffix.lower()
-        rows = _json_rows(local) if suffix == ".json" else _csv_rows(local) if suffix == ".csv" else iter_rows([local])
-        return islice(rows, segment.start, segment.stop)
-
-
-def _is_parquet(f: SourceFile) -> bool:
-    return f.path.suffix.lower() == ".parquet"
-
-
-def _open_parquet(f: SourceFile, local: SourceFile | None) -> Any:
-    """``f`` opened with pyarrow: from ``local``, streamed through a small buffer; else read in place, each row
-    group's column chunks pre-buffered, one range request per row group."""
-    import pyarrow.parquet as pq
-
-    if local is not None:
-        files.check_file(local.path, f.name)
-    try:
-        if local is not None:
-            return pq.ParquetFile(local.path, pre_buffer=False, buffer_size=1 << 20)
-        return pq.ParquetFile(locate.open_in_place(f), pre_buffer=True)
-    except ConfigError:
-        raise
-    except Exception as e:  # pyarrow raises ArrowInvalid, OSError and others for a file it cannot read
-        raise _parquet_error(f, e) from None
-
-
-def _parquet_error(f: SourceFile, e: Exception) -> ConfigError:
-    return locate.read_error(f, e) or ConfigError(f.name, [("", f"cannot read Parquet: {e}")])
-
-
-def _parquet_rows(f: SourceFile, parquet: Any, start: int, stop: int | None) -> Iterator[Row]:
-    """Rows [start, stop) of a Parquet file, named as ``rows`` names them; only the row groups holding them are
-    decoded (and, read in place, fetched)."""
-    first = 0
-    try:
-        for group in range(parquet.num_row_groups):
-            size = parquet.metadata.row_group(group).num_rows
-            if stop is not None and first >= stop:
-                break
-            position, first = first, first + size
-            if first <= start:
-                continue
-            for batch in parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=[group]):
-                lo = max(start - position, 0)
-                hi = batch.num_rows if stop is None else min(stop - position, batch.num_rows)
-                if lo < hi:
-                    for index, data in enumerate(batch.slice(lo, hi - lo).to_pylist(), position + lo):
-                        yield Row(f"{f.name} row {index}", data)
-                position += batch.num_rows
-    except ConfigError:
-        raise
-    except Exception as e:  # a corrupt page, an unsupported type, or the network, surface only while decoding
-        raise _parquet_error(f, e) from None
-
-
-# ---- .json and .csv data files ----------------------------------------------------------------------------
-
-
-def _utf8_lines(f: SourceFile) -> Iterator[str]:
-    """The file's lines with their endings ("\\n" alone ends a line, as in JSON Lines), a leading byte-order mark
-    dropped; a byte that is not UTF-8 is named with its line."""
-    files.check_file(f.path, f.name)
-    try:
-        with f.path.open("rb") as handle:
-            for number, raw in enumerate(handle, start=1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    byte = raw[e.start : e.start + 1].hex()
-                    reason = f"not UTF-8 text (byte 0x{byte}); save the file as UTF-8"
-                    raise ConfigError(f.name, [(f"line {number}", reason)]) from None
-                yield line.removeprefix(files.BOM) if number == 1 else line
-    except OSError as e:
-        raise ConfigError(f.name, [("", f"cannot read {f.name}: {e.strerror or e}")]) from None
-
-
-def _json_rows(f: SourceFile) -> Iterator[Row]:
-    """A .json data file as datasets reads one: a JSON array of objects (the file is read whole), or JSON Lines
-    under a .json name (one object per line, streamed), told apart by a first "["."""
-    lines = _utf8_lines(f)
-    first = True
-    for number, line in enumerate(lines, start=1):
-        text = line.removesuffix("\n").removesuffix("\r")
-        if not text.strip(" \t"):
-            continue
-        if first and text.lstrip().startswith("["):
-            yield from _json_array(f, "\n" * (number - 1) + line + "".join(lines))  # line numbers kept
-            return
-        first = False
-        where = f"line {number}"
-        yield Row(f"{f.name} {where}", _json_object(f, where, jsonl.parse_line(text, f.name, where)))
-
-
-_JSON_SPACE = re.compile(r"[ \t\r\n]*")  # JSON's whitespace (json.decoder's WHITESPACE)
-
-
-def _json_array(f: SourceFile, text: str) -> Iterator[Row]:
-    """The objects of a JSON array, one at a time, named by index (from 0) and the line each starts on; keys
-    repeated in an object are refused, as in JSON Lines."""
-    decoder, space = json.JSONDecoder(), _JSON_SPACE.match
-    index, line, row, last = text.index("[") + 1, 1, 0, 0
-    while True:
-        index = space(text, index).end()
-        if row == 0 and text.startswith("]", index):
-            break
-        line, last = line + text.count("\n", last, index), index
-        where = f"row {row} (line {line})"
-        try:
-            _, end = decoder.raw_decode(text, index)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f.name, [(where, f"invalid JSON: {e.msg} (line {e.lineno}, column {e.colno})")]) from None
-        except RecursionError:
-            raise ConfigError(f.name, [(where, "JSON nested too deeply")]) from None
-        except ValueError as e:  # valid JSON Python will not build, e.g. an integer of 5,000 digits
-            raise ConfigError(f.name, [(where, f"JSON value cannot be read: {e}")]) from None
-        yield Row(f"{f.name} {where}", _json_object(f, where, jsonl.parse_line(text[index:end], f.name, where)))
-        index, row = space(text, end).end(), row + 1
-        if not text.startswith(",", index):
-            break
-        index += 1
-    closed = text.startswith("]", index)
-    if not closed or space(text, index + 1).end() < len(text):
-        index = space(text, index + 1).end() if closed else index
-        where = f"line {line + text.count(chr(10), last, index)}"
-        why = "text after the array's closing ]" if closed else f"expected ',' or ']' after row {row - 1} of the array"
-        raise ConfigError(f.name, [(where, f"invalid JSON: {why}")])
-
-
-def _json_object(f: SourceFile, where: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        kinds = {list: "an array", str: "a string", bool: "true or false", type(None): "null"}
-        raise ConfigError(f.name, [(where, f"expected a JSON object, got {kinds.get(type(value), 'a number')}")])
-    return value
-
-
-def _csv_rows(f: SourceFile) -> Iterator[Row]:
-    """A CSV file's rows (comma-separated, "-quoted cells may hold commas, quotes and line breaks) as text cells
-    under the header's names, each named by the line it starts on. An empty cell is null, as datasets (pandas)
-    reads it; unlike pandas, no other text ("NA", "1") becomes null or a number, so texts stay exact."""
-    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))  # a long response is one cell: 128 KiB by default
-    reader = csv.reader(_utf8_lines(f), strict=True)  # a quote left open is an error, not a cell to the end
-    header: list[str] | None = None
-    start = 1
-    try:
-        for cells in reader:
-            where, start = f"line {start}", reader.line_num + 1
-            if not cells:
-                continue  # a blank line
-            if header is None:
-                header = _csv_header(f, cells)
-                continue
-            if len(cells) != len(header):
-                reason = f"{len(cells)} cell{'s' * (len(cells) != 1)}, but the header names {len(header)} columns"
-                raise ConfigError(f.name, [(where, reason)])
-            yield Row(f"{f.name} {where}", {k: v if v != "" else None for k, v in zip(header, cells, strict=True)})
-    except csv.Error as e:
-        raise ConfigError(f.name, [(f"line {reader.line_num}", f"not valid CSV: {e}")]) from None
-
-
-def _csv_header(f: SourceFile, cells: list[str]) -> list[str]:
-    """Column names; an empty one is named as pandas names it ("Unnamed: 0", a saved index); none may repeat."""
-    names = [cell if cell != "" else f"Unnamed: {index}" for index, cell in enumerate(cells)]
-    repeated = next((n for i, n in enumerate(names) if n in names[:i]), None)
-    if repeated is not None:
-        raise ConfigError(f.name, [("header", f"column {repeated!r} appears twice")])
-    return names
+        if rows.is_parquet(f):  # only the row groups holding the segment's rows, from the footer already read
+            return rows.read_rows(f, segment.start, segment.stop, self.parquet(f))
+        return rows.read_rows(self.local(f), segment.start, segment.stop)
