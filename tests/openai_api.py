@@ -6,6 +6,8 @@ ways remote APIs do: answer slowly, refuse every request with one status, fail p
 refuse structured output, reject some prompts as too long, and repeat the request's headers in error bodies
 (as some servers and proxies do; that is how keys leak). For response generation it can also answer in free text
 (``reply``) and start failing after a number of requests (``fail_after``), as a server that goes down mid-run.
+``GET /v1/models`` lists the models it serves (what a judge probes before its first request; ``models``), or is
+missing (``models_route``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 VERDICT = {"rationale": "Closer to what I think.", "choice": "A", "strength": 4, "confidence": 80}
 
@@ -37,6 +38,8 @@ class ChatAPIServer(ThreadingHTTPServer):
         rpm: int | None = None,
         throttle: int = 0,
         retry_after: str | None = None,
+        models: list[str] | None = None,
+        models_route: bool = True,
     ):
         """``status``: answer every request with this error; ``fail_text``: prompts containing it get HTTP 503;
         ``too_long_text``: prompts containing it get a 400 context-length error; ``refuse_json_schema``: a
@@ -46,8 +49,11 @@ class ChatAPIServer(ThreadingHTTPServer):
         (an attribute: set it to None to bring the server back); ``rpm``: a request budget per minute, kept as
         OpenAI keeps it (a token bucket refilled continuously, here holding one second's worth), told in
         x-ratelimit-* headers on every answer and refused with HTTP 429 past it; ``throttle``: the first ``throttle``
-        requests get HTTP 429; ``retry_after``: the Retry-After header of every 429. ``statuses`` lists the status
-        of every answer, in order."""
+        requests get HTTP 429; ``retry_after``: the Retry-After header of every 429; ``models``: what
+        ``GET /v1/models`` lists (None: an empty list, which names no model, so any is taken), and when given, a
+        chat request for another model gets HTTP 404 as vLLM answers it; ``models_route``: False answers
+        ``GET /v1/models`` with HTTP 404, as a server without the route. ``statuses`` lists the status of every
+        answer to a chat request, in order; ``listed`` counts the ``GET /v1/models`` requests."""
         super().__init__(("127.0.0.1", 0), _Handler)
         self.delay = delay
         self.status = status
@@ -59,6 +65,9 @@ class ChatAPIServer(ThreadingHTTPServer):
         self.fail_after = fail_after
         self.throttle = throttle
         self.retry_after = retry_after
+        self.models = models
+        self.models_route = models_route
+        self.listed = 0
         self.statuses: list[int] = []
         self.bodies: list[dict] = []
         self.authorizations: list[str] = []
@@ -69,12 +78,9 @@ class ChatAPIServer(ThreadingHTTPServer):
         self.received_at: list[float] = []  # monotonic time of every request
         self._tokens = (rpm or 0) / 60
         self._refilled = time.monotonic()
-        self.connections = 0  # TCP connections accepted (a client that keeps them alive opens few)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self.lock:
-            self.connections += 1
-        super().process_request(request, client_address)
+        # TCP connections that carried chat requests (a client that keeps them alive opens few); a connection
+        # that only carried a model listing (a judge's probe, on a client of its own) is not one of them
+        self.connections = 0
 
     def admit(self) -> tuple[bool, dict[str, str]]:
         """Whether the rate limit lets a request through now, and the headers that say where the budget is."""
@@ -144,11 +150,15 @@ class _Handler(BaseHTTPRequestHandler):
     # TCP_NODELAY, as uvicorn (vLLM, most API servers) sets it: with Nagle's algorithm on, an answer written as
     # headers then body waits for the client's delayed ACK, ~40 ms a request whatever the server's speed
     disable_nagle_algorithm = True
+    chatted = False  # this connection carried a chat request (one handler per connection)
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
         api = self.server
         with api.lock:
+            if not self.chatted:
+                api.connections += 1
+                self.chatted = True
             api.received_at.append(time.monotonic())
             api.bodies.append(body)
             api.authorizations.append(self.headers.get("authorization", ""))
@@ -164,6 +174,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(429, "Rate limit reached for requests")
         elif self.path != "/v1/chat/completions":
             self._error(404, f"no route {self.path}{echo}")
+        elif api.models is not None and body.get("model") not in api.models:
+            self._error(404, f"The model `{body.get('model')}` does not exist.")
         elif api.status != 200:
             self._error(api.status, f"Incorrect API key provided{echo}")
         elif api.refuse_json_schema and (body.get("response_format") or {}).get("type") == "json_schema":
@@ -177,13 +189,31 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(200, completion(body["model"], json.dumps(VERDICT)))
 
-    def _error(self, status: int, message: str) -> None:
-        self._send(status, {"error": {"message": message, "type": "stand_in_error"}})
+    def do_GET(self) -> None:
+        """``GET /v1/models``: the models it serves (an OpenAI list object), or the refusal every request gets."""
+        api = self.server
+        with api.lock:
+            api.listed += 1
+        self.limit_headers = {}  # no rate limit on listings
+        echo = (
+            f" (request headers: {'; '.join(f'{k}: {v}' for k, v in self.headers.items())})" if api.echo_headers else ""
+        )
+        if self.path != "/v1/models" or not api.models_route:
+            self._error(404, f"no route {self.path}{echo}", count=False)
+        elif api.status != 200:
+            self._error(api.status, f"Incorrect API key provided{echo}", count=False)
+        else:
+            data = [{"id": m, "object": "model", "created": 0, "owned_by": "stand-in"} for m in api.models or ()]
+            self._send(200, {"object": "list", "data": data}, count=False)
 
-    def _send(self, status: int, payload: dict) -> None:
+    def _error(self, status: int, message: str, count: bool = True) -> None:
+        self._send(status, {"error": {"message": message, "type": "stand_in_error"}}, count)
+
+    def _send(self, status: int, payload: dict, count: bool = True) -> None:
         data = json.dumps(payload).encode()
         with self.server.lock:
-            self.server.statuses.append(status)
+            if count:  # chat answers only: tests read the sequence of them
+                self.server.statuses.append(status)
         try:
             self.send_response(status)
             self.send_header("content-type", "application/json")

@@ -63,6 +63,16 @@ def config(server: ChatAPIServer, n: int = 2, models: tuple[str, ...] = ("gen-a"
     return GenerateConfig.model_validate(settings(server, n, models, **changes))
 
 
+def test_a_retried_request_counts_in_the_slots_attempts(tmp_path):
+    throttled = ChatAPIServer(reply=echo, throttle=3, retry_after="0")  # the first three requests: 429
+    for _ in serve(throttled):
+        generate(ITEMS, config(throttled, n=2), SEED, tmp_path / "store")
+    saved = load_store(tmp_path / "store")
+    assert throttled.requests == 10 + 3 and saved["error"].null_count() == 10
+    assert saved["attempts"].sum() == throttled.requests  # every request made is counted, the refused ones too
+    assert sorted(saved["attempts"].to_list())[-1] >= 2
+
+
 def test_slots_have_final_ids_before_generation(server):
     cfg = config(server, n=3, models=("gen-a", "gen-b"))
     planned = plan_slots(ITEMS, cfg)

@@ -222,7 +222,7 @@ def test_transport_failures_after_every_retry_are_no_answer(tiny_config, tmp_pat
     assert categories(verdicts) == [NO_ANSWER] * UNITS  # never got an answer: not done, asked again on a rerun
     assert verdicts["error"].str.contains(detail, literal=True).all()
     assert verdicts["error"].str.contains("after 2 retries", literal=True).all()
-    assert (verdicts["attempts"] == 1).all() and verdicts["raw"].null_count() == UNITS
+    assert (verdicts["attempts"] == 3).all() and verdicts["raw"].null_count() == UNITS  # every request counts
 
 
 def test_truncated_output_is_asked_again_then_recorded(tiny_config, tmp_path):
@@ -617,7 +617,7 @@ def test_a_bad_200_body_is_one_failed_request_retried_like_a_5xx(tiny_config, tm
     verdicts, _ = judge_all(tiny_config, tmp_path, stub)
     assert verdicts["error"].null_count() == UNITS  # the micro-batch survived, and every unit got its answer
     assert len(stub.bodies) == 2 * UNITS and set(seen.values()) == {2}
-    assert (verdicts["attempts"] == 1).all()  # a transport retry, not a re-asked invalid output
+    assert (verdicts["attempts"] == 2).all()  # the failed request and its retry
 
 
 @pytest.mark.parametrize("kind", list(BAD_BODIES))

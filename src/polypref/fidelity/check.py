@@ -14,21 +14,27 @@ sampling lets it.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
-from polypref import prompts
+from polypref import progress, prompts
 from polypref.fidelity.metrics import alignment, distribution, tvd
 from polypref.population.baseline import persona_free
 from polypref.population.sample import Population
 from polypref.population.spec import SurveySpec
 from polypref.records import Persona
+
+if TYPE_CHECKING:
+    from polypref.fidelity.store import AnswerStore
+
+log = logging.getLogger("polypref.fidelity")
 
 SYSTEM_TEMPLATE = "survey_system.j2"
 QUESTION_TEMPLATE = "survey_question.j2"
@@ -163,47 +169,102 @@ def own_answers(personas: Sequence[Persona], topics: Sequence[str]) -> dict[str,
     return {t: [p.attitudes.get(t) for p in personas] for t in topics}
 
 
-def question_text(spec: SurveySpec, topic: str) -> str:
-    """A topic's survey question and its options, as the user message asks them."""
-    return prompts.template(QUESTION_TEMPLATE).render(question=spec.question(topic), options=spec.scale(topic))
+def question_text(spec: SurveySpec, topic: str, templates: str | None = None) -> str:
+    """A topic's survey question and its options, as the user message asks them (``templates``: the user's
+    folder, judge.templates, whose survey_question.j2 replaces the shipped one)."""
+    template = prompts.template(QUESTION_TEMPLATE, templates)
+    return template.render(question=spec.question(topic), options=spec.scale(topic))
 
 
-def question_messages(question: str, portrayal: str | None) -> list[dict[str, str]]:
+def question_messages(question: str, portrayal: str | None, templates: str | None = None) -> list[dict[str, str]]:
     """The chat request for one survey question (``question_text``): a system message with the persona (none for
     the persona-free baseline), then the question and its options."""
     messages = [{"role": "user", "content": question}]
     if portrayal:
-        system = prompts.template(SYSTEM_TEMPLATE).render(persona=portrayal)
+        system = prompts.template(SYSTEM_TEMPLATE, templates).render(persona=portrayal)
         messages.insert(0, {"role": "system", "content": system})
     return messages
 
 
 def llm_answers(
-    population: Population, personas: Sequence[Persona], topics: Sequence[str], judge: Any, seed: int, work: Path
+    population: Population,
+    personas: Sequence[Persona],
+    topics: Sequence[str],
+    judge: Any,
+    seed: int,
+    work: Path,
+    store: AnswerStore | None = None,
+    stop_if_unreachable: bool = True,
 ) -> tuple[dict[str, list[str | None]], dict[str, str | None], int]:
     """Every persona's answer to every topic's question (its own answer held out of the portrayal), and the
     persona-free answers, and how many questions got no answer at all; through the judge's model as a free-text
-    backend answering greedily."""
-    from polypref.annotate import annotator
-    from polypref.generation.run import open_backend
-    from polypref.judges.options import ask_options
-
+    backend answering greedily. See ``ask`` for ``store`` and ``stop_if_unreachable``."""
     spec = population.spec
     portray = population.portrayer(hold_out=True)
     asks = [(t, p) for t in topics for p in personas]
-    text = {t: question_text(spec, t) for t in topics}  # once per topic, not per persona (before the first request)
-    questions = [question_messages(text[t], portray(p, t).text) for t, p in asks]
-    questions += [question_messages(text[t], None) for t in topics]
+    templates = getattr(judge, "templates", None)
+    # once per topic, not per persona (before the first request)
+    text = {t: question_text(spec, t, templates) for t in topics}
+    questions = [question_messages(text[t], portray(p, t).text, templates) for t, p in asks]
+    questions += [question_messages(text[t], None, templates) for t in topics]
     options = [spec.scale(t) for t, _ in asks] + [spec.scale(t) for t in topics]
+    got, no_answer = ask(questions, options, judge, seed, work, store, stop_if_unreachable)
+    answers: dict[str, list[str | None]] = {t: [] for t in topics}
+    for (topic, _), answer in zip(asks, got, strict=False):
+        answers[topic].append(answer)
+    return answers, dict(zip(topics, got[len(asks) :], strict=True)), no_answer
+
+
+def ask(
+    questions: Sequence[list[dict[str, str]]],
+    options: Sequence[Sequence[str]],
+    judge: Any,
+    seed: int,
+    work: Path,
+    store: AnswerStore | None = None,
+    stop_if_unreachable: bool = True,
+) -> tuple[list[str | None], int]:
+    """Each question's option (None: none named) and how many got no answer at all. With a ``store``, saved
+    answers are taken and only the other questions asked, micro-batch by micro-batch, each micro-batch saved as
+    it arrives (a stop between them loses none). An endpoint that cannot be reached stops the caller
+    (``EndpointUnreachable``), or with ``stop_if_unreachable`` off leaves every question unanswered."""
+    from polypref.annotate import annotator
+    from polypref.errors import EndpointUnreachable
+    from polypref.generation.run import open_backend
+    from polypref.judges.options import ask_options
+
+    keys = store.keys(questions, options) if store is not None else None
+    saved = store.lookup(keys) if store is not None and keys is not None else {}
+    got: list[str | None] = [saved.get(i) for i in range(len(questions))]
+    todo = [i for i in range(len(questions)) if i not in saved]
+    progress.expect(progress.FIDELITY, len(questions))
+    progress.advance(progress.FIDELITY, len(saved))
+    if saved:
+        log.info("fidelity: %d of %d survey questions answered before; asking %d", len(saved), len(got), len(todo))
+    if not todo:
+        return got, 0
+    no_answer = 0
     backend = open_backend(annotator(judge), 0, seed, work, section="judge")
     try:
-        got = ask_options(backend, questions, options, seed, "fidelity")
+        for start in range(0, len(todo), backend.config.micro_batch):
+            chunk = todo[start : start + backend.config.micro_batch]
+            said = ask_options(backend, [questions[i] for i in chunk], [options[i] for i in chunk], seed, "fidelity")
+            for i, answer in zip(chunk, said.options, strict=True):
+                got[i] = answer
+            no_answer += said.no_answer
+            progress.advance(progress.FIDELITY, len(chunk))
+            if store is not None and keys is not None:
+                # an option, or (when every request was answered) no option named; never a question left unanswered
+                kept = [j for j, a in enumerate(said.options) if a is not None or not said.no_answer]
+                store.save(keys[[chunk[j] for j in kept]], [said.options[j] for j in kept])
+    except EndpointUnreachable as e:
+        if stop_if_unreachable:
+            raise
+        log.error("fidelity: %s", e)
+        return got, no_answer + sum(1 for i in todo if got[i] is None)
     finally:
         backend.close()
-    answers: dict[str, list[str | None]] = {t: [] for t in topics}
-    for (topic, _), answer in zip(asks, got.options, strict=False):
-        answers[topic].append(answer)
-    return answers, dict(zip(topics, got.options[len(asks) :], strict=True)), got.no_answer
+    return got, no_answer
 
 
 def check(
@@ -214,9 +275,12 @@ def check(
     work: Path,
     topics: Sequence[str] | None = None,
     personas: int | None = None,
+    store: AnswerStore | None = None,
+    stop_if_unreachable: bool = True,
 ) -> FidelityReport:
     """Ask, score and compare. ``frame`` is the survey's respondents (population.survey.respondents) the
-    population was drawn from; ``judge`` the build's judge config; ``personas`` the first n personas only."""
+    population was drawn from; ``judge`` the build's judge config; ``personas`` the first n personas only;
+    ``store`` and ``stop_if_unreachable`` as ``ask`` takes them."""
     spec = population.spec
     chosen = population.personas[:personas] if personas else population.personas
     checked = checked_topics(spec, topics)
@@ -226,7 +290,9 @@ def check(
         answers, free, no_answer = floor, persona_free(population).attitudes, 0
         name = "simulated"
     else:
-        answers, free, no_answer = llm_answers(population, chosen, checked, judge, seed, work)
+        answers, free, no_answer = llm_answers(
+            population, chosen, checked, judge, seed, work, store, stop_if_unreachable
+        )
         name = f"{judge.backend}:{judge.model}"
     baseline = {t: [free.get(t)] * len(chosen) for t in checked}
     asked = sum(1 for t in checked for p in chosen if judge.backend != "simulated" or p.attitudes.get(t) is not None)

@@ -1,5 +1,7 @@
-"""The fidelity check as the build and ``polypref fidelity`` run it: inputs checked first, figures saved with
-the build (a rerun of the same judge on the same personas asks nothing), the gate, and the figures in words."""
+"""The fidelity check as the build and ``polypref fidelity`` run it: inputs checked first, answers saved with the
+build as they arrive (``fidelity.store``: a stopped build's rerun asks only what was not answered) and the figures
+once all are in (a rerun of the same judge on the same personas asks nothing), the gate, and the figures in
+words."""
 
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from polypref import interrupt, prompts
 from polypref.config import BuildConfig
-from polypref.errors import ConfigError, PolyprefError
+from polypref.errors import ConfigError, OutputError, PolyprefError
 from polypref.fidelity.check import TEMPLATES, FidelityReport, Score, check, checked_topics
+from polypref.fidelity.store import AnswerStore, settings_key
 from polypref.population import load_spec, sample_population
 from polypref.population.representatives import represent
 from polypref.population.sample import Population
@@ -66,9 +69,20 @@ def standalone_population(config: BuildConfig, source: str) -> Population:
 
 
 def run(population: Population, config: BuildConfig, work: Path) -> FidelityReport:
+    """``polypref fidelity``: no build folder to save answers in; an endpoint that cannot be reached leaves every
+    question unanswered (counted, exit 3) rather than stopping, as the figures' report says it."""
     fidelity = config.fidelity
     frame = respondents(population.spec).frame
-    return check(population, frame, config.judge, config.seed, work, fidelity.topics, fidelity.personas)
+    return check(
+        population,
+        frame,
+        config.judge,
+        config.seed,
+        work,
+        fidelity.topics,
+        fidelity.personas,
+        stop_if_unreachable=False,
+    )
 
 
 def report_key(plan: BuildPlan) -> str:
@@ -85,7 +99,7 @@ def report_key(plan: BuildPlan) -> str:
         asked,
         [(t, spec.question(t), spec.scale(t)) for t in topics],
         [file_digest(path) for path in input_files(plan.config, spec)],
-        [prompts.template_hash(t) for t in TEMPLATES],
+        [prompts.template_hash(t, getattr(plan.config.judge, "templates", None)) for t in TEMPLATES],
         code_digest(("fidelity", "judges/options.py", "population/baseline.py")),
         size=16,
     )
@@ -99,7 +113,7 @@ def for_build(plan: BuildPlan, reuse: bool = True) -> FidelityReport:
         return saved
     if (early := _head_starts.pop((plan.state.root, key), None)) is not None:
         return early.result()  # its error is the check's error; a retry of the task then asks again itself
-    return _ask(plan)
+    return _ask(plan, reuse)
 
 
 @contextlib.contextmanager
@@ -125,7 +139,7 @@ def head_start(plan: BuildPlan, reuse: bool = True) -> Iterator[None]:
     def ask() -> None:
         try:
             with interrupt.stopped_by(called_off):
-                future.set_result(_ask(plan))
+                future.set_result(_ask(plan, reuse))
         except BaseException as e:  # handed to whoever takes the figures
             future.set_exception(e)
 
@@ -146,9 +160,46 @@ def _reusable(plan: BuildPlan, key: str) -> FidelityReport | None:
     return saved if saved is not None and not saved.no_answer else None  # figures with unanswered questions: ask
 
 
-def _ask(plan: BuildPlan) -> FidelityReport:
-    with tempfile.TemporaryDirectory(prefix="polypref-fidelity-") as work:  # the folder is not touched yet
-        return run(plan.population, plan.config, Path(work))
+def _ask(plan: BuildPlan, reuse: bool = True) -> FidelityReport:
+    """The build's check: answers saved in (and, with ``reuse``, taken from) the folder's answer store, the
+    only thing written there before the folder is prepared."""
+    config = plan.config
+    store = _answers(plan, reuse)
+    frame = respondents(plan.population.spec).frame
+    with tempfile.TemporaryDirectory(prefix="polypref-fidelity-") as work:
+        return check(
+            plan.population,
+            frame,
+            config.judge,
+            config.seed,
+            Path(work),
+            config.fidelity.topics,
+            config.fidelity.personas,
+            store=store,
+        )
+
+
+def _answers(plan: BuildPlan, reuse: bool = True) -> AnswerStore:
+    """The answer store of the plan's judge settings in its folder."""
+    from polypref.fingerprint import code_digest
+
+    retries = getattr(plan.config.judge, "max_invalid_retries", None)
+    settings = settings_key(plan.judge_key, retries, code_digest(("judges/options.py",)))
+    return AnswerStore(plan.state.fidelity_dir, settings, reuse)
+
+
+def saved_summary(plan: BuildPlan) -> str:
+    """What a build stopped in its folder has kept there for its own judge, in words for its stop message:
+    judgments and the fidelity check's answers, counted, or that nothing was saved (a stop before any answer
+    came, or the folder not made)."""
+    out = plan.out
+    try:
+        judgments, answers = plan.store.count(), _answers(plan).count()
+    except (OutputError, OSError):  # a stop message must not fail: it says where to look instead
+        return f"what was saved is in {out}"
+    counts = {f"{judgments} judgments": judgments, f"{answers} answers to the fidelity check's questions": answers}
+    kept = [words for words, n in counts.items() if n]
+    return f"{' and '.join(kept)} are saved in {out}" if kept else f"nothing was saved in {out} yet"
 
 
 def save(plan: BuildPlan, report: FidelityReport) -> None:

@@ -43,8 +43,9 @@ class _TextMode(StrictModel):
     micro_batch: int = Field(256, ge=1, description="Responses per call; finished micro-batches are saved")
     samples: _Hidden = Field(1, exclude=True)
     allow_ties: _Hidden = Field(False, exclude=True)
+    templates: _Hidden = Field(None, exclude=True)  # a generator is asked the item's own prompt, no template
 
-    judge_only: ClassVar[frozenset[str]] = frozenset({"samples", "allow_ties"})
+    judge_only: ClassVar[frozenset[str]] = frozenset({"samples", "allow_ties", "templates"})
 
     @model_validator(mode="before")
     @classmethod
@@ -57,13 +58,17 @@ class _TextMode(StrictModel):
 
 
 class OpenAIGeneratorConfig(_TextMode, OpenAIJudgeConfig):
-    judge_only: ClassVar[frozenset[str]] = frozenset({"samples", "allow_ties", "response_format", "logprobs"})
+    judge_only: ClassVar[frozenset[str]] = frozenset(
+        {"samples", "allow_ties", "templates", "response_format", "logprobs"}
+    )
     response_format: _Hidden = Field("none", exclude=True)
     logprobs: _Hidden = Field(False, exclude=True)
 
 
 class VllmGeneratorConfig(_TextMode, VllmJudgeConfig):
-    judge_only: ClassVar[frozenset[str]] = frozenset({"samples", "allow_ties", "structured_outputs_backend"})
+    judge_only: ClassVar[frozenset[str]] = frozenset(
+        {"samples", "allow_ties", "templates", "structured_outputs_backend"}
+    )
     structured_outputs_backend: _Hidden = Field("xgrammar", exclude=True)
 
 

@@ -213,7 +213,7 @@ def _row(slot: _Slot, key: str, request: Request, completion: Completion, previo
         "error": scrub_optional(error),
         "prompt_tokens": spent["prompt_tokens"] + (completion.prompt_tokens or 0),
         "completion_tokens": spent["completion_tokens"] + (completion.completion_tokens or 0),
-        "attempts": spent["attempts"] + 1,
+        "attempts": spent["attempts"] + getattr(completion, "requests", 1),  # an endpoint's retries count
     }
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import polars as pl
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from polypref import prompts
 from polypref.judges.base import VERDICT_COLUMNS, JudgeInfo, error_category
@@ -38,6 +38,23 @@ class LLMJudgeConfig(StrictModel):
     max_tokens: int = Field(256, ge=1, le=32_768, description="Output token limit per judgment")
     max_invalid_retries: int = Field(2, ge=0, le=10, description="Re-asks for unparseable or truncated output")
     micro_batch: int = Field(256, ge=1, description="Units per engine call; finished micro-batches are saved")
+    templates: str | None = Field(
+        None,
+        description="A folder of your own prompt templates: each file named as one in prompts/ that the judge's "
+        f"model is asked with ({', '.join(prompts.VARIABLES)}) replaces it, the others stay; in a config file, "
+        "relative to the file's folder",
+    )
+
+    @field_validator("templates")
+    @classmethod
+    def _templates(cls, folder: str | None) -> str | None:
+        """Checked when the config loads, before any request: a template that cannot render would otherwise
+        fail, or a misspelt file name silently leave the shipped prompt in use, hours into a paid build."""
+        if folder is not None:
+            problems = prompts.check_folder(folder)
+            if problems:
+                raise ValueError("; ".join(problems))
+        return folder
 
     @model_validator(mode="after")
     def _sampling(self) -> LLMJudgeConfig:
@@ -78,9 +95,13 @@ class Completion:
 RETRYABLE = ("unparseable", "invalid_verdict", "truncated", "refusal", "no_logprobs")
 
 
-def template_provenance() -> str:
-    """Template names and content hashes, stored with every judgment."""
-    return ", ".join(f"{name}:{prompts.template_hash(name)}" for name in (SYSTEM_TEMPLATE, PAIR_TEMPLATE))
+def template_provenance(user: str | None = None) -> str:
+    """Template names and content hashes, stored with every judgment; ``(user)`` marks one from the user's
+    folder (``judge.templates``), which is named by file and hash only, never by where it lies."""
+    return ", ".join(
+        f"{name}:{prompts.template_hash(name, user)}" + (" (user)" if prompts.is_users(name, user) else "")
+        for name in (SYSTEM_TEMPLATE, PAIR_TEMPLATE)
+    )
 
 
 class LLMJudge:
@@ -93,8 +114,8 @@ class LLMJudge:
         self.seed = seed
         self._lock = threading.Lock()
         self.serialize_calls = True  # one engine per process: shard threads take turns (an API judge need not)
-        self._system = prompts.template(SYSTEM_TEMPLATE)
-        self._pair = prompts.template(PAIR_TEMPLATE)
+        self._system = prompts.template(SYSTEM_TEMPLATE, config.templates)
+        self._pair = prompts.template(PAIR_TEMPLATE, config.templates)
         install_log_redaction()  # servers echo keys and URLs in errors; libraries log request URLs
 
     def _info(self, backend: str, params: dict) -> JudgeInfo:
@@ -102,8 +123,8 @@ class LLMJudge:
             backend=backend,
             model=self.config.model,
             simulated=False,
-            params=params,
-            template=template_provenance(),
+            params={k: v for k, v in params.items() if k != "templates"},  # the folder: a path on this machine
+            template=template_provenance(self.config.templates),
         )
 
     # -- what a backend implements -----------------------------------------------------------------

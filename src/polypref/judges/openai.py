@@ -20,6 +20,11 @@ What a request can end as, and why:
   ``request_rejected``;
 - ``JudgeFatalError`` on 401/403/404 (also inside a batch result): the setup is wrong, every request would fail,
   so requests in flight are cancelled and every later call fails at once without sending anything.
+
+Before its first request the judge probes every endpoint at once (``judges.probe``): one it cannot reach stops it
+with ``EndpointUnreachable``, a refused key or unknown model with ``JudgeFatalError``, within seconds instead of
+after every request's retries. A stop request (Ctrl-C, SIGTERM, a head start called off) ends a call promptly:
+requests already sent are waited for, nothing new is sent, and retries do not wait out their backoff.
 """
 
 from __future__ import annotations
@@ -31,11 +36,15 @@ import os
 import random
 import threading
 from collections.abc import Sequence
+from concurrent import futures
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
 from polypref.dataset.writer import write_json
-from polypref.errors import JudgeFatalError, PolyprefError
+from polypref.errors import EndpointUnreachable, JudgeFatalError, PolyprefError
+from polypref.interrupt import stop_requested
+from polypref.judges import probe
 from polypref.judges.base import NO_ANSWER
 from polypref.judges.llm import Completion, LLMJudge, Request
 from polypref.judges.openai_wire import (
@@ -56,12 +65,42 @@ from polypref.judges.openai_wire import (
     format_refused,
     format_rejected,
 )
-from polypref.judges.ratelimit import AdaptiveLimiter, EndpointPool, backoff_delay, retry_after, retry_note
+from polypref.judges.ratelimit import (
+    AdaptiveLimiter,
+    EndpointPool,
+    backoff_delay,
+    retry_after,
+    retry_note,
+    stopped_within,
+)
 from polypref.provenance import public
 from polypref.records import content_hash
 from polypref.secrets import redact_url, register, register_url, scrub
 
 log = logging.getLogger("polypref.judges.openai")
+
+STOP_POLL_S = 0.2  # how often a caller waiting for its requests looks for a stop request
+
+
+@dataclass(slots=True)
+class Counted(Completion):
+    """A completion and the requests it took, retries and format fallbacks included: the judgment's ``attempts``
+    (``OpenAIJudge._row``), so a unit that got no answer after N retries reads N + 1, not 1."""
+
+    requests: int = 1
+
+
+def counted(completion: Completion, requests: int) -> Counted:
+    return Counted(**{f.name: getattr(completion, f.name) for f in fields(Completion)}, requests=requests)
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """A try that may be retried: what went wrong, whether the server throttled, and the wait it asked for."""
+
+    last: str
+    throttled: bool = False
+    hint: float | None = None
 
 
 class OpenAIJudge(LLMJudge):
@@ -98,6 +137,8 @@ class OpenAIJudge(LLMJudge):
         self._shared: list[Any] | None = None  # a client per endpoint, made on the judge's event loop
         self._in_flight: set[asyncio.Future[Completion]] = set()  # every live request task, all shards
         self._fatal: str | None = None  # set once: the message every later call fails with
+        self._fatal_type: type[JudgeFatalError] = JudgeFatalError  # ... and as what (EndpointUnreachable)
+        self._probe: asyncio.Future[None] | None = None  # the endpoints' probe, before the first request
         self.serialize_calls = False  # shard threads may call at once: they share the loop and the limiter
         params = config.model_dump(exclude={"backend", "model", "api_key_env"})
         params["base_url"] = public(config.base_url, "base_url")  # a URL or a fleet's list, credentials out
@@ -125,12 +166,33 @@ class OpenAIJudge(LLMJudge):
 
     def _generate(self, requests: Sequence[Request]) -> list[Completion]:
         """Run on the judge's own event loop, so every shard thread shares one client, connection pool and
-        concurrency limit, and micro-batches of different shards overlap instead of taking turns."""
+        concurrency limit, and micro-batches of different shards overlap instead of taking turns.
+
+        While waiting, this thread looks for a stop request (``interrupt.stop_requested``: a signal, or this
+        thread's work called off) and passes it to the loop, which is where requests wait for their backoff."""
         self._raise_if_fatal()  # another shard hit a setup error: send nothing
         if not requests:
             return []
+        loop, stop = self._event_loop(), asyncio.Event()  # bound to the loop when first awaited there
         run = self._batch if self.config.batch_api else self._live
-        return asyncio.run_coroutine_threadsafe(run(requests), self._event_loop()).result()
+        future = asyncio.run_coroutine_threadsafe(run(requests, stop), loop)
+        told = False
+        while True:
+            if not told and stop_requested():
+                told = True
+                asyncio.run_coroutine_threadsafe(self._halt(stop), loop)
+            if futures.wait([future], timeout=STOP_POLL_S).done:
+                return future.result()
+
+    async def _halt(self, stop: asyncio.Event) -> None:
+        """A stop: this call sends nothing new, and its requests waiting for a slot or a retry end now."""
+        stop.set()
+        await self.limiter.wake()
+
+    def _clients(self) -> list[Any]:
+        if self._shared is None:  # made on the loop that will use them
+            self._shared = [self._client(url) for url in self.config.endpoints]
+        return self._shared
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         with self._loop_lock:
@@ -143,7 +205,34 @@ class OpenAIJudge(LLMJudge):
     # -- setup errors -------------------------------------------------------------------------------
     def _raise_if_fatal(self) -> None:
         if self._fatal is not None:
-            raise JudgeFatalError(self._fatal) from None  # no chained client error: it may quote the request
+            raise self._fatal_type(self._fatal) from None  # no chained client error: it may quote the request
+
+    async def _probed(self) -> None:
+        """Probe every endpoint once, before this judge's first request; concurrent calls wait for the same
+        probe. An injected transport (fault-injection tests) stands for the endpoint: nothing to probe."""
+        if self.transport is not None:
+            return
+        if self._probe is None:
+            self._probe = asyncio.ensure_future(self._probe_endpoints())
+        await asyncio.shield(self._probe)
+
+    async def _probe_endpoints(self) -> None:
+        # clients of their own, closed after: the requests then open their connections as they would unprobed
+        clients = [self._client(url) for url in self.config.endpoints]
+        try:
+            found = await probe.probe_all(clients, self.config.model)
+        finally:
+            await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
+        named = [(redact_url(url), finding) for url, finding in zip(self.config.endpoints, found, strict=True)]
+        for where, finding in named:
+            if finding is not None and finding.status is not None:  # the key, the model or the URL
+                self._fail(finding.status, finding.detail, where)
+        dead = [(where, finding.detail) for where, finding in named if finding is not None]
+        if dead:
+            self._fatal_type = EndpointUnreachable
+            self._fatal = probe.unreachable_message(self.section, dead)
+            self._raise_if_fatal()
+        log.debug("%s: answering, for %s", self._where, self.config.model)
 
     def _fail(self, status: int, message: str, where: str | None = None) -> NoReturn:
         """Stop the whole judge: one setup error means every request would fail the same way (an endpoint of
@@ -165,11 +254,11 @@ class OpenAIJudge(LLMJudge):
         # choice mode asks for one letter; text mode (response generation) for free text: no output constraint
         return "none" if self.config.mode in ("choice", "text") else self._formats[endpoint]
 
-    async def _live(self, requests: Sequence[Request]) -> list[Completion]:
+    async def _live(self, requests: Sequence[Request], stop: asyncio.Event) -> list[Completion]:
         self._raise_if_fatal()
-        if self._shared is None:  # made on the loop that will use them
-            self._shared = [self._client(url) for url in self.config.endpoints]
-        tasks = [asyncio.ensure_future(self._one(self._shared, r)) for r in requests]
+        await self._probed()
+        clients = self._clients()
+        tasks = [asyncio.ensure_future(self._one(clients, r, stop)) for r in requests]
         self._in_flight.update(tasks)
         try:
             await asyncio.wait(tasks)
@@ -184,71 +273,103 @@ class OpenAIJudge(LLMJudge):
             self._raise_if_fatal()
         return [task.result() for task in tasks]
 
-    async def _one(self, clients: list[Any], request: Request) -> Completion:
+    async def _one(self, clients: list[Any], request: Request, stop: asyncio.Event) -> Completion:
+        """One request to its end: an answer, a rejection, or no answer after ``max_retries`` (or at a stop),
+        counting every request sent (``Counted``)."""
+        failures = sent = 0
+        last, fmt = "", self._request_format(request)
+        while True:
+            endpoint = await self.limiter.acquire_unless(stop)
+            if endpoint is None:  # a stop: nothing new is sent
+                why = f"{last} (stopped before retry {failures})" if last else "stopped before it was sent"
+                why += " again" if sent and not last else ""  # after a refused output format
+                return Counted(error=f"{NO_ANSWER}: {why}", response_format=fmt, requests=sent)
+            # chosen once the endpoint is known: a format it refused while this request waited is not sent again
+            fmt = self._request_format(request, endpoint)
+            sent += 1
+            outcome = await self._attempt(clients[endpoint], request, endpoint, fmt)
+            if outcome is None:
+                continue  # the endpoint refused the format, which is no failure of it: at once, in a simpler one
+            if isinstance(outcome, Completion):
+                return counted(outcome, sent)
+            last = outcome.last
+            if failures >= self.config.max_retries:
+                return Counted(
+                    error=f"{NO_ANSWER}: {last} (after {self.config.max_retries} retries)",
+                    response_format=fmt,
+                    requests=sent,
+                )
+            delay = self._backoff(outcome, failures, endpoint)
+            failures += 1
+            if await stopped_within(stop, delay):
+                why = f"{last} (stopped before retry {failures} of {self.config.max_retries})"
+                return Counted(error=f"{NO_ANSWER}: {why}", response_format=fmt, requests=sent)
+
+    async def _attempt(self, client: Any, request: Request, endpoint: int, fmt: str) -> Completion | _Failure | None:
+        """Send ``request`` once: its completion (an answer or a rejection), a failure worth retrying, or None
+        to send it again at once (the endpoint refused the output format)."""
         import httpx2
         import openai
 
-        failures = 0
-        while True:
-            endpoint = await self.limiter.acquire()
-            limiter, client = self.limiter.limiters[endpoint], clients[endpoint]
-            # chosen once the endpoint is known: a format it refused while this request waited is not sent again
-            fmt = self._request_format(request, endpoint)
-            throttled = success = False
-            hint = None
-            try:
-                self._raise_if_fatal()  # the run stopped while this request waited for a slot
-                body = chat_body(self.config, request, fmt)
-                # the body as it is, through the client's plain post: its typed create() walks every field of
-                # the body against the SDK's TypedDicts first, ~10 ms of CPU per request (a local server's
-                # throughput capped near 100 requests/s), and would need provider fields split off as extra_body.
-                # The client still sends, authenticates and turns error answers into APIStatusError.
-                response = await client.post("/chat/completions", cast_to=httpx2.Response, body=body)
-                limiter.observe_headers(response.headers)
-                completion = decode_completion(response.content)
-                completion.response_format = fmt
-                success = True
-                return completion
-            except BadResponse as e:
-                last = f"bad response: {e}"
-            except openai.APIStatusError as e:
-                status, message, headers = e.status_code, error_message(e), e.response.headers
-                limiter.observe_headers(headers)
-                if status in FATAL:
-                    self._fail(status, message, redact_url(self.config.endpoints[endpoint]))
-                if format_rejected(status, message, getattr(e, "param", None)):
-                    if fmt == OPTIONS_FORMAT:  # free text then, checked by the caller
-                        self._options_format[endpoint] = False
-                        continue
-                    if self._downgrade_format(fmt, message, endpoint):
-                        continue  # not a failure of the server: ask again at once, in the simpler format
-                    return Completion(error=f"{REJECTED}: HTTP {status}: {message}", response_format=fmt)
-                if status not in RETRY_STATUSES and status < 500:
-                    return Completion(error=f"{REJECTED}: HTTP {status}: {message}", response_format=fmt)
-                throttled = status == 429
-                hint = retry_after(headers)
-                last = f"HTTP {status}: {message}"
-            except openai.APITimeoutError:
-                last = f"timeout: no answer within {self.config.timeout_s} s"
-            except openai.APIConnectionError as e:
-                last = f"connection failed: {type(e.__cause__ or e).__name__}"
-            except openai.APIError as e:  # anything else the client makes of an answer it could not use
-                last = f"bad response: {type(e).__name__}: {error_message(e)}"
-            finally:
-                await self.limiter.release(endpoint, throttled=throttled, success=success)
-            if failures >= self.config.max_retries:
-                return Completion(
-                    error=f"{NO_ANSWER}: {last} (after {self.config.max_retries} retries)", response_format=fmt
-                )
-            cap = self.config.backoff_max_s
-            delay = backoff_delay(failures, self.config.backoff_base_s, cap, hint, self._rng)
-            failures += 1
-            if throttled and hint:
-                limiter.pause(min(hint, cap))  # capped like the delay: a day-long Retry-After must not stall a day
-            where = redact_url(self.config.endpoints[endpoint])
-            level = logging.WARNING if hint is not None and hint > cap else logging.DEBUG  # a cut-short ask is news
-            log.log(level, "%s: %s; %s", where, last, retry_note(delay, hint, cap))
-            await asyncio.sleep(delay)
+        limiter = self.limiter.limiters[endpoint]
+        outcome: Completion | _Failure | None = None
+        success = False
+        try:
+            self._raise_if_fatal()  # the run stopped while this request waited for a slot
+            body = chat_body(self.config, request, fmt)
+            # the body as it is, through the client's plain post: its typed create() walks every field of
+            # the body against the SDK's TypedDicts first, ~10 ms of CPU per request (a local server's
+            # throughput capped near 100 requests/s), and would need provider fields split off as extra_body.
+            # The client still sends, authenticates and turns error answers into APIStatusError.
+            response = await client.post("/chat/completions", cast_to=httpx2.Response, body=body)
+            limiter.observe_headers(response.headers)
+            outcome = decode_completion(response.content)
+            outcome.response_format = fmt
+            success = True
+        except BadResponse as e:
+            outcome = _Failure(f"bad response: {e}")
+        except openai.APIStatusError as e:
+            outcome = self._status_outcome(e, endpoint, fmt)
+        except openai.APITimeoutError:
+            outcome = _Failure(f"timeout: no answer within {self.config.timeout_s} s")
+        except openai.APIConnectionError as e:
+            outcome = _Failure(f"connection failed: {probe.unreachable_cause(e)}")
+        except openai.APIError as e:  # anything else the client makes of an answer it could not use
+            outcome = _Failure(f"bad response: {type(e).__name__}: {error_message(e)}")
+        finally:
+            throttled = isinstance(outcome, _Failure) and outcome.throttled
+            await self.limiter.release(endpoint, throttled=throttled, success=success)
+        return outcome
+
+    def _status_outcome(self, error: Any, endpoint: int, fmt: str) -> Completion | _Failure | None:
+        """What an error answer means for the request (``_attempt``); a setup error stops the whole judge."""
+        status, message, headers = error.status_code, error_message(error), error.response.headers
+        self.limiter.limiters[endpoint].observe_headers(headers)
+        if status in FATAL:
+            self._fail(status, message, redact_url(self.config.endpoints[endpoint]))
+        if format_rejected(status, message, getattr(error, "param", None)):
+            if fmt == OPTIONS_FORMAT:  # free text then, checked by the caller
+                self._options_format[endpoint] = False
+                return None
+            if self._downgrade_format(fmt, message, endpoint):
+                return None
+            return Completion(error=f"{REJECTED}: HTTP {status}: {message}", response_format=fmt)
+        if status not in RETRY_STATUSES and status < 500:
+            return Completion(error=f"{REJECTED}: HTTP {status}: {message}", response_format=fmt)
+        return _Failure(f"HTTP {status}: {message}", throttled=status == 429, hint=retry_after(headers))
+
+    def _backoff(self, failure: _Failure, failures: int, endpoint: int) -> float:
+        """The wait before retry ``failures`` (0-based), logged; a throttled endpoint is paused meanwhile."""
+        cap = self.config.backoff_max_s
+        delay = backoff_delay(failures, self.config.backoff_base_s, cap, failure.hint, self._rng)
+        if failure.throttled and failure.hint:
+            # capped like the delay: a day-long Retry-After must not stall a day
+            self.limiter.limiters[endpoint].pause(min(failure.hint, cap))
+        where = redact_url(self.config.endpoints[endpoint])
+        hint = failure.hint
+        level = logging.WARNING if hint is not None and hint > cap else logging.DEBUG  # a cut-short ask is news
+        log.log(level, "%s: %s; %s", where, failure.last, retry_note(delay, hint, cap))
+        return delay
 
     def _downgrade_format(self, used: str, message: str, endpoint: int = 0) -> bool:
         """In auto mode, an endpoint that rejects the response_format gets the next simpler one from then on.
@@ -268,11 +389,12 @@ class OpenAIJudge(LLMJudge):
         return True
 
     # -- Batch API ----------------------------------------------------------------------------------
-    async def _batch(self, requests: Sequence[Request]) -> list[Completion]:
+    async def _batch(self, requests: Sequence[Request], stop: asyncio.Event) -> list[Completion]:
         import openai
 
+        await self._probed()
         try:
-            return await self._batch_once(requests)
+            return await self._batch_once(requests, stop)
         except openai.APIStatusError as e:
             if e.status_code in FATAL:
                 self._fail(e.status_code, error_message(e))
@@ -281,7 +403,7 @@ class OpenAIJudge(LLMJudge):
                 "(rerun the same command: a submitted batch is found again)"
             ) from None
 
-    async def _batch_once(self, requests: Sequence[Request]) -> list[Completion]:
+    async def _batch_once(self, requests: Sequence[Request], stop: asyncio.Event) -> list[Completion]:
         if self.workdir is None:
             raise PolyprefError("judge.batch_api needs a work folder to remember pending batches")
         fmt = self._request_format()
@@ -304,10 +426,10 @@ class OpenAIJudge(LLMJudge):
                 )
                 batch_id = batch.id
                 write_json({"batch_id": batch_id, "input_file_id": upload.id, "response_format": fmt}, state_file)
-            batch = await client.batches.retrieve(batch_id)
-            while batch.status not in TERMINAL:
-                await asyncio.sleep(self.config.batch_poll_s)
-                batch = await client.batches.retrieve(batch_id)
+            batch = await self._finished_batch(client, batch_id, stop)
+            if batch is None:  # a stop: the batch goes on at the provider, and a rerun finds it (state_file)
+                stopped = f"{NO_ANSWER}: stopped while batch {batch_id} was pending"
+                return [Completion(error=stopped, response_format=fmt) for _ in requests]
             if batch.status != "completed":
                 errors = getattr(getattr(batch, "errors", None), "data", None) or []
                 detail = "; ".join(scrub(getattr(e, "message", e))[:200] for e in errors[:3])
@@ -332,10 +454,26 @@ class OpenAIJudge(LLMJudge):
         completions = [results.get(custom_id(r)) or Completion(error=missing, response_format=fmt) for r in requests]
         rejected = [(i, r) for i, (r, c) in enumerate(zip(requests, completions, strict=True)) if format_refused(c)]
         if rejected and self._downgrade_format(fmt, completions[rejected[0][0]].error or ""):
-            again = await self._batch_once([r for _, r in rejected])  # a new batch in the simpler format
+            again = await self._batch_once([r for _, r in rejected], stop)  # a new batch in the simpler format
             for (i, _), completion in zip(rejected, again, strict=True):
                 completions[i] = completion
         return completions
+
+    async def _finished_batch(self, client: Any, batch_id: str, stop: asyncio.Event) -> Any:
+        """The batch once it ended (completed, failed, expired, cancelled); None if a stop came first."""
+        batch = await client.batches.retrieve(batch_id)
+        while batch.status not in TERMINAL:
+            if await stopped_within(stop, self.config.batch_poll_s):
+                return None
+            batch = await client.batches.retrieve(batch_id)
+        return batch
+
+    def _row(self, request: Request, completion: Completion, previous: dict | None) -> dict:
+        """The shared row, with ``attempts`` counting every request sent for the unit: its invalid-output
+        re-asks and, within each, the transport's retries and format fallbacks (``Counted``)."""
+        row = super()._row(request, completion, previous)
+        row["attempts"] = (previous["attempts"] if previous else 0) + getattr(completion, "requests", 1)
+        return row
 
     def close(self) -> None:
         loop, self._loop = self._loop, None

@@ -136,9 +136,18 @@ class EndpointPool:
 
     async def acquire(self) -> int:
         """Wait for a slot; the index of the endpoint it is on."""
+        index = await self.acquire_unless(None)
+        assert index is not None  # nothing to stop it
+        return index
+
+    async def acquire_unless(self, stop: asyncio.Event | None) -> int | None:
+        """``acquire``, or None once ``stop`` is set (``wake`` makes waiters look): a run that is stopping sends
+        nothing new, and must not wait out a rate-limit pause first."""
         cond = self._condition()
         async with cond:
             while True:
+                if stop is not None and stop.is_set():
+                    return None
                 now = self._clock()
                 free = [limiter.free(now) for limiter in self.limiters]
                 best = max(range(len(free)), key=lambda i: (free[i], -i))
@@ -153,6 +162,12 @@ class EndpointPool:
         cond = self._condition()
         async with cond:
             self.limiters[index].give(throttled=throttled, success=success)
+            cond.notify_all()
+
+    async def wake(self) -> None:
+        """Make every waiter look again (a stop was requested)."""
+        cond = self._condition()
+        async with cond:
             cond.notify_all()
 
     # figures over the whole pool, for the summary, benchmarks and tests
@@ -235,6 +250,16 @@ def backoff_delay(attempt: int, base: float, cap: float, server_hint: float | No
         wait = min(cap, server_hint)
         return wait + rng.uniform(0, min(1.0, 0.1 * max(wait, 0.1)))
     return rng.uniform(0, min(cap, base * 2**attempt))
+
+
+async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep ``seconds`` unless ``stop`` is set first; whether it was. A backoff must not hold a stop up for
+    minutes (a build once needed 430 s to end after Ctrl-C, waiting out its retries' backoff)."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=max(0.0, seconds))
+    except TimeoutError:
+        return False
+    return True
 
 
 def retry_note(wait: float, asked: float | None, cap: float) -> str:
