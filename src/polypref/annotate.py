@@ -55,7 +55,8 @@ def annotator(judge: Any) -> OpenAIGeneratorConfig | VllmGeneratorConfig:
             "config",
             [("judge.backend", "annotating needs an LLM backend (vllm or openai); the simulator reads stances")],
         )
-    fields = judge.model_dump(exclude={"samples", "allow_ties", "mode", "response_format", "logprobs", "backend"})
+    judge_only = {"samples", "allow_ties", "mode", "response_format", "logprobs", "backend", "templates"}
+    fields = judge.model_dump(exclude=judge_only)  # templates: the caller renders the questions with them
     fields.pop("structured_outputs_backend", None)
     if "batch_api" in fields:  # questions come in rounds (micro-batches, retries): a day-long batch per round
         fields["batch_api"] = False
@@ -64,19 +65,27 @@ def annotator(judge: Any) -> OpenAIGeneratorConfig | VllmGeneratorConfig:
 
 
 def annotate(
-    items: Sequence[Item], spec: SurveySpec, config: OpenAIGeneratorConfig | VllmGeneratorConfig, seed: int, work: Path
+    items: Sequence[Item],
+    spec: SurveySpec,
+    config: OpenAIGeneratorConfig | VllmGeneratorConfig,
+    seed: int,
+    work: Path,
+    templates: str | None = None,
 ) -> Annotated:
-    """Items with topics and stances filled where they were missing and the model named an option."""
+    """Items with topics and stances filled where they were missing and the model named an option; the questions
+    from the user's folder's templates where ``templates`` (judge.templates) has them."""
     backend = open_backend(config, 0, seed, work)
     try:
-        return _annotate(list(items), spec, backend, seed)
+        return _annotate(list(items), spec, backend, seed, templates)
     finally:
         backend.close()
 
 
-def _annotate(items: list[Item], spec: SurveySpec, backend: LLMJudge, seed: int) -> Annotated:
+def _annotate(
+    items: list[Item], spec: SurveySpec, backend: LLMJudge, seed: int, templates: str | None = None
+) -> Annotated:
     questions = {t: a.topic for t, a in spec.attitudes.items.items()}
-    topic_env = prompts.template(TOPIC_TEMPLATE)
+    topic_env = prompts.template(TOPIC_TEMPLATE, templates)
     open_topics = [i for i, item in enumerate(items) if item.topic is None]
     topics = ask_options(
         backend,
@@ -91,7 +100,7 @@ def _annotate(items: list[Item], spec: SurveySpec, backend: LLMJudge, seed: int)
             items[i] = replace(items[i], topic=answer)
             topics_set += 1
 
-    stance_env = prompts.template(STANCE_TEMPLATE)
+    stance_env = prompts.template(STANCE_TEMPLATE, templates)
     asks = [
         (i, j)
         for i, item in enumerate(items)

@@ -25,6 +25,7 @@ from polypref import SCHEMA_VERSION, __version__, assets, generation, prompts
 from polypref.config import BuildConfig
 from polypref.judges.base import RUN_SETTINGS
 from polypref.judges.llm import PAIR_TEMPLATE, SYSTEM_TEMPLATE
+from polypref.population import portrayal
 from polypref.population.spec import SurveySpec, resolve_spec_path
 from polypref.population.survey import source_file
 
@@ -34,7 +35,9 @@ from polypref.population.survey import source_file
 OPERATIONAL: dict[str, frozenset[str]] = {
     "items": frozenset({"source", "format", "columns", "config", "split", "revision", "limit"}),
     "output": frozenset({"workers", "row_group_rows", "pretty_name", "license"}),
-    "judge": RUN_SETTINGS,
+    # judge.templates is where the user's templates lie: their content enters instead (judging_templates), so a
+    # moved folder resumes and an edited template does not
+    "judge": RUN_SETTINGS | {"templates"},
     "publish": frozenset({"repo", "private", "revision"}),  # where a finished build goes, not what it holds
     # a check before judging: its figures go into the card, never into a row
     "fidelity": frozenset({"check", "topics", "personas", "gate", "max_tvd", "min_alignment"}),
@@ -73,8 +76,8 @@ def build_fingerprint(config: BuildConfig, spec: SurveySpec) -> str:
     h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     for path in input_files(config, spec):
         h.update(file_digest(path).encode())
-    for name in (spec.portrayal, SYSTEM_TEMPLATE, PAIR_TEMPLATE):
-        h.update(f"{name}:{prompts.template_hash(name)}".encode())
+    for name, digest in judging_templates(config, spec).items():
+        h.update(f"{name}:{digest}".encode())
     h.update(file_digest(calibrator_file()).encode())  # a refit calibrator gives every preference another confidence
     h.update(f"{__version__}/{SCHEMA_VERSION}/{code_digest()}".encode())
     return h.hexdigest()[:16]
@@ -85,16 +88,26 @@ def judge_key(config: BuildConfig, spec: SurveySpec) -> str:
     (persona, pair, order, sample): backend and settings, the seed, the portrayal and prompt templates, how
     portrayals are shown, and the judging code. Not the number of samples: sample k is the same judgment
     whether 1 or 3 are asked for."""
-    judge = {k: v for k, v in config.judge.model_dump(mode="python").items() if k not in RUN_SETTINGS | {"samples"}}
-    templates = {name: prompts.template_hash(name) for name in (spec.portrayal, SYSTEM_TEMPLATE, PAIR_TEMPLATE)}
+    ignored = OPERATIONAL["judge"] | {"samples"}
+    judge = {k: v for k, v in config.judge.model_dump(mode="python").items() if k not in ignored}
     settings = {
         "judge": judge,
         "seed": config.seed,
         "portrayal": config.portrayal.model_dump(mode="python"),
-        "templates": templates,
+        "templates": judging_templates(config, spec),
         "code": code_digest(JUDGING_CODE),
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def judging_templates(config: BuildConfig, spec: SurveySpec) -> dict[str, str]:
+    """The templates a judgment is rendered from, name -> hash of the text actually used: the spec's portrayal
+    (its own file, or the shipped one) and the judge's prompts (from judge.templates where that folder has them)."""
+    user = getattr(config.judge, "templates", None)
+    return {
+        spec.portrayal: portrayal.template_hash(spec.portrayal, spec.path),
+        **{name: prompts.template_hash(name, user) for name in (SYSTEM_TEMPLATE, PAIR_TEMPLATE)},
+    }
 
 
 # The code that decides what a row holds. The CLI, the flow, reports, the card, state and file writing do not:

@@ -1,16 +1,17 @@
 """Portrayal templates: the text that tells a judge who it is, rendered from a persona's survey answers.
 
-A spec names its template (``portrayal:``, looked up in prompts/). The template is loaded and checked when the spec
-is loaded, and rendered while the population is sampled, so a missing file, a syntax error or a variable the
-template cannot have all stop the build before any judging, naming the spec file and its ``portrayal`` field.
+A spec names its template (``portrayal:``): a file at that path relative to the spec's folder (the user's own),
+else a shipped template in prompts/. The template is loaded and checked when the spec is loaded, and rendered while
+the population is sampled, so a missing file, a syntax error or a variable the template cannot have all stop the
+build before any judging, naming the spec file and its ``portrayal`` field.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import jinja2
-import jinja2.meta
 
 from polypref import prompts
 from polypref.errors import ConfigError
@@ -20,31 +21,41 @@ VARIABLES = frozenset({"a", "views", "topics"})  # what sample.py passes to ever
 FIELD = "portrayal"
 
 
-def load(name: str, source: str, env: jinja2.Environment | None = None) -> jinja2.Template:
-    """The named template (from prompts/ unless ``env`` says otherwise); ConfigError naming ``source``, the spec
-    file, when it is missing, does not parse, or uses a variable a portrayal is never given."""
-    env = env or prompts.environment()
+def locate(name: str, spec_path: str) -> tuple[str, str | None]:
+    """Where a spec's ``portrayal:`` template is, as (file name, folder): a file at that path relative to the
+    spec's folder wins, so a user's copy of a shipped template is the one used; else the shipped template of that
+    name (folder None)."""
+    if spec_path:
+        candidate = Path(spec_path).parent / name
+        if candidate.is_file():
+            return candidate.name, str(candidate.parent)
+    return name, None
+
+
+def load(name: str, source: str, env: jinja2.Environment | None = None, spec_path: str = "") -> jinja2.Template:
+    """The spec's template (``locate``, relative to ``spec_path``; ``env`` replaces that lookup); ConfigError
+    naming ``source``, the spec file, when it is missing, does not parse, or uses a variable a portrayal is never
+    given."""
+    if env is None:
+        name, folder = locate(name, spec_path)
+        env = prompts.user_environment(folder)
     try:
-        template = env.get_template(name)
-        text, _, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+        return prompts.checked(env, name, VARIABLES)
     except jinja2.TemplateNotFound:
-        found = sorted(env.list_templates(filter_func=lambda n: n.startswith("portrayal")))
+        shipped = prompts.environment()
+        found = sorted(shipped.list_templates(filter_func=lambda n: n.startswith("portrayal")))
+        beside = f"next to the spec ({Path(spec_path).parent / name}) nor " if spec_path else ""
         raise ConfigError(
-            source, [(FIELD, f"template {name!r} not found in prompts/ (portrayals there: {found})")]
+            source, [(FIELD, f"template {name!r} not found {beside}in prompts/ (portrayals there: {found})")]
         ) from None
-    except jinja2.TemplateSyntaxError as e:
-        raise ConfigError(source, [(FIELD, f"template {name!r} line {e.lineno}: syntax error: {e.message}")]) from None
-    except UnicodeDecodeError:
-        raise ConfigError(source, [(FIELD, f"template {name!r} is not UTF-8 text")]) from None
-    except (jinja2.TemplateError, OSError) as e:
-        raise ConfigError(source, [(FIELD, f"template {name!r} cannot be loaded: {e}")]) from None
-    unknown = sorted(jinja2.meta.find_undeclared_variables(env.parse(text)) - VARIABLES)
-    if unknown:
-        raise ConfigError(
-            source,
-            [(FIELD, f"template {name!r} uses undefined variables {unknown}; it gets {sorted(VARIABLES)}")],
-        )
-    return template
+    except prompts.TemplateProblem as e:
+        raise ConfigError(source, [(FIELD, str(e))]) from None
+
+
+def template_hash(name: str, spec_path: str) -> str:
+    """Content hash of the portrayal template a spec's ``portrayal:`` names (its own file or the shipped one)."""
+    file, folder = locate(name, spec_path)
+    return prompts.template_hash(file, folder)
 
 
 def render(

@@ -33,7 +33,8 @@ class Population:
         """Portrayals for judging with this population's template (loaded and checked when it was sampled)."""
         source = self.spec.path or self.spec.name
         topics = {t: item.topic for t, item in self.spec.attitudes.items.items()}
-        return portrayal.Portrayer(portrayal.load(self.spec.portrayal, source), source, topics, hold_out)
+        template = portrayal.load(self.spec.portrayal, source, spec_path=self.spec.path)
+        return portrayal.Portrayer(template, source, topics, hold_out)
 
 
 def group_shares(frame: pl.DataFrame) -> dict[str, float]:
@@ -151,7 +152,7 @@ def sample_population(
 
     persona_weight = {g: shares[g] / targets[g] for g, c in counts.items() if c}
     source_file = spec.path or spec.name
-    template = portrayal.load(spec.portrayal, source_file)
+    template = portrayal.load(spec.portrayal, source_file, spec_path=spec.path)
     topics = {t: item.topic for t, item in spec.attitudes.items.items()}
     # a respondent is drawn many times in a large population: its views and portrayal are built once and shared
     # (92,593 personas of 1,543 respondents: 580 MB as copies)

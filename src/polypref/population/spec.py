@@ -111,7 +111,10 @@ class SurveySpec(StrictModel):
     terms_class: Literal["open", "non_commercial", "no_redistribution"]
     citation: str
     terms: str
-    portrayal: str = "portrayal.j2"
+    portrayal: str = Field(
+        "portrayal.j2",
+        description="The portrayal template: a file at this path relative to the spec, else a template in prompts/",
+    )
     attributes: dict[str, AttributeSpec] = Field(min_length=1)
     groups: GroupSpec
     attitudes: AttitudesSpec
@@ -176,7 +179,8 @@ def resolve_spec_path(name_or_path: str) -> Path:
 def load_spec(name_or_path: str) -> SurveySpec:
     """Read a spec by name (personas/NAME.yaml) or path; raise ConfigError naming the file and field.
 
-    The portrayal template is loaded here too, so a spec that names a missing or broken one fails on load.
+    The portrayal template is loaded here too (a file relative to the spec, else a shipped one), so a spec that
+    names a missing or broken one fails on load.
     """
     path = resolve_spec_path(name_or_path)
     if not path.exists() and not path.is_symlink():
@@ -191,5 +195,5 @@ def load_spec(name_or_path: str) -> SurveySpec:
         spec = SurveySpec.model_validate({**raw, "path": str(path)})
     except ValidationError as e:
         raise ConfigError(str(path), [validation_problem(err) for err in e.errors()]) from None
-    portrayal.load(spec.portrayal, str(path))
+    portrayal.load(spec.portrayal, str(path), spec_path=str(path))
     return spec
