@@ -1,16 +1,22 @@
-"""Benchmark: a seeded ``items.limit`` sample from a large Hub dataset, cold (download) and warm (cache).
+"""Benchmark: ``items.limit`` (the first N rows, read by range requests) from a large Hub dataset, cold (nothing
+cached) and warm.
 
 Writes a pairwise dataset (``prompt``, ``chosen``, ``rejected`` texts of realistic lengths, generated in code) of
 ``--rows`` rows as ``datasets`` shards it (shards <= 500 MB and row groups <= 100 MB uncompressed, content-defined
 chunking, page index), commits it to a Hub stub repo ``bench/pairs``, serves the stub in a subprocess
-(``python -m tests.hubstub``), and times the whole items path of a build, ``read_items`` (locate, download,
-sample, read, detect the format, convert), in this process with an empty cache (cold) and again (warm). Data
+(``python -m tests.hubstub``), and times the whole items path of a build, ``read_items`` (locate, read the
+row groups needed, detect the format, convert), in this process with an empty cache (cold) and again (warm). Data
 generation and the stub run in other processes, so the peak RSS reported is the reader's alone.
 
-    python benchmarks/hub_source_limit.py [--rows 1000000] [--limit 1000] [--workdir DIR]
+    python benchmarks/hub_source_limit.py [--rows 1000000] [--limit 1000] [--workdir DIR] [--build]
 
-Prints figures; the LAST line is JSON: rows, limit, load_seconds_cold, load_seconds_warm, peak_rss_mb,
-rss_growth_mb. Needs about 3 GB of disk per million rows (source, stub copy, cache) in --workdir.
+Prints figures; the LAST line is JSON: rows, limit, source_bytes (the repo's files), load_seconds_cold,
+load_bytes_cold (body bytes the stub sent for the cold load: footers and row groups read in place, files
+downloaded), load_seconds_warm, peak_rss_mb, rss_growth_mb. With ``--build``, also the whole command: ``polypref
+build`` (Prefect, 2 personas, the fidelity check off) from the same source with an empty cache, judged by a local
+instant OpenAI-compatible server (tests/openai_api.py): build_seconds_to_first_request (command start to the
+first judge request), build_seconds_total and build_bytes (what the build downloaded). Needs about 3 GB of disk
+per million rows (source, stub copy, cache) in --workdir.
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 ROW_GROUP_BYTES = 100 * 1000 * 1000  # datasets.config.MAX_ROW_GROUP_SIZE ("100MB")
@@ -124,11 +132,50 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def whole_build(url: str, workdir: Path, limit: int, requests: Any) -> dict[str, float | int | None]:
+    """``polypref build`` from the stub's source with an empty cache, judged by a local instant server."""
+    sys.path.insert(0, str(REPO))  # the test server lives in tests/
+    from tests.openai_api import ChatAPIServer, judge_settings, prefer_the_longer
+
+    server = ChatAPIServer(reply=prefer_the_longer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings = [
+        *judge_settings(server),
+        "items.source=hf://datasets/bench/pairs",
+        f"items.limit={limit}",
+        "population.size=2",
+        "fidelity.check=false",
+    ]
+    shutil.rmtree(workdir / "hf", ignore_errors=True)
+    shutil.rmtree(workdir / "build", ignore_errors=True)
+    command = [sys.executable, "-m", "polypref", "build", "--out", str(workdir / "build"), "--no-progress"]
+    sent = requests().get("bytes", 0)
+    start = time.monotonic()
+    done = subprocess.run(
+        [*command, *(f"--set={s}" for s in settings)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    total = time.monotonic() - start
+    server.shutdown()
+    if done.returncode != 0:
+        sys.exit(f"build failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    print(done.stdout.strip().splitlines()[0])
+    return {
+        "build_seconds_to_first_request": round(server.received_at[0] - start, 2) if server.received_at else None,
+        "build_seconds_total": round(total, 2),
+        "build_requests": len(server.received_at),
+        "build_bytes": requests().get("bytes", 0) - sent,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--limit", type=int, default=1000)
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder, removed at the end")
+    parser.add_argument("--build", action="store_true", help="also time a whole polypref build from the source")
     parser.add_argument("--seed-stub", action="store_true", help=argparse.SUPPRESS)  # the child's job
     args = parser.parse_args()
     if args.seed_stub:
@@ -185,6 +232,8 @@ def main() -> None:
         def requests() -> dict[str, int]:
             return httpx2.get(f"{url}/_stub/requests").json()
 
+        repo = workdir / "stub" / "datasets" / "bench" / "pairs"
+        source_bytes = sum(p.stat().st_size for p in repo.rglob("*") if p.is_file())  # the data, and a README
         before = rss_mb()
         cold, shards = load()
         after_cold = requests()
@@ -192,6 +241,7 @@ def main() -> None:
         after_warm = requests()
         peak = peak_mb()
         warm_requests = {k: v - after_cold.get(k, 0) for k, v in after_warm.items() if v - after_cold.get(k, 0)}
+        built = whole_build(url, workdir, args.limit, requests) if args.build else {}
         print(f"source: {args.rows:,} rows in {shards} Parquet shards; limit {args.limit}")
         print(f"cold (download + read): {cold:.2f} s; requests {after_cold}")
         print(f"warm (from the cache): {warm:.2f} s; requests {warm_requests}")
@@ -204,10 +254,13 @@ def main() -> None:
                 {
                     "rows": args.rows,
                     "limit": args.limit,
+                    "source_bytes": source_bytes,
                     "load_seconds_cold": round(cold, 3),
+                    "load_bytes_cold": after_cold.get("bytes"),
                     "load_seconds_warm": round(warm, 3),
                     "peak_rss_mb": round(peak, 1),
                     "rss_growth_mb": round(peak - before, 1),
+                    **built,
                 }
             )
         )

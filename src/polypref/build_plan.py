@@ -39,6 +39,15 @@ class BuildPlan:
     pair_digests: tuple[str, ...]  # per pair, its content digest (a generated pair's: of its slots and writers)
     added_personas: int = 0  # personas past population.size that refreshes (--add-personas) added
     item_source: dict[str, Any] = field(default_factory=dict)  # where the items came from, for the card
+    skipped_rows: tuple[dict[str, Any], ...] = ()  # source rows left out (items.on_error, items.drop_duplicates)
+    source_columns: pl.DataFrame | None = None  # prompt_id -> its item's kept source columns, as one struct
+
+    @property
+    def struct_fields(self) -> dict[str, list[str]]:
+        """The fields of the published ``source_columns`` (none kept: no such column)."""
+        if self.source_columns is None:
+            return {}
+        return {"source_columns": [f.name for f in self.source_columns.schema["source_columns"].fields]}
 
     @cached_property
     def portrayer(self) -> Portrayer:
@@ -51,6 +60,11 @@ class BuildPlan:
     @property
     def num_units(self) -> int:
         return self.layout.units(self.config.judge.samples)
+
+    @property
+    def persona_free_units(self) -> int:
+        """Judgments the persona-free run makes on top of the personas': every pair, both orders, each sample."""
+        return len(self.pairs) * 2 * self.config.judge.samples
 
     @cached_property
     def conversational(self) -> bool:

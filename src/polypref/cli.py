@@ -17,7 +17,7 @@ import shlex
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,7 +29,7 @@ from rich.text import Text
 from polypref import assets, flow_runner, interrupt, judges
 from polypref.config import DEFAULT_CONFIG_PATH, BuildConfig, load_config
 from polypref.dataset.writer import write_bytes
-from polypref.errors import Interrupted, PolyprefError
+from polypref.errors import EndpointUnreachable, Interrupted, PolyprefError
 from polypref.secrets import scrub
 
 EXIT_ERROR = 2
@@ -167,7 +167,8 @@ def annotate(
     _check_new_file(out_path, force, "annotated.jsonl")
     generator, items, spec = pipeline.annotation_inputs(cfg, source)
     with tempfile.TemporaryDirectory(prefix="polypref-annotate-") as work:
-        result = annotating.annotate(items, spec, generator, cfg.seed, Path(work))
+        templates = getattr(cfg.judge, "templates", None)
+        result = annotating.annotate(items, spec, generator, cfg.seed, Path(work), templates)
     annotating.write(result.items, out_path)
     out.print(annotating.summary(result, out_path, generator.model))
     out.print(annotating.next_steps(result, out_path, config, set_ or [], cfg))
@@ -263,12 +264,13 @@ def build(
     with folder_lock(out_dir, wait=wait), _prefect_server() as server:  # it boots while the inputs are checked
         plan = pipeline.plan(cfg, out_dir, source, add_personas, overwrite)
         pipeline.check_output(plan, overwrite)
+        pipeline.check_endpoints(plan)
         summary = _run_flow(
             "build.py:build_dataset",
             dict(config=cfg, out=str(out_dir), overwrite=overwrite, source=source, add_personas=add_personas),
             server,
             progress=_progress_bar(plan, enabled=progress),
-            stopped=f"judgments finished so far are saved in {out_dir}",
+            stopped=lambda: fidelity_run.saved_summary(plan),
             head_start=fidelity_run.head_start(plan, reuse=not overwrite),
         )
     unanswered = _print_summary(summary, out_dir)
@@ -368,13 +370,13 @@ def _run_flow(
     parameters: dict[str, Any],
     server: flow_runner.PrefectServer,
     progress: Any = None,
-    stopped: str = "",
+    stopped: Callable[[], str] | None = None,
     head_start: contextlib.AbstractContextManager[None] | None = None,
 ) -> Any:
     """Run a flow of flows/ on Prefect's ephemeral server (``server``, launched by the caller); a signal stops it
-    cleanly (exit 130 or 143, saying what was kept and how to resume). ``head_start``: work the flow will take
-    up, started once the flow is loaded, while Prefect's server finishes booting (seconds in which this process
-    would only wait)."""
+    cleanly (exit 130 or 143, saying what ``stopped()`` finds kept and how to resume). ``head_start``: work the
+    flow will take up, started once the flow is loaded, while Prefect's server finishes booting (seconds in which
+    this process would only wait)."""
     try:
         with flow_runner.StopOnSignal(server):
             flow = _load_flow(entrypoint)
@@ -382,7 +384,8 @@ def _run_flow(
             # Prefect's server is still booting (~3-5 s from launch): load the judge's client now rather than
             # after the flow has started (benchmarks/startup.py)
             judges.preload(parameters["config"].judge.backend)
-            with head_start or contextlib.nullcontext(), progress or contextlib.nullcontext():
+            # progress first: the head start's questions count in it from the first answer
+            with progress or contextlib.nullcontext(), head_start or contextlib.nullcontext():
                 server.start()
                 if interrupt.stop_requested():  # a signal while the server started: no judging was done yet
                     raise Interrupted(interrupt.signal_name())
@@ -390,7 +393,8 @@ def _run_flow(
     except Interrupted:
         # the exception's own attribute may not survive Prefect's state handling; the stop request does
         name = interrupt.signal_name()
-        err.print(f"stopped by {name}" + (f": {stopped}" if stopped else ""))
+        kept = stopped() if stopped is not None else ""
+        err.print(f"stopped by {name}" + (f": {kept}" if kept else ""))
         err.print(f"to resume, run the same command again: {_command_line()}")
         raise typer.Exit(128 + signal.Signals[name].value) from None
     except RuntimeError as e:
@@ -433,8 +437,7 @@ class _progress_bar:
         config = plan.config
         if config.generate is not None:
             self.tracker.expect(progress.GENERATING, sum(len(item.responses) for item in plan.items))
-        persona_free = len(plan.pairs) * 2 * config.judge.samples
-        self.tracker.expect(progress.JUDGING, plan.num_units + persona_free)
+        self.tracker.expect(progress.JUDGING, plan.num_units + plan.persona_free_units)
         self._tracking = progress.tracking(self.tracker)
 
     def __enter__(self) -> _progress_bar:
@@ -479,7 +482,7 @@ def _plan_summary(plan: Any) -> dict[str, Any]:
         "spec": plan.population.spec.name,
         "personas": len(plan.population.personas),
         "groups": len([g for g, n in plan.population.group_counts.items() if n]),
-        "items": {k: v for k in ("source", "revision", "format", "limit") if (v := plan.item_source.get(k))},
+        "items": {k: v for k in ("source", "revision", "format", "limit", "skipped") if (v := plan.item_source.get(k))},
         "prompts": len(plan.items),
         "pairs": len(plan.pairs),
         "judgments": plan.num_units,
@@ -496,6 +499,10 @@ def _print_summary(summary: dict[str, Any], out_dir: Path) -> int:
         f"built {out_dir}: {summary['personas']} personas, {summary['judgments']} judgments, "
         f"{summary['preferences']} preferences ({reasons})"
     )
+    if skipped := (summary.get("item_source") or {}).get("skipped"):
+        counts = ", ".join(f"{reason} {n}" for reason, n in skipped.items())
+        listed = out_dir / ".polypref" / "skipped.jsonl"
+        out.print(f"left out {sum(skipped.values())} source rows ({counts}): listed in {listed}")
     reused = int(summary.get("reused_judgments") or 0)
     if reused:
         out.print(f"reused: {reused} of the {summary['judgments']} judgments came from earlier runs (no request)")
@@ -519,6 +526,8 @@ def _exit_status(error: PolyprefError) -> int:
 
     if isinstance(error, FidelityGateError):
         return EXIT_GATE
+    if isinstance(error, EndpointUnreachable):  # like unanswered requests: nothing wrong with the inputs
+        return EXIT_UNANSWERED
     return EXIT_UNANSWERED if _only_unanswered(error) else EXIT_ERROR
 
 

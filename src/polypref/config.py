@@ -59,11 +59,11 @@ class PopulationConfig(StrictModel):
 class ItemsConfig(StrictModel):
     source: str = Field(
         "gss_spending",
-        description="A shipped item set in data/items/ (by name), a .jsonl/.parquet file, a folder in Hub layout, "
-        "or a Hub dataset: hf://datasets/ORG/NAME",
+        description="A shipped item set in data/items/ (by name), a .jsonl, .parquet, .json or .csv file, a folder "
+        "in Hub layout, or a Hub dataset: hf://datasets/ORG/NAME",
     )
     format: FormatName = Field(
-        "auto", description="auto (told from the columns) | polypref | pairwise | completions | prompts"
+        "auto", description="auto (told from the columns) | polypref | pairwise | completions | arena | prompts"
     )
     columns: dict[str, str] = Field(
         default_factory=dict, description="Field -> the source's column for it, e.g. {prompt: instruction}"
@@ -82,6 +82,22 @@ class ItemsConfig(StrictModel):
         "and a source that grows keeps them",
     )
     topics: list[str] | None = Field(None, min_length=1, description="Keep only these topics (None = all)")
+    on_error: Literal["fail", "skip"] = Field(
+        "fail",
+        description="A source row that cannot be an item: fail (refuse the source before any work, naming the file, "
+        "row and column) or skip (leave it out, counted by reason in the card and listed in .polypref/skipped.jsonl; "
+        "a repeated item is then dropped too)",
+    )
+    keep_columns: list[str] = Field(
+        default_factory=list,
+        description="Source columns to carry into the preferences, judgments and pairs configs (ids, metadata), "
+        "under source_columns, each as text; the source's own prompt_id is kept without being named",
+    )
+    drop_duplicates: bool = Field(
+        False,
+        description="Keep the first of items that repeat one read before (the same id, or without ids the same "
+        "texts) and drop the rest, counted and listed like skipped rows, instead of refusing the source",
+    )
     pairing: Literal["all", "random"] = "all"
     pairs_per_prompt: int = Field(3, ge=1, description="With pairing: random, pairs drawn per prompt")
 
@@ -271,6 +287,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     """Read, override and validate a config; raise ConfigError naming file, field and reason."""
     source = Path(path) if path is not None else DEFAULT_CONFIG_PATH
     raw = _read_yaml_mapping(source)
+    _templates_beside(raw, source)
     set_by: dict[str, str] = {}
     for item in overrides:
         key, value = _parse_override(source, item)
@@ -283,6 +300,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         # a value from the command line is the command line's fault, not the config file's
         blamed = "command line" if all("[from --set " in reason for _, reason in problems) else str(source)
         raise ConfigError(blamed, problems) from None
+
+
+def _templates_beside(raw: dict[str, Any], source: Path) -> None:
+    """A relative ``judge.templates`` in a config file means the folder beside the file, wherever the build is
+    started from (a ``--set`` value, typed in a shell, stays relative to the working directory)."""
+    judge = raw.get("judge")
+    folder = judge.get("templates") if isinstance(judge, dict) else None
+    if isinstance(folder, str) and folder.strip() and not Path(folder).is_absolute():
+        judge["templates"] = str(source.parent / folder)
 
 
 def _read_yaml_mapping(source: Path) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from polypref.dataset.tables import (
     personas_frame,
     preferences_frame,
     stamped,
+    with_source_columns,
 )
 from polypref.dataset.weights import WEIGHT_COLUMNS, dataset_weights
 from polypref.dataset.writer import (
@@ -51,7 +52,7 @@ from polypref.dataset.writer import (
 from polypref.errors import ConfigError, OutputError
 from polypref.filters import apply_filters, filters_from_config
 from polypref.filters.sequential import Judged, SequentialRule, judge_in_rounds
-from polypref.fingerprint import build_fingerprint, data_settings, input_files, judge_key
+from polypref.fingerprint import build_fingerprint, data_settings, input_files, judge_key, judging_templates
 from polypref.generation import check_environment, plan_slots
 from polypref.items import make_pairs, read_items
 from polypref.items.sources import check_judgeable
@@ -96,11 +97,12 @@ def plan(
 
 
 def _input_stamps(config: BuildConfig, spec: SurveySpec) -> list[object]:
-    """Size and mtime of the input files a build reads (what would make a cached plan stale). A Hub source is
-    resolved once per process, so only local item files are stamped."""
+    """Size and mtime of the input files a build reads (what would make a cached plan stale), and the content of
+    its templates (the user's may be edited between two plans). A Hub source is resolved once per process, so only
+    local item files are stamped."""
     items = Path(config.items.source)
     local = sorted(items.rglob("*")) if items.is_dir() else [items]
-    return [_stamp(path) for path in (*input_files(config, spec), *local)]
+    return [_stamp(path) for path in (*input_files(config, spec), *local)] + [judging_templates(config, spec)]
 
 
 def _stamp(path: Path) -> object:
@@ -139,6 +141,13 @@ def _plan(
     check_judgeable(items, config.judge.backend, named)
     pairs = make_pairs(items, config.items.pairing, config.items.pairs_per_prompt, config.seed)
     fingerprint = build_fingerprint(config, spec)
+    source_columns = None
+    if loaded.kept is not None:
+        key, *names = loaded.kept.columns
+        source_columns = loaded.kept.select(pl.col(key).alias("prompt_id"), pl.struct(names).alias("source_columns"))
+        # shards hold the kept values: other names or values are another dataset, made again from the store
+        # (a digest polars may compute otherwise in another version: then the shards are made again, no request)
+        fingerprint = content_hash(fingerprint, names, int(loaded.kept.hash_rows(seed=0).sum()), size=16)
     state = BuildState(out)
     previous = None if overwrite else state.read_layout(fingerprint)
     as_messages = conversational(pairs)
@@ -197,7 +206,10 @@ def _plan(
             "format": loaded.format,
             "limit": config.items.limit,
             "generated_by": [g.model for g in config.generate.generators] if config.generate else None,
+            "skipped": dict(loaded.skipped.counts.most_common()),
         },
+        skipped_rows=tuple(loaded.skipped.rows),
+        source_columns=source_columns,
     )
 
 
@@ -234,6 +246,34 @@ def _check_runner(config: BuildConfig, source: str) -> None:
             import prefect_ray  # noqa: F401
         except ImportError:
             raise ConfigError(source, [("runner.kind", "ray needs prefect-ray: pip install 'polypref[ray]'")]) from None
+
+
+def check_endpoints(plan: BuildPlan) -> None:
+    """Every OpenAI-compatible endpoint the build calls (the judge's, the generators') takes a connection: a
+    closed port or an unknown host stops the build here, in a moment, with nothing sent or written (the judge's
+    own probe, before its first request, then checks the key and the model). Not asked of a build whose store
+    may already hold every judgment (a rerun needs no endpoint), nor of workers' endpoints (a work pool or Ray
+    cluster may reach what this machine cannot): for those the judge's own probe decides, if a request is due."""
+    from polypref.errors import EndpointUnreachable
+    from polypref.judges import probe
+    from polypref.secrets import redact_url
+
+    config = plan.config
+    if config.runner.kind != "local" or plan.store.count() >= plan.num_units + plan.persona_free_units:
+        return
+    wanted: list[tuple[str, str]] = []
+    if config.judge.backend == "openai":
+        wanted += [("judge", url) for url in config.judge.endpoints]
+    for index, generator in enumerate(config.generate.generators if config.generate else ()):
+        if generator.backend == "openai":
+            wanted += [(f"generate.generators.{index}", url) for url in generator.endpoints]
+    dead: dict[str, list[tuple[str, str]]] = {}
+    for (section, url), cause in zip(wanted, probe.unconnectable([url for _, url in wanted]), strict=True):
+        if cause is not None:
+            dead.setdefault(section, []).append((redact_url(url), cause))
+    if dead:
+        section, found = next(iter(dead.items()))
+        raise EndpointUnreachable(probe.unreachable_message(section, found, how="a TCP connection"))
 
 
 def _check_judge_environment(config: BuildConfig, source: str) -> None:
@@ -343,6 +383,7 @@ def prepare_output(plan: BuildPlan, overwrite: bool = False) -> RunState:
     for index, problem in plan.state.forget_damaged_shards().items():
         log.warning("shard %d: %s; making it again from the judgment store", index, problem)
     _write_personas(plan, run)
+    plan.state.write_skipped(plan.skipped_rows)
     if not (plan.out / "README.md").exists():
         _write_text(plan.out / "README.md", card.render_in_progress(plan))
     return run
@@ -437,12 +478,15 @@ def run_shard(plan: BuildPlan, run: RunState, index: int, judge: Judge) -> Shard
     attribute_names = list(plan.population.spec.attributes)
     judgments_file, preferences_file = write_parquet_together(
         [
-            (to_arrow("judgment", frame), shard_path(plan.out, "judgments", index)),
+            (
+                to_arrow("judgment", with_source_columns(frame, plan.source_columns), plan.struct_fields),
+                shard_path(plan.out, "judgments", index),
+            ),
             (
                 to_arrow(
                     "preference",
-                    preferences,
-                    {"persona_attributes": attribute_names},
+                    with_source_columns(preferences, plan.source_columns),
+                    {"persona_attributes": attribute_names, **plan.struct_fields},
                     messages=plan.conversational,
                 ),
                 shard_path(plan.out, "preferences", index),
@@ -561,10 +605,11 @@ def _write_pairs(plan: BuildPlan, meta: RunMeta, written: dict[Path, WrittenFile
     """The pairs config: every pair of the build with its texts, in one file written part by part."""
 
     def parts() -> Iterator[pa.Table]:
-        yield to_arrow("pair", stamped(pair_rows((), plan.conversational), meta), messages=plan.conversational)
-        for start in range(0, len(plan.pairs), PAIRS_PER_PART):
-            rows = pair_rows(plan.pairs[start : start + PAIRS_PER_PART], plan.conversational)
-            yield to_arrow("pair", stamped(rows, meta), messages=plan.conversational)
+        for start in range(0, max(len(plan.pairs), 1), PAIRS_PER_PART):  # no pair: the schema alone
+            rows = with_source_columns(
+                pair_rows(plan.pairs[start : start + PAIRS_PER_PART], plan.conversational), plan.source_columns
+            )
+            yield to_arrow("pair", stamped(rows, meta), plan.struct_fields, messages=plan.conversational)
 
     path = shard_path(plan.out, "pairs", 0)
     written[path] = write_parquet_parts(parts(), path, plan.config.output.row_group_rows)

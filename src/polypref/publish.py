@@ -80,7 +80,13 @@ def published_files(folder: Path) -> dict[str, Path]:
 def check_folder(folder: Path) -> dict[str, Path]:
     """One whole, finished build exactly as it was written, with a valid card, before anything is sent: a Hub
     revision that does not load (a shard missing or damaged, a refresh cut short) would be tagged and pinned."""
-    if problems := BuildState(folder).whole_build_problems():
+    state = BuildState(folder)
+    if state.read() is None:  # never built here: nothing to finish or repair
+        raise PublishError(
+            f"{folder} holds no polypref build, so nothing was pushed: build it first (polypref build CONFIG --out "
+            f"{folder}), then push"
+        )
+    if problems := state.whole_build_problems():
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise PublishError(
             f"{folder} is not a whole build, so nothing was pushed: {problems[0]}{more}. Run its build again "

@@ -8,7 +8,8 @@ Routes (TYPE is ``datasets``, ``models`` or ``spaces``; model file URLs have no 
     GET       /api/TYPE/ORG/NAME/refs                    branches and tags
     GET       /api/TYPE/ORG/NAME/commits/REV             history, Link-header pages
     GET|HEAD  [/TYPE]/ORG/NAME/resolve/REV/PATH          file bytes: X-Repo-Commit, ETag, X-Linked-*, Range
-    GET       /_stub/requests                            (stub only) request counts per route
+    GET       /_stub/requests                            (stub only) request counts per route, and
+                                                         "bytes": response body bytes the Hub routes sent
 
 Write routes (a valid token that may write, see ``store.py``; none -> 401, read-only -> 403)::
 
@@ -57,6 +58,11 @@ class RequestLog:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.entries: list[tuple[str, str, str, int]] = []  # (method, route, path, status)
+        self.bytes_sent = 0  # response body bytes, as sent (a Range answer counts the bytes of its range)
+
+    def sent(self, n: int) -> None:
+        with self._lock:
+            self.bytes_sent += n
 
     def add(self, method: str, route: str, path: str, status: int) -> None:
         with self._lock:
@@ -133,14 +139,27 @@ def create_app(
         return response
 
     async def requests(request: Request) -> Response:
-        return JSONResponse(log.counts())
+        return JSONResponse({**log.counts(), "bytes": log.bytes_sent})
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/_stub/requests", requests, methods=["GET"]),
             Route("/{path:path}", dispatch, methods=["GET", "HEAD", "POST", "DELETE"]),
         ]
     )
+
+    async def counted(scope: Any, receive: Any, send: Any) -> None:
+        """The app, counting the body bytes it sends (what a client downloads, ranges as served)."""
+
+        async def counting_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body":
+                log.sent(len(message.get("body", b"")))
+            await send(message)
+
+        hub = scope["type"] == "http" and not scope["path"].startswith("/_stub/")  # the stub's own routes: not
+        await app(scope, receive, counting_send if hub else send)
+
+    return counted  # type: ignore[return-value]
 
 
 def _match(parts: list[str], method: str = "GET") -> tuple[str, Any, tuple]:

@@ -202,7 +202,7 @@ def test_bad_folders_and_cards_are_refused_before_any_request(writer, build: Pat
     for repo in ("bad repo id!", "no-org", "a/b/c"):
         with pytest.raises(publish.PublishError, match="is not a Hub repo id"):
             publish.push(build, repo)
-    with pytest.raises(publish.PublishError, match="no finished polypref build"):
+    with pytest.raises(publish.PublishError, match="holds no polypref build, so nothing was pushed: build it first"):
         publish.push(tmp_path, _repo())
     copy = tmp_path / "copy"
     shutil.copytree(build, copy)

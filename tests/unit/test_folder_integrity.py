@@ -98,6 +98,12 @@ def test_a_refresh_cut_short_is_not_a_whole_build(tiny_config, tmp_path):
         publish.check_folder(out)
 
 
+def test_a_folder_never_built_is_told_to_build_first(tmp_path):
+    (tmp_path / "data").mkdir()
+    with pytest.raises(publish.PublishError, match="holds no polypref build, so nothing was pushed: build it first"):
+        publish.check_folder(tmp_path)
+
+
 def test_a_state_file_cannot_send_status_or_the_build_outside_the_folder(tiny_config, tmp_path):
     out = tmp_path / "out"
     _build(tiny_config, out)

@@ -255,7 +255,10 @@ def test_standalone_server_serves_a_root(tmp_path):
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
         assert response.text == "hello" and len(response.headers["X-Repo-Commit"]) == 40
-        assert json.loads(httpx2.get(f"{url}/_stub/requests").text) == {"GET resolve": 1}
+        assert json.loads(httpx2.get(f"{url}/_stub/requests").text) == {"GET resolve": 1, "bytes": len(b"hello")}
+        ranged = httpx2.get(f"{url}/datasets/cli-org/data/resolve/main/a.txt", headers={"Range": "bytes=1-2"})
+        assert ranged.status_code == 206 and ranged.text == "el"
+        assert json.loads(httpx2.get(f"{url}/_stub/requests").text)["bytes"] == len(b"hello") + 2  # as served
     finally:
         process.terminate()
         process.wait(timeout=10)

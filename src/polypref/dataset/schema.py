@@ -62,6 +62,12 @@ class JudgmentRecord(_Record):
     persona_id: str = Field(description="The judging persona (personas config)")
     pair_id: str = Field(description="Content hash of (prompt, response A, response B)")
     prompt_id: str = Field(description="Id of the item (prompt and its responses)")
+    source_columns: dict[str, str | None] | None = Field(
+        None,
+        description="The source's own columns kept with the item (items.keep_columns, and its prompt_id when it "
+        "has one), each as text (numbers and nested values as JSON); a build that keeps none has no such column",
+        json_schema_extra={"x-arrow": "struct"},
+    )
     topic: str | None = Field(description="Survey topic the item is about; null for an open item")
     portrayal_topics: list[str] = Field(
         description="Survey topics whose answers the judging portrayal showed (the judged topic is held out "
@@ -92,8 +98,8 @@ class JudgmentRecord(_Record):
     )
     attempts: int = Field(
         ge=0,
-        description="Requests made for this judgment (invalid outputs are re-asked; 0: none was made, as for a pair "
-        "of two identical texts)",
+        description="Requests made for this judgment: failed requests retried and invalid outputs re-asked count "
+        "(0: none was made, as for a pair of two identical texts)",
     )
     prompt_tokens: int | None = Field(description="Tokens sent (LLM judges)")
     completion_tokens: int | None = Field(description="Tokens generated (LLM judges)")
@@ -120,6 +126,12 @@ class PreferenceRecord(_Record):
         description="The other response (text or messages, like prompt)", json_schema_extra=_TEXT_OR_MESSAGES
     )
     prompt_id: str = Field(description="Id of the item (prompt and its responses)")
+    source_columns: dict[str, str | None] | None = Field(
+        None,
+        description="The source's own columns kept with the item (items.keep_columns, and its prompt_id when it "
+        "has one), each as text (numbers and nested values as JSON); a build that keeps none has no such column",
+        json_schema_extra={"x-arrow": "struct"},
+    )
     topic: str | None = Field(description="Survey topic the item is about; null for an open item")
     pair_id: str = Field(description="Content hash of (prompt, response A, response B)")
     chosen_id: str = Field(description="Id of the chosen response")
@@ -166,6 +178,12 @@ class PreferenceRecord(_Record):
 class PairRecord(_Record):
     pair_id: str = Field(description="Content hash of (prompt, response A, response B): the key of every other config")
     prompt_id: str = Field(description="Id of the item (prompt and its responses)")
+    source_columns: dict[str, str | None] | None = Field(
+        None,
+        description="The source's own columns kept with the item (items.keep_columns, and its prompt_id when it "
+        "has one), each as text (numbers and nested values as JSON); a build that keeps none has no such column",
+        json_schema_extra={"x-arrow": "struct"},
+    )
     topic: str | None = Field(description="Survey topic the item is about; null for an open item")
     prompt: str | list[MessageRecord] = Field(
         description="The user prompt, as the source had it (text or messages, as in preferences)",
@@ -291,13 +309,16 @@ def _arrow_type(prop: dict[str, Any], struct_fields: list[str] | None, messages:
 
 
 def arrow_schema(name: str, struct_fields: dict[str, list[str]] | None = None, messages: bool = False) -> pa.Schema:
-    """Arrow schema from schemas/<name>.json. Open objects (x-arrow: struct) get the given field names; texts that
-    may be conversations (x-arrow: text-or-messages) are messages when ``messages``, else strings."""
+    """Arrow schema from schemas/<name>.json. Open objects (x-arrow: struct) get the given field names, and an
+    optional one given none is left out (Parquet holds no struct without fields); texts that may be
+    conversations (x-arrow: text-or-messages) are messages when ``messages``, else strings."""
     schema = load(name)
     required = set(schema.get("required", []))
     fields = []
     for column, raw in schema["properties"].items():
         prop, nullable = _nullable(raw)
+        if prop.get("x-arrow") == "struct" and column not in required and not (struct_fields or {}).get(column):
+            continue
         arrow = _arrow_type(prop, (struct_fields or {}).get(column), messages)
         fields.append(pa.field(column, arrow, nullable=nullable or column not in required))
     return pa.schema(fields)

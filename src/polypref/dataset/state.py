@@ -18,6 +18,7 @@ import json
 import re
 import shutil
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,16 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from polypref.dataset.layout import Layout, Part
 from polypref.dataset.lock import LOCK_NAME
 from polypref.dataset.store import JudgmentStore
-from polypref.dataset.writer import CONFIGS, TMP_PREFIX, WrittenFile, file_sha256, shard_path, write_json, write_parquet
+from polypref.dataset.writer import (
+    CONFIGS,
+    TMP_PREFIX,
+    WrittenFile,
+    file_sha256,
+    shard_path,
+    write_bytes,
+    write_json,
+    write_parquet,
+)
 from polypref.errors import OutputError
 
 STATE_DIR = ".polypref"
@@ -242,11 +252,9 @@ class BuildState:
         state.json goes last: a clear cut short leaves a folder that still says it holds a build, so the next
         run clears it again instead of refusing it as a stranger's."""
         # answers paid for: judgments, generated responses, pending batches, the fidelity check (keyed by content)
-        kept = {LOCK_NAME} | (
-            {self.store_dir.name, self.generated_dir.name, self.judge_dir.name, "fidelity.json"}
-            if keep_store
-            else set()
-        )
+        # the fidelity answers stay either way: an overwrite's check discarded its judge's own before asking again
+        paid = {self.store_dir.name, self.generated_dir.name, self.judge_dir.name, "fidelity.json"}
+        kept = {LOCK_NAME, self.fidelity_dir.name} | (paid if keep_store else set())
         targets = [self.out / "data", self.out / "README.md", self.out / MAP_PNG]
         if self.root.is_dir():
             targets += sorted(p for p in self.root.iterdir() if p.name not in kept and p != self.state_file)
@@ -261,6 +269,19 @@ class BuildState:
         """Written last by a build that finished: its figures, and what the card says."""
         return self.root / "summary.json"
 
+    @property
+    def skipped_file(self) -> Path:
+        """The source rows the build left out (items.on_error: skip, items.drop_duplicates), one JSON per line."""
+        return self.root / "skipped.jsonl"
+
+    def write_skipped(self, rows: Sequence[dict[str, Any]]) -> None:
+        """The run's skipped rows; none: no file, so one left by an earlier run never describes this one."""
+        if not rows:
+            self.skipped_file.unlink(missing_ok=True)
+            return
+        lines = (json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        write_bytes("".join(lines).encode("utf-8"), self.skipped_file)
+
     def read_summary(self) -> dict[str, Any] | None:
         """The summary of the latest finished run, if it reads."""
         try:
@@ -270,11 +291,18 @@ class BuildState:
         return summary if isinstance(summary, dict) else None
 
     def holds_nothing(self) -> bool:
-        """Whether the folder is missing or empty but for the lock a command holds on it (dataset.lock)."""
+        """Whether the folder is missing or empty but for the lock a command holds on it (dataset.lock) and the
+        fidelity check's answers, which a build saves before it prepares the folder."""
         if not self.out.exists():
             return True
         inside = list(self.out.iterdir())
-        return inside in ([], [self.root]) and all(p.name == LOCK_NAME for p in inside and self.root.iterdir())
+        quiet = {LOCK_NAME, self.fidelity_dir.name}
+        return inside in ([], [self.root]) and all(p.name in quiet for p in inside and self.root.iterdir())
+
+    @property
+    def fidelity_dir(self) -> Path:
+        """The fidelity check's answers, keyed by content (fidelity.store): kept through a rebuild, like judgments."""
+        return self.root / "fidelity"
 
     @property
     def judge_dir(self) -> Path:

@@ -215,6 +215,13 @@ def pair_rows(pairs: Sequence[ResponsePair], as_messages: bool) -> pl.DataFrame:
     )
 
 
+def with_source_columns(frame: pl.DataFrame, source_columns: pl.DataFrame | None) -> pl.DataFrame:
+    """``frame`` with each row's item's kept source columns (``BuildPlan.source_columns``; none kept: as it is)."""
+    if source_columns is None:
+        return frame
+    return frame.join(source_columns, on="prompt_id", how="left", maintain_order="left")
+
+
 def stamped(frame: pl.DataFrame, meta: RunMeta) -> pl.DataFrame:
     """Rows computed over the whole dataset (the weights and review configs), stamped with the run that did."""
     return frame.with_columns(_meta_columns(meta))
