@@ -145,6 +145,32 @@ class AdaptiveConfig(StrictModel):
     )
 
 
+class WeightsConfig(StrictModel):
+    """Fair-PP's sample reweighting (dataset/weights.py). The defaults reproduce Fair-PP's notebook on data of its
+    shape (a few personas, tiers 1-P); ``tiers`` bins a large population's disagreement so ``beta`` still acts."""
+
+    # at most 10: (1 / 10^6 personas)^10 x (1 / 10^7 rows)^10 still holds in a float, so no weight becomes 0
+    alpha: float = Field(
+        1.0, ge=0, le=10, description="Exponent of tier / P: how much more the rows where a persona stands apart weigh"
+    )
+    beta: float = Field(
+        1.0, ge=0, le=10, description="Exponent of 1 / (the persona's rows in the tier): how far tier sizes even out"
+    )
+    missing_as_dissent: bool = Field(
+        True,
+        description="A persona with preferences but none kept on a pair counts as answering that pair differently, "
+        "as Fair-PP counts an N/A answer (false: tiers compare only the personas with a kept preference on the pair)",
+    )
+    tiers: StrictInt | None = Field(
+        7,
+        ge=1,
+        le=1_000_000,
+        description="Bin the raw tiers into this many tiers of about equal rows (quantiles of the rows' disagreement, "
+        "numbered 1..tiers) when there are more distinct raw tiers than this; fewer are kept as they are, so 7 "
+        "personas keep Fair-PP's tiers exactly (null: always raw tiers, about one row each with hundreds of personas)",
+    )
+
+
 class OutputConfig(StrictModel):
     units_per_shard: int = Field(50_000, ge=1, description="Judgments per work shard (and Parquet shard)")
     row_group_rows: int = Field(50_000, ge=1_000, le=1_000_000, description="Rows per Parquet row group")
@@ -240,6 +266,7 @@ class BuildConfig(StrictModel):
     )
     filters: FiltersConfig = FiltersConfig()
     adaptive: AdaptiveConfig = AdaptiveConfig()
+    weights: WeightsConfig = WeightsConfig()
     output: OutputConfig = OutputConfig()
     runner: RunnerConfig = RunnerConfig()
     publish: PublishConfig = PublishConfig()

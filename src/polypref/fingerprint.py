@@ -41,6 +41,8 @@ OPERATIONAL: dict[str, frozenset[str]] = {
     "publish": frozenset({"repo", "private", "revision"}),  # where a finished build goes, not what it holds
     # a check before judging: its figures go into the card, never into a row
     "fidelity": frozenset({"check", "topics", "personas", "gate", "max_tvd", "min_alignment"}),
+    # the weights config is computed anew over every shard at each build's end: no shard holds a weight
+    "weights": frozenset({"alpha", "beta", "tiers", "missing_as_dissent"}),
 }
 
 

@@ -49,7 +49,7 @@ def test_tiers_and_weights_follow_fair_pps_formula() -> None:
 
 def test_alpha_and_beta_and_a_persona_missing_a_pair() -> None:
     choices = {k: v for k, v in CHOICES.items() if k != ("C", "p1")}  # C's p1 was filtered out
-    weights = fairpp_weights(_prefs(choices), alpha=2.0, beta=0.0)
+    weights = fairpp_weights(_prefs(choices), alpha=2.0, beta=0.0, missing_as_dissent=False)
     got = {(r["persona_id"], r["pair_id"]): (r["tier"], r["weight"]) for r in weights.iter_rows(named=True)}
     assert got[("A", "p1")][0] == 1  # no one left who chose otherwise
     # A: tiers 1 (p1, p3) and 3 (p2); beta 0 ignores tier sizes: raw (1/3)^2, (3/3)^2 -> 0.1, 0.9

@@ -209,12 +209,17 @@ class PairRecord(_Record):
 class WeightRecord(_Record):
     persona_id: str = Field(description="The target persona: the one whose preference the row is (preferences config)")
     pair_id: str = Field(description="The pair (preferences config)")
-    tier: int = Field(ge=1, description="1 + the number of other personas who chose the other response of the pair")
+    tier: int = Field(
+        ge=1,
+        description="1 + the number of other personas who chose the other response of the pair (or, with "
+        "weights.missing_as_dissent, kept no preference on it); binned into weights.tiers tiers of about equal "
+        "rows, numbered 1..tiers, when it takes more values than that",
+    )
     weight: float = Field(
         gt=0,
         description="Fair-PP's sample weight of the row for training toward its persona: (tier / P)^alpha x "
         "(1 / rows of the persona in the tier)^beta, normalised over the persona's tiers (P: personas with "
-        "preferences; alpha = beta = 1)",
+        "preferences; alpha, beta: the weights config's, as the card states)",
     )
 
 
