@@ -61,6 +61,23 @@ class BuildPlan:
     def num_units(self) -> int:
         return self.layout.units(self.config.judge.samples)
 
+    def planned_requests(self) -> dict[str, int]:
+        """The model requests the build will make at most, by kind (none with the simulated judge, which asks
+        no model): every judgment of the personas (the adaptive rule's budget), of the persona-free run, the
+        fidelity check's questions and the responses to generate. Saved answers make a rerun ask fewer."""
+        config = self.config
+        planned = {}
+        if config.judge.backend != "simulated":
+            planned["judgments"] = self.num_units
+            planned["persona_free"] = self.persona_free_units
+            if config.fidelity.check:
+                asked = config.fidelity.personas or len(self.population.personas)
+                topics = len(config.fidelity.topics or self.population.spec.attitudes.items)
+                planned["fidelity_questions"] = min(asked, len(self.population.personas)) * topics + topics
+        if config.generate is not None:
+            planned["generation"] = sum(len(item.responses) for item in self.items)
+        return planned
+
     @property
     def persona_free_units(self) -> int:
         """Judgments the persona-free run makes on top of the personas': every pair, both orders, each sample."""

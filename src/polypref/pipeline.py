@@ -57,6 +57,7 @@ from polypref.generation import check_environment, plan_slots
 from polypref.items import make_pairs, read_items
 from polypref.items.sources import check_judgeable
 from polypref.judges import Judge, JudgeInfo
+from polypref.judges.base import VERDICT_COLUMNS
 from polypref.population import load_spec, sample_population
 from polypref.population.baseline import persona_free
 from polypref.population.representatives import represent
@@ -532,20 +533,25 @@ def _judge_and_filter(
     return batch, frame, preferences_frame(frame, batch, meta), judged
 
 
-def persona_free_votes(plan: BuildPlan, run: RunState, judge: Judge) -> pl.DataFrame:
-    """The same judge's kept votes on every pair of the build without a persona (population.baseline): where the
-    preference-space map places the model itself. Stored like any judgment, so a rerun asks nothing."""
+def _persona_free_batches(plan: BuildPlan, simulated: bool) -> Iterator[tuple[UnitBatch, np.ndarray]]:
+    """The persona-free run's units, in blocks of a shard (flat memory), with their keys in the store."""
     free = persona_free(plan.population)
     # an LLM judge sees no portrayal, so its answers hold whatever the population: a grown one asks nothing
     # again; the simulator answers from the population's modal attitudes, so its key names them
-    digest = record_digest(free) if judge.info.simulated else content_hash("persona-free", free.portrayal, size=16)
-    meta = RunMeta(run.run_id, run.created_at, judge.info)
+    digest = record_digest(free) if simulated else content_hash("persona-free", free.portrayal, size=16)
     samples = plan.config.judge.samples
-    step = pairs_per_shard(plan.config.output.units_per_shard, samples)  # in blocks of a shard: flat memory
-    votes = []
+    step = pairs_per_shard(plan.config.output.units_per_shard, samples)
     for start in range(0, len(plan.pairs), step):
         batch = UnitBatch.persona_major((free,), plan.pairs[start : start + step], samples, shard=-1)
-        keys = plan.unit_keys(batch, persona_digests=[digest])
+        yield batch, plan.unit_keys(batch, persona_digests=[digest])
+
+
+def persona_free_votes(plan: BuildPlan, run: RunState, judge: Judge) -> pl.DataFrame:
+    """The same judge's kept votes on every pair of the build without a persona (population.baseline): where the
+    preference-space map places the model itself. Stored like any judgment, so a rerun asks nothing."""
+    meta = RunMeta(run.run_id, run.created_at, judge.info)
+    votes = []
+    for batch, keys in _persona_free_batches(plan, judge.info.simulated):
         _, _, preferences, _ = _judge_and_filter(plan, batch, keys, judge, meta)
         votes.append(preferences.select("pair_id", "chosen_id", "rejected_id"))
     label = "no persona (simulator)" if judge.info.simulated else f"no persona: {judge.info.model}"
@@ -555,6 +561,35 @@ def persona_free_votes(plan: BuildPlan, run: RunState, judge: Judge) -> pl.DataF
         else pl.DataFrame(schema={"pair_id": pl.String, "chosen_id": pl.String, "rejected_id": pl.String})
     )
     return frame.select(pl.lit(label).alias("label"), "pair_id", "chosen_id", "rejected_id")
+
+
+def other_requests(plan: BuildPlan, simulated: bool) -> dict[str, dict[str, int | None]]:
+    """The model requests a build made beyond its personas' judgments, whichever run made them, with their
+    tokens where they are recorded: the persona-free run's (from the judgment store), the fidelity check's
+    (its saved answers: one request each, tokens not recorded) and the generated responses' (from their store).
+    The simulated judge asks no model."""
+    from polypref.fidelity import run as fidelity_run
+    from polypref.generation import load_store
+
+    def spent(frame: pl.DataFrame) -> dict[str, int | None]:
+        return {
+            "requests": int(frame["attempts"].sum() or 0),
+            "prompt_tokens": int(frame["prompt_tokens"].sum() or 0),
+            "completion_tokens": int(frame["completion_tokens"].sum() or 0),
+        }
+
+    kinds: dict[str, dict[str, int | None]] = {}
+    if not simulated:
+        stored = [plan.store.lookup(keys) for _, keys in _persona_free_batches(plan, simulated)]
+        kinds["persona_free"] = spent(pl.concat(stored) if stored else pl.DataFrame(schema=VERDICT_COLUMNS))
+        if plan.config.fidelity.check:
+            answered = fidelity_run.saved_answers(plan)
+            kinds["fidelity_questions"] = {"requests": answered, "prompt_tokens": None, "completion_tokens": None}
+    if plan.config.generate is not None:
+        ids = [r.id for item in plan.items for r in item.responses]
+        rows = load_store(plan.state.generated_dir).filter(pl.col("response_id").is_in(ids))
+        kinds["generation"] = spent(rows.sort("attempts").unique("response_id", keep="last"))  # runs add up in a row
+    return kinds
 
 
 def finalize(
@@ -583,7 +618,7 @@ def finalize(
     plan.state.record_files(written)
     render_png(points, plan.out / MAP_PNG, plan.config.output.pretty_name)
     summary = (
-        summarize(plan, run, reports, judge)
+        summarize(plan, run, reports, judge, other_requests(plan, judge.simulated))
         | counts
         | {
             # over every shard's preferences: the confidence column measured against truth, where there is any
@@ -623,7 +658,8 @@ def _write_weights_and_review(plan: BuildPlan, meta: RunMeta, written: dict[Path
 
     def parts() -> Iterator[pa.Table]:
         yield to_arrow("weight", stamped(pl.DataFrame(schema=WEIGHT_COLUMNS), meta))  # the schema, if no rows
-        for part in dataset_weights(plan.out):  # about 250,000 rows (whole personas) at a time: 10^7 stay flat
+        # about 250,000 rows (whole personas) at a time: 10^7 stay flat
+        for part in dataset_weights(plan.out, plan.config.weights):
             personas.append(part["persona_id"].n_unique())
             yield to_arrow("weight", stamped(part, meta))
 

@@ -108,7 +108,40 @@ def shard_stats(index: int, frame: pl.DataFrame, preferences: pl.DataFrame) -> S
     )
 
 
-def summarize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge: JudgeInfo) -> dict[str, Any]:
+def _cost(tokens: dict[str, Any], prices: dict[str, float]) -> float | None:
+    """Dollars for ``tokens`` at the configured prices per million (None: no prices configured)."""
+    if not prices:
+        return None
+    return round(
+        sum((tokens.get(f"{k}_tokens") or 0) / 1e6 * prices[f"{k}_per_million"] for k in ("prompt", "completion")), 6
+    )
+
+
+def _by_kind(
+    judgments: dict[str, dict[str, Any]], other: dict[str, dict[str, int | None]], prices: dict[str, float]
+) -> dict[str, dict[str, Any]]:
+    """Every kind of request with its tokens and, at the judge's prices, its cost (the judge's kinds; generators
+    have prices of their own), and their total: what the whole build paid, not only its judgments."""
+    kinds: dict[str, dict[str, Any]] = {}
+    for kind, spent in {**judgments, **other}.items():
+        tokens = {k: spent.get(k) for k in ("prompt_tokens", "completion_tokens")}
+        cost = _cost(tokens, prices) if kind != "generation" and None not in tokens.values() else None
+        kinds[kind] = {"requests": int(spent.get("requests") or 0), **tokens, "cost_usd": cost}
+    if kinds:
+        kinds["total"] = {"requests": sum(k["requests"] for k in kinds.values())}
+    return kinds
+
+
+def summarize(
+    plan: BuildPlan,
+    run: RunState,
+    reports: list[ShardReport],
+    judge: JudgeInfo,
+    other_requests: dict[str, dict[str, int | None]] | None = None,
+) -> dict[str, Any]:
+    """The build's figures. ``other_requests``: requests beyond the personas' judgments, by kind
+    (pipeline.other_requests), counted with them in ``requests_by_kind``."""
+
     def total(name: str) -> int:
         return sum(getattr(r, name) for r in reports)
 
@@ -146,19 +179,16 @@ def summarize(plan: BuildPlan, run: RunState, reports: list[ShardReport], judge:
         "response_formats": _merge(r.formats for r in reports),
         "recovered_by_retry": total("recovered"),
         "tokens": tokens,
-        "cost_usd": round(
-            sum(
-                tokens.get(f"{kind}_tokens", 0) / 1e6 * prices[f"{kind}_per_million"]
-                for kind in ("prompt", "completion")
-            ),
-            6,
-        )
-        if prices
-        else None,
+        "cost_usd": _cost(tokens, prices),
         "first_position_rate": {
             "valid": _ratio(total("first_position_valid"), total("valid")),
             "kept": _ratio(total("first_position_kept"), kept),
         },
+        "requests_by_kind": _by_kind(
+            {"judgments": {"requests": requests, **tokens}} if not judge.simulated else {},
+            other_requests or {},
+            prices,
+        ),
         "item_source": public(plan.item_source),
         "source_label_agreement": _agreement(reports),
         "ground_truth_accuracy": {

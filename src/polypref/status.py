@@ -12,6 +12,8 @@ from pydantic import ValidationError
 from polypref.dataset.lock import describe_holder, holder
 from polypref.dataset.state import BuildState
 from polypref.errors import OutputError, PolyprefError
+from polypref.fidelity.store import answers_saved
+from polypref.generation import load_store
 from polypref.report import SHARD_REPORT, ShardReport
 
 
@@ -41,7 +43,11 @@ def read(folder: Path) -> dict[str, Any]:
             "planned_in_finished_shards": sum(r.get("planned") or r["units"] for r in finished.values()),
         },
         "stored": {"this_judge": stored, "all_judges": state.stored_judgments()},
-        "requests": requests,
+        "requests": requests,  # the judge's: the personas' judgments and the persona-free run's
+        "other_requests": {
+            "fidelity_questions": answers_saved(state.fidelity_dir),  # one request per answer saved
+            "generation": _generation_requests(state.generated_dir),
+        },
         "tokens": tokens,
         "cost_usd": round(
             sum(tokens[f"{k}_tokens"] / 1e6 * prices.get(f"{k}_per_million", 0) for k in ("prompt", "completion")), 6
@@ -55,6 +61,12 @@ def read(folder: Path) -> dict[str, Any]:
 
 
 _NO_TOKENS = {"prompt_tokens": 0, "completion_tokens": 0}
+
+
+def _generation_requests(store: Path) -> int:
+    """Requests made for generated responses: a slot's row counts its runs' attempts, its latest the most."""
+    rows = load_store(store)
+    return int(rows.sort("attempts").unique(["response_id", "settings"], keep="last")["attempts"].sum() or 0)
 
 
 def _report(stored: dict[str, Any]) -> ShardReport | None:
@@ -112,8 +124,14 @@ def describe(figures: dict[str, Any]) -> Iterator[str]:
     )
     cost = f", cost ${figures['cost_usd']:.4f}" if figures["cost_usd"] is not None else ""
     yield (
-        f"requests: {figures['requests']}; tokens: {tokens['prompt_tokens']} prompt, "
+        f"judge requests: {figures['requests']}; tokens: {tokens['prompt_tokens']} prompt, "
         f"{tokens['completion_tokens']} completion{cost}"
     )
+    other = figures["other_requests"]
+    if other["fidelity_questions"] or other["generation"]:
+        yield (
+            f"other requests: {other['fidelity_questions']} fidelity questions answered, {other['generation']} "
+            "for generated responses"
+        )
     if figures["preferences"] is not None:
         yield f"preferences: {figures['preferences']}"

@@ -156,6 +156,8 @@ def test_a_prompts_only_source_has_responses_generated_then_judged_and_resumes(
     # what is not a judge's request (the personas' or the persona-free run's: both show the pair) is generation
     generated = [b for b in server.bodies[before:] if "<<<RESPONSE A>>>" not in b["messages"][-1]["content"]]
     assert len(generated) == prompts * 4
+    assert summary["requests_by_kind"]["generation"]["requests"] == len(generated)  # counted with the judge's
+    assert summary["requests_by_kind"]["total"]["requests"] == server.requests - before
     assert summary["item_source"]["generated_by"] == ["writer-a", "writer-b"]
     card = (tmp_path / "out" / "README.md").read_text()
     assert "generated for this dataset, 2 per prompt by each of\n  `writer-a`, `writer-b`" in card

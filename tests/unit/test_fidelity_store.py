@@ -13,16 +13,19 @@ import contextlib
 import json
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from polypref import interrupt, pipeline, progress
+from polypref import status as folder_status
 from polypref.config import load_config
 from polypref.errors import Interrupted
 from polypref.fidelity import run as fidelity_run
 from polypref.fidelity.store import answers_saved
-from tests.openai_api import ChatAPIServer, judge_settings, prefer_the_longer, serve
+from tests.conftest import run_without_prefect
+from tests.openai_api import ChatAPIServer, judge_settings, prefer_the_longer, request_kind, serve
 
 running = contextlib.contextmanager(serve)
 PERSONAS, TOPICS = 60, 2
@@ -172,3 +175,37 @@ def test_the_questions_count_in_the_builds_progress_asked_or_found_saved(tiny_co
     first, grown = (t.snapshot() for t in trackers)
     assert first.phase == progress.FIDELITY and first.done == first.total == QUESTIONS
     assert grown.done == grown.total == 64 * TOPICS + TOPICS  # the saved answers count as done, like the new ones
+
+
+def test_the_plan_counts_every_request_the_build_makes_by_kind(tiny_config, tmp_path):
+    server = ChatAPIServer(reply=prefer_the_longer)
+    plan = pipeline.plan(load_config(tiny_config, judge_settings(server)), tmp_path / "out")
+    planned = plan.planned_requests()
+    assert planned["fidelity_questions"] == QUESTIONS  # what a check asks, as counted by the server above
+    assert planned["persona_free"] == len(plan.pairs) * 2 and planned["judgments"] == plan.num_units
+    smaller = pipeline.plan(load_config(tiny_config, [*judge_settings(server), "fidelity.personas=5"]), tmp_path)
+    assert smaller.planned_requests()["fidelity_questions"] == 5 * TOPICS + TOPICS
+    simulated = pipeline.plan(load_config(tiny_config), tmp_path / "sim")
+    assert simulated.planned_requests() == {}  # the simulator asks no model
+
+
+def test_the_card_counts_every_request_the_build_made_by_kind(tiny_config, tmp_path):
+    server = ChatAPIServer(reply=prefer_the_longer)
+    prices = ["judge.prices={prompt_per_million: 1.0, completion_per_million: 2.0}"]
+    with running(server):
+        plan = pipeline.plan(load_config(tiny_config, [*judge_settings(server), *prices]), tmp_path / "out")
+        fidelity_run.for_build(plan)  # the flow's check, before the shards
+        summary = run_without_prefect(plan)
+        kinds = Counter(request_kind(body) for body in server.bodies)
+    made = summary["requests_by_kind"]
+    assert made["judgments"]["requests"] == kinds["judgment"] and kinds["judgment"] > 0
+    assert made["persona_free"]["requests"] == kinds["persona-free"] > 0
+    assert made["fidelity_questions"]["requests"] == kinds["survey"] == QUESTIONS
+    assert made["total"]["requests"] == server.requests  # every request the server saw, and no other
+    assert made["persona_free"]["prompt_tokens"] > 0 and made["persona_free"]["cost_usd"] > 0
+    assert made["fidelity_questions"]["cost_usd"] is None  # its tokens are not recorded: no made-up cost
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert f"| fidelity_questions | {QUESTIONS} | - | - | - |" in card and f"| total | {server.requests} |" in card
+    figures = folder_status.read(tmp_path / "out")  # `polypref status`: the same, read off the folder
+    assert figures["requests"] == kinds["judgment"] + kinds["persona-free"]
+    assert figures["other_requests"] == {"fidelity_questions": QUESTIONS, "generation": 0}

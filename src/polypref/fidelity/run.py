@@ -188,13 +188,18 @@ def _answers(plan: BuildPlan, reuse: bool = True) -> AnswerStore:
     return AnswerStore(plan.state.fidelity_dir, settings, reuse)
 
 
+def saved_answers(plan: BuildPlan) -> int:
+    """The fidelity questions the plan's judge has answered in its folder (each a request paid)."""
+    return _answers(plan).count()
+
+
 def saved_summary(plan: BuildPlan) -> str:
     """What a build stopped in its folder has kept there for its own judge, in words for its stop message:
     judgments and the fidelity check's answers, counted, or that nothing was saved (a stop before any answer
     came, or the folder not made)."""
     out = plan.out
     try:
-        judgments, answers = plan.store.count(), _answers(plan).count()
+        judgments, answers = plan.store.count(), saved_answers(plan)
     except (OutputError, OSError):  # a stop message must not fail: it says where to look instead
         return f"what was saved is in {out}"
     counts = {f"{judgments} judgments": judgments, f"{answers} answers to the fidelity check's questions": answers}
