@@ -1,5 +1,5 @@
 """polypref command line: init | init-spec | validate | annotate | template-items | fidelity | build | push | status |
-serve.
+evaluate | serve.
 
 Exit statuses: 0 done; 2 a usage, config, output or judge-setup error (the message says which); 3 built, but
 some judgments got no answer, or responses could not be generated because the endpoint never answered (rerun to
@@ -79,7 +79,8 @@ def _root(ctx: typer.Context) -> None:
             "Missing command: init (write a config), init-spec (draft a population spec from a survey file), "
             "validate (check a config), annotate (give open items topics and stances), template-items (make items "
             "from a spec), fidelity (score personas against the survey), build (make or grow the dataset), "
-            "status (what a build folder holds), push (publish it) or serve (build on a schedule)."
+            "status (what a build folder holds), evaluate (its per-persona signal), push (publish it) or serve "
+            "(build on a schedule)."
         )
 
 
@@ -332,6 +333,35 @@ def status(
 
 
 @app.command()
+def evaluate(
+    folder: Annotated[Path, typer.Argument(help="A finished build folder")],
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write the figures to this file as JSON")
+    ] = None,
+    test_share: Annotated[
+        float,
+        typer.Option("--test-share", help="Share of personas held out (a stable hash of persona_id)", min=0.0, max=1.0),
+    ] = 0.1,
+    seed: Annotated[int, typer.Option(help="Picks each held-out persona's shots")] = 0,
+    force: Annotated[bool, typer.Option(help="Replace an existing --json file")] = False,
+) -> None:
+    """Measure the per-persona signal of a build on held-out personas: accuracy of the global majority, of the
+    group's and each group attribute's majority, of k-shot nearest personas (k = 1-16) and of the simulator's
+    truth, and the headroom (labels that differ from the global majority); overall, on contested pairs and per
+    group."""
+    from polypref.analysis import evaluate as evaluation
+
+    if json_path is not None:
+        _check_new_file(json_path, force, "evaluate.json")
+    figures = {"folder": str(folder)} | evaluation.evaluate(evaluation.read_preferences(folder), test_share, seed)
+    for line in evaluation.describe(figures):
+        out.print(line)
+    if json_path is not None:
+        write_bytes((json.dumps(figures, indent=2, ensure_ascii=False) + "\n").encode(), json_path)
+        out.print(f"wrote {json_path}")
+
+
+@app.command()
 def serve(
     config: ConfigArg = None,
     out_dir: OutDirOpt = Path("out"),
@@ -434,9 +464,9 @@ class _progress_bar:
         self.terminal = sys.stderr.isatty()
         self.stop = threading.Event()
         self.tracker = progress.Tracker()
-        config = plan.config
-        if config.generate is not None:
-            self.tracker.expect(progress.GENERATING, sum(len(item.responses) for item in plan.items))
+        planned = plan.planned_requests()
+        if "generation" in planned:
+            self.tracker.expect(progress.GENERATING, planned["generation"])
         self.tracker.expect(progress.JUDGING, plan.num_units + plan.persona_free_units)
         self._tracking = progress.tracking(self.tracker)
 
@@ -486,6 +516,7 @@ def _plan_summary(plan: Any) -> dict[str, Any]:
         "prompts": len(plan.items),
         "pairs": len(plan.pairs),
         "judgments": plan.num_units,
+        "requests": plan.planned_requests(),  # the model requests, by kind (none with the simulated judge)
         "shards": plan.num_shards,
         "fingerprint": plan.fingerprint,
     }

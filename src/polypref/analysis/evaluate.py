@@ -1,0 +1,273 @@
+"""``polypref evaluate``: how much per-persona signal a build carries, measured on held-out personas.
+
+Personalized reward models (FSPO, PAL, PersonalLLM) are judged on users they never saw: a few of the user's own
+labels (shots), the rest predicted. A dataset is worth personalizing on only if those predictions beat what the
+population alone gives. On the test personas (``dataset.splits``) this reports the accuracy of:
+
+- the global majority: per pair, the response most train personas chose;
+- the majority of the persona's social group, and of each group attribute's value (the spec's ``groups.by``,
+  found as the attributes whose values make up ``persona_group``), falling back to the global majority where
+  no train persona of that group or value labelled the pair, or its votes are level;
+- k-shot nearest personas: k of the persona's labels are shots, the rest queries; a query is predicted by the
+  majority of the ``NEIGHBOURS`` train personas with a label on its pair that agree most with the persona on
+  the shots (net agreement: same choice +1, other choice -1, no label 0; ties in the ranking go to the smaller
+  ``persona_id``, level votes to the global majority). Beside it, the global majority on the same queries;
+- the simulator's truth (``matches_ground_truth``) where the judge is simulated;
+- the headroom: the share of test labels that differ from the global majority (= 1 - its accuracy).
+
+Each overall, per group, and on contested pairs (global majority share among train personas < ``CONTESTED``).
+A per-persona attitude model fit on the shots (an ideal point per topic) is not here: it needs the order of
+each topic's stances, which the build folder does not record (only the population spec holds it).
+
+Plain polars/numpy over the folder's Parquet; no Prefect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from polypref.dataset.splits import split_fraction
+from polypref.dataset.state import BuildState
+from polypref.errors import OutputError, PolyprefError
+
+KS = (1, 2, 4, 8, 16)
+NEIGHBOURS = 16
+CONTESTED = 0.8
+GROUP_SEP = " · "
+_COLUMNS = ["pair_id", "persona_id", "chosen_id", "rejected_id", "persona_group", "persona_attributes"]
+
+
+def read_preferences(folder: Path) -> pl.DataFrame:
+    """The preferences of a finished build; OutputError naming the folder when it holds none."""
+    if not folder.is_dir():
+        raise PolyprefError(f"{folder} is not a folder")
+    state = BuildState(folder)
+    held = state.read()
+    if held is None:
+        raise OutputError(f"{folder} holds no polypref build; build one first: polypref build --out {folder}")
+    if state.read_summary() is None or len(state.reports()) < held["num_shards"]:
+        raise OutputError(f"{folder} holds no finished build; finish it first: polypref build --out {folder}")
+    files = state.data_files("preferences")
+    if not files:
+        raise OutputError(f"{folder} holds a build with no preferences to evaluate")
+    frame = pl.read_parquet(files)
+    return frame.select(_COLUMNS + [c for c in ("matches_ground_truth",) if c in frame.columns])
+
+
+def group_attributes(labels: pl.DataFrame) -> list[str]:
+    """The attributes whose values, in order, make up ``persona_group`` for every persona."""
+    personas = labels.unique("persona_id").select("persona_group", "persona_attributes")
+    parts = personas["persona_group"].str.split(GROUP_SEP)
+    widths = parts.list.len().unique().to_list()
+    attrs = personas["persona_attributes"].struct.unnest()
+    if len(widths) != 1:
+        return []
+    found = []
+    for i in range(widths[0]):
+        part = parts.list.get(i)
+        match = next((a for a in attrs.columns if a not in found and (attrs[a] == part).fill_null(False).all()), None)
+        if match is not None:
+            found.append(match)
+    return found
+
+
+def evaluate(preferences: pl.DataFrame, test_share: float = 0.1, seed: int = 0) -> dict[str, Any]:
+    """The figures (see the module docstring) of a preferences table split by ``split_of(persona_id, test_share)``;
+    ``seed`` picks each test persona's shots."""
+    labels = preferences.unique(["persona_id", "pair_id"], keep="first", maintain_order=True)
+    if "matches_ground_truth" not in labels.columns:
+        labels = labels.with_columns(matches_ground_truth=pl.lit(None, pl.Boolean))
+    attributes = group_attributes(labels)
+    labels = labels.with_columns(
+        [pl.col("persona_attributes").struct.field(a).alias(f"attr:{a}") for a in attributes]
+        + [
+            pl.min_horizontal("chosen_id", "rejected_id").alias("first_id"),
+            pl.max_horizontal("chosen_id", "rejected_id").alias("second_id"),
+            pl.col("persona_id").map_elements(split_fraction, return_dtype=pl.Float64).lt(test_share).alias("test"),
+        ]
+    ).drop("persona_attributes")
+    train, test = labels.filter(~pl.col("test")), labels.filter(pl.col("test"))
+    if test.is_empty() or train.is_empty():
+        raise PolyprefError(
+            f"no {'test' if test.is_empty() else 'train'} personas at --test-share {test_share} "
+            f"among {labels['persona_id'].n_unique()} personas; choose another share"
+        )
+
+    glob = _majority(train, ["pair_id"]).rename({"majority": "global", "share": "global_share"})
+    test = test.join(glob, on="pair_id", how="left").with_columns(
+        pl.col("global").fill_null(pl.col("first_id")),  # a pair no train persona labelled: a fixed guess
+        contested=pl.col("global_share").fill_null(1.0) < CONTESTED,
+    )
+    predictors = {"global_majority": pl.col("global"), "group_majority": pl.col("by_group")}
+    grouped = _majority(train, ["pair_id", "persona_group"], level=False).rename({"majority": "by_group"})
+    test = test.join(grouped.drop("share"), on=["pair_id", "persona_group"], how="left")
+    test = test.with_columns(pl.col("by_group").fill_null(pl.col("global")))
+    for a in attributes:
+        col = f"attr:{a}"
+        by = _majority(train.filter(pl.col(col).is_not_null()), ["pair_id", col], level=False)
+        test = test.join(by.drop("share").rename({"majority": f"by:{a}"}), on=["pair_id", col], how="left")
+        test = test.with_columns(pl.col(f"by:{a}").fill_null(pl.col("global")))
+        predictors[f"attribute:{a}"] = pl.col(f"by:{a}")
+    rows = test.with_columns(
+        [(p == pl.col("chosen_id")).alias(name) for name, p in predictors.items()]
+        + [(pl.col("global") != pl.col("chosen_id")).alias("headroom")]
+    )
+    shots = _k_shot(train, test, seed)
+
+    def figures(keep: pl.Expr) -> dict[str, Any]:
+        part = rows.filter(keep)
+        out: dict[str, Any] = {"personas": part["persona_id"].n_unique(), "labels": part.height}
+        for name in predictors:
+            out[name] = _mean(part[name])
+        out["truth"] = _mean(part["matches_ground_truth"])
+        out["headroom"] = _mean(part["headroom"])
+        out["k_shot"] = {str(k): _k_figures(frame.filter(keep), part, k) for k, frame in shots.items()}
+        return out
+
+    return {
+        "test_share": test_share,
+        "seed": seed,
+        "neighbours": NEIGHBOURS,
+        "contested_below": CONTESTED,
+        "personas": {"train": train["persona_id"].n_unique(), "test": test["persona_id"].n_unique()},
+        "labels": {"train": train.height, "test": test.height},
+        "pairs": labels["pair_id"].n_unique(),
+        "contested_pairs": glob.filter(pl.col("global_share") < CONTESTED).height,
+        "group_attributes": attributes,
+        "attitude_model": "not implemented: the build folder does not record the order of each topic's stances",
+        "overall": figures(pl.lit(True)),
+        "contested": figures(pl.col("contested")),
+        "groups": {g: figures(pl.col("persona_group") == g) for g in sorted(rows["persona_group"].unique())},
+    }
+
+
+def _majority(frame: pl.DataFrame, keys: list[str], level: bool = True) -> pl.DataFrame:
+    """Per key: the most chosen response and its share of the key's labels. Level votes go to the smaller
+    response id when ``level``, else leave no majority (the caller falls back)."""
+    counts = frame.group_by([*keys, "chosen_id"]).len()
+    total = counts.group_by(keys).agg(pl.col("len").sum().alias("total"), pl.col("len").max().alias("top"))
+    best = counts.join(total, on=keys).filter(pl.col("len") == pl.col("top"))
+    if not level:
+        best = best.filter(pl.col("len").count().over(keys) == 1)
+    best = best.sort("chosen_id").unique(keys, keep="first")
+    return best.select(*keys, pl.col("chosen_id").alias("majority"), (pl.col("top") / pl.col("total")).alias("share"))
+
+
+def _shot_order(seed: int, persona_id: str, pair_id: str) -> bytes:
+    """A persona's labels in a seeded order that depends on nothing else, so its shots never change."""
+    return hashlib.sha256(f"{seed}\0{persona_id}\0{pair_id}".encode()).digest()
+
+
+def _k_shot(train: pl.DataFrame, test: pl.DataFrame, seed: int) -> dict[int, pl.DataFrame]:
+    """Per k: the queries of every test persona with more than k labels, whether the nearest personas and the
+    global majority got each right; skipped personas as rows with a null query."""
+    pairs = sorted(set(train["pair_id"]) | set(test["pair_id"]))
+    col = {p: i for i, p in enumerate(pairs)}
+    people = sorted(train["persona_id"].unique())
+    row = {p: i for i, p in enumerate(people)}
+    votes = np.zeros((len(people), len(pairs)), dtype=np.int8)  # +1: chose the pair's first id, -1: its second
+    side = np.where(train["chosen_id"] == train["first_id"], 1, -1)
+    votes[[row[p] for p in train["persona_id"]], [col[p] for p in train["pair_id"]]] = side
+    out: dict[int, list[dict[str, Any]]] = {k: [] for k in KS}
+    for (persona,), own in test.group_by(["persona_id"], maintain_order=True):
+        own = own.with_columns(
+            order=pl.col("pair_id").map_elements(lambda p, q=persona: _shot_order(seed, q, p), return_dtype=pl.Binary)
+        ).sort("order")
+        idx = np.array([col[p] for p in own["pair_id"]])
+        mine = np.where(own["chosen_id"] == own["first_id"], 1, -1)
+        for k in KS:
+            if own.height < k + 1:
+                out[k].append({"persona_id": persona, "pair_id": None, "nearest": None, "global": None})
+                continue
+            score = votes[:, idx[:k]].astype(np.int32) @ mine[:k]
+            for j in range(k, own.height):
+                q = idx[j]
+                voters = np.flatnonzero(votes[:, q])
+                top = voters[np.lexsort((voters, -score[voters]))[:NEIGHBOURS]]  # stable: smaller persona_id first
+                vote = int(votes[top, q].sum())
+                glob = own["global"][j]
+                guess = glob if vote == 0 else own["first_id"][j] if vote > 0 else own["second_id"][j]
+                chosen = own["chosen_id"][j]
+                out[k].append(
+                    {
+                        "persona_id": persona,
+                        "pair_id": own["pair_id"][j],
+                        "nearest": guess == chosen,
+                        "global": glob == chosen,
+                    }
+                )
+    keys = test.select("persona_id", "pair_id", "persona_group", "contested")
+    schema = {"persona_id": pl.String, "pair_id": pl.String, "nearest": pl.Boolean, "global": pl.Boolean}
+    return {
+        k: pl.DataFrame(r, schema=schema)
+        .join(keys.unique("persona_id").select("persona_id", "persona_group"), on="persona_id")
+        .join(keys.select("persona_id", "pair_id", "contested"), on=["persona_id", "pair_id"], how="left")
+        for k, r in out.items()
+    }
+
+
+def _k_figures(frame: pl.DataFrame, rows: pl.DataFrame, k: int) -> dict[str, Any]:
+    """A slice's k-shot figures; ``frame`` holds its queries (and skipped personas, with no query)."""
+    queries = frame.filter(pl.col("pair_id").is_not_null())
+    skipped = frame.filter(pl.col("pair_id").is_null())["persona_id"]
+    return {
+        "queries": queries.height,
+        "personas": queries["persona_id"].n_unique(),
+        "skipped_personas": len(set(skipped) & set(rows["persona_id"])),
+        "nearest_personas": _mean(queries["nearest"]),
+        "global_majority": _mean(queries["global"]),
+    }
+
+
+def _mean(column: pl.Series) -> float | None:
+    """Share of true values among the non-null ones, rounded; None when there are none."""
+    known = column.drop_nulls()
+    return round(float(known.cast(pl.Float64).mean()), 4) if len(known) else None  # type: ignore[arg-type]
+
+
+def describe(figures: dict[str, Any]) -> list[str]:
+    """The figures as plain lines: what was held out, then a table of accuracies, one row per slice (overall,
+    contested pairs, each group) and one column per predictor."""
+    head = [
+        "slice",
+        "personas",
+        "labels",
+        "global",
+        "group",
+        *figures["group_attributes"],
+        *(f"{k}-shot" for k in KS),
+        "truth",
+        "headroom",
+    ]
+    slices = [("overall", figures["overall"]), ("contested", figures["contested"]), *figures["groups"].items()]
+    rows = []
+    for name, fig in slices:
+        cells = [name, str(fig["personas"]), str(fig["labels"]), _pct(fig["global_majority"])]
+        cells += [_pct(fig["group_majority"]), *(_pct(fig[f"attribute:{a}"]) for a in figures["group_attributes"])]
+        cells += [_pct(fig["k_shot"][str(k)]["nearest_personas"]) for k in KS]
+        rows.append([*cells, _pct(fig["truth"]), _pct(fig["headroom"])])
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    held, labels = figures["personas"], figures["labels"]
+    return [
+        f"held out {held['test']} of {held['train'] + held['test']} personas (test share {figures['test_share']}), "
+        f"{labels['test']} labels; {figures['contested_pairs']} of {figures['pairs']} pairs contested (global "
+        f"majority < {figures['contested_below']:.0%}); k-shot: {figures['neighbours']} nearest personas by "
+        "agreement on k shots",
+        line(head),
+        *(line(r) for r in rows),
+    ]
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
