@@ -291,3 +291,22 @@ def test_drafts_of_random_files_load_and_sample_as_written(folder: Path, survey:
         spec = load_spec(str(path.with_suffix(".yaml")))
         assert len(sample_population(spec, SIZE, seed=0).personas) == SIZE
         event("drafted")
+
+
+def test_a_draft_leaves_out_an_item_nobody_answered(folder: Path) -> None:
+    """Found by the property above: a file whose one respondent gave only a declared-missing code."""
+    survey = {
+        "kind": "sav",
+        "q": [0],
+        "g": [None],
+        "q_labels": {1: "low", -1: "mid"},
+        "g_labels": {},
+        "missing": {"q": [{"lo": 0, "hi": 0}], "g": []},
+        "w": [1.0],
+    }
+    with tempfile.TemporaryDirectory(dir=folder) as here:
+        path = Path(here) / "survey.sav"
+        _write(path, survey)
+        with pytest.raises(ConfigError) as refused:  # nothing left to draft from, said of the survey file
+            draft_spec(path, path.with_suffix(".yaml"))
+        assert refused.value.source == str(path)

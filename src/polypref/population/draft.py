@@ -400,6 +400,8 @@ def _items(variables: list[Variable], unlabelled: bool = False) -> dict[str, dic
     for v in variables:
         if v.dtype is None or v.dtype.is_temporal() or v.many or not (v.labels or unlabelled):
             continue
+        if v.nulls >= v.rows:  # nobody answered it (declared missing codes alone): a spec refuses such an item
+            continue
         if not (v.numeric or v.dtype == pl.String):
             continue
         answers = _answers(v)
