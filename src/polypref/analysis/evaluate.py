@@ -34,11 +34,11 @@ import polars as pl
 from polypref.dataset.splits import split_fraction
 from polypref.dataset.state import BuildState
 from polypref.errors import OutputError, PolyprefError
+from polypref.population.spec import GROUP_SEPARATOR
 
 KS = (1, 2, 4, 8, 16)
 NEIGHBOURS = 16
 CONTESTED = 0.8
-GROUP_SEP = " · "
 _COLUMNS = ["pair_id", "persona_id", "chosen_id", "rejected_id", "persona_group", "persona_attributes"]
 
 
@@ -62,7 +62,7 @@ def read_preferences(folder: Path) -> pl.DataFrame:
 def group_attributes(labels: pl.DataFrame) -> list[str]:
     """The attributes whose values, in order, make up ``persona_group`` for every persona."""
     personas = labels.unique("persona_id").select("persona_group", "persona_attributes")
-    parts = personas["persona_group"].str.split(GROUP_SEP)
+    parts = personas["persona_group"].str.split(GROUP_SEPARATOR)
     widths = parts.list.len().unique().to_list()
     attrs = personas["persona_attributes"].struct.unnest()
     if len(widths) != 1:
