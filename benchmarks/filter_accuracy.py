@@ -4,22 +4,24 @@
 
 Builds the default config (GSS spending personas and items) in-process with the simulated judge (no Prefect)
 at each lapse rate (``judge.noise``) and first-position bias (``judge.position_bias``, a logit) of a grid, three
-ways: no optional filter (swap consistency off, agreement and confidence 0: only invalid judgments and ties are
-dropped), the default filters at a fixed ``judge.samples: 3``, and the same filters with adaptive sampling
-(``adaptive.enabled``, budget 3). Calls are counted on the judge itself (a wrapper counting the units it is
-asked for) and checked against the build summary's ``judge_requests``.
+ways: no optional filter (swap consistency off, agreement and confidence 0: only invalid judgments and
+indifferent personas are dropped), the default filters at a fixed ``judge.samples: 3``, and the same filters with
+adaptive sampling (``adaptive.enabled``, budget 3). Calls are counted on the judge itself (a wrapper counting the
+units it is asked for) and checked against the build summary's ``judge_requests``.
 
 Figures (ground truth: the simulator's noiseless choice, ``matches_ground_truth``):
 
 - accuracy_unfiltered: the raw judgments that name the truth: every valid verdict of the unfiltered build, as a
   dataset labelled by one judgment per question (as Fair-PP's was) would be. A persona indifferent between the
-  two responses (the truth is a tie) counts as wrong whichever response a verdict names.
+  two responses (the truth is a tie) counts as right only where the verdict says tie;
+  accuracy_unfiltered_leaning is the same over the verdicts whose persona has a true preference.
 - accuracy_majority_unfiltered: the unfiltered build's preferences (the majority of every valid judgment of a
   (persona, pair), both orders and all samples) that match the truth; a (persona, pair) whose judgments are level
   has no majority, hence no preference, and is left out (``accuracy_majority_ties_wrong`` counts it as wrong).
 - accuracy_filtered, retention, ece: the filtered fixed-k build's preferences: accuracy, preferences per
   (persona, pair) judged, and the 10-bin expected calibration error of ``confidence`` against
-  ``matches_ground_truth`` (equal-width bins on [0, 1], weighted by count).
+  ``matches_ground_truth`` (equal-width bins on [0, 1], weighted by count); largest_gap_50: the reliability
+  table's bin of at least 50 preferences whose accuracy is furthest from its mean confidence (as the card says).
 - calls_per_kept_fixed / calls_per_kept_adaptive: judge calls per preference kept; accuracy_adaptive,
   retention_adaptive, ece_adaptive: as above for the adaptive build; calls_ratio: adaptive over fixed.
 
@@ -114,8 +116,10 @@ def measure(base: list[str], root: Path, variants: bool = False) -> dict[str, An
     verdicts = pl.read_parquet(root / "unfiltered" / "data" / "judgments" / "*.parquet").filter(
         pl.col("error").is_null()
     )
-    named = verdicts["choice"] == verdicts["true_choice"]  # as presented; a true tie is never named
+    named = verdicts["choice"] == verdicts["true_choice"]  # as presented; a true tie is named by "tie"
     figures["accuracy_unfiltered"] = round(float(named.mean()), 4)  # type: ignore[arg-type]
+    leaning = verdicts.filter(pl.col("true_choice") != "tie")
+    figures["accuracy_unfiltered_leaning"] = round(float((leaning["choice"] == leaning["true_choice"]).mean()), 4)
     figures["accuracy_majority_unfiltered"] = _accuracy(raw)
     figures["accuracy_majority_ties_wrong"] = round(int(raw["matches_ground_truth"].sum()) / units, 4)
     summary, fixed, calls = build(base, root / "fixed")
@@ -123,6 +127,7 @@ def measure(base: list[str], root: Path, variants: bool = False) -> dict[str, An
         "accuracy_filtered": _accuracy(fixed),
         "retention": round(fixed.height / units, 4),
         "ece": ece(fixed),
+        "largest_gap_50": summary["calibration"].get("largest_gap_50"),
         "calls_per_kept_fixed": round(calls / fixed.height, 4) if fixed.height else None,
     }
     summary, adaptive, calls = build([*base, *ADAPTIVE], root / "adaptive")

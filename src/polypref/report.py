@@ -63,7 +63,9 @@ SHARD_REPORT = TypeAdapter(ShardReport)  # reads a stored report back, checking 
 def shard_stats(index: int, frame: pl.DataFrame, preferences: pl.DataFrame) -> ShardReport:
     valid = pl.col("error").is_null()
     kept = pl.col("drop_reason").is_null()
-    scored = valid & pl.col("true_side").is_in(["a", "b"])
+    # one rule for every accuracy figure: a verdict is right when it names the persona's true outcome, the
+    # response it prefers or "tie" for an indifferent persona (so a pick for an indifferent persona is wrong)
+    scored = valid & pl.col("true_side").is_not_null()
     correct = pl.col("side") == pl.col("true_side")
     first = pl.col("winner_id") == pl.col("first_response_id")
     stats = frame.select(

@@ -26,6 +26,7 @@ from polypref.analysis.calibration import (
     simulated_rows,
 )
 from polypref.config import load_config
+from polypref.judges import make_judge
 from tests.conftest import run_without_prefect
 
 
@@ -217,13 +218,17 @@ def test_a_build_reports_calibration_in_summary_and_card(tiny_config, tmp_path):
     assert prefs["confidence"].is_between(0.01, 0.99).all()
     assert not prefs["confidence"].equals(prefs["judge_confidence"])
     report = summary["calibration"]
-    assert report == calibration_report(out, None) | {"confidence_kind": "simulator probability"}
+    judge = make_judge(config.judge, config.seed)
+    assert report == calibration_report(out, judge.info)
+    assert report["confidence_kind"] == "simulator probability"
+    assert report["calibrator"]["conditioned"] and report["calibrator"]["file"] is None  # fitted for its settings
     assert report["truth"] == "matches_ground_truth" and report["rows"] == prefs.height
     assert report["ece"] <= 0.05 < report["ece_judge"]
     assert sum(b["n"] for b in report["reliability"]) == prefs.height
     card = (out / "README.md").read_text()
     assert "## Calibration" in card and f"ECE **{report['ece']}**" in card
     assert "`judge_confidence` |" in card  # the column is documented
+    assert "fitted for this judge's own settings" in card and "noise 0.2" in card
 
 
 def write_preferences(out: Path, frame: pl.DataFrame) -> None:

@@ -133,7 +133,7 @@ def test_ties_and_split_votes_make_no_preference(tiny):
         ("A", 0.9),
     ]  # persona 1, pair 1: consistent for b
     _, frame, prefs = _run(tiny, 1, script, FiltersConfig(swap_consistency=False, min_agreement=0, min_confidence=0))
-    assert reason_counts(frame) == {"kept": 4, "tie": 2, "no_majority": 2}
+    assert reason_counts(frame) == {"kept": 4, "indifferent": 2, "no_majority": 2}
     assert prefs.height == 2
     assert frame.filter(pl.col("choice") == "tie")["side"].to_list() == ["tie", "tie"]
     assert frame.filter(pl.col("choice") == "tie")["winner_id"].to_list() == [None, None]

@@ -149,7 +149,11 @@ def test_happy_path_structured_output_tokens_and_cost(tiny_config, tmp_path):
     assert judgments["confidence"].to_list() == [0.8] * UNITS  # the model's 80 stored as 0.8
     body = stub.bodies[0]
     assert body["response_format"]["type"] == "json_schema"
-    assert body["response_format"]["json_schema"]["schema"]["properties"]["choice"]["enum"] == ["A", "B"]
+    assert body["response_format"]["json_schema"]["schema"]["properties"]["choice"]["enum"] == [
+        "A",
+        "B",
+        "tie",
+    ]  # allow_ties
     assert [m["role"] for m in body["messages"]] == ["system", "user"] and isinstance(body["seed"], int)
     assert summary["tokens"] == {"prompt_tokens": 100 * UNITS, "completion_tokens": 20 * UNITS}
     assert summary["cost_usd"] == pytest.approx(UNITS * (100 * 2.0 + 20 * 8.0) / 1e6)

@@ -12,7 +12,7 @@ from tests.conftest import load_with_datasets, run_without_prefect
 
 def test_every_pair_is_published_with_its_texts_and_every_other_config_joins_it(tiny_config, tmp_path):
     out = tmp_path / "out"
-    plan = pipeline.plan(load_config(tiny_config, ["population.size=2", "filters.min_confidence=0.97"]), out)
+    plan = pipeline.plan(load_config(tiny_config, ["population.size=2", "filters.min_confidence=0.9"]), out)
     summary = run_without_prefect(plan)
     pairs = pl.read_parquet(out / "data" / "pairs")
     assert pairs.height == summary["pairs"] == len(plan.pairs) and pairs["pair_id"].is_unique().all()

@@ -14,10 +14,13 @@ bias included, and an LLM's verbal or logprob confidence is whatever the model s
 
 A ridge logistic regression (Platt scaling on several features) turns them into a score and isotonic regression
 (pool-adjacent-violators) turns the score into a probability. Both are fitted on simulated builds with known
-truth over a grid of noise, position bias, temperature, samples and filters, and shipped as
-``data/calibration/simulated.json``; ``python -m polypref.analysis.calibration --fit`` refits it and ``--check``
-says whether it is current. At build time nothing is fitted: a row's confidence is a fixed function of its
-shard's judgments, so shards stay byte-identical when a build grows.
+truth. For an LLM judge, whose behaviour polypref cannot know, the fit covers a grid of noise, position bias,
+temperature, tie margin, samples and filters, and ships as ``data/calibration/simulated.json``;
+``python -m polypref.analysis.calibration --fit`` refits it and ``--check`` says whether it is current. The
+simulated judge's settings are known, so its calibrator is fitted for exactly those settings, on a fixed
+reference build (``calibrator_for``): one fit over the grid is off wherever a judge differs from the grid's
+average. Either way a row's confidence is a fixed function of its shard's judgments and the judge's settings, so
+shards stay byte-identical when a build grows.
 """
 
 from __future__ import annotations
@@ -274,6 +277,36 @@ def shipped_digest() -> str:
     return hashlib.sha256(assets.path("data", *SHIPPED).read_bytes()).hexdigest()[:12]
 
 
+def calibrator_for(judge: JudgeInfo) -> Calibrator:
+    """The calibrator of a judge's preferences: for the simulator, one fitted for its own settings (noise,
+    position bias, temperature, tie margin, confidence noise, samples) on a fixed reference build, since one fit
+    over a grid of judges is off wherever a judge differs from the grid's average (a bin's accuracy drifts 0.1
+    from its confidence); for every other judge, whose behaviour is unknown, the shipped fit over the grid."""
+    if not judge.simulated:
+        return shipped()
+    return _fitted_for(json.dumps(judge.params, sort_keys=True))
+
+
+@cache
+def _fitted_for(params: str) -> Calibrator:
+    """A fixed function of the settings (reference population, items and seed are fixed), so every process of
+    a build (work pool, Ray) fits the same map and a grown build keeps its shards' confidences."""
+    judge = [f"judge.{name}={value}" for name, value in sorted(json.loads(params).items())]
+    rows = pl.concat([simulated_rows([*judge, *filters], REFERENCE_PERSONAS) for filters in FILTERS])
+    summary = {
+        "judge": "the simulated judge with this dataset's settings, on the gss_spending population and items",
+        "settings": json.loads(params),
+        "personas": REFERENCE_PERSONAS,
+        "seed": SEED,
+        "filters": FILTER_NAMES,
+    }
+    return fit(rows, summary)
+
+
+def calibrator_digest(calibrator: Calibrator) -> str:
+    return hashlib.sha256(calibrator.to_json().encode()).hexdigest()[:12]
+
+
 def calibrate(features: pl.DataFrame, calibrator: Calibrator | None = None) -> pl.Series:
     """Calibrated confidence per row of ``pair_features``, rounded to 4 decimals like the judge's own."""
     values = (calibrator or shipped()).predict(features)
@@ -323,6 +356,13 @@ def reliability_table(confidence: Sequence[float], correct: Sequence[bool], bins
     return rows
 
 
+def largest_gap(table: Sequence[dict[str, Any]], min_rows: int = 1) -> dict[str, Any] | None:
+    """The bin (of those holding at least ``min_rows``) whose accuracy is furthest from its mean confidence:
+    ECE averages over rows, so a small bin that is badly off hides behind many good ones."""
+    bins = [dict(b, gap=round(b["accuracy"] - b["confidence"], 4)) for b in table if b["n"] >= min_rows]
+    return max(bins, key=lambda b: abs(b["gap"])) if bins else None
+
+
 def _read_preferences(out: Path) -> pl.DataFrame:
     """The columns the report needs from every preferences shard (older shards may lack judge_confidence)."""
     wanted = ("confidence", "judge_confidence", *TRUTH_COLUMNS)
@@ -339,11 +379,13 @@ def calibration_report(out: Path, judge: JudgeInfo | None = None) -> dict[str, A
     """ECE and a reliability table of a built folder's preference confidences, against the best truth there is:
     the simulator's ground truth, else the source's own labels, else none."""
     prefs = _read_preferences(out)
-    calibrator = shipped()
+    conditioned = judge is not None and judge.simulated
+    calibrator = calibrator_for(judge) if judge is not None else shipped()
     report: dict[str, Any] = {
         "calibrator": {
-            "file": "/".join(("data", *SHIPPED)),
-            "digest": shipped_digest(),
+            "conditioned": conditioned,
+            "file": None if conditioned else "/".join(("data", *SHIPPED)),
+            "digest": calibrator_digest(calibrator) if conditioned else shipped_digest(),
             "clip": [FLOOR, CEILING],
             "fitted_on": calibrator.fitted_on,
         },
@@ -356,17 +398,20 @@ def calibration_report(out: Path, judge: JudgeInfo | None = None) -> dict[str, A
         if scored.height:
             correct = scored[truth].to_numpy()
             raw = scored.filter(pl.col("judge_confidence").is_not_null())
+            table = reliability_table(scored["confidence"].to_numpy(), correct)
             return report | {
                 "truth": truth,
                 "rows": scored.height,
                 "accuracy": round(float(correct.mean()), 4),
                 "ece": round(expected_calibration_error(scored["confidence"].to_numpy(), correct), 4),
+                "largest_gap": largest_gap(table),
+                "largest_gap_50": largest_gap(table, min_rows=GAP_MIN_ROWS),
                 "ece_judge": round(
                     expected_calibration_error(raw["judge_confidence"].to_numpy(), raw[truth].to_numpy()), 4
                 )
                 if raw.height
                 else None,
-                "reliability": reliability_table(scored["confidence"].to_numpy(), correct),
+                "reliability": table,
             }
     return report
 
@@ -382,13 +427,17 @@ GRID: tuple[tuple[float, float, float], ...] = tuple(
 )
 SAMPLES = (1, 3)
 CONFIDENCE_NOISE = (0.5, 1.0, 2.0)
+TIE_MARGINS = (0.0, 0.05)  # a judge that never says tie, and one that says it when the persona is indifferent
 FILTERS = (
     ("filters.swap_consistency=true", "filters.min_agreement=0.75", "filters.min_confidence=0.6"),
     ("filters.swap_consistency=true", "filters.min_agreement=0", "filters.min_confidence=0"),
     ("filters.swap_consistency=false", "filters.min_agreement=0", "filters.min_confidence=0"),
 )
+FILTER_NAMES = ["default", "no agreement or confidence minimum", "no minimum and no swap filter"]
 PERSONAS = 60
+REFERENCE_PERSONAS = 120  # a conditioned fit: one judge, so more personas for the same rows as a grid cell
 SEED = 0
+GAP_MIN_ROWS = 50  # the card's per-bin check looks at bins holding at least this many preferences
 
 
 def simulated_rows(overrides: Sequence[str], personas: int = PERSONAS, seed: int = SEED) -> pl.DataFrame:
@@ -441,12 +490,13 @@ def training_rows() -> pl.DataFrame:
                     f"judge.samples={samples}",
                     # how noisy the stated confidence is varies over the grid, not as a fourth axis (cost)
                     f"judge.confidence_noise={CONFIDENCE_NOISE[(i + i // 3) % len(CONFIDENCE_NOISE)]}",
+                    f"judge.tie_margin={TIE_MARGINS[(i + samples) % len(TIE_MARGINS)]}",
                 ]
                 frames.append(simulated_rows([*judge, *filters]))
     return pl.concat(frames)
 
 
-def fit(rows: pl.DataFrame) -> Calibrator:
+def fit(rows: pl.DataFrame, about: dict[str, Any] | None = None) -> Calibrator:
     """Platt on the features, then isotonic on the Platt score (which Platt alone cannot shape: ties in the
     simulator's truth sit at debiased log-odds 0 and are never "correct", a step no sigmoid follows)."""
     x, y = _design(rows), rows["correct"].to_numpy().astype(np.float64)
@@ -455,16 +505,19 @@ def fit(rows: pl.DataFrame) -> Calibrator:
     isotonic = fit_isotonic(score, y)
     fitted = Calibrator(platt, isotonic, {})
     conf = fitted.predict(rows)
-    summary = {
+    grid = {
         "judge": "the simulated judge on the gss_spending population and items",
         "personas": PERSONAS,
         "seed": SEED,
         "noise": sorted({g[0] for g in GRID}),
         "position_bias": sorted({g[1] for g in GRID}),
         "temperature": sorted({g[2] for g in GRID}),
+        "tie_margin": list(TIE_MARGINS),
         "confidence_noise": list(CONFIDENCE_NOISE),
         "samples": list(SAMPLES),
-        "filters": ["default", "no agreement or confidence minimum", "no minimum and no swap filter"],
+        "filters": FILTER_NAMES,
+    }
+    summary = (about if about is not None else grid) | {
         "rows": rows.height,
         "accuracy": round(float(y.mean()), 4),
         "ece": round(expected_calibration_error(conf, y), 4),

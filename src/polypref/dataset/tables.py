@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from polypref.analysis.calibration import calibrate, pair_features
+from polypref.analysis.calibration import calibrate, calibrator_for, pair_features
 from polypref.judges.base import JudgeInfo
 from polypref.records import PAIR_KEYS, Message, Messages, Persona, ResponsePair, UnitBatch
 
@@ -148,7 +148,7 @@ def preferences_frame(frame: pl.DataFrame, batch: UnitBatch, meta: RunMeta) -> p
     """
     kept = frame.filter(pl.col("drop_reason").is_null())
     features = pair_features(frame)
-    calibrated = features.select(*PAIR_KEYS).with_columns(calibrate(features))
+    calibrated = features.select(*PAIR_KEYS).with_columns(calibrate(features, calibrator_for(meta.judge)))
     agg = kept.group_by(PAIR_KEYS, maintain_order=True).agg(
         chosen_side=pl.col("majority").first(),
         true_side=pl.col("true_side").first(),

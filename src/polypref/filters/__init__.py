@@ -6,7 +6,7 @@ from polypref.config import FiltersConfig
 from polypref.filters.agreement import Agreement
 from polypref.filters.base import Filter, FilterChain, apply_filters, reason_counts
 from polypref.filters.confidence import Confidence
-from polypref.filters.outcome import Outcome
+from polypref.filters.outcome import Indifference, Outcome
 from polypref.filters.swap import SwapConsistency
 from polypref.filters.validity import Validity
 
@@ -16,7 +16,7 @@ def filters_from_config(config: FiltersConfig) -> FilterChain:
     judgment: list[Filter] = [Validity()]
     if config.swap_consistency:
         judgment.append(SwapConsistency())
-    pair: list[Filter] = []
+    pair: list[Filter] = [Indifference()]
     if config.min_agreement > 0:
         pair.append(Agreement(config.min_agreement))
     if config.min_confidence > 0:

@@ -2,7 +2,7 @@
 
 1. judgment filters: each judgment on its own (validity, swap consistency of its sample);
 2. the vote: per (persona, pair), over the judgments that survived stage 1 only;
-3. pair filters: on the vote's outcome (agreement, confidence, tie / no majority).
+3. pair filters: on the vote's outcome (indifference, agreement, confidence, no majority).
 
 So a preference's chosen response, agreement and judgment count are always those of its kept judgments.
 A filter is a polars expression giving a drop reason (null = keep); the first reason a row meets is kept.

@@ -32,7 +32,11 @@ class LLMJudgeConfig(StrictModel):
     mode: Literal["verdict", "choice"] = Field(
         "verdict", description="verdict: JSON verdict; choice: one letter, confidence from logprobs"
     )
-    allow_ties: bool = Field(False, description="Let the judge answer tie")
+    allow_ties: bool = Field(
+        True,
+        description='Let the judge answer "tie" (no preference): such units leave preferences as indifferent and '
+        "count in the soft labels; false forces a pick, a coin flip for an indifferent persona",
+    )
     temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature (> 0 when samples > 1)")
     top_p: float = Field(1.0, gt=0, le=1)
     max_tokens: int = Field(256, ge=1, le=32_768, description="Output token limit per judgment")

@@ -13,6 +13,11 @@ verdict's confidence is the model's probability of the option it chose as the ju
 real judge's stated confidence is a noisy read of its real chance, and exact ones would make every confidence
 filter and calibration look perfect. Strength grows with the reported confidence, and ``true_choice`` records
 the noiseless preference so filters can be scored against truth.
+
+Indifference is an outcome: a persona within ``tie_margin`` of equidistant (an "about right" persona judging
+"too little" against "too much") has no preference, so its truth is a tie and it says tie, except in a lapse
+(probability ``noise``), when it names a response as a forced pick would. Without this, a filter keeps exactly
+the coin flips whose noise leaned one way, and publishes them as confident labels.
 """
 
 from __future__ import annotations
@@ -35,10 +40,27 @@ MODEL = "ideal-point-bradley-terry/1"
 class SimulatedJudgeConfig(StrictModel):
     backend: Literal["simulated"] = "simulated"
     samples: int = Field(1, ge=1, le=64, description="Judgments per (persona, pair, order)")
-    temperature: float = Field(0.15, gt=0, le=10, description="Bradley-Terry temperature on stance distance")
-    position_bias: float = Field(0.4, ge=-10, le=10, description="Logit added in favour of the first response")
-    noise: float = Field(0.05, ge=0, le=1, description="Lapse rate: probability of a coin-flip choice")
-    tie_margin: float = Field(0.0, ge=0, le=1, description="Say tie when the distance gap is below this")
+    # Defaults as noisy as a small (7-8B) LLM judge is reported to be, so the default dataset shows what the
+    # filters are worth (raw verdicts about 0.86 right on pairs with a true preference, kept ones about 1.0):
+    # - noise 0.15: repeated identical pairwise judgments flip 13.6% of the time on average for GPT-4o-mini and
+    #   GPT-4.1-mini ("The Coin Flip Judge? Reliability and Bias in LLM-as-a-Judge Evaluation", arXiv:2606.13685);
+    #   a smaller model is no steadier. With a lapse rate n, two runs of a clear pair differ about n of the time.
+    # - position_bias 0.8 (a logit): where the persona has no lean the first-shown response wins 69% of the
+    #   time, as GPT-4o-mini's first position is the majority answer on 72% of questions (same study); MT-Bench's
+    #   judges lean the same way (Zheng et al. 2023, Table 2: GPT-3.5 is position-consistent on 46% of its
+    #   pairs and favours the first position on 50%, Claude-v1 on 24% and 75%).
+    # - temperature 0.2: a half-scale stance gap (0.5) is judged right 92% of the time before lapses and bias.
+    temperature: float = Field(0.2, gt=0, le=10, description="Bradley-Terry temperature on stance distance")
+    position_bias: float = Field(0.8, ge=-10, le=10, description="Logit added in favour of the first response")
+    noise: float = Field(0.15, ge=0, le=1, description="Lapse rate: probability of a coin-flip choice")
+    tie_margin: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Indifference: a persona whose distances to the two stances differ by less than this has no "
+        "preference (its truth is a tie) and says tie, except in a lapse (0: only exact equidistance is a tie, "
+        "and the judge never says so)",
+    )
     confidence_noise: float = Field(
         1.0, ge=0, le=10, description="Noise (SD, in logits) on the confidence the judge reports; 0 = exact"
     )
@@ -72,14 +94,16 @@ class SimulatedJudge:
         p_first = cfg.noise / 2 + (1 - cfg.noise) / (1 + np.exp(-(d / cfg.temperature + cfg.position_bias)))
         picks_first = unit_uniforms(self.seed, batch) < p_first
         valid = ~np.isnan(att)
-        tie = valid & (np.abs(d) < cfg.tie_margin)
+        indifferent = np.abs(d) < cfg.tie_margin
+        # an indifferent persona says so, except in a lapse, when the judge names a response anyway
+        tie = valid & indifferent & (unit_uniforms(self.seed + 2, batch) >= cfg.noise)
 
         p_chosen = np.where(picks_first, p_first, 1 - p_first)
         p_chosen = np.where(tie, 1 - np.abs(2 * p_first - 1), p_chosen)
         p_chosen = _reported(p_chosen, cfg.confidence_noise, unit_uniforms(self.seed + 1, batch))
         strength = np.clip(np.ceil(5 * (2 * np.nan_to_num(p_chosen) - 1)), 1, 5).astype(np.int8)
         choice = np.where(tie, "tie", np.where(picks_first, "A", "B"))
-        truth = np.where(d > 0, "A", np.where(d < 0, "B", "tie"))
+        truth = np.where(indifferent | (d == 0), "tie", np.where(d > 0, "A", "B"))
 
         flat_view = pl.Series([v for row in view for v in row], dtype=pl.String)
         persona_view = flat_view.gather(batch.persona_idx.astype(np.int64) * len(topics) + batch.pair_idx)
