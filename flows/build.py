@@ -17,6 +17,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from polypref import pipeline, publish, ray_workers, workers, workpool
+from polypref.analysis import evaluate as evaluation
 from polypref.config import BuildConfig
 from polypref.dataset.lock import folder_lock
 from polypref.errors import Interrupted, retry_unless_polypref_error
@@ -104,6 +105,11 @@ def _build(config: BuildConfig, out: str, overwrite: bool, source: str, add_pers
         key="filter-outcomes",
         table=[{"outcome": k, "judgments": v} for k, v in summary["reasons"].items()],
         description=f"Judgments per filter outcome, run {summary['run_id']}",
+    )
+    create_markdown_artifact(
+        key="personalization",
+        markdown=evaluation.markdown(summary["personalization"]),
+        description="Accuracy on held-out personas: the population's majorities against k of their own labels",
     )
     published = ""
     if config.publish.repo and summary.get("unanswered"):  # publish only a complete build

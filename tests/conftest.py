@@ -43,14 +43,21 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory):
     mp.undo()
 
 
-def load_with_datasets(folder: Path, config: str | None = None):
+def load_with_datasets(folder: Path, config: str | None = None, split: str | None = None):
     """`datasets.load_dataset` on a build folder, with a cache of its own: tests stay independent of each
-    other's cached builds (the card's dataset_info keeps builds apart for users; see test_pipeline)."""
+    other's cached builds (the card's dataset_info keeps builds apart for users; see test_pipeline). Without
+    ``split``, every split the card declares, in train, validation, test order, as one Dataset: the whole
+    config (a build splits its personas train/test by default)."""
     import tempfile
 
     import datasets
 
-    return datasets.load_dataset(str(folder), config, split="train", cache_dir=tempfile.mkdtemp(prefix="hfds-"))
+    loaded = datasets.load_dataset(str(folder), config, split=split, cache_dir=tempfile.mkdtemp(prefix="hfds-"))
+    if split is not None:
+        return loaded
+    order = [name for name in ("train", "validation", "test") if name in loaded]
+    assert set(order) == set(loaded), f"unexpected splits: {sorted(loaded)}"
+    return datasets.concatenate_datasets([loaded[name] for name in order])
 
 
 @pytest.fixture(autouse=True)

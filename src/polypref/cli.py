@@ -339,9 +339,15 @@ def evaluate(
         Path | None, typer.Option("--json", help="Also write the figures to this file as JSON")
     ] = None,
     test_share: Annotated[
-        float,
-        typer.Option("--test-share", help="Share of personas held out (a stable hash of persona_id)", min=0.0, max=1.0),
-    ] = 0.1,
+        float | None,
+        typer.Option(
+            "--test-share",
+            help="Share of personas held out (a stable hash of persona_id), the rest learnt from; default: the "
+            "build's own test split (output.splits), its train split learnt from",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Picks each held-out persona's shots")] = 0,
     force: Annotated[bool, typer.Option(help="Replace an existing --json file")] = False,
 ) -> None:
@@ -353,7 +359,12 @@ def evaluate(
 
     if json_path is not None:
         _check_new_file(json_path, force, "evaluate.json")
-    figures = {"folder": str(folder)} | evaluation.evaluate(evaluation.read_preferences(folder), test_share, seed)
+    preferences = evaluation.read_preferences(folder)
+    if test_share is None:  # the build's own split: the personas its test split holds out
+        figures = evaluation.evaluate(preferences, seed=seed, shares=evaluation.build_splits(folder))
+    else:
+        figures = evaluation.evaluate(preferences, test_share, seed)
+    figures = {"folder": str(folder)} | figures
     for line in evaluation.describe(figures):
         out.print(line)
     if json_path is not None:
@@ -534,6 +545,11 @@ def _print_summary(summary: dict[str, Any], out_dir: Path) -> int:
         counts = ", ".join(f"{reason} {n}" for reason, n in skipped.items())
         listed = out_dir / ".polypref" / "skipped.jsonl"
         out.print(f"left out {sum(skipped.values())} source rows ({counts}): listed in {listed}")
+    split_rows = (summary.get("splits") or {}).get("rows") or {}
+    if len(held := split_rows.get("personas") or {}) > 1:  # whole personas per split (output.splits)
+        prefs = split_rows.get("preferences") or {}
+        parts = [f"{name} {n} personas, {prefs.get(name, 0)} preferences" for name, n in held.items()]
+        out.print(f"splits (by persona): {'; '.join(parts)}")
     reused = int(summary.get("reused_judgments") or 0)
     if reused:
         out.print(f"reused: {reused} of the {summary['judgments']} judgments came from earlier runs (no request)")
@@ -541,7 +557,11 @@ def _print_summary(summary: dict[str, Any], out_dir: Path) -> int:
         out.print(f"not published to {published['repo']}: {published['skipped']}; run the same command again")
     elif published:
         out.print(f"published: {published['repo']} ({published['tag'] or 'unchanged, no commit'})")
-    out.print(f'load it: datasets.load_dataset("{out_dir}", "preferences")')
+    test = "test" in ((summary.get("splits") or {}).get("rows") or {}).get("preferences", {})
+    out.print(
+        f'load it: datasets.load_dataset("{out_dir}", "preferences", split="train")'
+        + (' (held-out personas: split="test")' if test else "")
+    )
     return int(summary.get("unanswered") or 0)
 
 

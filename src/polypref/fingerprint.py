@@ -34,13 +34,14 @@ from polypref.population.survey import source_file
 # the same data under another spelling (a tag for the same commit, a limit past the row count) resumes.
 OPERATIONAL: dict[str, frozenset[str]] = {
     "items": frozenset({"source", "format", "columns", "config", "split", "revision", "limit"}),
-    "output": frozenset({"workers", "row_group_rows", "pretty_name", "license"}),
+    # episodes are made anew from the preferences at each build's end: no shard holds one
+    "output": frozenset({"workers", "row_group_rows", "pretty_name", "license", "episodes"}),
     # judge.templates is where the user's templates lie: their content enters instead (judging_templates), so a
     # moved folder resumes and an edited template does not
     "judge": RUN_SETTINGS | {"templates"},
     "publish": frozenset({"repo", "private", "revision"}),  # where a finished build goes, not what it holds
     # a check before judging: its figures go into the card, never into a row
-    "fidelity": frozenset({"check", "topics", "personas", "gate", "max_tvd", "min_alignment"}),
+    "fidelity": frozenset({"check", "topics", "personas", "gate", "max_tvd", "min_alignment", "max_excess_tvd"}),
     # the weights config is computed anew over every shard at each build's end: no shard holds a weight
     "weights": frozenset({"alpha", "beta", "tiers", "missing_as_dissent"}),
 }

@@ -25,10 +25,12 @@ from pydantic import ValidationError
 from polypref import generation, progress, publish
 from polypref.build_plan import BuildPlan, RunState
 from polypref.config import POPULATION_LIMIT, BuildConfig
-from polypref.dataset import card
+from polypref.dataset import card, splits
+from polypref.dataset.distributions import dataset_distributions
+from polypref.dataset.episodes import split_episodes
 from polypref.dataset.layout import lay_out, pairs_per_shard
 from polypref.dataset.review import dataset_review
-from polypref.dataset.schema import to_arrow
+from polypref.dataset.schema import arrow_schema, to_arrow
 from polypref.dataset.state import MAP_PNG, BuildState
 from polypref.dataset.tables import (
     RunMeta,
@@ -42,6 +44,8 @@ from polypref.dataset.tables import (
 )
 from polypref.dataset.weights import WEIGHT_COLUMNS, dataset_weights
 from polypref.dataset.writer import (
+    CONFIGS,
+    FINAL_CONFIGS,
     WrittenFile,
     shard_path,
     write_bytes,
@@ -413,15 +417,22 @@ def _write_personas(plan: BuildPlan, run: RunState) -> None:
             continue
         meta = RunMeta(part.run_id or run.run_id, _created(part.created_at, run), JudgeInfo("", "", simulated=False))
         for j, first in enumerate(range(start, end, step)):
-            path = shard_path(plan.out, "personas", part.first_shard + j)
-            entry = recorded.get(path.relative_to(plan.out).as_posix())
-            if entry is not None and plan.state.file_problem(path, entry) is None:  # written by an earlier run
-                continue
-            frame = personas_frame(plan.population.personas[first : min(first + step, end)], meta)
-            table = to_arrow(
-                "persona", frame, {"attributes": list(spec.attributes), "attitudes": list(spec.attitudes.items)}
-            )
-            written[path] = write_parquet(table, path, plan.config.output.row_group_rows)
+            personas = plan.population.personas[first : min(first + step, end)]
+            shares = plan.config.output.splits  # a file per split of these personas (dataset.splits)
+            names = splits.present((p.id for p in personas), shares)
+            paths = [shard_path(plan.out, "personas", part.first_shard + j, name) for name in names]
+            entries = [recorded.get(path.relative_to(plan.out).as_posix()) for path in paths]
+            if all(
+                e is not None and plan.state.file_problem(p, e) is None for p, e in zip(paths, entries, strict=True)
+            ):
+                continue  # written by an earlier run
+            frame = personas_frame(personas, meta)
+            fields = {"attributes": list(spec.attributes), "attitudes": list(spec.attitudes.items)}
+            tables = [
+                (to_arrow("persona", rows, fields), path)
+                for (_, rows), path in zip(splits.by_split(frame, shares, names), paths, strict=True)
+            ]
+            written.update(zip(paths, write_parquet_together(tables, plan.config.output.row_group_rows), strict=True))
         covered = end
     if written:
         plan.state.record_files(written)
@@ -478,29 +489,31 @@ def run_shard(plan: BuildPlan, run: RunState, index: int, judge: Judge) -> Shard
     rows = plan.config.output.row_group_rows
 
     attribute_names = list(plan.population.spec.attributes)
-    judgments_file, preferences_file = write_parquet_together(
-        [
-            (
-                to_arrow("judgment", with_source_columns(frame, plan.source_columns), plan.struct_fields),
-                shard_path(plan.out, "judgments", index),
+    # a file per config and split of the shard's personas (dataset.splits), all written together
+    shares = plan.config.output.splits
+    start, end = part.shard_personas(index)
+    names = splits.present((p.id for p in plan.population.personas[start:end]), shares)
+    tables = [
+        (to_arrow("judgment", rows_of, plan.struct_fields), shard_path(plan.out, "judgments", index, name))
+        for name, rows_of in splits.by_split(with_source_columns(frame, plan.source_columns), shares, names)
+    ] + [
+        (
+            to_arrow(
+                "preference",
+                rows_of,
+                {"persona_attributes": attribute_names, **plan.struct_fields},
+                messages=plan.conversational,
             ),
-            (
-                to_arrow(
-                    "preference",
-                    with_source_columns(preferences, plan.source_columns),
-                    {"persona_attributes": attribute_names, **plan.struct_fields},
-                    messages=plan.conversational,
-                ),
-                shard_path(plan.out, "preferences", index),
-            ),
-        ],
-        rows,
-    )
+            shard_path(plan.out, "preferences", index, name),
+        )
+        for name, rows_of in splits.by_split(with_source_columns(preferences, plan.source_columns), shares, names)
+    ]
+    files = write_parquet_together(tables, rows)
     report = replace(
         shard_stats(index, frame, preferences),
         reused=judged.reused,
         planned=planned,
-        files={"judgments": judgments_file, "preferences": preferences_file},
+        files={path.relative_to(plan.out).as_posix(): w for (_, path), w in zip(tables, files, strict=True)},
     )
     plan.state.write_report(index, asdict(report))
     plan.store.forget(index, saved)  # the report skips this shard from now on
@@ -603,6 +616,7 @@ def finalize(
     """Write the weights, review candidates and preference-space map (over the whole dataset), the dataset card
     and the build summary; return the summary. ``persona_free``: the judge's votes without a persona
     (persona_free_votes), placed on the map."""
+    from polypref.analysis import evaluate as evaluation
     from polypref.analysis.calibration import calibration_report
     from polypref.analysis.preference_map import dataset_map, render_png
 
@@ -613,9 +627,15 @@ def finalize(
     written: dict[Path, WrittenFile] = {}
     _write_pairs(plan, meta, written)
     counts = _write_weights_and_review(plan, meta, written)
+    path = shard_path(plan.out, "distributions", 0)
+    soft = to_arrow("distribution", stamped(dataset_distributions(plan.out), meta))
+    written[path] = write_parquet(soft, path, plan.config.output.row_group_rows)
+    counts["distributions"] = written[path].rows
+    counts["episodes"] = _write_episodes(plan, meta, written)
     points = dataset_map(plan.out, persona_free)
     path = shard_path(plan.out, "map", 0)
     written[path] = write_parquet(to_arrow("map", stamped(points, meta)), path, plan.config.output.row_group_rows)
+    plan.state.drop_unwritten(FINAL_CONFIGS, written)
     plan.state.record_files(written)
     render_png(points, plan.out / MAP_PNG, plan.config.output.pretty_name)
     summary = (
@@ -627,11 +647,36 @@ def finalize(
             "map": points.height,  # rows, as for every config (the card's dataset_info reads them)
             "preference_map": map_summary(points),
             "representatives": representatives_summary(plan.population),
+            # the shares and each config's rows per split: the card declares the splits that have rows
+            "splits": splits.summary(plan.out, plan.config.output.splits, CONFIGS),
+            # how much a persona's own labels say beyond the population's, on the held-out personas
+            "personalization": evaluation.for_card(plan.out, plan.config.output.splits),
         }
     )
     _write_text(plan.out / "README.md", card.render(plan, summary))
     plan.state.write_summary(summary)
     return summary
+
+
+def _write_episodes(plan: BuildPlan, meta: RunMeta, written: dict[Path, WrittenFile]) -> int | None:
+    """The episodes config (output.episodes), a file per split of the preferences; its rows, None when off."""
+    settings = plan.config.output.episodes
+    if settings is None:
+        return None
+    fields = {"persona_attributes": list(plan.population.spec.attributes)}
+    rows = 0
+    for name in splits.present((p.id for p in plan.population.personas), plan.config.output.splits):
+        files = splits.split_files(plan.out / "data" / "preferences", [name])
+
+        def parts(files: list[Path] = files) -> Iterator[pa.Table]:
+            yield arrow_schema("episode", fields, plan.conversational).empty_table()  # the schema, if no rows
+            for part in split_episodes(files, settings.shots, settings.seed):
+                yield to_arrow("episode", stamped(part, meta), fields, messages=plan.conversational)
+
+        path = shard_path(plan.out, "episodes", 0, name)
+        written[path] = write_parquet_parts(parts(), path, plan.config.output.row_group_rows)
+        rows += written[path].rows
+    return rows
 
 
 PAIRS_PER_PART = 100_000  # pairs made into rows at a time: a source of 10^6 items stays flat
@@ -656,21 +701,29 @@ def _write_weights_and_review(plan: BuildPlan, meta: RunMeta, written: dict[Path
     while the other is made; the weights are written in parts); return what the summary says of them. Adds
     what each file holds to ``written``."""
     personas = []
+    # a file per split of the population's personas (dataset.splits), computed over the whole dataset as before
+    shares = plan.config.output.splits
+    names = splits.present((p.id for p in plan.population.personas), shares)
 
-    def parts() -> Iterator[pa.Table]:
-        yield to_arrow("weight", stamped(pl.DataFrame(schema=WEIGHT_COLUMNS), meta))  # the schema, if no rows
+    def parts() -> Iterator[dict[str, pa.Table]]:
+        empty = to_arrow("weight", stamped(pl.DataFrame(schema=WEIGHT_COLUMNS), meta))
+        yield dict.fromkeys(names, empty)  # the schema, if no rows
         # about 250,000 rows (whole personas) at a time: 10^7 stay flat
         for part in dataset_weights(plan.out, plan.config.weights):
             personas.append(part["persona_id"].n_unique())
-            yield to_arrow("weight", stamped(part, meta))
+            yield {name: to_arrow("weight", stamped(f, meta)) for name, f in splits.by_split(part, shares, names)}
 
     rows = plan.config.output.row_group_rows
-    weights = shard_path(plan.out, "weights", 0)
-    written[weights] = write_parquet_parts(parts(), weights, rows)
-    counts: dict[str, Any] = {"weights": written[weights].rows, "personas_with_preferences": sum(personas)}
+    weights = {name: shard_path(plan.out, "weights", 0, name) for name in names}
+    made = splits.write_split_parts(parts(), weights, rows)
+    written.update(made)
+    counts: dict[str, Any] = {"weights": sum(w.rows for w in made.values()), "personas_with_preferences": sum(personas)}
     review = dataset_review(plan.out)
-    path = shard_path(plan.out, "review", 0)
-    written[path] = write_parquet(to_arrow("review", stamped(review, meta)), path, rows)
+    tables = [
+        (to_arrow("review", stamped(f, meta)), shard_path(plan.out, "review", 0, name))
+        for name, f in splits.by_split(review, shares, names)
+    ]
+    written.update(zip([path for _, path in tables], write_parquet_together(tables, rows), strict=True))
     reasons = dict(review["reason"].value_counts().sort("reason").iter_rows())
     return counts | {"review": review.height, "review_reasons": reasons}
 

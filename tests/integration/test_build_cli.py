@@ -114,11 +114,49 @@ def test_datasets_loads_every_config_with_consistent_counts(built: dict[str, Any
 def test_card_states_source_config_and_filters(built: dict[str, Any]) -> None:
     card = (built["out"] / "README.md").read_text()
     front = yaml.safe_load(card.split("---")[1])
-    assert [c["config_name"] for c in front["configs"]] == list(CONFIGS)
-    assert set(CONFIGS) == {"preferences", "judgments", "personas", "pairs", "weights", "review", "map"}
+    assert [c["config_name"] for c in front["configs"]] == [c for c in CONFIGS if c != "episodes"]  # off
+    assert set(CONFIGS) == {
+        "preferences",
+        "judgments",
+        "personas",
+        "pairs",
+        "weights",
+        "review",
+        "map",
+        "distributions",
+        "episodes",
+    }
     assert "NORC" in card and "gss.norc.org" in card  # citation and terms of the population used
     assert "Simulated judgments" in card and "swap_inconsistent" in card
     assert f"size: {PERSONAS}" in card and f"samples: {SAMPLES}" in card  # the config used
+
+
+def test_evaluate_on_the_build_matches_its_card_and_prefect_artifact(built: dict[str, Any], tmp_path: Path) -> None:
+    """`polypref evaluate` on the build's own test split gives the figures the build put in its summary, card
+    and Prefect artifact; the held-out personas are exactly the build's test split."""
+    out = built["out"]
+    result = _polypref("evaluate", str(out), "--json", str(tmp_path / "fig.json"), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads((tmp_path / "fig.json").read_text())
+    summary = json.loads((out / ".polypref" / "summary.json").read_text())
+    assert {k: v for k, v in figures.items() if k != "folder"} == summary["personalization"]
+    test = load_with_datasets(out, "preferences", split="test")
+    assert figures["labels"]["test"] == test.num_rows > 0
+    assert figures["personas"]["test"] == len(set(test["persona_id"]))
+    first = result.stdout.splitlines()[0]
+    assert first.startswith(f"held out {figures['personas']['test']} of {PERSONAS} personas (the build's test split")
+    card = (out / "README.md").read_text()
+    overall = figures["overall"]
+    row = f"| overall | {overall['personas']} | {overall['labels']} | {overall['global_majority']:.3f} |"
+    assert "## Personalization" in card and row in card
+    database = Path(os.environ["PREFECT_HOME"]) / "prefect.db"
+    with sqlite3.connect(database) as db:
+        artifacts = db.execute(
+            "SELECT artifact.data, flow_run.parameters FROM artifact JOIN flow_run ON flow_run.id = "
+            "artifact.flow_run_id WHERE artifact.key = 'personalization'"
+        ).fetchall()
+    mine = [json.loads(data) for data, parameters in artifacts if json.loads(parameters).get("out") == str(out)]
+    assert mine and all(row in markdown for markdown in mine)
 
 
 def test_the_flow_ran_on_prefect(built: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from polypref import pipeline, publish
 from polypref.config import load_config
+from polypref.dataset.splits import split_of
 from tests.conftest import run_without_prefect
 
 pytestmark = pytest.mark.integration
@@ -47,8 +48,15 @@ def _no_sleep(seconds: float) -> None:
     return None
 
 
-def test_a_push_loads_back_with_datasets_and_a_second_push_commits_nothing(writer, build: Path) -> None:
+def _remote(repo: str, config: str, revision: str) -> pl.DataFrame:
+    """Every row of a pushed config, all its splits (personas split train/test by output.splits) together."""
     import datasets
+
+    loaded = datasets.load_dataset(repo, config, revision=revision)
+    return pl.concat([pl.from_arrow(loaded[split].data.table) for split in sorted(loaded)])  # type: ignore[misc]
+
+
+def test_a_push_loads_back_with_datasets_and_a_second_push_commits_nothing(writer, build: Path) -> None:
 
     repo = _repo()
     first = publish.push(build, repo, sleep=_no_sleep)
@@ -61,13 +69,27 @@ def test_a_push_loads_back_with_datasets_and_a_second_push_commits_nothing(write
     assert all(TOKEN not in json.dumps(p) for p in pushes)
 
     local = pl.read_parquet(build / "data" / "preferences").sort(["persona_id", "pair_id"])
-    remote = datasets.load_dataset(repo, "preferences", split="train", revision="v1")
-    assert remote.num_rows == local.height
-    back = pl.from_arrow(remote.data.table).sort(["persona_id", "pair_id"])
+    back = _remote(repo, "preferences", "v1").sort(["persona_id", "pair_id"])
+    assert back.height == local.height
     assert back["chosen_id"].to_list() == local["chosen_id"].to_list()
 
     again = publish.push(build, repo, sleep=_no_sleep)
     assert again.commits == [] and again.tag is None and len(writer.stub.pushes(repo)) == len(pushes)
+
+
+def test_a_pushed_build_loads_its_held_out_personas_as_the_test_split(writer, build: Path) -> None:
+    import datasets
+
+    repo = _repo()
+    publish.push(build, repo, sleep=_no_sleep)
+    local = pl.read_parquet(build / "data" / "preferences")
+    test = datasets.load_dataset(repo, "preferences", split="test", revision="v1")
+    train = datasets.load_dataset(repo, "preferences", split="train", revision="v1")
+    assert test.num_rows > 0 and test.num_rows + train.num_rows == local.height
+    held_out = {p for p in local["persona_id"] if split_of(p, 0.1) == "test"}
+    assert set(test["persona_id"]) == held_out and not held_out & set(train["persona_id"])
+    personas = datasets.load_dataset(repo, "personas", split="test", revision="v1")
+    assert {split_of(p, 0.1) for p in personas["persona_id"]} == {"test"} and held_out <= set(personas["persona_id"])
 
 
 def test_commits_hold_at_most_the_batch_size_and_the_card_comes_last(
@@ -117,7 +139,6 @@ def test_a_push_that_failed_midway_resumes_uploading_only_what_had_not_landed(
 def test_a_push_cut_short_before_its_tag_is_tagged_by_the_next_push(writer, build: Path) -> None:
     """A 429 storm on tag creation: the data and card are committed but untagged, so a pinned revision is
     missing. The next push makes no commit and tags the build; the one after changes nothing."""
-    import datasets
 
     repo = _repo()
     writer.stub.fail_next("create_tag", 6, status=429, retry_after=1)
@@ -129,8 +150,7 @@ def test_a_push_cut_short_before_its_tag_is_tagged_by_the_next_push(writer, buil
     assert "tagged v1 (the last push stopped before tagging it)" in next(publish.iter_summary(resumed))
     again = publish.push(build, repo, sleep=_no_sleep)
     assert again.tag is None and again.pinned == "v1" and writer.stub.log.count("create_tag", "POST") == 7
-    remote = datasets.load_dataset(repo, "preferences", split="train", revision="v1")
-    assert remote.num_rows == pl.read_parquet(build / "data" / "preferences").height
+    assert _remote(repo, "preferences", "v1").height == pl.read_parquet(build / "data" / "preferences").height
 
 
 def _flip(path: Path) -> None:
@@ -161,8 +181,6 @@ def test_a_damaged_build_is_refused_before_any_request_and_its_build_repairs_it(
 ) -> None:
     import shutil
 
-    import datasets
-
     copy = tmp_path / "copy"
     shutil.copytree(build, copy)
     damage(copy)
@@ -178,8 +196,7 @@ def test_a_damaged_build_is_refused_before_any_request_and_its_build_repairs_it(
     repaired = run_without_prefect(pipeline.plan(config, copy))
     assert repaired["reused_judgments"] == repaired["judgments"]  # made again from the store: no request
     assert publish.push(copy, repo, sleep=_no_sleep).tag == "v1"
-    remote = datasets.load_dataset(repo, "preferences", split="train", revision="v1")
-    assert remote.num_rows == pl.read_parquet(build / "data" / "preferences").height
+    assert _remote(repo, "preferences", "v1").height == pl.read_parquet(build / "data" / "preferences").height
 
 
 def test_a_changed_build_uploads_only_what_changed_and_is_tagged_anew(writer, build: Path, tmp_path: Path) -> None:
@@ -228,7 +245,6 @@ def test_a_build_that_names_a_repo_publishes_and_a_refresh_uploads_only_its_new_
 ) -> None:
     """The flow's publish step (publish.repo in the config), then a scheduled refresh's --add-personas: the
     refresh's push uploads its new shards, the weights and the card, nothing else the first push sent."""
-    import datasets
 
     repo = _repo()
     env = {**os.environ, "HF_ENDPOINT": writer.url, "HF_HOME": str(writer.home), "HF_HUB_OFFLINE": "0"}
@@ -251,19 +267,23 @@ def test_a_build_that_names_a_repo_publishes_and_a_refresh_uploads_only_its_new_
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"published: {repo} (v2)" in again.stdout
     new = set(publish.published_files(out)) - set(before)
-    assert new == {f"data/{c}/train-00003.parquet" for c in ("judgments", "preferences", "personas")}
+    # the new personas' shard: a file per config and split of its personas (output.splits)
+    splits = {split_of(p, 0.1) for p in pl.read_parquet(out / "data" / "personas")["persona_id"][20:]}
+    assert new == {f"data/{c}/{s}-00003.parquet" for c in ("judgments", "preferences", "personas") for s in splits}
     pushes = writer.stub.pushes(repo)
     refreshed = [p for p in pushes if p["commit"] not in {q["commit"] for q in pushes[: len(pushes) - 2]}]
     assert len(refreshed) == 2  # one commit of data files, then the card
-    # and the pairs, weights, review candidates and map, which every refresh writes again over the whole dataset
-    whole = {f"data/{c}/train-00000.parquet" for c in ("pairs", "weights", "review", "map")} | {"map.png"}
+    # and the pairs, weights, review candidates, map and distributions, which every refresh writes again over the
+    # whole dataset
+    rewritten = ("pairs", "weights", "review", "map", "distributions")
+    whole = {f for f in publish.published_files(out) if f.startswith("data/") and f.split("/")[1] in rewritten}
+    whole |= {"map.png"}
     added = {f for p in refreshed for f in p["added"]}
     assert added - whole == {*new, "README.md"} and "data/weights/train-00000.parquet" in added
     commits = [json.loads(line) for line in (writer.stub.root / "commits.jsonl").read_text().splitlines()]
     assert [c["commit"] for c in commits if c["repo"] == repo] == [p["commit"] for p in pushes]
 
-    remote = datasets.load_dataset(repo, "judgments", split="train", revision="v2")
-    assert remote.num_rows == pl.read_parquet(out / "data" / "judgments").height == 28 * 6 * 2
+    assert _remote(repo, "judgments", "v2").height == pl.read_parquet(out / "data" / "judgments").height == 28 * 6 * 2
 
     same = subprocess.run(command, env={**env, "HF_TOKEN": TOKEN}, capture_output=True, text=True, timeout=300)
     assert same.returncode == 0, same.stdout + same.stderr  # the grown build, run again: the same card and files

@@ -70,7 +70,7 @@ def _files(out: Path) -> dict[str, str]:
     return {
         p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted((out / "data").rglob("*.parquet"))
-        if p.parent.name not in ("pairs", "weights", "review", "map")
+        if p.parent.name not in ("pairs", "weights", "review", "map", "distributions")
     }
 
 
@@ -140,6 +140,7 @@ def test_a_grown_population_asks_only_for_the_new_personas_and_keeps_every_shard
         "weights": whole["preferences"],
         "review": whole["review"],
         "map": whole["map"],
+        "distributions": whole["distributions"],
     }
     weights = pl.read_parquet(builds.out / "data" / "weights").drop(RUN_COLUMNS)
     assert weights.equals(pl.read_parquet(clean / "data" / "weights").drop(RUN_COLUMNS))  # of the whole dataset

@@ -122,9 +122,9 @@ def _plan(config: Path, out: Path, settings: list[str]) -> pipeline.BuildPlan:
 
 
 def _weights(out: Path) -> pl.DataFrame:
-    return pl.read_parquet(out / "data" / "weights" / "train-00000.parquet").select(
-        "persona_id", "pair_id", "tier", "weight"
-    )
+    # every split (a file each): the weights are the whole dataset's; sorted, as files order rows by split
+    weights = pl.read_parquet(out / "data" / "weights").select("persona_id", "pair_id", "tier", "weight")
+    return weights.sort("persona_id", "pair_id")
 
 
 def test_two_hundred_personas_fill_seven_tiers_and_beta_acts(tiny_config, tmp_path):
@@ -141,7 +141,7 @@ def test_two_hundred_personas_fill_seven_tiers_and_beta_acts(tiny_config, tmp_pa
     assert raw["tier"].n_unique() > 7 and raw["tier"].min() > 7
     # beta now matters: some persona has several rows in one tier, and beta 0 weighs them otherwise
     assert weights.group_by("persona_id", "tier").len()["len"].max() > 1
-    flat = fairpp_weights(preferences.lazy(), beta=0.0)
+    flat = fairpp_weights(preferences.lazy(), beta=0.0).sort("persona_id", "pair_id")
     assert flat["tier"].equals(weights["tier"]) and not flat["weight"].equals(weights["weight"])
     assert (weights["weight"] > 0).all()
 

@@ -2,7 +2,8 @@
 
 Personalized reward models (FSPO, PAL, PersonalLLM) are judged on users they never saw: a few of the user's own
 labels (shots), the rest predicted. A dataset is worth personalizing on only if those predictions beat what the
-population alone gives. On the test personas (``dataset.splits``) this reports the accuracy of:
+population alone gives. On the test personas (``dataset.splits``: by default the build's own test split, its
+``output.splits``; the train split is what the predictors learn from) this reports the accuracy of:
 
 - the global majority: per pair, the response most train personas chose;
 - the majority of the persona's social group, and of each group attribute's value (the spec's ``groups.by``,
@@ -24,13 +25,14 @@ Plain polars/numpy over the folder's Parquet; no Prefect.
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from polypref.dataset import splits
 from polypref.dataset.splits import split_fraction
 from polypref.dataset.state import BuildState
 from polypref.errors import OutputError, PolyprefError
@@ -55,8 +57,21 @@ def read_preferences(folder: Path) -> pl.DataFrame:
     files = state.data_files("preferences")
     if not files:
         raise OutputError(f"{folder} holds a build with no preferences to evaluate")
+    return read_preferences_files(files)
+
+
+def read_preferences_files(files: list[Path]) -> pl.DataFrame:
+    """The columns evaluate reads, from a build's preferences files."""
     frame = pl.read_parquet(files)
     return frame.select(_COLUMNS + [c for c in ("matches_ground_truth",) if c in frame.columns])
+
+
+def build_splits(folder: Path) -> dict[str, float]:
+    """The split shares the build in ``folder`` was made with (its summary records them; a build of a version
+    before splits held out the default test share, which ``--test-share`` assumed)."""
+    summary = BuildState(folder).read_summary() or {}
+    shares = (summary.get("splits") or {}).get("shares")
+    return dict(shares) if isinstance(shares, dict) else dict(splits.DEFAULT_SHARES)
 
 
 def group_attributes(labels: pl.DataFrame) -> list[str]:
@@ -76,9 +91,19 @@ def group_attributes(labels: pl.DataFrame) -> list[str]:
     return found
 
 
-def evaluate(preferences: pl.DataFrame, test_share: float = 0.1, seed: int = 0) -> dict[str, Any]:
-    """The figures (see the module docstring) of a preferences table split by ``split_of(persona_id, test_share)``;
-    ``seed`` picks each test persona's shots."""
+def evaluate(
+    preferences: pl.DataFrame, test_share: float = 0.1, seed: int = 0, shares: Mapping[str, float] | None = None
+) -> dict[str, Any]:
+    """The figures (see the module docstring) of a preferences table split by ``split_of(persona_id, test_share)``,
+    or with ``shares`` (a build's ``output.splits``) by ``splits.assign``: test personas evaluated, train personas
+    learnt from (validation ones left out); ``seed`` picks each test persona's shots."""
+    if shares is not None:
+        test_share = shares.get("test", 0.0)
+        if test_share <= 0:
+            raise PolyprefError(
+                f"the build holds no test split (output.splits: {dict(shares)}); pass --test-share to hold out "
+                "personas of its train split"
+            )
     labels = preferences.unique(["persona_id", "pair_id"], keep="first", maintain_order=True)
     if "matches_ground_truth" not in labels.columns:
         labels = labels.with_columns(matches_ground_truth=pl.lit(None, pl.Boolean))
@@ -91,6 +116,12 @@ def evaluate(preferences: pl.DataFrame, test_share: float = 0.1, seed: int = 0) 
             pl.col("persona_id").map_elements(split_fraction, return_dtype=pl.Float64).lt(test_share).alias("test"),
         ]
     ).drop("persona_attributes")
+    if shares is not None:  # the test rule is split_of's either way; train is the build's train split alone
+        labels = (
+            labels.with_columns(splits.split_column(labels["persona_id"], shares))
+            .filter(pl.col("test") | (pl.col("split") == "train"))
+            .drop("split")
+        )
     train, test = labels.filter(~pl.col("test")), labels.filter(pl.col("test"))
     if test.is_empty() or train.is_empty():
         raise PolyprefError(
@@ -131,6 +162,7 @@ def evaluate(preferences: pl.DataFrame, test_share: float = 0.1, seed: int = 0) 
 
     return {
         "test_share": test_share,
+        "splits": dict(shares) if shares is not None else None,  # None: --test-share over the whole build
         "seed": seed,
         "neighbours": NEIGHBOURS,
         "contested_below": CONTESTED,
@@ -158,11 +190,6 @@ def _majority(frame: pl.DataFrame, keys: list[str], level: bool = True) -> pl.Da
     return best.select(*keys, pl.col("chosen_id").alias("majority"), (pl.col("top") / pl.col("total")).alias("share"))
 
 
-def _shot_order(seed: int, persona_id: str, pair_id: str) -> bytes:
-    """A persona's labels in a seeded order that depends on nothing else, so its shots never change."""
-    return hashlib.sha256(f"{seed}\0{persona_id}\0{pair_id}".encode()).digest()
-
-
 def _k_shot(train: pl.DataFrame, test: pl.DataFrame, seed: int) -> dict[int, pl.DataFrame]:
     """Per k: the queries of every test persona with more than k labels, whether the nearest personas and the
     global majority got each right; skipped personas as rows with a null query."""
@@ -176,7 +203,9 @@ def _k_shot(train: pl.DataFrame, test: pl.DataFrame, seed: int) -> dict[int, pl.
     out: dict[int, list[dict[str, Any]]] = {k: [] for k in KS}
     for (persona,), own in test.group_by(["persona_id"], maintain_order=True):
         own = own.with_columns(
-            order=pl.col("pair_id").map_elements(lambda p, q=persona: _shot_order(seed, q, p), return_dtype=pl.Binary)
+            order=pl.col("pair_id").map_elements(
+                lambda p, q=persona: splits.shot_order(seed, q, p), return_dtype=pl.Binary
+            )
         ).sort("order")
         idx = np.array([col[p] for p in own["pair_id"]])
         mine = np.where(own["chosen_id"] == own["first_id"], 1, -1)
@@ -230,9 +259,9 @@ def _mean(column: pl.Series) -> float | None:
     return round(float(known.cast(pl.Float64).mean()), 4) if len(known) else None  # type: ignore[arg-type]
 
 
-def describe(figures: dict[str, Any]) -> list[str]:
-    """The figures as plain lines: what was held out, then a table of accuracies, one row per slice (overall,
-    contested pairs, each group) and one column per predictor."""
+def table(figures: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The accuracies as a table: a header and one row per slice (overall, contested pairs, each group), one
+    column per predictor."""
     head = [
         "slice",
         "personas",
@@ -251,6 +280,24 @@ def describe(figures: dict[str, Any]) -> list[str]:
         cells += [_pct(fig["group_majority"]), *(_pct(fig[f"attribute:{a}"]) for a in figures["group_attributes"])]
         cells += [_pct(fig["k_shot"][str(k)]["nearest_personas"]) for k in KS]
         rows.append([*cells, _pct(fig["truth"]), _pct(fig["headroom"])])
+    return head, rows
+
+
+def held_out(figures: dict[str, Any]) -> str:
+    """What was held out and how the k-shot predictor works, in one sentence."""
+    held, labels = figures["personas"], figures["labels"]
+    rule = "the build's test split, share" if figures.get("splits") else "test share"
+    return (
+        f"held out {held['test']} of {held['train'] + held['test']} personas ({rule} {figures['test_share']}), "
+        f"{labels['test']} labels; {figures['contested_pairs']} of {figures['pairs']} pairs contested (global "
+        f"majority < {figures['contested_below']:.0%}); k-shot: {figures['neighbours']} nearest personas by "
+        "agreement on k shots"
+    )
+
+
+def describe(figures: dict[str, Any]) -> list[str]:
+    """The figures as plain lines: what was held out, then the table, columns aligned."""
+    head, rows = table(figures)
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
 
     def line(cells: list[str]) -> str:
@@ -258,16 +305,59 @@ def describe(figures: dict[str, Any]) -> list[str]:
             c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         )
 
-    held, labels = figures["personas"], figures["labels"]
-    return [
-        f"held out {held['test']} of {held['train'] + held['test']} personas (test share {figures['test_share']}), "
-        f"{labels['test']} labels; {figures['contested_pairs']} of {figures['pairs']} pairs contested (global "
-        f"majority < {figures['contested_below']:.0%}); k-shot: {figures['neighbours']} nearest personas by "
-        "agreement on k shots",
-        line(head),
-        *(line(r) for r in rows),
-    ]
+    return [held_out(figures), line(head), *(line(r) for r in rows)]
 
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+# The card measures personalization only where it is cheap next to the build: the k-shot search holds a
+# (train personas x pairs) vote matrix and loops over the test personas' labels in Python.
+CARD_MAX_CELLS = 20_000_000
+CARD_MAX_TEST_LABELS = 200_000
+
+
+def for_card(folder: Path, shares: Mapping[str, float]) -> dict[str, Any]:
+    """The figures a finished build's card and Prefect artifact show: ``evaluate`` on its own test split
+    (seed 0), or ``{"skipped": why}`` when it has none or is too large to measure beside the build."""
+    if shares.get("test", 0.0) <= 0:
+        return {"skipped": "the build holds out no personas (output.splits has no test share)"}
+    files = BuildState(folder).data_files("preferences")
+    if not files:
+        return {"skipped": "the build has no preferences"}
+    counts = (
+        pl.scan_parquet(files)
+        .select(pl.col("persona_id").n_unique().alias("personas"), pl.col("pair_id").n_unique().alias("pairs"))
+        .collect()
+        .row(0, named=True)
+    )
+    test_labels = sum(n for name, n in _split_labels(files).items() if name == "test")
+    if counts["personas"] * counts["pairs"] > CARD_MAX_CELLS or test_labels > CARD_MAX_TEST_LABELS:
+        return {"skipped": f"too large to measure beside the build; run polypref evaluate {folder}"}
+    try:
+        return evaluate(read_preferences_files(files), seed=0, shares=shares)
+    except PolyprefError as error:  # no train or no test persona with a kept preference
+        return {"skipped": str(error)}
+
+
+def _split_labels(files: list[Path]) -> dict[str, int]:
+    """Rows per split of preferences files, from their names and footers."""
+    import pyarrow.parquet as pq
+
+    rows: dict[str, int] = {}
+    for path in files:
+        if (match := splits.FILE_NAME.fullmatch(path.name)) is not None:
+            rows[match["split"]] = rows.get(match["split"], 0) + pq.read_metadata(path).num_rows
+    return rows
+
+
+def markdown(figures: dict[str, Any]) -> str:
+    """The figures as a Markdown table (overall, contested pairs, then each group), for the card and artifact."""
+    if "skipped" in figures:
+        return f"Not measured: {figures['skipped']}."
+    head, rows = table(figures)
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    sentence = held_out(figures)
+    return "\n".join([sentence[0].upper() + sentence[1:] + ".", "", *lines])

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
+from polypref.dataset.splits import split_files
 from polypref.dataset.writer import write_bytes
 
 if TYPE_CHECKING:
@@ -261,7 +262,7 @@ def dataset_map(out: Path, baselines: pl.DataFrame | None) -> pl.DataFrame:
     """The map of a build folder's preferences (every shard written so far) and the persona-free runs. Read a
     shard at a time down to one vote per (persona, pair), so memory follows the votes, not the shards' rows."""
     votes, groups = [], []
-    for path in sorted((out / "data" / "preferences").glob("train-*.parquet")):
+    for path in split_files(out / "data" / "preferences"):  # every split: the map places every persona
         shard = pl.read_parquet(path, columns=["persona_id", "persona_group", "pair_id", "chosen_id", "rejected_id"])
         votes.append(_votes(shard, "persona_id"))
         groups.append(shard.select("persona_id", "persona_group").drop_nulls().unique())

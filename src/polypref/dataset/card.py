@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from polypref import SCHEMA_VERSION, __version__, prompts
+from polypref.analysis import evaluate as evaluation
+from polypref.dataset import splits
 from polypref.dataset.schema import load
 from polypref.dataset.writer import CONFIGS
 from polypref.fidelity import run as fidelity
@@ -22,6 +24,8 @@ SCHEMA_OF = {
     "weights": "weight",
     "review": "review",
     "map": "map",
+    "distributions": "distribution",
+    "episodes": "episode",
 }
 
 
@@ -30,22 +34,45 @@ def _columns(config: str) -> list[dict[str, str]]:
     return [{"name": k, "description": v.get("description", "")} for k, v in props.items()]
 
 
-def _configs(declared: tuple[str, ...] = CONFIGS) -> list[dict[str, Any]]:
+def _configs(
+    declared: tuple[str, ...] = CONFIGS, rows: dict[str, dict[str, int]] | None = None
+) -> list[dict[str, Any]]:
+    """Each config's data_files: with ``rows`` (a finished build's rows per config and split), one pattern per
+    split that has rows (`datasets` cannot load a config with a pattern that matches no file, nor a split of no
+    rows); without, every file written so far as one split, train (a build in progress)."""
     return [
         {
             "config_name": c,
-            "data_files": [{"split": "train", "path": f"data/{c}/*.parquet"}],
+            "data_files": [{"split": s, "path": f"data/{c}/{s}-*.parquet"} for s in _splits_of(c, rows)]
+            if rows is not None
+            else [{"split": "train", "path": f"data/{c}/*.parquet"}],
             **({"default": True} if c == "preferences" else {}),
         }
         for c in declared
     ]
 
 
+def _splits_of(config: str, rows: dict[str, dict[str, int]]) -> list[str]:
+    """The splits of a config that hold rows, train first."""
+    return [s for s in splits.NAMES if rows.get(config, {}).get(s)] or ["train"]
+
+
+def _split_rows(summary: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """Rows per config and split (a summary without them, of an older version: everything in train)."""
+    recorded = (summary.get("splits") or {}).get("rows")
+    return recorded if recorded is not None else {c: {"train": summary.get(c) or 0} for c in CONFIGS}
+
+
+def built_configs(summary: dict[str, Any]) -> tuple[str, ...]:
+    """The configs the build wrote: every one but an optional config that is off (its count is None)."""
+    return tuple(c for c in CONFIGS if summary.get(c) is not None)
+
+
 def declared_configs(summary: dict[str, Any]) -> tuple[str, ...]:
     """The configs a finished build's card declares: those with rows. `datasets` cannot load a split of no rows
     ('corresponds to no data'), locally or from the Hub, so an empty config (its file holds the schema) is named
     in the card's text instead."""
-    return tuple(c for c in CONFIGS if summary[c])
+    return tuple(c for c in built_configs(summary) if summary[c])
 
 
 def render_in_progress(plan: BuildPlan) -> str:
@@ -54,8 +81,9 @@ def render_in_progress(plan: BuildPlan) -> str:
     return (
         f"---\n{yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)}---\n\n"
         f"# {plan.config.output.pretty_name}\n\n"
-        "**Build in progress.** The shards written so far load with `datasets.load_dataset(folder, config)`; "
-        "this card is replaced by the full one when the build finishes. Rerun the same `polypref build` to resume.\n"
+        "**Build in progress.** The shards written so far load with `datasets.load_dataset(folder, config)`, "
+        "every split together as `train`; this card is replaced by the full one, which declares the splits, when "
+        "the build finishes. Rerun the same `polypref build` to resume.\n"
     )
 
 
@@ -77,20 +105,24 @@ def front_matter(plan: BuildPlan, summary: dict[str, Any]) -> str:
     if summary["judge"]["simulated"]:
         tags.append("simulated")
     declared = declared_configs(summary)
+    rows = _split_rows(summary)
     meta = {
         "pretty_name": plan.config.output.pretty_name,
         "license": plan.config.output.license,
         "language": ["en"],
         "tags": tags,
         "size_categories": [size],
-        "configs": _configs(declared),
+        "configs": _configs(declared, rows),
         # Row counts and file sizes per config. Besides informing readers, they make `datasets` cache each
         # build apart: it keys a local folder's cache by folder name and this metadata, not by the files, so
         # without it a second build in a folder called `out` loaded the first build's cached rows.
         "dataset_info": [
             {
                 "config_name": c,
-                "splits": [{"name": "train", "num_bytes": plan.state.data_bytes(c), "num_examples": summary[c]}],
+                "splits": [
+                    {"name": s, "num_bytes": splits.split_bytes(plan.out, c, s)[0], "num_examples": rows[c][s]}
+                    for s in _splits_of(c, rows)
+                ],
                 "download_size": plan.state.download_size(c),
             }
             for c in declared
@@ -120,6 +152,18 @@ def _runs(plan: BuildPlan, summary: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _splits_view(plan: BuildPlan, summary: dict[str, Any]) -> dict[str, Any]:
+    """What the card's Splits section shows: the shares, and each per-persona config's rows per split."""
+    shares = plan.config.output.splits
+    rows = _split_rows(summary)
+    return {
+        "shares": {s: shares[s] for s in splits.NAMES if shares.get(s, 0) > 0},
+        "names": [s for s in splits.NAMES if any(rows.get(c, {}).get(s) for c in splits.PERSONA_CONFIGS)],
+        "rows": {c: rows.get(c, {}) for c in built_configs(summary) if c not in splits.WHOLE_CONFIGS},
+        "whole": [c for c in built_configs(summary) if c in splits.WHOLE_CONFIGS],
+    }
+
+
 def render(plan: BuildPlan, summary: dict[str, Any]) -> str:
     population = plan.population
     groups = [
@@ -138,11 +182,13 @@ def render(plan: BuildPlan, summary: dict[str, Any]) -> str:
             spec=population.spec,
             population=population,
             groups=groups,
-            columns={c: _columns(c) for c in CONFIGS},
-            empty=[c for c in CONFIGS if c not in declared_configs(summary)],
+            columns={c: _columns(c) for c in built_configs(summary)},
+            empty=[c for c in built_configs(summary) if c not in declared_configs(summary)],
             version=__version__,
             schema_version=SCHEMA_VERSION,
             fidelity=fidelity.as_card(fidelity.current_report(plan)),
+            splits=_splits_view(plan, summary),
+            personalization=evaluation.markdown(summary.get("personalization") or {"skipped": "not measured"}),
         )
         + "\n"
     )

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import polars as pl
 
+from polypref.dataset.splits import split_files
+
 GROUP_MAJORITY = 0.6
 MIN_GROUP = 3
 INCONSISTENT = ("swap_inconsistent", "low_agreement", "no_majority")
@@ -57,7 +59,7 @@ def dataset_review(out: Path) -> pl.DataFrame:
     """The review candidates of a build folder, sorted by persona, pair and reason."""
     found = []
     for config, make in (("preferences", group_splits), ("judgments", inconsistent_judgments)):
-        files = sorted((out / "data" / config).glob("train-*.parquet"))
+        files = split_files(out / "data" / config)  # every split: a group's split is the whole dataset's
         if files:
             found.append(make(pl.scan_parquet(files)).select(list(SCHEMA)).cast(SCHEMA))  # type: ignore[arg-type]
     if not found:

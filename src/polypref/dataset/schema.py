@@ -255,6 +255,83 @@ class MapRecord(_Record):
     explained_y: float = Field(ge=0, le=1, description="Share of the personas' vote variance along y")
 
 
+class DistributionRecord(_Record):
+    pair_id: str = Field(description="The pair (pairs config): side a is its response_a, side b its response_b")
+    prompt_id: str = Field(description="Id of the item (prompt and its responses)")
+    topic: str | None = Field(description="Survey topic the item is about; null for an open item")
+    group: str | None = Field(
+        description="The personas' social group (as the personas config has it); null: the row of the pair "
+        "overall, every group together (each persona counted once, unweighted)"
+    )
+    personas: int = Field(
+        ge=1,
+        description="Personas counted: those with a kept preference on the pair plus those dropped as "
+        "indifferent (their vote's majority was a tie); personas dropped for any other reason (invalid, swap "
+        "inconsistent, low agreement or confidence, no majority, no answer) are not counted",
+    )
+    votes_a: int = Field(ge=0, description="Counted personas whose kept preference chose response a")
+    votes_b: int = Field(ge=0, description="Counted personas whose kept preference chose response b")
+    votes_indifferent: int = Field(ge=0, description="Counted personas dropped as indifferent (a tie majority)")
+    share_a: float = Field(ge=0, le=1, description="votes_a / personas")
+    share_b: float = Field(ge=0, le=1, description="votes_b / personas")
+    share_indifferent: float = Field(ge=0, le=1, description="votes_indifferent / personas")
+    share_a_low: float = Field(ge=0, le=1, description="Lower end of share_a's Wilson 95% interval (z = 1.959964)")
+    share_a_high: float = Field(ge=0, le=1, description="Upper end of share_a's Wilson 95% interval")
+    share_b_low: float = Field(ge=0, le=1, description="Lower end of share_b's Wilson 95% interval")
+    share_b_high: float = Field(ge=0, le=1, description="Upper end of share_b's Wilson 95% interval")
+    true_personas: int | None = Field(
+        ge=1,
+        description="Simulated judge: the personas of the row that judged the pair with a known true preference, "
+        "counted or not (the population the true shares describe); null for LLM judges",
+    )
+    true_share_a: float | None = Field(
+        ge=0, le=1, description="Simulated judge: share of true_personas whose true preference is response a"
+    )
+    true_share_b: float | None = Field(
+        ge=0, le=1, description="Simulated judge: share of true_personas whose true preference is response b"
+    )
+    true_share_indifferent: float | None = Field(
+        ge=0, le=1, description="Simulated judge: share of true_personas truly indifferent (the simulator's tie)"
+    )
+
+
+class LabelRecord(BaseModel):
+    """One preference of a persona inside an episode: the pair, its texts, and which response it chose."""
+
+    model_config = ConfigDict(extra="forbid", title="label")
+    pair_id: str
+    prompt_id: str
+    topic: str | None
+    prompt: str | list[MessageRecord]
+    chosen: str | list[MessageRecord]
+    rejected: str | list[MessageRecord]
+    chosen_id: str
+    rejected_id: str
+
+
+# A list of labels (LabelRecord); their texts are messages when the build's are.
+_LABELS = {"x-arrow": "labels"}
+
+
+class EpisodeRecord(_Record):
+    persona_id: str = Field(description="The persona (personas config)")
+    persona_group: str = Field(description="Social group: the spec's group attributes joined by ' · '")
+    persona_attributes: dict[str, str | None] = Field(
+        description="Attribute -> label (null = not answered)", json_schema_extra={"x-arrow": "struct"}
+    )
+    seed: int = Field(ge=0, description="output.episodes.seed: orders each persona's labels (shot order)")
+    n_shots: int = Field(ge=1, description="Labels in shots (output.episodes.shots)")
+    n_queries: int = Field(ge=1, description="Labels in queries: the persona's other preferences")
+    shots: list[LabelRecord] = Field(
+        description="The persona's first n_shots preferences in shot order (a seeded hash of persona and pair): "
+        "pair_id, prompt_id, topic, prompt, chosen, rejected, chosen_id, rejected_id",
+        json_schema_extra=_LABELS,
+    )
+    queries: list[LabelRecord] = Field(
+        description="The persona's other preferences, in shot order, with the same fields", json_schema_extra=_LABELS
+    )
+
+
 RECORDS: dict[str, type[BaseModel]] = {
     "persona": PersonaRecord,
     "judgment": JudgmentRecord,
@@ -263,6 +340,8 @@ RECORDS: dict[str, type[BaseModel]] = {
     "weight": WeightRecord,
     "review": ReviewRecord,
     "map": MapRecord,
+    "distribution": DistributionRecord,
+    "episode": EpisodeRecord,
 }
 
 
@@ -294,12 +373,17 @@ def _nullable(prop: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     return prop, False
 
 
+LABEL_FIELDS = tuple(LabelRecord.model_fields)  # an episode's label struct, in this order
 MESSAGES = pa.list_(pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())]))
 
 
 def _arrow_type(prop: dict[str, Any], struct_fields: list[str] | None, messages: bool = False) -> pa.DataType:
     if prop.get("x-arrow") == "text-or-messages":
         return MESSAGES if messages else pa.string()
+    if prop.get("x-arrow") == "labels":
+        text = MESSAGES if messages else pa.string()
+        kinds = {"prompt": text, "chosen": text, "rejected": text}
+        return pa.list_(pa.struct([pa.field(name, kinds.get(name, pa.string())) for name in LABEL_FIELDS]))
     if prop.get("type") == "array" and prop.get("items", {}).get("type") == "string":
         return pa.list_(pa.string())
     if prop.get("x-arrow") == "struct":

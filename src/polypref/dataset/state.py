@@ -1,6 +1,6 @@
 """The on-disk state of a build: the only code that lists or reads what a build keeps in its output folder.
 
-An output folder holds the published files (``README.md``, ``data/<config>/train-NNNNN.parquet``) and the
+An output folder holds the published files (``README.md``, ``data/<config>/<split>-NNNNN.parquet``) and the
 build's own state under ``.polypref/``: ``state.json`` (the settings' fingerprint and the layout's parts),
 ``layout/`` (the content digests of the personas and of each part's pairs), ``store/<judge key>/`` (every
 judgment made, see ``dataset.store``), ``shards/<shard>.json`` (a finished shard's report; written last, so it
@@ -18,7 +18,7 @@ import json
 import re
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,13 +30,13 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from polypref.dataset.layout import Layout, Part
 from polypref.dataset.lock import LOCK_NAME
+from polypref.dataset.splits import FILE_NAME
 from polypref.dataset.store import JudgmentStore
 from polypref.dataset.writer import (
     CONFIGS,
     TMP_PREFIX,
     WrittenFile,
     file_sha256,
-    shard_path,
     write_bytes,
     write_json,
     write_parquet,
@@ -44,8 +44,8 @@ from polypref.dataset.writer import (
 from polypref.errors import OutputError
 
 STATE_DIR = ".polypref"
-_SHARD_NAME = re.compile(r"train-\d{5,}\.parquet")
-SHARD_CONFIGS = ("judgments", "preferences")  # one file each per shard, recorded in the shard's report
+_SHARD_NAME = FILE_NAME  # train-, validation- or test-NNNNN.parquet (dataset.splits)
+SHARD_CONFIGS = ("judgments", "preferences")  # a file each per split per shard, recorded in the shard's report
 # a store folder's name: state.json is read from a folder a user may have edited or been handed, and a key like
 # "../../etc" would send `status` and the build outside it
 _JUDGE_KEY = r"^[A-Za-z0-9_-]*$"
@@ -357,14 +357,30 @@ class BuildState:
         return forgotten
 
     def _shard_problem(self, index: int, report: dict[str, Any]) -> str | None:
-        files = report.get("files")
-        if not isinstance(files, dict) or set(files) != set(SHARD_CONFIGS):
-            return "its report records no digest (an older version wrote it)"
-        for config in SHARD_CONFIGS:
-            entry = files[config]
-            if (problem := self.file_problem(shard_path(self.out, config, index), entry)) is not None:
+        files = self._shard_files(index, report)
+        if files is None:
+            return "its report records no digest of its files (an older version wrote it)"
+        for path, entry in files.items():
+            if (problem := self.file_problem(path, entry)) is not None:
                 return problem
         return None
+
+    def _shard_files(self, index: int, report: dict[str, Any]) -> dict[Path, Any] | None:
+        """The files a shard's report records (its judgments and preferences, a file per split), by path; None
+        when the report names none of this shard's files for a config, or a file that is not one of them (a
+        report by an older version, keyed by config, or an edited one)."""
+        files = report.get("files")
+        if not isinstance(files, dict):
+            return None
+        found: dict[Path, Any] = {}
+        for name, entry in files.items():
+            folder, _, file = str(name).rpartition("/")
+            match = FILE_NAME.fullmatch(file)
+            if match is None or int(match["index"]) != index or folder not in {f"data/{c}" for c in SHARD_CONFIGS}:
+                return None
+            found[self.out / folder / file] = entry
+        configs = {path.parent.name for path in found}
+        return found if configs == set(SHARD_CONFIGS) else None
 
     def file_problem(self, path: Path, recorded: Any) -> str | None:
         """What is wrong with a published file, given the record made when it was written (None: nothing)."""
@@ -398,6 +414,19 @@ class BuildState:
         }
         write_json(recorded, self.files_record)
 
+    def drop_unwritten(self, configs: Sequence[str], written: Iterable[Path]) -> list[Path]:
+        """Remove the data files of ``configs`` (made anew at each build's end) that this build's end did not
+        write, and their records: what an earlier end wrote for a split that now has no persona, or for a
+        config now turned off (episodes). Returns what went."""
+        keep = set(written)
+        gone = [p for c in configs for p in self.data_files(c) if p not in keep]
+        for path in gone:
+            path.unlink(missing_ok=True)
+        if gone:
+            names = {p.relative_to(self.out).as_posix() for p in gone}
+            write_json({k: v for k, v in self.recorded_files().items() if k not in names}, self.files_record)
+        return gone
+
     def whole_build_problems(self) -> list[str]:
         """Why the folder is not one whole, finished build exactly as written (empty: it is). What a push checks
         before sending anything: the latest run finished, every file it wrote is there with the bytes it wrote,
@@ -416,7 +445,7 @@ class BuildState:
         problems = []
         expected = set()
         for index, report in sorted(reports.items()):
-            expected |= {shard_path(self.out, c, index) for c in SHARD_CONFIGS}
+            expected |= set(self._shard_files(index, report) or {})
             if (problem := self._shard_problem(index, report)) is not None:
                 problems.append(f"shard {index}: {problem}")
         for name, entry in sorted(self.recorded_files().items()):

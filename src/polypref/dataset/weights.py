@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
+from polypref.dataset.splits import split_files
+
 if TYPE_CHECKING:
     from polypref.config import WeightsConfig
 
@@ -144,7 +146,7 @@ def _weighted(coded: pl.DataFrame, personas: int, alpha: float, beta: float) -> 
 def dataset_weights(out: Path, settings: WeightsConfig, rows_per_part: int = 250_000) -> Iterator[pl.DataFrame]:
     """The weights of a build folder's preferences (every shard written so far), in parts (fairpp_weight_parts),
     with the ``weights`` config's knobs; none for a build without preferences."""
-    files = sorted((out / "data" / "preferences").glob("train-*.parquet"))
+    files = split_files(out / "data" / "preferences")  # every split: the weights are the whole dataset's
     if files:
         yield from fairpp_weight_parts(
             pl.scan_parquet(files),

@@ -23,15 +23,18 @@ import pyarrow.parquet as pq
 
 from polypref.errors import OutputError
 
-CONFIGS = ("preferences", "judgments", "personas", "pairs", "weights", "review", "map")
+CONFIGS = ("preferences", "judgments", "personas", "pairs", "weights", "review", "map", "distributions", "episodes")
+# made anew over the whole dataset at the end of every build (the rest are written shard by shard)
+FINAL_CONFIGS = ("pairs", "weights", "review", "map", "distributions", "episodes")
 TMP_PREFIX = ".tmp-"  # what a killed writer can leave behind; never data (see dataset.state)
 # datasets 5.x defaults: content-defined chunking lets the Hub (Xet) dedupe re-uploads of similar shards
 CDC = {"min_chunk_size": 256 * 1024, "max_chunk_size": 1024 * 1024, "norm_level": 0}
 
 
-def shard_path(out: Path, config: str, index: int) -> Path:
-    """Without the total in the name (train-00003-of-00012): a refresh adds shards and renames none."""
-    return out / "data" / config / f"train-{index:05d}.parquet"
+def shard_path(out: Path, config: str, index: int, split: str = "train") -> Path:
+    """Without the total in the name (train-00003-of-00012): a refresh adds shards and renames none. A config
+    split by persona (dataset.splits) has a file per split beside it: test-00003.parquet."""
+    return out / "data" / config / f"{split}-{index:05d}.parquet"
 
 
 @dataclass(frozen=True)
