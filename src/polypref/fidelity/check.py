@@ -9,7 +9,11 @@ the ordinal scale). Each figure is the mean over the checked questions.
 Two references come with the personas' figures. ``baseline``: the same judge asked without a persona (the gain
 from role-play is the difference). ``floor``: the personas' own survey answers scored the same way, which is
 what a perfect role-player would score: a group of 8 personas cannot match its survey distribution closer than
-sampling lets it.
+sampling lets it. A group's excess over its floor (``FidelityReport.excess_tvd``) is what role-play itself adds.
+
+Marginals can match while every persona answers someone else's answer, so each persona's answer is also held
+against its own respondent's (``Individual``): exact match and ordinal distance, beside a demographics-only guess
+(its group's most common answer), the persona-free model's answer and a uniformly random option.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import polars as pl
@@ -57,6 +61,61 @@ class Scores:
 
 
 @dataclass(frozen=True)
+class Match:
+    """Answers held against each persona's own respondent's, over the questions the persona answered (and its
+    respondent did), weighted as the distributions are: ``exact`` the share given the respondent's very option,
+    ``distance`` the mean |option difference| / (k - 1) on the ordinal scale (0: the same, 1: opposite ends)."""
+
+    exact: float | None  # None: no question to score
+    distance: float | None
+    questions: int = 0
+
+
+@dataclass(frozen=True)
+class Matches:
+    overall: Match
+    groups: dict[str, Match]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"overall": asdict(self.overall), "groups": {g: asdict(m) for g, m in self.groups.items()}}
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> Matches:
+        return Matches(Match(**data["overall"]), {g: Match(**m) for g, m in data["groups"].items()})
+
+
+@dataclass(frozen=True)
+class Individual:
+    """Each persona's answer against its own respondent's, and three guesses scored on the same questions: what
+    demographics alone predict (the group's most common answer among other respondents), the persona-free model's
+    one answer per topic, and a uniformly random option (knowing nothing). Role-play that reads people, not just
+    groups, beats the demographics-only guess."""
+
+    personas: Matches
+    demographics: Matches
+    persona_free: Matches
+    chance: Matches
+
+    KINDS: ClassVar[tuple[str, ...]] = ("personas", "demographics", "persona_free", "chance")
+
+    def as_json(self) -> dict[str, Any]:
+        return {kind: getattr(self, kind).as_json() for kind in self.KINDS}
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> Individual:
+        return Individual(**{kind: Matches.from_json(data[kind]) for kind in Individual.KINDS})
+
+
+@dataclass(frozen=True)
+class Excess:
+    """The personas' TVD minus their floor's, overall and per group: the distance role-play adds on top of the
+    sampling noise a perfect role-player would show (None where either figure is missing)."""
+
+    overall: float | None
+    groups: dict[str, float | None]
+
+
+@dataclass(frozen=True)
 class FidelityReport:
     judge: str  # backend and model that answered
     topics: tuple[str, ...]
@@ -68,13 +127,22 @@ class FidelityReport:
     baseline: Scores  # the same judge without a persona
     floor: Scores  # the personas' own survey answers: what a perfect role-player scores
     group_personas: dict[str, int] = field(default_factory=dict)
+    individual: Individual | None = None  # None: a report saved before individual figures were kept
+
+    @property
+    def excess_tvd(self) -> Excess:
+        return excess_tvd(self.personas_scores, self.floor)
 
     def as_json(self) -> dict[str, Any]:
-        """The figures as ``polypref fidelity --json`` writes them (personas' scores at the top level)."""
+        """The figures as ``polypref fidelity --json`` writes them (personas' scores at the top level; the excess
+        is derived, written for readers and not read back)."""
+        excess = self.excess_tvd
         return {
             **self.personas_scores.as_json(),
             "baseline": self.baseline.as_json(),
             "floor": self.floor.as_json(),
+            "excess_tvd": {"overall": excess.overall, "groups": excess.groups},
+            **({"individual": self.individual.as_json()} if self.individual is not None else {}),
             "counts": {
                 "judge": self.judge,
                 "topics": list(self.topics),
@@ -103,7 +171,19 @@ class FidelityReport:
             baseline=scores(data["baseline"]),
             floor=scores(data["floor"]),
             group_personas=counts["group_personas"],
+            individual=Individual.from_json(data["individual"]) if data.get("individual") else None,
         )
+
+
+def excess_tvd(personas: Scores, floor: Scores) -> Excess:
+    def minus(a: Score | None, b: Score | None) -> float | None:
+        if a is None or b is None or a.tvd is None or b.tvd is None:
+            return None
+        return round(a.tvd - b.tvd, 6)
+
+    return Excess(
+        minus(personas.overall, floor.overall), {g: minus(s, floor.groups.get(g)) for g, s in personas.groups.items()}
+    )
 
 
 def checked_topics(spec: SurveySpec, topics: Sequence[str] | None) -> tuple[str, ...]:
@@ -162,6 +242,94 @@ def _mean(figures: list[tuple[float, float]]) -> Score:
     if not figures:
         return Score(None, None)
     return Score(*(round(math.fsum(f[i] for f in figures) / len(figures), 6) for i in range(2)))
+
+
+def matches(
+    guesses: dict[str, list[str | None]],
+    answers: dict[str, list[str | None]],
+    personas: Sequence[Persona],
+    spec: SurveySpec,
+) -> Matches:
+    """``guesses`` (topic -> one per persona) against each persona's own survey answer, on the questions the
+    personas answered (``answers``) and their respondents did; a question with no guess is left out of it."""
+    parts = []
+    for topic, said in answers.items():
+        scale = spec.scale(topic)
+        own = option_numbers([p.attitudes.get(topic) for p in personas], scale)
+        guess = option_numbers(guesses[topic], scale)
+        scored = (option_numbers(said, scale) >= 0) & (own >= 0) & (guess >= 0)
+        parts.append((scored, (guess == own).astype(np.float64), np.abs(guess - own) / max(len(scale) - 1, 1)))
+    return _tally(parts, personas)
+
+
+def chance(answers: dict[str, list[str | None]], personas: Sequence[Persona], spec: SurveySpec) -> Matches:
+    """What a uniformly random option scores on the same questions: exact 1/k, and the mean distance from the
+    respondent's option to every option."""
+    parts = []
+    for topic, said in answers.items():
+        k = len(spec.scale(topic))
+        own = option_numbers([p.attitudes.get(topic) for p in personas], spec.scale(topic))
+        scored = (option_numbers(said, spec.scale(topic)) >= 0) & (own >= 0)
+        steps = np.abs(np.arange(k)[None, :] - own[:, None]).sum(axis=1) / (k * max(k - 1, 1))
+        parts.append((scored, np.full(len(personas), 1.0 / k), steps))
+    return _tally(parts, personas)
+
+
+def _tally(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], personas: Sequence[Persona]) -> Matches:
+    """Weighted means of (scored, exact, distance) per question, overall and per group (one array per topic)."""
+    n = len(parts)
+    groups = np.tile(np.array([p.group for p in personas]), n)
+    weights = np.tile(np.array([p.weight for p in personas], dtype=np.float64), n)
+    scored = np.concatenate([s for s, _, _ in parts]) if parts else np.zeros(0, dtype=bool)
+    exact = np.concatenate([e for _, e, _ in parts]) if parts else np.zeros(0)
+    distance = np.concatenate([d for _, _, d in parts]) if parts else np.zeros(0)
+
+    def mean(rows: np.ndarray) -> Match:
+        w = np.where(rows, weights, 0.0)
+        total, count = float(w.sum()), int(rows.sum())
+        if not count or total <= 0:
+            return Match(None, None, count)
+        return Match(round(float(w @ exact) / total, 6), round(float(w @ distance) / total, 6), count)
+
+    names = sorted({p.group for p in personas})
+    return Matches(mean(scored), {g: mean(scored & (groups == g)) for g in names})
+
+
+def demographic_answers(
+    personas: Sequence[Persona], pool: Sequence[Persona], spec: SurveySpec, topics: Sequence[str]
+) -> dict[str, list[str | None]]:
+    """What demographics alone predict each persona answers: the (weighted) most common answer among the
+    ``pool``'s other personas of its group, the respondent's other draws left out too (they know the answer); ties
+    go to the earlier option. Where no other persona of the group answered, the pool's most common answer."""
+    members: dict[str, list[int]] = {}
+    for i, p in enumerate(pool):
+        members.setdefault(p.group, []).append(i)
+    index = {g: np.array(rows, dtype=np.int64) for g, rows in members.items()}
+    respondents = np.array([p.respondent_id for p in pool])
+    weights = np.array([p.weight for p in pool], dtype=np.float64)
+    guesses: dict[str, list[str | None]] = {}
+    for topic in topics:
+        scale = spec.scale(topic)
+        options = option_numbers([p.attitudes.get(topic) for p in pool], scale)
+        fallback = _modal(options, weights, scale)
+        known: dict[tuple[str, str], str | None] = {}
+        for p in personas:
+            key = (p.group, p.respondent_id)
+            if key not in known:
+                rows = index.get(p.group, np.zeros(0, dtype=np.int64))
+                others = rows[respondents[rows] != p.respondent_id]
+                modal = _modal(options[others], weights[others], scale)
+                known[key] = fallback if modal is None else modal
+        guesses[topic] = [known[(p.group, p.respondent_id)] for p in personas]
+    return guesses
+
+
+def _modal(options: np.ndarray, weights: np.ndarray, scale: Sequence[str]) -> str | None:
+    answered = options >= 0
+    if not answered.any():
+        return None
+    mass = np.bincount(options[answered], weights=weights[answered], minlength=len(scale))
+    return scale[int(np.argmax(mass))]  # the first of equal masses: the earlier option
 
 
 def own_answers(personas: Sequence[Persona], topics: Sequence[str]) -> dict[str, list[str | None]]:
@@ -295,6 +463,12 @@ def check(
         )
         name = f"{judge.backend}:{judge.model}"
     baseline = {t: [free.get(t)] * len(chosen) for t in checked}
+    individual = Individual(
+        personas=matches(answers, answers, chosen, spec),
+        demographics=matches(demographic_answers(chosen, population.personas, spec, checked), answers, chosen, spec),
+        persona_free=matches(baseline, answers, chosen, spec),
+        chance=chance(answers, chosen, spec),
+    )
     asked = sum(1 for t in checked for p in chosen if judge.backend != "simulated" or p.attitudes.get(t) is not None)
     groups: dict[str, int] = {}
     for p in chosen:
@@ -310,4 +484,5 @@ def check(
         baseline=score(baseline, chosen, spec, targets),
         floor=score(floor, chosen, spec, targets),
         group_personas=dict(sorted(groups.items())),
+        individual=individual,
     )

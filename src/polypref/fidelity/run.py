@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from polypref import interrupt, prompts
 from polypref.config import BuildConfig
 from polypref.errors import ConfigError, OutputError, PolyprefError
-from polypref.fidelity.check import TEMPLATES, FidelityReport, Score, check, checked_topics
+from polypref.fidelity.check import TEMPLATES, FidelityReport, Match, Matches, Score, check, checked_topics
 from polypref.fidelity.store import AnswerStore, settings_key
 from polypref.population import load_spec, sample_population
 from polypref.population.representatives import represent
@@ -238,6 +238,7 @@ def gate(report: FidelityReport, config: BuildConfig, stopped: str = ", so the b
     if not fidelity.gate:
         return
     overall, floor = report.personas_scores.overall, report.floor.overall
+    excess, limit = report.excess_tvd, fidelity.max_excess_tvd  # the excess over the floor: what role-play adds
     references = f" (persona-free baseline: {_figures(report.baseline.overall)}; perfect role-play: {_figures(floor)})"
     too_few = (
         f"{report.personas} personas are too few for that threshold (sampling alone keeps them that far from the "
@@ -275,6 +276,15 @@ def gate(report: FidelityReport, config: BuildConfig, stopped: str = ", so the b
             f"more than allowed{references}. Use a stronger judge model, or change fidelity.max_tvd / "
             "min_alignment, or set fidelity.gate: false"
         )
+    elif limit is not None and excess.overall is not None and excess.overall > limit:
+        past = sorted(((g, e) for g, e in excess.groups.items() if e is not None and e > limit), key=lambda ge: -ge[1])
+        groups = ", ".join(f"{g} {e:+.3f}" for g, e in past) or "none on its own"
+        why = (
+            f"the personas' total variation distance is {excess.overall:.3f} above perfect role-play's, more than "
+            f"fidelity.max_excess_tvd {limit}{stopped}: their answers differ from the survey's by more than "
+            f"sampling explains (groups past it: {groups}){references}. Use a stronger judge model, or raise "
+            "fidelity.max_excess_tvd, or set fidelity.gate: false"
+        )
     else:
         return
     raise FidelityGateError(f"fidelity gate: {why}.")
@@ -301,7 +311,40 @@ def describe(report: FidelityReport) -> list[str]:
     if scored:
         worst = max(scored, key=lambda gs: gs[1].tvd or 0.0)
         lines.append(f"  furthest group: {worst[0]} ({_figures(worst[1])}, {report.group_personas[worst[0]]} personas)")
+    excess = report.excess_tvd
+    if excess.overall is not None:
+        over = [(g, e) for g, e in excess.groups.items() if e is not None and e > 0]
+        largest = max(over, key=lambda ge: ge[1]) if over else None  # none: every group at its floor
+        lines.append(
+            f"  TVD above perfect role-play: {excess.overall:+.3f} overall"
+            + (f"; largest in {largest[0]} ({largest[1]:+.3f})" if largest else "")
+        )
+    if report.individual is not None:
+        lines.append(
+            f"  each persona against its own respondent ({report.individual.personas.overall.questions} questions; "
+            "share answered alike, mean ordinal distance 0-1):"
+        )
+        lines += [f"    {name + ':':<22}{_match(m.overall)}" for name, m in _individual_rows(report)]
     return lines
+
+
+INDIVIDUAL_NAMES = {
+    "personas": "personas",
+    "demographics": "demographics only",  # its group's most common answer among the other respondents
+    "persona_free": "persona-free model",
+    "chance": "nothing (random)",  # a uniformly random option
+}
+
+
+def _individual_rows(report: FidelityReport) -> list[tuple[str, Matches]]:
+    individual = report.individual
+    return [] if individual is None else [(n, getattr(individual, k)) for k, n in INDIVIDUAL_NAMES.items()]
+
+
+def _match(match: Match) -> str:
+    if match.exact is None or match.distance is None:
+        return "no answers"
+    return f"exact {match.exact:.3f}, distance {match.distance:.3f}"
 
 
 def markdown(report: FidelityReport) -> str:
@@ -312,21 +355,43 @@ def markdown(report: FidelityReport) -> str:
         ("perfect role-play (floor)", report.floor.overall),
     ]
     table = "\n".join(f"| {name} | {_cell(s.tvd)} | {_cell(s.alignment)} |" for name, s in rows)
-    return (
+    text = (
         f"# Persona fidelity ({report.judge})\n\n{report.personas} personas, {len(report.topics)} survey questions, "
         f"{report.answered} of {report.asked} answered with an option.\n\n"
         f"| answers of | TVD (lower is better) | alignment (higher is better) |\n|---|---|---|\n{table}\n"
     )
+    if report.excess_tvd.overall is not None:
+        text += f"\nTVD above perfect role-play (the excess): {report.excess_tvd.overall:+.3f}.\n"
+    if report.individual is not None:
+        named = _individual_rows(report)
+        matches = "\n".join(f"| {name} | {_cell(m.overall.exact)} | {_cell(m.overall.distance)} |" for name, m in named)
+        text += (
+            "\n## Each persona against its own respondent\n\n"
+            "| answers of | exact match (higher is better) | ordinal distance (lower is better) |\n"
+            f"|---|---|---|\n{matches}\n"
+        )
+    return text
 
 
 def _cell(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _match_cells(match: Match) -> dict[str, str]:
+    return {"exact": _cell(match.exact), "distance": _cell(match.distance)}
+
+
+def _signed(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.3f}"
+
+
 def as_card(report: FidelityReport | None) -> dict[str, Any] | None:
-    """What the dataset card shows: the figures and every group's, with its persona count."""
+    """What the dataset card shows: the figures and every group's, with its persona count and its excess over
+    the floor; each persona against its own respondent when the report has it (None: saved before it was kept)."""
     if report is None:
         return None
+    excess, individual = report.excess_tvd, report.individual
+    none = Match(None, None)
     groups = [
         {
             "group": g,
@@ -335,6 +400,9 @@ def as_card(report: FidelityReport | None) -> dict[str, Any] | None:
             "alignment": _cell(s.alignment),
             "baseline_tvd": _cell(report.baseline.groups.get(g, Score(None, None)).tvd),
             "floor_tvd": _cell(report.floor.groups.get(g, Score(None, None)).tvd),
+            "excess_tvd": _signed(excess.groups.get(g)),
+            "exact": _cell((individual.personas.groups.get(g, none) if individual else none).exact),
+            "demographics_exact": _cell((individual.demographics.groups.get(g, none) if individual else none).exact),
         }
         for g, s in report.personas_scores.groups.items()
     ]
@@ -354,5 +422,12 @@ def as_card(report: FidelityReport | None) -> dict[str, Any] | None:
         "answered": report.answered,
         "no_answer": report.no_answer,
         "overall": overall,
+        "excess_tvd": _signed(excess.overall),
+        "individual": None
+        if individual is None
+        else {
+            "questions": individual.personas.overall.questions,
+            **{kind: _match_cells(getattr(individual, kind).overall) for kind in individual.KINDS},
+        },
         "groups": groups,
     }
