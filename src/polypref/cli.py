@@ -360,10 +360,11 @@ def evaluate(
     if json_path is not None:
         _check_new_file(json_path, force, "evaluate.json")
     preferences = evaluation.read_preferences(folder)
+    scales = evaluation.spec_scales(folder)  # the attitude model's stance order
     if test_share is None:  # the build's own split: the personas its test split holds out
-        figures = evaluation.evaluate(preferences, seed=seed, shares=evaluation.build_splits(folder))
+        figures = evaluation.evaluate(preferences, seed=seed, shares=evaluation.build_splits(folder), scales=scales)
     else:
-        figures = evaluation.evaluate(preferences, test_share, seed)
+        figures = evaluation.evaluate(preferences, test_share, seed, scales=scales)
     figures = {"folder": str(folder)} | figures
     for line in evaluation.describe(figures):
         out.print(line)

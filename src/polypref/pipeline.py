@@ -624,6 +624,7 @@ def finalize(
         raise RuntimeError(f"finalize needs all {plan.num_shards} shard reports, got {len(reports)}")
     # over every shard: a refresh's new personas change every tier and every group's split
     meta = RunMeta(run.run_id, run.created_at, judge)
+    spec = plan.population.spec
     written: dict[Path, WrittenFile] = {}
     _write_pairs(plan, meta, written)
     counts = _write_weights_and_review(plan, meta, written)
@@ -650,7 +651,9 @@ def finalize(
             # the shares and each config's rows per split: the card declares the splits that have rows
             "splits": splits.summary(plan.out, plan.config.output.splits, CONFIGS),
             # how much a persona's own labels say beyond the population's, on the held-out personas
-            "personalization": evaluation.for_card(plan.out, plan.config.output.splits),
+            "personalization": evaluation.for_card(
+                plan.out, plan.config.output.splits, {t: spec.scale(t) for t in spec.attitudes.items}
+            ),
         }
     )
     _write_text(plan.out / "README.md", card.render(plan, summary))

@@ -9,11 +9,12 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
 from polypref import pipeline
-from polypref.analysis.evaluate import evaluate
+from polypref.analysis.evaluate import describe, evaluate, ideal_point
 from polypref.config import load_config
 from polypref.dataset.splits import split_fraction, split_of
 from tests.conftest import run_without_prefect
@@ -134,6 +135,60 @@ def test_k_shot_nearest_personas_find_the_archetype_the_global_majority_misses()
         assert shot["skipped_personas"] == (0 if k == 1 else 1)
         # the global majority on the same queries: A's four 20-label personas (and the short one's query at k=1)
         assert shot["global_majority"] == round((4 * (20 - k) + (k == 1)) / shot["queries"], 4)
+
+
+def test_the_ideal_point_is_the_point_most_shots_prefer() -> None:
+    """Hand-worked on a grid of eighths: one shot for 0 over 1 is satisfied at 0-0.375, whose middle lies
+    between 0.125 and 0.25 (the lower wins); 0.5 over 0 and over 1 leaves 0.375-0.625, centred on 0.5; two shots
+    that cancel leave every point level (0-1): 0.5; 1 over 0 and 0.5 over 1 leave only 0.625 at +2; no shot, no
+    point."""
+    assert ideal_point(np.array([0.0]), np.array([1.0]), 8) == 0.125
+    assert ideal_point(np.array([0.5, 0.5]), np.array([0.0, 1.0]), 8) == 0.5
+    assert ideal_point(np.array([0.0, 1.0]), np.array([1.0, 0.0]), 8) == 0.5
+    assert ideal_point(np.array([1.0, 0.5]), np.array([0.0, 1.0]), 8) == 0.625
+    assert ideal_point(np.array([]), np.array([]), 8) is None
+
+
+def test_the_attitude_model_reads_a_persona_the_population_misreads() -> None:
+    """One topic, three stances in order (less, same, more) and its three pairs. Every train persona prefers the
+    stance nearer "more"; every test persona the one nearer "less". The global majority gets no test label
+    right. Two shots (any two of the three pairs) put the persona's point at 0 or 0.125 (the middle of 0-0.125 or
+    of 0-0.375), nearer the chosen stance of the third pair: 1.0. Without the scales the model says nothing and
+    falls back to the global majority."""
+    scale = ["less", "same", "more"]
+    pairs = {"ls": ("less", "same"), "lm": ("less", "more"), "sm": ("same", "more")}
+    train, test = _ids("t", 12, 4)
+
+    def rows(personas: list[str], toward: str) -> list[dict]:
+        out = []
+        for p in personas:
+            for pair, (low, high) in pairs.items():
+                chosen, rejected = (low, high) if toward == "less" else (high, low)
+                out.append(
+                    {
+                        "pair_id": pair,
+                        "persona_id": p,
+                        "chosen_id": f"{pair}:{chosen}",
+                        "rejected_id": f"{pair}:{rejected}",
+                        "persona_group": "all",
+                        "persona_attributes": {"x": "all"},
+                        "matches_ground_truth": True,
+                        "topic": "spend",
+                        "chosen_stance": chosen,
+                        "rejected_stance": rejected,
+                    }
+                )
+        return out
+
+    frame = _frame(rows(train, "more") + rows(test, "less"))
+    fig = evaluate(frame, test_share=SHARE, scales={"spend": scale})
+    two = fig["overall"]["k_shot"]["2"]
+    assert fig["overall"]["global_majority"] == 0.0
+    assert two["queries"] == 4 and two["attitude_model"] == 1.0 and two["attitude_covered"] == 1.0
+    assert two["global_majority"] == 0.0 and fig["overall"]["k_shot"]["1"]["attitude_model"] > 0.5
+    blind = evaluate(frame, test_share=SHARE)["overall"]["k_shot"]["2"]
+    assert blind["attitude_covered"] == 0.0 and blind["attitude_model"] == blind["global_majority"] == 0.0
+    assert "16-shot attitudes" in describe(fig)[1]
 
 
 def test_shots_are_seeded_and_stable() -> None:

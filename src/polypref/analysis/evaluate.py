@@ -13,12 +13,16 @@ population alone gives. On the test personas (``dataset.splits``: by default the
   majority of the ``NEIGHBOURS`` train personas with a label on its pair that agree most with the persona on
   the shots (net agreement: same choice +1, other choice -1, no label 0; ties in the ranking go to the smaller
   ``persona_id``, level votes to the global majority). Beside it, the global majority on the same queries;
+- k-shot attitudes: a per-persona model fit on the k shots alone, an ideal point per topic on the topic's
+  answer scale (the population spec's order of stances): the point of a grid of eighths that the most shots on
+  the topic prefer (a shot prefers the points nearer its chosen stance than its rejected one; of level best
+  points, the one nearest the middle of their range: the centre of what the shots allow). A query on a topic
+  with a shot is predicted as the stance nearer the point; a query on a topic without one, or equidistant, by
+  the global majority (``attitude_covered`` counts the queries the model itself predicted);
 - the simulator's truth (``matches_ground_truth``) where the judge is simulated;
 - the headroom: the share of test labels that differ from the global majority (= 1 - its accuracy).
 
 Each overall, per group, and on contested pairs (global majority share among train personas < ``CONTESTED``).
-A per-persona attitude model fit on the shots (an ideal point per topic) is not here: it needs the order of
-each topic's stances, which the build folder does not record (only the population spec holds it).
 
 Plain polars/numpy over the folder's Parquet; no Prefect.
 """
@@ -39,9 +43,11 @@ from polypref.errors import OutputError, PolyprefError
 from polypref.population.spec import GROUP_SEPARATOR
 
 KS = (1, 2, 4, 8, 16)
+ATTITUDE_STEPS = 8  # the ideal point's grid: [0, 1] in eighths (half steps of a five-point scale)
 NEIGHBOURS = 16
 CONTESTED = 0.8
 _COLUMNS = ["pair_id", "persona_id", "chosen_id", "rejected_id", "persona_group", "persona_attributes"]
+_STANCES = ["topic", "chosen_stance", "rejected_stance"]  # what the attitude model reads, where a build has them
 
 
 def read_preferences(folder: Path) -> pl.DataFrame:
@@ -63,7 +69,23 @@ def read_preferences(folder: Path) -> pl.DataFrame:
 def read_preferences_files(files: list[Path]) -> pl.DataFrame:
     """The columns evaluate reads, from a build's preferences files."""
     frame = pl.read_parquet(files)
-    return frame.select(_COLUMNS + [c for c in ("matches_ground_truth",) if c in frame.columns])
+    return frame.select(_COLUMNS + [c for c in ("matches_ground_truth", *_STANCES) if c in frame.columns])
+
+
+def spec_scales(folder: Path) -> dict[str, list[str]] | None:
+    """Each topic's answer scale, in order, from the population spec the build's personas name (None when it
+    cannot be read: a spec file moved away)."""
+    from polypref.population import load_spec
+
+    personas = BuildState(folder).data_files("personas")
+    if not personas:
+        return None
+    names = pl.read_parquet(personas[0], columns=["spec"])["spec"]
+    try:
+        spec = load_spec(names[0]) if len(names) else None
+    except PolyprefError:
+        return None
+    return None if spec is None else {topic: list(spec.scale(topic)) for topic in spec.attitudes.items}
 
 
 def build_splits(folder: Path) -> dict[str, float]:
@@ -92,11 +114,16 @@ def group_attributes(labels: pl.DataFrame) -> list[str]:
 
 
 def evaluate(
-    preferences: pl.DataFrame, test_share: float = 0.1, seed: int = 0, shares: Mapping[str, float] | None = None
+    preferences: pl.DataFrame,
+    test_share: float = 0.1,
+    seed: int = 0,
+    shares: Mapping[str, float] | None = None,
+    scales: Mapping[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """The figures (see the module docstring) of a preferences table split by ``split_of(persona_id, test_share)``,
     or with ``shares`` (a build's ``output.splits``) by ``splits.assign``: test personas evaluated, train personas
-    learnt from (validation ones left out); ``seed`` picks each test persona's shots."""
+    learnt from (validation ones left out); ``seed`` picks each test persona's shots. ``scales`` (topic -> its
+    stances in order, spec_scales) places stances for the attitude model; without, it predicts nothing."""
     if shares is not None:
         test_share = shares.get("test", 0.0)
         if test_share <= 0:
@@ -107,6 +134,9 @@ def evaluate(
     labels = preferences.unique(["persona_id", "pair_id"], keep="first", maintain_order=True)
     if "matches_ground_truth" not in labels.columns:
         labels = labels.with_columns(matches_ground_truth=pl.lit(None, pl.Boolean))
+    if "topic" not in labels.columns:  # open items: no topic, no attitude model
+        labels = labels.with_columns(topic=pl.lit(None, pl.String))
+    labels = labels.with_columns(_positions(labels, scales or {}))
     attributes = group_attributes(labels)
     labels = labels.with_columns(
         [pl.col("persona_attributes").struct.field(a).alias(f"attr:{a}") for a in attributes]
@@ -171,7 +201,9 @@ def evaluate(
         "pairs": labels["pair_id"].n_unique(),
         "contested_pairs": glob.filter(pl.col("global_share") < CONTESTED).height,
         "group_attributes": attributes,
-        "attitude_model": "not implemented: the build folder does not record the order of each topic's stances",
+        "attitude_model": "ideal point per topic on the spec's scale, fit on the shots"
+        if scales
+        else "not measured: the population spec's scales could not be read",
         "overall": figures(pl.lit(True)),
         "contested": figures(pl.col("contested")),
         "groups": {g: figures(pl.col("persona_group") == g) for g in sorted(rows["persona_group"].unique())},
@@ -190,9 +222,56 @@ def _majority(frame: pl.DataFrame, keys: list[str], level: bool = True) -> pl.Da
     return best.select(*keys, pl.col("chosen_id").alias("majority"), (pl.col("top") / pl.col("total")).alias("share"))
 
 
+def _positions(labels: pl.DataFrame, scales: Mapping[str, list[str]]) -> list[pl.Expr]:
+    """Where each label's chosen and rejected stances lie on their topic's scale, 0..1 (null: not placed)."""
+    places = {(t, stance): i / (len(scale) - 1) for t, scale in scales.items() for i, stance in enumerate(scale)}
+    if not places or any(c not in labels.columns for c in _STANCES):
+        return [pl.lit(None, pl.Float64).alias("chosen_at"), pl.lit(None, pl.Float64).alias("rejected_at")]
+
+    def at(column: str) -> pl.Expr:
+        return pl.struct("topic", column).map_elements(
+            lambda r, c=column: places.get((r["topic"], r[c])), return_dtype=pl.Float64
+        )
+
+    return [at("chosen_stance").alias("chosen_at"), at("rejected_stance").alias("rejected_at")]
+
+
+def ideal_point(chosen: np.ndarray, rejected: np.ndarray, steps: int) -> float | None:
+    """The point of [0, 1] (a grid of ``steps`` + 1 points) that the most shots prefer, a shot preferring the
+    points nearer its chosen stance than its rejected one (net: agreeing shots minus disagreeing ones); of level
+    best points, the one nearest the middle of their range (the lower on a tie): the centre of what the shots
+    allow, not an edge of it. None without a shot."""
+    if not len(chosen):
+        return None
+    grid = np.linspace(0.0, 1.0, steps + 1)
+    near = np.abs(grid[:, None] - chosen[None, :]) - np.abs(grid[:, None] - rejected[None, :])
+    score = (near < 0).sum(axis=1) - (near > 0).sum(axis=1)
+    best = grid[score == score.max()]
+    return float(best[np.argmin(np.abs(best - (best[0] + best[-1]) / 2))])
+
+
+def _attitudes(own: pl.DataFrame, k: int, steps: int) -> list[bool | None]:
+    """Per query (own's labels after the first k): True/False when the ideal point fit on the k shots of its
+    topic names the chosen/rejected stance as nearer, None when it cannot say (no shot on the topic, a stance
+    not on the scale, or equidistant)."""
+    shots = own.head(k).drop_nulls(["chosen_at", "rejected_at"])
+    points = {
+        topic: ideal_point(rows["chosen_at"].to_numpy(), rows["rejected_at"].to_numpy(), steps)
+        for (topic,), rows in shots.group_by(["topic"])
+    }
+    said: list[bool | None] = []
+    for topic, chosen, rejected in own.slice(k).select("topic", "chosen_at", "rejected_at").iter_rows():
+        point = points.get(topic)
+        if point is None or chosen is None or rejected is None or abs(point - chosen) == abs(point - rejected):
+            said.append(None)
+        else:
+            said.append(abs(point - chosen) < abs(point - rejected))
+    return said
+
+
 def _k_shot(train: pl.DataFrame, test: pl.DataFrame, seed: int) -> dict[int, pl.DataFrame]:
-    """Per k: the queries of every test persona with more than k labels, whether the nearest personas and the
-    global majority got each right; skipped personas as rows with a null query."""
+    """Per k: the queries of every test persona with more than k labels, whether the nearest personas, the
+    attitude model and the global majority got each right; skipped personas as rows with a null query."""
     pairs = sorted(set(train["pair_id"]) | set(test["pair_id"]))
     col = {p: i for i, p in enumerate(pairs)}
     people = sorted(train["persona_id"].unique())
@@ -214,6 +293,7 @@ def _k_shot(train: pl.DataFrame, test: pl.DataFrame, seed: int) -> dict[int, pl.
                 out[k].append({"persona_id": persona, "pair_id": None, "nearest": None, "global": None})
                 continue
             score = votes[:, idx[:k]].astype(np.int32) @ mine[:k]
+            model = _attitudes(own, k, ATTITUDE_STEPS)
             for j in range(k, own.height):
                 q = idx[j]
                 voters = np.flatnonzero(votes[:, q])
@@ -222,16 +302,26 @@ def _k_shot(train: pl.DataFrame, test: pl.DataFrame, seed: int) -> dict[int, pl.
                 glob = own["global"][j]
                 guess = glob if vote == 0 else own["first_id"][j] if vote > 0 else own["second_id"][j]
                 chosen = own["chosen_id"][j]
+                said = model[j - k]
                 out[k].append(
                     {
                         "persona_id": persona,
                         "pair_id": own["pair_id"][j],
                         "nearest": guess == chosen,
+                        "attitudes": glob == chosen if said is None else said,
+                        "covered": said is not None,
                         "global": glob == chosen,
                     }
                 )
     keys = test.select("persona_id", "pair_id", "persona_group", "contested")
-    schema = {"persona_id": pl.String, "pair_id": pl.String, "nearest": pl.Boolean, "global": pl.Boolean}
+    schema = {
+        "persona_id": pl.String,
+        "pair_id": pl.String,
+        "nearest": pl.Boolean,
+        "attitudes": pl.Boolean,
+        "covered": pl.Boolean,
+        "global": pl.Boolean,
+    }
     return {
         k: pl.DataFrame(r, schema=schema)
         .join(keys.unique("persona_id").select("persona_id", "persona_group"), on="persona_id")
@@ -249,6 +339,8 @@ def _k_figures(frame: pl.DataFrame, rows: pl.DataFrame, k: int) -> dict[str, Any
         "personas": queries["persona_id"].n_unique(),
         "skipped_personas": len(set(skipped) & set(rows["persona_id"])),
         "nearest_personas": _mean(queries["nearest"]),
+        "attitude_model": _mean(queries["attitudes"]),
+        "attitude_covered": _mean(queries["covered"]),
         "global_majority": _mean(queries["global"]),
     }
 
@@ -270,6 +362,7 @@ def table(figures: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         "group",
         *figures["group_attributes"],
         *(f"{k}-shot" for k in KS),
+        f"{KS[-1]}-shot attitudes",
         "truth",
         "headroom",
     ]
@@ -279,6 +372,7 @@ def table(figures: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         cells = [name, str(fig["personas"]), str(fig["labels"]), _pct(fig["global_majority"])]
         cells += [_pct(fig["group_majority"]), *(_pct(fig[f"attribute:{a}"]) for a in figures["group_attributes"])]
         cells += [_pct(fig["k_shot"][str(k)]["nearest_personas"]) for k in KS]
+        cells += [_pct(fig["k_shot"][str(KS[-1])].get("attitude_model"))]
         rows.append([*cells, _pct(fig["truth"]), _pct(fig["headroom"])])
     return head, rows
 
@@ -318,7 +412,9 @@ CARD_MAX_CELLS = 20_000_000
 CARD_MAX_TEST_LABELS = 200_000
 
 
-def for_card(folder: Path, shares: Mapping[str, float]) -> dict[str, Any]:
+def for_card(
+    folder: Path, shares: Mapping[str, float], scales: Mapping[str, list[str]] | None = None
+) -> dict[str, Any]:
     """The figures a finished build's card and Prefect artifact show: ``evaluate`` on its own test split
     (seed 0), or ``{"skipped": why}`` when it has none or is too large to measure beside the build."""
     if shares.get("test", 0.0) <= 0:
@@ -336,7 +432,7 @@ def for_card(folder: Path, shares: Mapping[str, float]) -> dict[str, Any]:
     if counts["personas"] * counts["pairs"] > CARD_MAX_CELLS or test_labels > CARD_MAX_TEST_LABELS:
         return {"skipped": f"too large to measure beside the build; run polypref evaluate {folder}"}
     try:
-        return evaluate(read_preferences_files(files), seed=0, shares=shares)
+        return evaluate(read_preferences_files(files), seed=0, shares=shares, scales=scales)
     except PolyprefError as error:  # no train or no test persona with a kept preference
         return {"skipped": str(error)}
 
