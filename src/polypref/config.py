@@ -277,8 +277,8 @@ class FidelityConfig(StrictModel):
         ge=0,
         le=1,
         description="Gate: highest overall TVD allowed above the floor, the personas' own survey answers scored the "
-        "same way (null: not gated). A raw TVD gate mostly measures sampling noise: at 200 personas the groups' "
-        "floors alone are 0.11-0.28; the excess is what role-play adds",
+        "same way (null: not gated); when set, it replaces max_tvd. A raw TVD gate mostly measures sampling noise: "
+        "at 200 personas the groups' floors alone are 0.11-0.28; the excess is what role-play adds",
     )
 
     @field_validator("gate")

@@ -128,6 +128,7 @@ DATA_CODE = (
     "dataset/tables.py",
     "dataset/schema.py",
     "analysis/calibration.py",  # a preference's confidence
+    "dataset/splits.py",  # which split's file a shard's row is in
 )
 
 

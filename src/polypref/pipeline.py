@@ -77,7 +77,12 @@ _last_plan: dict[str, BuildPlan] = {}
 
 
 def plan(
-    config: BuildConfig, out: str | Path, source: str = "config", add_personas: int = 0, overwrite: bool = False
+    config: BuildConfig,
+    out: str | Path,
+    source: str = "config",
+    add_personas: int = 0,
+    overwrite: bool = False,
+    remember: bool = True,
 ) -> BuildPlan:
     """Validate every input and lay out the shards; reads only inputs (and the folder's layout), writes nothing.
 
@@ -96,6 +101,8 @@ def plan(
     if (cached := _last_plan.get(key)) is not None:
         return cached
     made = _plan(config, out, source, spec, add_personas, overwrite)
+    if not remember:  # a throwaway plan (a calibrator's reference build) leaves the build's own in place
+        return made
     _last_plan.clear()
     _last_plan[key] = made
     return made
@@ -628,10 +635,7 @@ def finalize(
     written: dict[Path, WrittenFile] = {}
     _write_pairs(plan, meta, written)
     counts = _write_weights_and_review(plan, meta, written)
-    path = shard_path(plan.out, "distributions", 0)
-    soft = to_arrow("distribution", stamped(dataset_distributions(plan.out), meta))
-    written[path] = write_parquet(soft, path, plan.config.output.row_group_rows)
-    counts["distributions"] = written[path].rows
+    counts["distributions"] = _write_distributions(plan, meta, written)
     counts["episodes"] = _write_episodes(plan, meta, written)
     points = dataset_map(plan.out, persona_free)
     path = shard_path(plan.out, "map", 0)
@@ -659,6 +663,18 @@ def finalize(
     _write_text(plan.out / "README.md", card.render(plan, summary))
     plan.state.write_summary(summary)
     return summary
+
+
+def _write_distributions(plan: BuildPlan, meta: RunMeta, written: dict[Path, WrittenFile]) -> int:
+    """The distributions config, a file per split of the population (each split's personas alone); its rows."""
+    names = list(splits.present((p.id for p in plan.population.personas), plan.config.output.splits))
+    tables = [
+        (to_arrow("distribution", stamped(rows, meta)), shard_path(plan.out, "distributions", 0, name))
+        for name, rows in dataset_distributions(plan.out, names).items()
+    ]
+    made = write_parquet_together(tables, plan.config.output.row_group_rows)
+    written.update(zip([path for _, path in tables], made, strict=True))
+    return sum(w.rows for w in made)
 
 
 def _write_episodes(plan: BuildPlan, meta: RunMeta, written: dict[Path, WrittenFile]) -> int | None:

@@ -33,6 +33,7 @@ class ShardReport:
     truth_correct: int = 0
     truth_kept: int = 0
     truth_kept_correct: int = 0
+    named: int = 0  # valid verdicts naming a response (not tie): what the first-position rate divides
     first_position_valid: int = 0  # valid verdicts naming the first-shown response
     first_position_kept: int = 0
     tokens: dict[str, int] = field(default_factory=dict)
@@ -70,6 +71,7 @@ def shard_stats(index: int, frame: pl.DataFrame, preferences: pl.DataFrame) -> S
     first = pl.col("winner_id") == pl.col("first_response_id")
     stats = frame.select(
         valid=valid.sum(),
+        named=(valid & pl.col("winner_id").is_not_null()).sum(),
         truth_valid=scored.sum(),
         truth_correct=(scored & correct).sum(),
         truth_kept=(scored & kept).sum(),
@@ -183,7 +185,9 @@ def summarize(
         "tokens": tokens,
         "cost_usd": _cost(tokens, prices),
         "first_position_rate": {
-            "valid": _ratio(total("first_position_valid"), total("valid")),
+            # a tie names no position: over the verdicts that name a response (a report from before `named`
+            # was kept counts every valid verdict)
+            "valid": _ratio(total("first_position_valid"), total("named") or total("valid")),
             "kept": _ratio(total("first_position_kept"), kept),
         },
         "requests_by_kind": _by_kind(

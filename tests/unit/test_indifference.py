@@ -101,6 +101,18 @@ def test_ground_truth_scores_a_pick_for_an_indifferent_persona_as_wrong(batch):
     assert picks > 0 and stats.truth_valid - stats.truth_correct >= picks  # each pick counts as wrong
 
 
+def test_position_bias_is_measured_on_verdicts_that_name_a_response(batch):
+    """A tie names no position: counted among the verdicts, ties would pull a biased judge's first-position rate
+    toward 0.5 ("no bias")."""
+    frame = apply_filters(_judged(batch, position_bias=0.8), filters_from_config(FiltersConfig()))
+    preferences = pl.DataFrame(schema={"source_label_agrees": pl.Boolean, "persona_group": pl.String})
+    stats = shard_stats(0, frame, preferences)
+    named = frame.filter(pl.col("error").is_null() & pl.col("winner_id").is_not_null())
+    assert 0 < stats.named == named.height < stats.valid  # some verdicts are ties
+    assert stats.first_position_valid == int((named["winner_id"] == named["first_response_id"]).sum())
+    assert stats.first_position_valid / stats.named > 0.5 + 0.02 > stats.first_position_valid / stats.valid
+
+
 def test_llm_judges_may_say_tie_by_default():
     config = LLMJudgeConfig(model="m")
     assert config.allow_ties

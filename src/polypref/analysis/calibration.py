@@ -460,7 +460,7 @@ def simulated_rows(overrides: Sequence[str], personas: int = PERSONAS, seed: int
     ]
     config = load_config(None, [*base, *overrides])
     with tempfile.TemporaryDirectory() as folder:
-        plan = pipeline.plan(config, Path(folder) / "out")
+        plan = pipeline.plan(config, Path(folder) / "out", remember=False)
         judge = make_judge(config.judge, config.seed, None)
         meta = RunMeta("fit", datetime(2026, 1, 1, tzinfo=UTC), judge.info)
         frames = []

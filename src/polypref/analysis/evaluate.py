@@ -68,8 +68,10 @@ def read_preferences(folder: Path) -> pl.DataFrame:
 
 def read_preferences_files(files: list[Path]) -> pl.DataFrame:
     """The columns evaluate reads, from a build's preferences files."""
-    frame = pl.read_parquet(files)
-    return frame.select(_COLUMNS + [c for c in ("matches_ground_truth", *_STANCES) if c in frame.columns])
+    import pyarrow.parquet as pq
+
+    present = set(pq.read_schema(files[0]).names)  # only these columns: never the texts
+    return pl.read_parquet(files, columns=_COLUMNS + [c for c in ("matches_ground_truth", *_STANCES) if c in present])
 
 
 def spec_scales(folder: Path) -> dict[str, list[str]] | None:
@@ -409,6 +411,7 @@ def _pct(value: float | None) -> str:
 # The card measures personalization only where it is cheap next to the build: the k-shot search holds a
 # (train personas x pairs) vote matrix and loops over the test personas' labels in Python.
 CARD_MAX_CELLS = 20_000_000
+CARD_MAX_LABELS = 2_000_000  # preferences read (their ids and stances: about 200 bytes each)
 CARD_MAX_TEST_LABELS = 200_000
 
 
@@ -428,8 +431,9 @@ def for_card(
         .collect()
         .row(0, named=True)
     )
-    test_labels = sum(n for name, n in _split_labels(files).items() if name == "test")
-    if counts["personas"] * counts["pairs"] > CARD_MAX_CELLS or test_labels > CARD_MAX_TEST_LABELS:
+    labels = _split_labels(files)
+    too_many = sum(labels.values()) > CARD_MAX_LABELS or labels.get("test", 0) > CARD_MAX_TEST_LABELS
+    if counts["personas"] * counts["pairs"] > CARD_MAX_CELLS or too_many:
         return {"skipped": f"too large to measure beside the build; run polypref evaluate {folder}"}
     try:
         return evaluate(read_preferences_files(files), seed=0, shares=shares, scales=scales)

@@ -13,8 +13,9 @@ every persona of the row that judged the pair, counted or not, so what the filte
 
 Computed over the whole dataset once every shard is written, like the weights. Shards are persona-major and a
 (persona, pair)'s judgments all lie in one shard, so the rows are counted one shard at a time into a running
-table of (pair, group) counts: memory stays at one shard plus that small table. Every persona split (train,
-test, ...) is counted: the config describes the whole population and is published as one train split.
+table of (pair, group) counts: memory stays at one shard plus that small table. Written per split like the
+preferences (each split's rows count that split's personas alone), so the soft labels in ``train`` never hold
+a vote of a held-out persona.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import polars as pl
 
-from polypref.dataset.splits import split_files
+from polypref.dataset.splits import FILE_NAME, split_files
 
 # The drop reason of a (persona, pair) whose vote's majority is a tie: "indifferent" now, "tie" in folders
 # (and code) from before the rename; both mean the same outcome.
@@ -153,18 +154,19 @@ def distribution_rows(counts: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def dataset_distributions(out: Path) -> pl.DataFrame:
-    """The distributions rows of a build folder (every shard written so far), one shard at a time."""
-    files = split_files(out / "data" / "judgments")  # every split: the soft labels count every persona
-    total = pl.DataFrame(schema=_COUNT_SCHEMA)
-    if not files:
-        return distribution_rows(total)
-    groups = pl.read_parquet(split_files(out / "data" / "personas"), columns=["persona_id", "group"])
+def dataset_distributions(out: Path, names: list[str]) -> dict[str, pl.DataFrame]:
+    """The distributions rows of each of a build folder's splits ``names`` (every shard written so far), one
+    shard at a time; a split without a judged persona gets no row."""
+    totals = {name: pl.DataFrame(schema=_COUNT_SCHEMA) for name in names}
+    files = split_files(out / "data" / "judgments", names)
+    if files:
+        groups = pl.read_parquet(split_files(out / "data" / "personas"), columns=["persona_id", "group"])
     for path in files:  # a shard's preferences of a split sit beside its judgments, under the same file name
         judgments = pl.read_parquet(path, columns=JUDGMENT_COLUMNS)
         preferences = pl.read_parquet(
             out / "data" / "preferences" / path.name, columns=["persona_id", "pair_id", "chosen_id"]
         )
         part = group_counts(unit_outcomes(judgments, preferences), groups)
-        total = _summed(pl.concat([total, part]), KEYS)
-    return distribution_rows(total)
+        name = FILE_NAME.fullmatch(path.name)["split"]  # type: ignore[index]
+        totals[name] = _summed(pl.concat([totals[name], part]), KEYS)
+    return {name: distribution_rows(total) for name, total in totals.items()}

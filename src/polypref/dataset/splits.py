@@ -35,9 +35,10 @@ ORDER: tuple[Split, ...] = ("test", "validation", "train")  # how shares are lai
 DEFAULT_SHARES: dict[str, float] = {"train": 0.9, "test": 0.1}
 TOLERANCE = 1e-9  # how far the shares may sum from 1 (0.7 + 0.2 + 0.1 is 0.9999999999999999)
 # the configs every build writes with a row per persona (or per persona and pair), one file per split (the
-# optional episodes config is split alike); the others are not about one persona and stay one split, train
+# optional episodes config is split alike; distributions count each split's personas apart); the others are not
+# about the personas' labels and stay one split, train
 PERSONA_CONFIGS = ("preferences", "judgments", "personas", "weights", "review")
-WHOLE_CONFIGS = ("pairs", "map", "distributions")
+WHOLE_CONFIGS = ("pairs", "map")
 FILE_NAME = re.compile(r"(?P<split>train|validation|test)-(?P<index>\d{5,})\.parquet")
 
 

@@ -239,6 +239,8 @@ def gate(report: FidelityReport, config: BuildConfig, stopped: str = ", so the b
         return
     overall, floor = report.personas_scores.overall, report.floor.overall
     excess, limit = report.excess_tvd, fidelity.max_excess_tvd  # the excess over the floor: what role-play adds
+    # with an excess threshold, the raw TVD threshold is off: a raw TVD is mostly sampling noise at 200 personas
+    max_tvd = fidelity.max_tvd if limit is None else 1.0
     references = f" (persona-free baseline: {_figures(report.baseline.overall)}; perfect role-play: {_figures(floor)})"
     too_few = (
         f"{report.personas} personas are too few for that threshold (sampling alone keeps them that far from the "
@@ -255,7 +257,7 @@ def gate(report: FidelityReport, config: BuildConfig, stopped: str = ", so the b
                 f"no persona answered with one of the options ({report.answered} of {report.asked} answered)"
                 f"{stopped}. Use a judge model that follows the answer format, or set fidelity.gate: false"
             )
-    elif floor.tvd is not None and floor.tvd > fidelity.max_tvd:
+    elif floor.tvd is not None and floor.tvd > max_tvd:
         why = (
             f"even the personas' own survey answers score a total variation distance of {floor.tvd:.3f}, above "
             f"fidelity.max_tvd {fidelity.max_tvd}{stopped}: {too_few}{references}"
@@ -265,10 +267,10 @@ def gate(report: FidelityReport, config: BuildConfig, stopped: str = ", so the b
             f"even the personas' own survey answers score an alignment of {floor.alignment:.3f}, below "
             f"fidelity.min_alignment {fidelity.min_alignment}{stopped}: {too_few}{references}"
         )
-    elif overall.tvd > fidelity.max_tvd or overall.alignment < fidelity.min_alignment:
+    elif overall.tvd > max_tvd or overall.alignment < fidelity.min_alignment:
         figure = (
             f"total variation distance {overall.tvd:.3f} is above fidelity.max_tvd {fidelity.max_tvd}"
-            if overall.tvd > fidelity.max_tvd
+            if overall.tvd > max_tvd
             else f"alignment {overall.alignment:.3f} is below fidelity.min_alignment {fidelity.min_alignment}"
         )
         why = (
