@@ -233,6 +233,15 @@ def test_evaluate_on_a_tiny_build_writes_consistent_figures(tiny_config: Path, t
     again = _cli("evaluate", str(out), "--json", "fig.json", cwd=tmp_path)  # no --force: refused, kept
     assert again.returncode == 2 and "exists" in again.stderr
 
+    damaged = sorted((out / "data" / "preferences").glob("*.parquet"))[0]
+    kept = damaged.read_bytes()
+    damaged.write_bytes(kept[:300])  # a truncated shard: the file names it, nothing is written
+    broken = _cli("evaluate", str(out), "--json", "broken.json", cwd=tmp_path)
+    assert broken.returncode == 2 and "Traceback" not in broken.stderr, broken.stderr
+    assert f"{out} is damaged" in broken.stderr and str(damaged) in broken.stderr
+    assert not (tmp_path / "broken.json").exists()
+    damaged.write_bytes(kept)
+
     (out / ".polypref" / "summary.json").unlink()  # as a build stopped before it finished
     unfinished = _cli("evaluate", str(out), cwd=tmp_path)
     assert unfinished.returncode == 2 and "no finished build" in unfinished.stderr

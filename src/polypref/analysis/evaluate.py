@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from pyarrow import ArrowException
 
 from polypref.dataset import splits
 from polypref.dataset.splits import split_fraction
@@ -63,7 +64,20 @@ def read_preferences(folder: Path) -> pl.DataFrame:
     files = state.data_files("preferences")
     if not files:
         raise OutputError(f"{folder} holds a build with no preferences to evaluate")
-    return read_preferences_files(files)
+    try:
+        return read_preferences_files(files)
+    except (OSError, pl.exceptions.PolarsError, ArrowException) as error:
+        raise _damaged(state, error) from None
+
+
+def _damaged(state: BuildState, error: Exception) -> OutputError:
+    """A file of a finished build that does not read: what the push check finds wrong with the folder (only
+    now, on failure: it reads every file), else the reader's own words."""
+    problems = state.whole_build_problems() or [str(error).splitlines()[0]]
+    return OutputError(
+        f"{state.out} is damaged: {problems[0]}; rebuild it (polypref build --out {state.out} with its config "
+        "repairs it from the judgment store)"
+    )
 
 
 def read_preferences_files(files: list[Path]) -> pl.DataFrame:
@@ -79,10 +93,14 @@ def spec_scales(folder: Path) -> dict[str, list[str]] | None:
     cannot be read: a spec file moved away)."""
     from polypref.population import load_spec
 
-    personas = BuildState(folder).data_files("personas")
+    state = BuildState(folder)
+    personas = state.data_files("personas")
     if not personas:
         return None
-    names = pl.read_parquet(personas[0], columns=["spec"])["spec"]
+    try:
+        names = pl.read_parquet(personas[0], columns=["spec"])["spec"]
+    except (OSError, pl.exceptions.PolarsError, ArrowException) as error:
+        raise _damaged(state, error) from None
     try:
         spec = load_spec(names[0]) if len(names) else None
     except PolyprefError:
