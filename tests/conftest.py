@@ -60,6 +60,19 @@ def load_with_datasets(folder: Path, config: str | None = None, split: str | Non
     return datasets.concatenate_datasets([loaded[name] for name in order])
 
 
+@pytest.fixture
+def tiny_population(tmp_path: Path):
+    """400 personas sampled from the tiny survey (survey_table, spec_dict), and the survey's respondents."""
+    from polypref.population import load_spec, sample_population
+    from polypref.population.survey import respondents
+
+    survey_table().write_parquet(tmp_path / "survey.parquet")
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(spec_dict()))
+    spec = load_spec(str(tmp_path / "tiny.yaml"))
+    survey = respondents(spec)
+    return sample_population(spec, 400, seed=1, survey=survey), survey.frame
+
+
 @pytest.fixture(autouse=True)
 def loopback_only(monkeypatch: pytest.MonkeyPatch):
     """Tests may talk to servers they start on this machine, and nowhere else."""

@@ -22,11 +22,9 @@ from polypref.fidelity import run as fidelity_run
 from polypref.fidelity.check import SYSTEM_TEMPLATE, score, survey_targets
 from polypref.fidelity.metrics import alignment, distribution, tvd
 from polypref.judges.options import named_option
-from polypref.population import load_spec, sample_population
 from polypref.population.baseline import persona_free
-from polypref.population.survey import respondents
 from polypref.records import Persona
-from tests.conftest import spec_dict, survey_table
+from tests.conftest import spec_dict
 from tests.openai_api import ChatAPIServer, judge_settings, prefer_the_longer, serve
 
 running = contextlib.contextmanager(serve)
@@ -115,15 +113,6 @@ def test_spec_question_wording():
         update={"attitudes": spec.attitudes.model_copy(update={"question": "How much do you back {topic}?"})}
     )
     assert shared.question("t1") == f"How much do you back {topic}?"
-
-
-@pytest.fixture
-def tiny_population(tmp_path: Path):
-    survey_table().write_parquet(tmp_path / "survey.parquet")
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(spec_dict()))
-    spec = load_spec(str(tmp_path / "tiny.yaml"))
-    survey = respondents(spec)
-    return sample_population(spec, 400, seed=1, survey=survey), survey.frame
 
 
 def test_simulated_personas_score_the_floor_and_beat_the_persona_free_judge(tiny_population, tmp_path):

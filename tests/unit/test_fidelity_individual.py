@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from polypref import prompts
 from polypref.config import load_config
@@ -21,11 +20,9 @@ from polypref.fidelity import run as fidelity_run
 from polypref.fidelity.check import Match, Matches, chance, demographic_answers, excess_tvd, matches
 from polypref.fidelity.run import FidelityGateError
 from polypref.fingerprint import data_settings
-from polypref.population import load_spec, sample_population
 from polypref.population.spec import SurveySpec
-from polypref.population.survey import respondents
 from polypref.records import Persona
-from tests.conftest import spec_dict, survey_table
+from tests.conftest import spec_dict
 from tests.openai_api import ChatAPIServer, judge_settings, prefer_the_longer, serve
 
 running = contextlib.contextmanager(serve)
@@ -109,15 +106,6 @@ def test_excess_is_the_tvd_above_the_floor_per_group_and_overall():
     excess = excess_tvd(personas, floor)
     assert excess.overall == pytest.approx(0.25)
     assert excess.groups == {"north": pytest.approx(0.05), "south": pytest.approx(0.4), "east": None}
-
-
-@pytest.fixture
-def tiny_population(tmp_path: Path):
-    survey_table().write_parquet(tmp_path / "survey.parquet")
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(spec_dict()))
-    spec = load_spec(str(tmp_path / "tiny.yaml"))
-    survey = respondents(spec)
-    return sample_population(spec, 400, seed=1, survey=survey), survey.frame
 
 
 def test_simulated_check_gives_each_persona_its_respondents_answer(tiny_population, tmp_path):
