@@ -37,7 +37,7 @@ def _polypref(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def _flow_runs(out: Path) -> list[dict[str, Any]]:
-    """Prefect's records of the flow runs that built ``out``: state, stored parameters, task runs."""
+    """Prefect's records of the flow runs that built ``out``: state, stored parameters, task runs, artifacts."""
     database = Path(os.environ["PREFECT_HOME"]) / "prefect.db"
     with sqlite3.connect(database) as db:
         rows = db.execute(
@@ -49,12 +49,14 @@ def _flow_runs(out: Path) -> list[dict[str, Any]]:
             if json.loads(parameters).get("out") != str(out):
                 continue
             tasks = db.execute("SELECT run_count FROM task_run WHERE flow_run_id = ?", (run_id,)).fetchall()
+            artifacts = db.execute("SELECT key, data FROM artifact WHERE flow_run_id = ?", (run_id,)).fetchall()
             runs.append(
                 {
                     "state": state,
                     "parameters": parameters,
                     "task_run_counts": [n for (n,) in tasks],
                     "start_time": datetime.fromisoformat(start_time).replace(tzinfo=UTC),
+                    "artifacts": {key: json.loads(data) for key, data in artifacts},
                 }
             )
     return runs
@@ -149,13 +151,7 @@ def test_evaluate_on_the_build_matches_its_card_and_prefect_artifact(built: dict
     overall = figures["overall"]
     row = f"| overall | {overall['personas']} | {overall['labels']} | {overall['global_majority']:.3f} |"
     assert "## Personalization" in card and row in card
-    database = Path(os.environ["PREFECT_HOME"]) / "prefect.db"
-    with sqlite3.connect(database) as db:
-        artifacts = db.execute(
-            "SELECT artifact.data, flow_run.parameters FROM artifact JOIN flow_run ON flow_run.id = "
-            "artifact.flow_run_id WHERE artifact.key = 'personalization'"
-        ).fetchall()
-    mine = [json.loads(data) for data, parameters in artifacts if json.loads(parameters).get("out") == str(out)]
+    mine = [run["artifacts"]["personalization"] for run in _flow_runs(out) if "personalization" in run["artifacts"]]
     assert mine and all(row in markdown for markdown in mine)
 
 
