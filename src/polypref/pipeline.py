@@ -51,6 +51,7 @@ from polypref.dataset.writer import (
     write_bytes,
     write_parquet,
     write_parquet_parts,
+    write_parquet_parts_together,
     write_parquet_together,
 )
 from polypref.errors import ConfigError, OutputError
@@ -734,7 +735,7 @@ def _write_weights_and_review(plan: BuildPlan, meta: RunMeta, written: dict[Path
 
     rows = plan.config.output.row_group_rows
     weights = {name: shard_path(plan.out, "weights", 0, name) for name in names}
-    made = splits.write_split_parts(parts(), weights, rows)
+    made = write_parquet_parts_together(parts(), weights, rows)
     written.update(made)
     counts: dict[str, Any] = {"weights": sum(w.rows for w in made.values()), "personas_with_preferences": sum(personas)}
     review = dataset_review(plan.out)

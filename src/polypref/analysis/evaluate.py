@@ -449,7 +449,7 @@ def for_card(
         .collect()
         .row(0, named=True)
     )
-    labels = _split_labels(files)
+    labels = splits.split_rows(folder, ["preferences"])["preferences"]
     too_many = sum(labels.values()) > CARD_MAX_LABELS or labels.get("test", 0) > CARD_MAX_TEST_LABELS
     if counts["personas"] * counts["pairs"] > CARD_MAX_CELLS or too_many:
         return {"skipped": f"too large to measure beside the build; run polypref evaluate {folder}"}
@@ -457,17 +457,6 @@ def for_card(
         return evaluate(read_preferences_files(files), seed=0, shares=shares, scales=scales)
     except PolyprefError as error:  # no train or no test persona with a kept preference
         return {"skipped": str(error)}
-
-
-def _split_labels(files: list[Path]) -> dict[str, int]:
-    """Rows per split of preferences files, from their names and footers."""
-    import pyarrow.parquet as pq
-
-    rows: dict[str, int] = {}
-    for path in files:
-        if (match := splits.FILE_NAME.fullmatch(path.name)) is not None:
-            rows[match["split"]] = rows.get(match["split"], 0) + pq.read_metadata(path).num_rows
-    return rows
 
 
 def markdown(figures: dict[str, Any]) -> str:

@@ -120,7 +120,7 @@ def front_matter(plan: BuildPlan, summary: dict[str, Any]) -> str:
             {
                 "config_name": c,
                 "splits": [
-                    {"name": s, "num_bytes": splits.split_bytes(plan.out, c, s)[0], "num_examples": rows[c][s]}
+                    {"name": s, "num_bytes": plan.state.data_bytes(c, s), "num_examples": rows[c][s]}
                     for s in _splits_of(c, rows)
                 ],
                 "download_size": plan.state.download_size(c),

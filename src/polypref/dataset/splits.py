@@ -17,17 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
 import polars as pl
-import pyarrow as pa
 import pyarrow.parquet as pq
-
-from polypref.dataset.writer import PARQUET_OPTIONS, WrittenFile, _discard, _temp_for, file_sha256, reported
 
 Split = Literal["train", "validation", "test"]
 NAMES: tuple[Split, ...] = ("train", "validation", "test")  # how files, cards and summaries list them
@@ -143,62 +139,6 @@ def split_rows(out: Path, configs: Iterable[str]) -> dict[str, dict[str, int]]:
     return rows
 
 
-def split_bytes(out: Path, config: str, split: str) -> tuple[int, int]:
-    """Uncompressed rows' bytes (the card's ``num_bytes``) and file bytes of one split of a config."""
-    data = files = 0
-    for path in split_files(out / "data" / config, [split]):
-        meta = pq.read_metadata(path)
-        data += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-        files += path.stat().st_size
-    return data, files
-
-
 def summary(out: Path, shares: Mapping[str, float], configs: Iterable[str]) -> dict[str, object]:
     """What a build's summary says of its splits: the shares and the rows of each config in each split."""
     return {"shares": dict(shares), "rows": split_rows(out, configs)}
-
-
-def write_split_parts(
-    parts: Iterable[Mapping[str, pa.Table]], paths: Mapping[str, Path], row_group_rows: int
-) -> dict[Path, WrittenFile]:
-    """Write one file per split from parts given as split -> table (the first part must name every split: its
-    schema starts the file), holding about one part at a time. Every file is cut into row groups as
-    write_parquet_parts cuts one, and all appear together (renamed only once every one is complete)."""
-    temps = {name: _temp_for(path) for name, path in paths.items()}
-    writers: dict[str, pq.ParquetWriter] = {}
-    pending: dict[str, list[pa.Table]] = {name: [] for name in paths}
-    rows = dict.fromkeys(paths, 0)
-    written: dict[Path, WrittenFile] = {}
-    try:
-        for part in parts:
-            for name, table in part.items():
-                path = paths[name]
-                with reported(path):
-                    if name not in writers:
-                        path.parent.mkdir(parents=True, exist_ok=True)
-                        writers[name] = pq.ParquetWriter(temps[name], table.schema, **PARQUET_OPTIONS)
-                    pending[name].append(table)
-                    rows[name] += table.num_rows
-                    while sum(t.num_rows for t in pending[name]) >= row_group_rows:  # full row groups
-                        whole = pa.concat_tables(pending[name])
-                        chunk = whole.slice(0, row_group_rows).combine_chunks()
-                        writers[name].write_table(chunk, row_group_size=row_group_rows)
-                        pending[name] = [whole.slice(row_group_rows)]
-        if missing := [name for name in paths if name not in writers]:
-            raise ValueError(f"write_split_parts: no part named split {missing[0]!r} (its schema)")
-        for name, path in paths.items():
-            with reported(path):
-                if (remainder := pa.concat_tables(pending[name])).num_rows:
-                    writers[name].write_table(remainder.combine_chunks(), row_group_size=row_group_rows)
-                writers[name].close()
-                written[path] = WrittenFile(file_sha256(temps[name]), rows[name])
-        for name, path in paths.items():
-            with reported(path):
-                os.replace(temps[name], path)
-    finally:
-        for writer in writers.values():
-            if writer.is_open:
-                writer.close()
-        for tmp in temps.values():
-            _discard(tmp)
-    return written

@@ -485,10 +485,13 @@ class BuildState:
     def download_size(self, config: str) -> int:
         return sum(p.stat().st_size for p in self.data_files(config))
 
-    def data_bytes(self, config: str) -> int:
-        """Uncompressed size of a config's rows (the card's ``num_bytes``), from the Parquet footers."""
+    def data_bytes(self, config: str, split: str | None = None) -> int:
+        """Uncompressed size of a config's rows (the card's ``num_bytes``), from the Parquet footers; of one split's
+        files only when ``split`` is given."""
         total = 0
         for path in self.data_files(config):
+            if split is not None and ((match := FILE_NAME.fullmatch(path.name)) is None or match["split"] != split):
+                continue
             meta = pq.read_metadata(path)
             total += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
         return total

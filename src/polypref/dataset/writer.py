@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,33 +124,56 @@ def write_parquet(table: pa.Table, path: Path, row_group_rows: int) -> WrittenFi
 def write_parquet_parts(parts: Iterable[pa.Table], path: Path, row_group_rows: int) -> WrittenFile:
     """Write a table given as consecutive parts (at least one; all with the first one's schema) as write_parquet
     writes the whole: the same row groups and bytes, holding about one part at a time."""
-    tmp = _temp_for(path)
-    writer: pq.ParquetWriter | None = None
-    rows = 0
+    return write_parquet_parts_together(({path.name: part} for part in parts), {path.name: path}, row_group_rows)[path]
+
+
+def write_parquet_parts_together(
+    parts: Iterable[Mapping[str, pa.Table]], paths: Mapping[str, Path], row_group_rows: int
+) -> dict[Path, WrittenFile]:
+    """Several files, each given as consecutive parts: every part maps a key of ``paths`` to the next rows of
+    that file (the first part must name every key: its schema starts the file). Each file is cut into row groups
+    as write_parquet cuts it whole, about one part is held at a time, and all appear together (renamed only
+    once every one is complete)."""
+    temps = {key: _temp_for(path) for key, path in paths.items()}
+    writers: dict[str, pq.ParquetWriter] = {}
+    pending: dict[str, list[pa.Table]] = {key: [] for key in paths}
+    rows = dict.fromkeys(paths, 0)
+    written: dict[Path, WrittenFile] = {}
     try:
-        with reported(path):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pending: list[pa.Table] = []
+        # an OS error while the parts are made (the caller's spill, say) is reported against the files too
+        with reported(next(iter(paths.values()))):
             for part in parts:
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, part.schema, **PARQUET_OPTIONS)
-                pending.append(part)
-                rows += part.num_rows
-                while sum(t.num_rows for t in pending) >= row_group_rows:  # full row groups, cut as one write cuts
-                    whole = pa.concat_tables(pending)
-                    writer.write_table(whole.slice(0, row_group_rows).combine_chunks(), row_group_size=row_group_rows)
-                    pending = [whole.slice(row_group_rows)]
-            if writer is None:
-                raise ValueError("write_parquet_parts needs at least one part (its schema)")
-            if (remainder := pa.concat_tables(pending)).num_rows:
-                writer.write_table(remainder.combine_chunks(), row_group_size=row_group_rows)
-            writer.close()
-            written = WrittenFile(file_sha256(tmp), rows)
-            os.replace(tmp, path)
+                for key, table in part.items():
+                    path = paths[key]
+                    with reported(path):
+                        if key not in writers:
+                            path.parent.mkdir(parents=True, exist_ok=True)
+                            writers[key] = pq.ParquetWriter(temps[key], table.schema, **PARQUET_OPTIONS)
+                        pending[key].append(table)
+                        rows[key] += table.num_rows
+                        # full row groups, cut as one write cuts them
+                        while sum(t.num_rows for t in pending[key]) >= row_group_rows:
+                            whole = pa.concat_tables(pending[key])
+                            chunk = whole.slice(0, row_group_rows).combine_chunks()
+                            writers[key].write_table(chunk, row_group_size=row_group_rows)
+                            pending[key] = [whole.slice(row_group_rows)]
+        if missing := [key for key in paths if key not in writers]:
+            raise ValueError(f"no part gave {paths[missing[0]]} its first rows (its schema)")
+        for key, path in paths.items():
+            with reported(path):
+                if (remainder := pa.concat_tables(pending[key])).num_rows:
+                    writers[key].write_table(remainder.combine_chunks(), row_group_size=row_group_rows)
+                writers[key].close()
+                written[path] = WrittenFile(file_sha256(temps[key]), rows[key])
+        for key, path in paths.items():
+            with reported(path):
+                os.replace(temps[key], path)
     finally:
-        if writer is not None and writer.is_open:
-            writer.close()
-        _discard(tmp)
+        for writer in writers.values():
+            if writer.is_open:
+                writer.close()
+        for tmp in temps.values():
+            _discard(tmp)
     return written
 
 
