@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ class Annotated:
     stances_set: int  # responses that got a stance
     off_survey: int  # items the model said are about none of the survey's questions: open, and rightly so
     unresolved: int  # questions the model never answered with an option
+    spent: dict[str, int] = field(default_factory=dict)  # requests, prompt_tokens, completion_tokens: what it cost
 
     @property
     def still_open(self) -> int:
@@ -87,13 +88,14 @@ def _annotate(
     questions = {t: a.topic for t, a in spec.attitudes.items.items()}
     topic_env = prompts.template(TOPIC_TEMPLATE, templates)
     open_topics = [i for i, item in enumerate(items) if item.topic is None]
-    topics = ask_options(
+    topic_answers = ask_options(
         backend,
         [_user(topic_env.render(questions=questions, prompt=items[i].prompt)) for i in open_topics],
         [[*questions, NONE] for _ in open_topics],
         seed,
         "topic",
-    ).options
+    )
+    topics = topic_answers.options
     topics_set = 0
     for i, answer in zip(open_topics, topics, strict=True):
         if answer not in (None, NONE):
@@ -108,7 +110,7 @@ def _annotate(
         for j, response in enumerate(item.responses)
         if response.stance is None
     ]
-    stances = ask_options(
+    stance_answers = ask_options(
         backend,
         [
             _user(
@@ -124,7 +126,8 @@ def _annotate(
         [spec.scale(items[i].topic) for i, _ in asks],
         seed,
         "stance",
-    ).options
+    )
+    stances = stance_answers.options
     stances_set = 0
     for (i, j), answer in zip(asks, stances, strict=True):
         if answer is not None:
@@ -135,7 +138,11 @@ def _annotate(
             stances_set += 1
     off_survey = topics.count(NONE)  # a valid answer: not among the unresolved
     unresolved = topics.count(None) + stances.count(None)
-    return Annotated(tuple(items), topics_set, stances_set, off_survey, unresolved)
+    spent = {
+        kind: sum(getattr(topic_answers, kind)) + sum(getattr(stance_answers, kind))
+        for kind in ("requests", "prompt_tokens", "completion_tokens")
+    }
+    return Annotated(tuple(items), topics_set, stances_set, off_survey, unresolved, spent)
 
 
 def _user(text: str) -> list[dict[str, str]]:
@@ -183,9 +190,16 @@ def summary(result: Annotated, out: Path, model: str) -> str:
         )
         if n
     ]
+    spent = result.spent
+    cost = (
+        f"; {spent['requests']} requests ({spent['prompt_tokens']} prompt and {spent['completion_tokens']} completion "
+        "tokens)"
+        if spent
+        else ""
+    )
     return (
         f"wrote {out}: {len(result.items)} items; {result.topics_set} topics and {result.stances_set} stances set by "
-        f"{model}; {result.still_open} items still open" + (f" ({', '.join(why)})" if why else "")
+        f"{model}; {result.still_open} items still open" + (f" ({', '.join(why)})" if why else "") + cost
     )
 
 

@@ -71,9 +71,13 @@ class BuildPlan:
             planned["judgments"] = self.num_units
             planned["persona_free"] = self.persona_free_units
             if config.fidelity.check:
-                asked = config.fidelity.personas or len(self.population.personas)
+                from polypref.fidelity.run import personas_asked, sampling
+
+                asked = personas_asked(self) or len(self.population.personas)
                 topics = len(config.fidelity.topics or self.population.spec.attitudes.items)
-                planned["fidelity_questions"] = min(asked, len(self.population.personas)) * topics + topics
+                drawn = sampling(config)
+                samples = 1 if drawn is None else drawn.samples
+                planned["fidelity_questions"] = (min(asked, len(self.population.personas)) + 1) * topics * samples
         if config.generate is not None:
             planned["generation"] = sum(len(item.responses) for item in self.items)
         return planned

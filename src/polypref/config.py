@@ -261,10 +261,28 @@ class FidelityConfig(StrictModel):
     check: bool = Field(
         True,
         description="Before judging, ask the personas the survey's own questions (their answer held out) and "
-        "score them against the survey's distributions in the card; LLM judges: personas x topics short requests",
+        "score them against the survey's distributions in the card; LLM judges: topics x samples short requests per "
+        "persona asked",
     )
     topics: list[str] | None = Field(None, min_length=1, description="Attitudes to ask about (null: all the spec's)")
-    personas: int | None = Field(None, ge=1, description="Ask only the first n personas (null: all)")
+    personas: int | None = Field(
+        None, ge=1, description="Ask n personas, spread evenly across groups (null: as many as `budget` allows)"
+    )
+    budget: float | None = Field(
+        0.1,
+        gt=0,
+        le=10,
+        description="LLM judges, with personas null: ask at most this many fidelity requests per planned judgment "
+        "(0.1: a tenth of the judging's requests), personas spread evenly across groups; null: every persona",
+    )
+    samples: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="LLM judges: answers drawn per question, at `temperature`, so each persona (and the persona-free "
+        "model) answers with a distribution, not one greedy answer; 1: one answer at the judge's own sampling",
+    )
+    temperature: float = Field(1.0, gt=0, le=2, description="Sampling temperature of the draws when samples > 1")
     gate: bool = Field(
         False,
         description="Stop the build before judging when the personas score worse than max_tvd, min_alignment or "

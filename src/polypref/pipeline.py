@@ -588,7 +588,7 @@ def persona_free_votes(plan: BuildPlan, run: RunState, judge: Judge) -> pl.DataF
 def other_requests(plan: BuildPlan, simulated: bool) -> dict[str, dict[str, int | None]]:
     """The model requests a build made beyond its personas' judgments, whichever run made them, with their
     tokens where they are recorded: the persona-free run's (from the judgment store), the fidelity check's
-    (its saved answers: one request each, tokens not recorded) and the generated responses' (from their store).
+    (from its answer store) and the generated responses' (from their store).
     The simulated judge asks no model."""
     from polypref.fidelity import run as fidelity_run
     from polypref.generation import load_store
@@ -605,8 +605,7 @@ def other_requests(plan: BuildPlan, simulated: bool) -> dict[str, dict[str, int 
         stored = [plan.store.lookup(keys) for _, keys in _persona_free_batches(plan, simulated)]
         kinds["persona_free"] = spent(pl.concat(stored) if stored else pl.DataFrame(schema=VERDICT_COLUMNS))
         if plan.config.fidelity.check:
-            answered = fidelity_run.saved_answers(plan)
-            kinds["fidelity_questions"] = {"requests": answered, "prompt_tokens": None, "completion_tokens": None}
+            kinds["fidelity_questions"] = fidelity_run.spent(plan)
     if plan.config.generate is not None:
         ids = [r.id for item in plan.items for r in item.responses]
         rows = load_store(plan.state.generated_dir).filter(pl.col("response_id").is_in(ids))

@@ -232,10 +232,13 @@ def test_cli_builds_with_both_llm_backends(vllm_server, tiny_model, tiny_config,
         counts = {c: load_with_datasets(out, c).num_rows for c in ("preferences", "judgments", "personas")}
         assert counts["personas"] == 2 and counts["judgments"] == 2 * 6 * 2
         assert counts["preferences"] <= 2 * 6
-        # the fidelity check ran before judging, with the same model: both survey questions per persona, and the
+        # the fidelity check ran before judging, with the same model, on its defaults: as many personas as a tenth
+        # of the judging allows (one, here), both survey questions 5 times each at temperature 1, and the
         # persona-free ones, answered under the options' constraint (a grammar in-process, a JSON schema via HTTP)
         fidelity = json.loads((out / ".polypref" / "fidelity.json").read_text())["report"]
-        assert fidelity["counts"]["asked"] == fidelity["counts"]["answered"] == 2 * 2, fidelity["counts"]
+        counts = fidelity["counts"]
+        assert (counts["personas"], counts["population"], counts["samples"]) == (1, 2, 5), counts
+        assert counts["asked"] == counts["answered"] == 1 * 2 * 5, counts
         assert fidelity["overall"]["tvd"] is not None and fidelity["baseline"]["overall"]["tvd"] is not None
         assert "## Fidelity" in (out / "README.md").read_text()
 

@@ -84,6 +84,12 @@ def test_open_items_get_topics_and_stances_and_keep_their_texts(server: ChatAPIS
     assert [r.stance for r in leaves.responses] == [SPEC.scale("natenvir")[0], SPEC.scale("natenvir")[-1]]
     assert (result.topics_set, result.stances_set, result.off_survey, result.unresolved) == (1, 5, 0, 0)
     assert all(i.annotated for i in result.items)
+    # what it cost, retries included, as the server counted the requests (each reports 100 + 20 tokens)
+    assert result.spent == {
+        "requests": server.requests,
+        "prompt_tokens": 100 * server.requests,
+        "completion_tokens": 20 * server.requests,
+    }
 
     written = tmp_path / "annotated.jsonl"
     written.write_bytes(to_jsonl(result.items))
@@ -179,7 +185,10 @@ def test_the_annotate_command_prints_a_simulated_build_that_works(server: ChatAP
     summary = BuildState(tmp_path / printed["build"][printed["build"].index("--out") + 1]).read_summary()
     assert summary is not None
     assert summary["judgments"] == 5 * (2 + 1) * 2 * 2  # park: 2 pairs drawn, leaf blowers: 1; 2 orders, 2 samples
-    assert "wrote annotated.jsonl: 2 items; 1 topics and 5 stances set by m; 0 items still open\n" in result.stdout
+    assert (
+        f"wrote annotated.jsonl: 2 items; 1 topics and 5 stances set by m; 0 items still open; {judged} requests "
+        f"({100 * judged} prompt and {20 * judged} completion tokens)\n"
+    ) in result.stdout
     again = _cli("annotate", str(config), "--out", "annotated.jsonl", cwd=tmp_path)
     assert again.returncode == 2 and "--force" in again.stderr  # never overwrites silently
 
@@ -191,12 +200,12 @@ def test_an_item_on_no_question_is_counted_open_and_the_printed_build_works(
     _config(tmp_path, server, _with_off_survey(tmp_path))
     result = _cli("annotate", "build.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    asked = server.asked("judgment")
+    annotated, asked = server.requests, server.asked("judgment")
     printed = _run_printed(result.stdout, tmp_path)  # the simulated judge would refuse the pizza: the LLM judges
     assert "judge=" not in " ".join(printed["build"]) and server.asked("judgment") > asked
     assert (
-        "3 items; 1 topics and 5 stances set by m; 1 items still open (1 about none of the survey's questions)\n"
-        in result.stdout
+        "3 items; 1 topics and 5 stances set by m; 1 items still open (1 about none of the survey's questions); "
+        f"{annotated} requests" in result.stdout
     )
 
 

@@ -42,26 +42,41 @@ PERSONAS = [
 ]
 
 
+def _point(match: Match) -> Match:
+    """The figure without its interval (tested on its own in the hand-worked case)."""
+    return dataclasses.replace(match, exact_low=None, exact_high=None)
+
+
 def test_individual_figures_on_a_hand_worked_case():
     # n1 right, n2 one step off, n3 two steps off; s1 gave no option: left out. t2: n1 has no answer of its own
     # to compare with (left out), n2 right, n3 one step off, s1 unanswered.
     answers = {"t1": ["high", "mid", "high", None], "t2": ["high", "low", "mid", None]}
     figures = matches(answers, answers, PERSONAS, SPEC)
-    assert figures.overall == Match(exact=round(2 / 5, 6), distance=round((0 + 0.5 + 1 + 0 + 0.5) / 5, 6), questions=5)
+    assert _point(figures.overall) == Match(
+        exact=round(2 / 5, 6), distance=round((0 + 0.5 + 1 + 0 + 0.5) / 5, 6), questions=5
+    )
+    # the interval the three personas allow, each persona's answers one cluster: residuals from 0.4 summed per
+    # persona n1 +0.6, n2 -0.4 + 0.6, n3 -0.8; se = sqrt(3/2 * (0.36 + 0.04 + 0.64)) / 5 answers
+    se = (1.5 * 1.04) ** 0.5 / 5
+    assert figures.overall.exact_low == 0.0  # clipped at 0
+    assert figures.overall.exact_high == pytest.approx(0.4 + 1.96 * se, abs=1e-6)
     assert figures.groups["north"] == figures.overall
     assert figures.groups["south"] == Match(None, None, 0)  # a group nobody answered for has no figure
+    # one persona alone allows no interval
+    alone = {t: said[:1] for t, said in answers.items()}
+    assert matches(alone, alone, PERSONAS[:1], SPEC).overall.exact_low is None
 
     # the persona-free model's one answer per topic, on the same five questions
     free = matches({"t1": ["mid"] * 4, "t2": ["low"] * 4}, answers, PERSONAS, SPEC)
-    assert free.overall == Match(exact=0.4, distance=round((0.5 + 0.5 + 0.5 + 0 + 0) / 5, 6), questions=5)
+    assert _point(free.overall) == Match(exact=0.4, distance=round((0.5 + 0.5 + 0.5 + 0 + 0) / 5, 6), questions=5)
 
     # chance: each option with probability 1/3, so exact 1/3; distance from high (or low) (2 + 1 + 0) / 3 / 2
-    assert chance(answers, PERSONAS, SPEC).overall == Match(round(1 / 3, 6), 0.5, 5)
+    assert _point(chance(answers, PERSONAS, SPEC).overall) == Match(round(1 / 3, 6), 0.5, 5)
 
     # weighted as the distributions are: n3 (two steps off on t1, one on t2) weighs 3
     heavy = [*PERSONAS[:2], dataclasses.replace(PERSONAS[2], weight=3.0), PERSONAS[3]]
     weighted = matches(answers, answers, heavy, SPEC).overall
-    assert weighted == Match(round(2 / 9, 6), round((0 + 0.5 + 3 * 1 + 0 + 3 * 0.5) / 9, 6), 5)
+    assert _point(weighted) == Match(round(2 / 9, 6), round((0 + 0.5 + 3 * 1 + 0 + 3 * 0.5) / 9, 6), 5)
 
 
 def test_the_demographics_only_guess_is_the_groups_most_common_answer_among_other_respondents():
@@ -74,7 +89,7 @@ def test_the_demographics_only_guess_is_the_groups_most_common_answer_among_othe
     answers = {"t1": ["high", "mid", "high", None], "t2": ["high", "low", "mid", None]}
     figures = matches(guesses, answers, PERSONAS, SPEC).overall
     # t1: n1 low vs high, n2 low vs high, n3 high vs low; t2: n2 low = low, n3 low = low
-    assert figures == Match(0.4, round((1 + 1 + 1 + 0 + 0) / 5, 6), 5)
+    assert _point(figures) == Match(0.4, round((1 + 1 + 1 + 0 + 0) / 5, 6), 5)
 
 
 def test_the_demographics_only_guess_never_reads_the_respondents_own_answer():
@@ -113,7 +128,7 @@ def test_simulated_check_gives_each_persona_its_respondents_answer(tiny_populati
     report = check(population, frame, load_config().judge, 0, tmp_path)
     individual = report.individual
     assert individual is not None
-    assert individual.personas.overall == Match(1.0, 0.0, report.answered)  # by construction: cannot fail
+    assert _point(individual.personas.overall) == Match(1.0, 0.0, report.answered)  # by construction: cannot fail
     assert all(m.exact == 1.0 for m in individual.personas.groups.values())
     assert individual.chance.overall.exact == round(1 / 3, 6)  # every scale here has 3 options
     # north leans high, south low: the group's most common answer beats the population's on these personas

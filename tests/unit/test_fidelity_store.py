@@ -203,9 +203,13 @@ def test_the_card_counts_every_request_the_build_made_by_kind(tiny_config, tmp_p
     assert made["fidelity_questions"]["requests"] == kinds["survey"] == QUESTIONS
     assert made["total"]["requests"] == server.requests  # every request the server saw, and no other
     assert made["persona_free"]["prompt_tokens"] > 0 and made["persona_free"]["cost_usd"] > 0
-    assert made["fidelity_questions"]["cost_usd"] is None  # its tokens are not recorded: no made-up cost
+    # the check's tokens as the server reported them (100 prompt, 20 completion a request), priced as the judge's
+    asked = made["fidelity_questions"]
+    assert (asked["prompt_tokens"], asked["completion_tokens"]) == (100 * QUESTIONS, 20 * QUESTIONS)
+    assert asked["cost_usd"] == pytest.approx(QUESTIONS * (100 * 1.0 + 20 * 2.0) / 1e6)
     card = (tmp_path / "out" / "README.md").read_text()
-    assert f"| fidelity_questions | {QUESTIONS} | - | - | - |" in card and f"| total | {server.requests} |" in card
+    row = f"| fidelity_questions | {QUESTIONS} | {100 * QUESTIONS} | {20 * QUESTIONS} | {asked['cost_usd']} |"
+    assert row in card and f"| total | {server.requests} |" in card
     figures = folder_status.read(tmp_path / "out")  # `polypref status`: the same, read off the folder
     assert figures["requests"] == kinds["judgment"] + kinds["persona-free"]
     assert figures["other_requests"] == {"fidelity_questions": QUESTIONS, "generation": 0}

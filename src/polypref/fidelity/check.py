@@ -68,7 +68,11 @@ class Match:
 
     exact: float | None  # None: no question to score
     distance: float | None
-    questions: int = 0
+    questions: int = 0  # answers scored (questions x samples)
+    # 95% interval of ``exact`` that the sample of personas allows (personas as clusters of their answers;
+    # None: fewer than 2 personas, or a report saved before it was kept)
+    exact_low: float | None = None
+    exact_high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,9 @@ class FidelityReport:
     floor: Scores  # the personas' own survey answers: what a perfect role-player scores
     group_personas: dict[str, int] = field(default_factory=dict)
     individual: Individual | None = None  # None: a report saved before individual figures were kept
+    samples: int = 1  # answers drawn per question (the persona-free model's too)
+    temperature: float | None = None  # ... at this temperature (None: one greedy answer)
+    population: int | None = None  # personas in the population the asked ones were spread over (None: older report)
 
     @property
     def excess_tvd(self) -> Excess:
@@ -151,6 +158,9 @@ class FidelityReport:
                 "answered": self.answered,
                 "no_answer": self.no_answer,
                 "group_personas": self.group_personas,
+                "samples": self.samples,
+                "temperature": self.temperature,
+                "population": self.population,
             },
         }
 
@@ -172,6 +182,9 @@ class FidelityReport:
             floor=scores(data["floor"]),
             group_personas=counts["group_personas"],
             individual=Individual.from_json(data["individual"]) if data.get("individual") else None,
+            samples=counts.get("samples", 1),
+            temperature=counts.get("temperature"),
+            population=counts.get("population"),
         )
 
 
@@ -279,6 +292,7 @@ def _tally(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], personas: Seq
     """Weighted means of (scored, exact, distance) per question, overall and per group (one array per topic)."""
     n = len(parts)
     groups = np.tile(np.array([p.group for p in personas]), n)
+    clusters = np.unique(np.tile(np.array([p.id for p in personas]), n), return_inverse=True)[1]  # a sample's draws
     weights = np.tile(np.array([p.weight for p in personas], dtype=np.float64), n)
     scored = np.concatenate([s for s, _, _ in parts]) if parts else np.zeros(0, dtype=bool)
     exact = np.concatenate([e for _, e, _ in parts]) if parts else np.zeros(0)
@@ -289,10 +303,47 @@ def _tally(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], personas: Seq
         total, count = float(w.sum()), int(rows.sum())
         if not count or total <= 0:
             return Match(None, None, count)
-        return Match(round(float(w @ exact) / total, 6), round(float(w @ distance) / total, 6), count)
+        share = float(w @ exact) / total
+        low, high = _cluster_interval(share, w, exact, clusters)
+        return Match(round(share, 6), round(float(w @ distance) / total, 6), count, low, high)
 
     names = sorted({p.group for p in personas})
     return Matches(mean(scored), {g: mean(scored & (groups == g)) for g in names})
+
+
+def _cluster_interval(
+    share: float, weights: np.ndarray, values: np.ndarray, clusters: np.ndarray
+) -> tuple[float | None, float | None]:
+    """A 95% normal interval for a weighted share whose rows come in clusters (a persona's answers are not
+    independent of each other; the personas asked are the sample): the ratio estimator's linearized variance."""
+    if not len(weights):
+        return None, None
+    w = np.bincount(clusters, weights=weights)
+    residual = np.bincount(clusters, weights=weights * (values - share))
+    used = w > 0
+    m = int(used.sum())
+    if m < 2:
+        return None, None
+    se = math.sqrt(m / (m - 1) * float((residual[used] ** 2).sum())) / float(w.sum())
+    return round(max(0.0, share - 1.96 * se), 6), round(min(1.0, share + 1.96 * se), 6)
+
+
+def spread(personas: Sequence[Persona], n: int | None) -> list[int]:
+    """The rows of ``n`` personas spread as evenly as they go across groups (all when ``n`` is None or not
+    smaller): groups take turns in order of name, each giving its next persona in population order, so a
+    group keeps its first personas as the population grows or n does."""
+    if n is None or n >= len(personas):
+        return list(range(len(personas)))
+    members: dict[str, list[int]] = {}
+    for i, p in enumerate(personas):
+        members.setdefault(p.group, []).append(i)
+    queues = [members[g] for g in sorted(members)]
+    chosen: list[int] = []
+    for turn in range(max(len(q) for q in queues)):
+        chosen += [q[turn] for q in queues if turn < len(q)][: n - len(chosen)]
+        if len(chosen) == n:
+            break
+    return sorted(chosen)
 
 
 def demographic_answers(
@@ -363,24 +414,44 @@ def llm_answers(
     work: Path,
     store: AnswerStore | None = None,
     stop_if_unreachable: bool = True,
-) -> tuple[dict[str, list[str | None]], dict[str, str | None], int]:
-    """Every persona's answer to every topic's question (its own answer held out of the portrayal), and the
+    sampling: Sampling | None = None,
+) -> tuple[dict[str, list[str | None]], dict[str, list[str | None]], int]:
+    """Every persona's answers to every topic's question (its own answer held out of the portrayal), the
     persona-free answers, and how many questions got no answer at all; through the judge's model as a free-text
-    backend answering greedily. See ``ask`` for ``store`` and ``stop_if_unreachable``."""
+    backend. Each question is asked ``sampling.samples`` times at its temperature (None: once, greedily): a
+    topic's answers are draw-major (draw j of persona i at ``j * len(personas) + i``), the persona-free model's
+    one per draw. See ``ask`` for ``store`` and ``stop_if_unreachable``."""
     spec = population.spec
     portray = population.portrayer(hold_out=True)
     asks = [(t, p) for t in topics for p in personas]
     templates = getattr(judge, "templates", None)
     # once per topic, not per persona (before the first request)
     text = {t: question_text(spec, t, templates) for t in topics}
-    questions = [question_messages(text[t], portray(p, t).text, templates) for t, p in asks]
-    questions += [question_messages(text[t], None, templates) for t in topics]
-    options = [spec.scale(t) for t, _ in asks] + [spec.scale(t) for t in topics]
-    got, no_answer = ask(questions, options, judge, seed, work, store, stop_if_unreachable)
+    once = [question_messages(text[t], portray(p, t).text, templates) for t, p in asks]
+    once += [question_messages(text[t], None, templates) for t in topics]
+    scales = [spec.scale(t) for t, _ in asks] + [spec.scale(t) for t in topics]
+    samples = sampling.samples if sampling else 1
+    draws = [j for j in range(samples) for _ in once]
+    got, no_answer = ask(
+        once * samples, scales * samples, judge, seed, work, store, stop_if_unreachable, draws, sampling
+    )
     answers: dict[str, list[str | None]] = {t: [] for t in topics}
-    for (topic, _), answer in zip(asks, got, strict=False):
-        answers[topic].append(answer)
-    return answers, dict(zip(topics, got[len(asks) :], strict=True)), no_answer
+    free: dict[str, list[str | None]] = {t: [] for t in topics}
+    for j in range(samples):
+        drawn = got[j * len(once) : (j + 1) * len(once)]
+        for (topic, _), answer in zip(asks, drawn, strict=False):
+            answers[topic].append(answer)
+        for topic, answer in zip(topics, drawn[len(asks) :], strict=True):
+            free[topic].append(answer)
+    return answers, free, no_answer
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How the check draws several answers per question: ``samples`` draws at ``temperature``."""
+
+    samples: int
+    temperature: float
 
 
 def ask(
@@ -391,17 +462,21 @@ def ask(
     work: Path,
     store: AnswerStore | None = None,
     stop_if_unreachable: bool = True,
+    draws: Sequence[int] | None = None,
+    sampling: Sampling | None = None,
 ) -> tuple[list[str | None], int]:
     """Each question's option (None: none named) and how many got no answer at all. With a ``store``, saved
     answers are taken and only the other questions asked, micro-batch by micro-batch, each micro-batch saved as
-    it arrives (a stop between them loses none). An endpoint that cannot be reached stops the caller
-    (``EndpointUnreachable``), or with ``stop_if_unreachable`` off leaves every question unanswered."""
+    it arrives with what it cost (a stop between them loses none). An endpoint that cannot be reached stops the
+    caller (``EndpointUnreachable``), or with ``stop_if_unreachable`` off leaves every question unanswered.
+    ``draws``: each question's sample number (repeated samples of one question); ``sampling``: asked at its
+    temperature (None: greedily)."""
     from polypref.annotate import annotator
     from polypref.errors import EndpointUnreachable
     from polypref.generation.run import open_backend
     from polypref.judges.options import ask_options
 
-    keys = store.keys(questions, options) if store is not None else None
+    keys = store.keys(questions, options, draws) if store is not None else None
     saved = store.lookup(keys) if store is not None and keys is not None else {}
     got: list[str | None] = [saved.get(i) for i in range(len(questions))]
     todo = [i for i in range(len(questions)) if i not in saved]
@@ -412,11 +487,21 @@ def ask(
     if not todo:
         return got, 0
     no_answer = 0
-    backend = open_backend(annotator(judge), 0, seed, work, section="judge")
+    config = annotator(judge)
+    if sampling is not None:
+        config = config.model_copy(update={"temperature": sampling.temperature})
+    backend = open_backend(config, 0, seed, work, section="judge")
     try:
         for start in range(0, len(todo), backend.config.micro_batch):
             chunk = todo[start : start + backend.config.micro_batch]
-            said = ask_options(backend, [questions[i] for i in chunk], [options[i] for i in chunk], seed, "fidelity")
+            said = ask_options(
+                backend,
+                [questions[i] for i in chunk],
+                [options[i] for i in chunk],
+                seed,
+                "fidelity",
+                [draws[i] for i in chunk] if draws else None,
+            )
             for i, answer in zip(chunk, said.options, strict=True):
                 got[i] = answer
             no_answer += said.no_answer
@@ -424,7 +509,12 @@ def ask(
             if store is not None and keys is not None:
                 # an option, or (when every request was answered) no option named; never a question left unanswered
                 kept = [j for j, a in enumerate(said.options) if a is not None or not said.no_answer]
-                store.save(keys[[chunk[j] for j in kept]], [said.options[j] for j in kept])
+                spent = {
+                    "requests": [said.requests[j] for j in kept],
+                    "prompt_tokens": [said.prompt_tokens[j] for j in kept],
+                    "completion_tokens": [said.completion_tokens[j] for j in kept],
+                }
+                store.save(keys[[chunk[j] for j in kept]], [said.options[j] for j in kept], spent)
     except EndpointUnreachable as e:
         if stop_if_unreachable:
             raise
@@ -445,29 +535,36 @@ def check(
     personas: int | None = None,
     store: AnswerStore | None = None,
     stop_if_unreachable: bool = True,
+    sampling: Sampling | None = None,
 ) -> FidelityReport:
     """Ask, score and compare. ``frame`` is the survey's respondents (population.survey.respondents) the
-    population was drawn from; ``judge`` the build's judge config; ``personas`` the first n personas only;
-    ``store`` and ``stop_if_unreachable`` as ``ask`` takes them."""
+    population was drawn from; ``judge`` the build's judge config; ``personas`` how many to ask, spread across
+    groups (``spread``); ``sampling`` how many answers to draw per question; ``store`` and
+    ``stop_if_unreachable`` as ``ask`` takes them. Each persona's draws count as its answer distribution: a
+    group's distribution pools its personas' draws, and a persona's exact match is the share of its draws that
+    give its respondent's answer."""
     spec = population.spec
-    chosen = population.personas[:personas] if personas else population.personas
+    chosen = [population.personas[i] for i in spread(population.personas, personas)]
     checked = checked_topics(spec, topics)
     targets = survey_targets(frame, spec, checked)
     floor = own_answers(chosen, checked)
     if judge.backend == "simulated":  # the simulator answers from the true attitudes
-        answers, free, no_answer = floor, persona_free(population).attitudes, 0
+        answers, no_answer, samples = floor, 0, 1
+        free = {t: [a] for t, a in persona_free(population).attitudes.items()}
         name = "simulated"
     else:
         answers, free, no_answer = llm_answers(
-            population, chosen, checked, judge, seed, work, store, stop_if_unreachable
+            population, chosen, checked, judge, seed, work, store, stop_if_unreachable, sampling
         )
-        name = f"{judge.backend}:{judge.model}"
-    baseline = {t: [free.get(t)] * len(chosen) for t in checked}
+        name, samples = f"{judge.backend}:{judge.model}", sampling.samples if sampling else 1
+    drawn = list(chosen) * samples  # draw j of persona i is row j * len(chosen) + i
+    baseline = {t: [a for a in free.get(t, [None] * samples) for _ in chosen] for t in checked}
+    guessed = demographic_answers(chosen, population.personas, spec, checked)
     individual = Individual(
-        personas=matches(answers, answers, chosen, spec),
-        demographics=matches(demographic_answers(chosen, population.personas, spec, checked), answers, chosen, spec),
-        persona_free=matches(baseline, answers, chosen, spec),
-        chance=chance(answers, chosen, spec),
+        personas=matches(answers, answers, drawn, spec),
+        demographics=matches({t: g * samples for t, g in guessed.items()}, answers, drawn, spec),
+        persona_free=matches(baseline, answers, drawn, spec),
+        chance=chance(answers, drawn, spec),
     )
     asked = sum(1 for t in checked for p in chosen if judge.backend != "simulated" or p.attitudes.get(t) is not None)
     groups: dict[str, int] = {}
@@ -477,12 +574,15 @@ def check(
         judge=name,
         topics=checked,
         personas=len(chosen),
-        asked=asked,
+        asked=asked * samples,
         answered=sum(a is not None for said in answers.values() for a in said),
         no_answer=no_answer,
-        personas_scores=score(answers, chosen, spec, targets),
-        baseline=score(baseline, chosen, spec, targets),
+        personas_scores=score(answers, drawn, spec, targets),
+        baseline=score(baseline, drawn, spec, targets),
         floor=score(floor, chosen, spec, targets),
         group_personas=dict(sorted(groups.items())),
         individual=individual,
+        samples=samples,
+        temperature=sampling.temperature if sampling and samples > 1 else None,
+        population=len(population.personas),
     )

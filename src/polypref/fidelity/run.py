@@ -19,7 +19,17 @@ from typing import TYPE_CHECKING, Any
 from polypref import interrupt, prompts
 from polypref.config import BuildConfig
 from polypref.errors import ConfigError, OutputError, PolyprefError
-from polypref.fidelity.check import TEMPLATES, FidelityReport, Match, Matches, Score, check, checked_topics
+from polypref.fidelity.check import (
+    TEMPLATES,
+    FidelityReport,
+    Match,
+    Matches,
+    Sampling,
+    Score,
+    check,
+    checked_topics,
+    spread,
+)
 from polypref.fidelity.store import AnswerStore, settings_key
 from polypref.population import load_spec, sample_population
 from polypref.population.representatives import represent
@@ -82,7 +92,29 @@ def run(population: Population, config: BuildConfig, work: Path) -> FidelityRepo
         fidelity.topics,
         fidelity.personas,
         stop_if_unreachable=False,
+        sampling=sampling(config),
     )
+
+
+def sampling(config: BuildConfig) -> Sampling | None:
+    """How the check draws answers: ``fidelity.samples`` draws at its temperature (None: once, greedily, as one
+    sample asks; the simulator answers from the true attitudes)."""
+    fidelity = config.fidelity
+    if config.judge.backend == "simulated" or fidelity.samples == 1:
+        return None
+    return Sampling(fidelity.samples, fidelity.temperature)
+
+
+def personas_asked(plan: BuildPlan) -> int | None:
+    """How many personas a build's check asks (None: all): ``fidelity.personas``, else as many as
+    ``fidelity.budget`` allows an LLM judge: every persona costs topics x samples requests and the persona-free
+    model as much again once, against the budget's share of the planned judgments (at least one persona, so
+    that a tiny build still checks something)."""
+    fidelity = plan.config.fidelity
+    if fidelity.personas is not None or plan.config.judge.backend == "simulated" or fidelity.budget is None:
+        return fidelity.personas
+    per_persona = len(checked_topics(plan.population.spec, fidelity.topics)) * fidelity.samples
+    return max(1, int(fidelity.budget * plan.num_units) // per_persona - 1)
 
 
 def report_key(plan: BuildPlan) -> str:
@@ -91,11 +123,13 @@ def report_key(plan: BuildPlan) -> str:
     from polypref.fingerprint import code_digest, file_digest, input_files
 
     fidelity, spec = plan.config.fidelity, plan.population.spec
-    asked = plan.persona_digests[: fidelity.personas] if fidelity.personas else plan.persona_digests
+    asked = [plan.persona_digests[i] for i in spread(plan.population.personas, personas_asked(plan))]
     topics = checked_topics(spec, fidelity.topics)
+    drawn = sampling(plan.config)
     return content_hash(
         plan.judge_key,
         getattr(plan.config.judge, "max_invalid_retries", None),
+        *(() if drawn is None else (drawn.samples, drawn.temperature)),
         asked,
         [(t, spec.question(t), spec.scale(t)) for t in topics],
         [file_digest(path) for path in input_files(plan.config, spec)],
@@ -174,8 +208,9 @@ def _ask(plan: BuildPlan, reuse: bool = True) -> FidelityReport:
             config.seed,
             Path(work),
             config.fidelity.topics,
-            config.fidelity.personas,
+            personas_asked(plan),
             store=store,
+            sampling=sampling(config),
         )
 
 
@@ -183,14 +218,20 @@ def _answers(plan: BuildPlan, reuse: bool = True) -> AnswerStore:
     """The answer store of the plan's judge settings in its folder."""
     from polypref.fingerprint import code_digest
 
-    retries = getattr(plan.config.judge, "max_invalid_retries", None)
-    settings = settings_key(plan.judge_key, retries, code_digest(("judges/options.py",)))
+    retries, drawn = getattr(plan.config.judge, "max_invalid_retries", None), sampling(plan.config)
+    temperature = None if drawn is None else drawn.temperature
+    settings = settings_key(plan.judge_key, retries, code_digest(("judges/options.py",)), temperature)
     return AnswerStore(plan.state.fidelity_dir, settings, reuse)
 
 
 def saved_answers(plan: BuildPlan) -> int:
-    """The fidelity questions the plan's judge has answered in its folder (each a request paid)."""
+    """The fidelity questions the plan's judge has answered in its folder."""
     return _answers(plan).count()
+
+
+def spent(plan: BuildPlan) -> dict[str, int | None]:
+    """What the plan's judge's saved answers in its folder cost: requests and tokens (``AnswerStore.spent``)."""
+    return _answers(plan).spent()
 
 
 def saved_summary(plan: BuildPlan) -> str:
@@ -292,6 +333,13 @@ def gate(report: FidelityReport, config: BuildConfig, stopped: str = ", so the b
     raise FidelityGateError(f"fidelity gate: {why}.")
 
 
+def _of_population(report: FidelityReport) -> str:
+    """ " of N" when the personas asked are a sample of the population's."""
+    if report.population is None or report.personas >= report.population:
+        return ""
+    return f" of {report.population}"
+
+
 def _figures(score: Score) -> str:
     if score.tvd is None or score.alignment is None:
         return "no answers"
@@ -301,8 +349,10 @@ def _figures(score: Score) -> str:
 def describe(report: FidelityReport) -> list[str]:
     """The figures in a few lines, for the terminal."""
     lines = [
-        f"fidelity of {report.personas} personas on {len(report.topics)} survey questions ({report.judge}; "
-        f"{report.answered} of {report.asked} answered with an option"
+        f"fidelity of {report.personas}{_of_population(report)} personas on {len(report.topics)} survey questions "
+        f"({report.judge}; "
+        + (f"{report.samples} draws a question; " if report.samples > 1 else "")
+        + f"{report.answered} of {report.asked} answered with an option"
         + (f"; {report.no_answer} got no answer from the endpoint: run again to ask again" if report.no_answer else "")
         + ")",
         f"  personas:             {_figures(report.personas_scores.overall)}",
@@ -323,7 +373,7 @@ def describe(report: FidelityReport) -> list[str]:
         )
     if report.individual is not None:
         lines.append(
-            f"  each persona against its own respondent ({report.individual.personas.overall.questions} questions; "
+            f"  each persona against its own respondent ({report.individual.personas.overall.questions} answers; "
             "share answered alike, mean ordinal distance 0-1):"
         )
         lines += [f"    {name + ':':<22}{_match(m.overall)}" for name, m in _individual_rows(report)]
@@ -346,7 +396,8 @@ def _individual_rows(report: FidelityReport) -> list[tuple[str, Matches]]:
 def _match(match: Match) -> str:
     if match.exact is None or match.distance is None:
         return "no answers"
-    return f"exact {match.exact:.3f}, distance {match.distance:.3f}"
+    interval = _interval(match)
+    return f"exact {match.exact:.3f}" + (f" (95% {interval})" if interval else "") + f", distance {match.distance:.3f}"
 
 
 def markdown(report: FidelityReport) -> str:
@@ -380,7 +431,14 @@ def _cell(value: float | None) -> str:
 
 
 def _match_cells(match: Match) -> dict[str, str]:
-    return {"exact": _cell(match.exact), "distance": _cell(match.distance)}
+    return {"exact": _cell(match.exact), "distance": _cell(match.distance), "interval": _interval(match)}
+
+
+def _interval(match: Match) -> str | None:
+    """The 95% interval of the exact-match share that the personas asked allow, in words (None: not known)."""
+    if match.exact_low is None or match.exact_high is None:
+        return None
+    return f"{match.exact_low:.3f}-{match.exact_high:.3f}"
 
 
 def _signed(value: float | None) -> str:
@@ -419,6 +477,9 @@ def as_card(report: FidelityReport | None) -> dict[str, Any] | None:
     return {
         "judge": report.judge,
         "personas": report.personas,
+        "population": report.population,
+        "samples": report.samples,
+        "temperature": report.temperature,
         "topics": len(report.topics),
         "asked": report.asked,
         "answered": report.answered,

@@ -11,9 +11,13 @@ options) and the options. So a refresh that adds personas asks only the new pers
 wording asks anew.
 
 On disk: ``<build>/.polypref/fidelity/<settings>/<uuid>.parquet`` (columns ``k0, k1``: the 128-bit key;
-``answer``: the option named, or null for a question answered every time without naming one), written by temp
-file + rename, so a killed process leaves no half segment. Questions whose request got no answer at all are not
-saved: they are asked again.
+``answer``: the option named, or null for a question answered every time without naming one; ``requests``,
+``prompt_tokens``, ``completion_tokens``: what asking it cost, retries included, for the card's cost by kind;
+null in segments saved before they were kept), written by temp file + rename, so a killed process leaves no
+half segment. Questions whose request got no answer at all are not saved: they are asked again.
+
+Repeated samples of one question (``fidelity.samples``) are keyed by their draw as well; draw 0 has the key a
+single ask has.
 """
 
 from __future__ import annotations
@@ -35,13 +39,18 @@ from polypref.errors import OutputError
 from polypref.records import content_hash
 
 COLUMNS: dict[str, pl.DataType] = {"k0": pl.UInt64(), "k1": pl.UInt64(), "answer": pl.String()}
+SPENT: dict[str, pl.DataType] = {"requests": pl.Int32(), "prompt_tokens": pl.Int64(), "completion_tokens": pl.Int64()}
 Messages = list[dict[str, str]]
 
 
-def settings_key(judge_key: str, max_invalid_retries: int | None, reading_code: str) -> str:
+def settings_key(
+    judge_key: str, max_invalid_retries: int | None, reading_code: str, temperature: float | None = None
+) -> str:
     """The folder of the answers one judge gives under one retry budget and one way of reading them
-    (``reading_code``: the digest of the code that turns a reply into an option)."""
-    return content_hash(judge_key, max_invalid_retries, reading_code, size=16)
+    (``reading_code``: the digest of the code that turns a reply into an option); ``temperature``: the
+    sampling temperature the check asks at when it draws several samples (None: the judge's own)."""
+    parts = (judge_key, max_invalid_retries, reading_code) + (() if temperature is None else (temperature,))
+    return content_hash(*parts, size=16)
 
 
 class AnswerStore:
@@ -56,11 +65,13 @@ class AnswerStore:
             shutil.rmtree(self.folder, ignore_errors=True)
 
     @staticmethod
-    def keys(questions: Sequence[Messages], options: Sequence[Sequence[str]]) -> np.ndarray:
-        """Each question's 128-bit key as (n, 2) uint64."""
+    def keys(
+        questions: Sequence[Messages], options: Sequence[Sequence[str]], draws: Sequence[int] | None = None
+    ) -> np.ndarray:
+        """Each question's 128-bit key as (n, 2) uint64 (``draws``: each one's sample number, 0 by default)."""
         digests = [
-            content_hash(json.dumps(q, ensure_ascii=False, sort_keys=True), tuple(o), size=16)
-            for q, o in zip(questions, options, strict=True)
+            content_hash(json.dumps(q, ensure_ascii=False, sort_keys=True), tuple(o), *((d,) if d else ()), size=16)
+            for q, o, d in zip(questions, options, draws or [0] * len(questions), strict=True)
         ]
         return digest_words(digests)
 
@@ -75,13 +86,25 @@ class AnswerStore:
         hits = query.join(saved, on=["k0", "k1"], how="inner").unique("row", keep="first")
         return dict(zip(hits["row"].to_list(), hits["answer"].to_list(), strict=True))
 
-    def save(self, keys: np.ndarray, answers: Sequence[str | None]) -> None:
+    def save(self, keys: np.ndarray, answers: Sequence[str | None], spent: dict[str, Sequence[int]]) -> None:
         """Save a micro-batch of answers (one per row of ``keys``; the caller leaves out questions that got no
-        answer at all)."""
+        answer at all) with what each cost (``spent``: a list per column of SPENT)."""
         if not len(keys):
             return
-        table = pl.DataFrame({"k0": keys[:, 0], "k1": keys[:, 1], "answer": list(answers)}, schema=COLUMNS).to_arrow()
+        columns = {"k0": keys[:, 0], "k1": keys[:, 1], "answer": list(answers), **{k: spent[k] for k in SPENT}}
+        table = pl.DataFrame(columns, schema=COLUMNS | SPENT).to_arrow()
         write_parquet(table, self.folder / f"{uuid.uuid4().hex}.parquet", row_group_rows=100_000)
+
+    def spent(self) -> dict[str, int | None]:
+        """What the saved answers cost: requests (one per answer saved before costs were kept) and tokens (None
+        when an answer saved before they were kept is among them)."""
+        saved = self._read()
+        requests = saved["requests"].fill_null(1).sum() if saved.height else 0
+        tokens = {
+            k: None if saved[k].null_count() else int(saved[k].sum() or 0)
+            for k in ("prompt_tokens", "completion_tokens")
+        }
+        return {"requests": int(requests), **tokens}
 
     def count(self) -> int:
         """Answers saved for these settings (from the segments' footers: safe while a build writes)."""
@@ -91,13 +114,16 @@ class AnswerStore:
         frames = []
         for path in _segments(self.folder):
             try:
-                frames.append(pl.read_parquet(path).select(list(COLUMNS)).cast(COLUMNS))  # type: ignore[arg-type]
+                frame = pl.read_parquet(path)
+                missing = [pl.lit(None, dtype=t).alias(c) for c, t in SPENT.items() if c not in frame.columns]
+                # segments saved before costs were kept: their costs unknown
+                frames.append(frame.with_columns(missing).select(list(COLUMNS | SPENT)).cast(COLUMNS | SPENT))  # type: ignore[arg-type]
             except (OSError, pl.exceptions.PolarsError, pa.ArrowException) as e:
                 raise OutputError(
                     f"{path}: not a segment of saved fidelity answers ({str(e)[:200]}); delete it, and the "
                     "build asks its questions again"
                 ) from None
-        return pl.concat(frames) if frames else pl.DataFrame(schema=COLUMNS)
+        return pl.concat(frames) if frames else pl.DataFrame(schema=COLUMNS | SPENT)
 
 
 def _segments(folder: Path) -> list[Path]:

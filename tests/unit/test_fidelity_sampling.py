@@ -1,0 +1,162 @@
+"""The fidelity check as a sample within a budget, and answers as distributions: personas spread evenly across
+groups, as many as ``fidelity.budget`` allows against the planned judgments; each question drawn
+``fidelity.samples`` times at ``fidelity.temperature`` (the persona-free model's too, so its baseline is a
+distribution, not one greedy answer copied to every persona); the draws kept in the answer store with what they
+cost; the interval the sample allows. Against a real OpenAI-compatible HTTP server on loopback that answers a
+survey question with the option its request's seed picks (a model sampling at a temperature)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections import Counter
+
+import numpy as np
+import polars as pl
+import pytest
+
+from polypref import pipeline
+from polypref.config import load_config
+from polypref.dataset.card import render
+from polypref.fidelity import run as fidelity_run
+from polypref.fidelity.check import spread
+from polypref.fidelity.store import COLUMNS, AnswerStore
+from polypref.records import Persona
+from tests.conftest import run_without_prefect
+from tests.openai_api import ChatAPIServer, judge_settings, prefer_the_longer, request_kind, serve
+
+running = contextlib.contextmanager(serve)
+
+
+def seeded_answer(body: dict) -> tuple[str, str]:
+    """A survey question answered with the option the request's seed picks; everything else as
+    ``prefer_the_longer`` answers it."""
+    schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or {}
+    if "answer" in schema.get("properties", {}):
+        options = schema["properties"]["answer"]["enum"]
+        return json.dumps({"answer": options[body["seed"] % len(options)]}), "stop"
+    return prefer_the_longer(body)
+
+
+def _persona(pid: str, group: str) -> Persona:
+    return Persona(pid, "tiny", pid, 0, group, {}, {}, {}, 1.0, "")
+
+
+def test_spread_takes_personas_evenly_across_groups_and_keeps_each_groups_first_as_n_grows():
+    personas = [_persona(f"a{i}", "a") for i in range(5)] + [_persona("b0", "b")]
+    personas += [_persona(f"c{i}", "c") for i in range(3)]
+    assert spread(personas, None) == list(range(9)) and spread(personas, 20) == list(range(9))
+    # turns in order of group name: a0 b0 c0, a1 c1, a2 c2, a3, a4
+    assert [personas[i].id for i in spread(personas, 4)] == ["a0", "a1", "b0", "c0"]
+    assert [personas[i].id for i in spread(personas, 6)] == ["a0", "a1", "a2", "b0", "c0", "c1"]
+    for n in range(1, 9):  # growing n only adds personas
+        assert set(spread(personas, n)) <= set(spread(personas, n + 1))
+    grown = [*personas, _persona("b1", "b")]  # the population grows: the groups' first personas stay asked
+    assert [grown[i].id for i in spread(grown, 4)] == ["a0", "a1", "b0", "c0"]
+
+
+def test_the_budget_caps_the_checks_requests_at_its_share_of_the_judging(tiny_config, tmp_path):
+    server = ChatAPIServer(reply=seeded_answer)
+    settings = [*judge_settings(server), "fidelity.budget=0.1", "fidelity.samples=5"]
+    with running(server):
+        plan = pipeline.plan(load_config(tiny_config, settings), tmp_path / "out")
+        report = fidelity_run.for_build(plan)
+    topics = len(report.topics)
+    asked = fidelity_run.personas_asked(plan)
+    assert asked is not None and 1 < asked < len(plan.population.personas)
+    # the personas' questions and the persona-free model's, every draw: within a tenth of the judging
+    assert server.requests == (asked + 1) * topics * 5 <= 0.1 * plan.num_units
+    assert server.requests > 0.1 * plan.num_units - 2 * topics * 5  # and not far under it
+    assert plan.planned_requests()["fidelity_questions"] == server.requests
+    assert report.personas == asked and report.population == len(plan.population.personas)
+    # spread across the groups: no group has two personas more than another
+    assert max(report.group_personas.values()) - min(report.group_personas.values()) <= 1
+    interval = report.individual.personas.overall
+    assert interval.exact_low is not None and interval.exact_low <= interval.exact <= interval.exact_high
+    card = fidelity_run.as_card(report)
+    assert card["population"] == len(plan.population.personas) and card["samples"] == 5
+    # explicit personas win over the budget; the simulator asks no model, so no budget
+    fixed = pipeline.plan(load_config(tiny_config, [*settings, "fidelity.personas=3"]), tmp_path / "fixed")
+    assert fidelity_run.personas_asked(fixed) == 3
+    assert fidelity_run.personas_asked(pipeline.plan(load_config(tiny_config), tmp_path / "sim")) is None
+
+
+def test_each_question_is_drawn_several_times_and_the_persona_free_baseline_is_a_distribution(tiny_config, tmp_path):
+    server = ChatAPIServer(reply=seeded_answer)
+    settings = [*judge_settings(server), "fidelity.personas=6", "fidelity.samples=4", "fidelity.temperature=0.7"]
+    with running(server):
+        plan = pipeline.plan(load_config(tiny_config, settings), tmp_path / "out")
+        report = fidelity_run.for_build(plan)
+        bodies = [b for b in server.bodies if request_kind(b) == "survey"]
+        topics = len(report.topics)
+        assert len(bodies) == (6 + 1) * topics * 4 == server.requests
+        assert {b["temperature"] for b in bodies} == {0.7}
+        # four draws of each question, each with a seed of its own
+        per_question = Counter(json.dumps(b["messages"]) for b in bodies)
+        assert set(per_question.values()) == {4}
+        seeds = {}
+        for b in bodies:
+            seeds.setdefault(json.dumps(b["messages"]), set()).add(b["seed"])
+        assert all(len(s) == 4 for s in seeds.values())
+        assert report.samples == 4 and report.temperature == 0.7 and report.asked == 6 * topics * 4
+
+        # the persona-free draws, as the server answered them: the baseline is their distribution
+        free = [b for b in bodies if b["messages"][0]["role"] != "system"]
+        chosen = [plan.population.personas[i] for i in spread(plan.population.personas, 6)]
+        said: dict[str, list[str]] = {}
+        for b in free:
+            topic = next(t for t in report.topics if plan.population.spec.question(t) in b["messages"][-1]["content"])
+            said.setdefault(topic, []).append(json.loads(seeded_answer(b)[0])["answer"])
+        exact = [
+            np.mean([a == p.attitudes[t] for a in said[t]])
+            for t in report.topics
+            for p in chosen
+            if p.attitudes.get(t) is not None
+        ]
+        assert report.individual.persona_free.overall.exact == pytest.approx(float(np.mean(exact)), abs=1e-6)
+        assert len({a for answers in said.values() for a in answers}) > 1  # not one answer copied
+
+        # a rerun asks nothing: every draw is saved under its own key
+        again = pipeline.plan(load_config(tiny_config, settings), tmp_path / "out")
+        assert fidelity_run.for_build(again) == report
+        fidelity_run._ask(again)  # the check itself, past the saved figures: every answer from the store
+        assert server.requests == len(bodies)
+        # the cost of the draws, from the store
+        assert fidelity_run.spent(again) == {
+            "requests": len(bodies),
+            "prompt_tokens": 100 * len(bodies),
+            "completion_tokens": 20 * len(bodies),
+        }
+
+
+def test_answers_saved_before_costs_were_kept_still_serve_and_count_as_one_request_each(tmp_path):
+    store = AnswerStore(tmp_path, "settings")
+    keys = AnswerStore.keys([[{"role": "user", "content": "q"}]] * 2, [("x", "y")] * 2, [0, 1])
+    assert (keys[0] != keys[1]).any()  # a second draw of a question has a key of its own
+    old = pl.DataFrame({"k0": keys[:, 0], "k1": keys[:, 1], "answer": ["x", None]}, schema=COLUMNS)
+    (tmp_path / "settings").mkdir()
+    old.write_parquet(tmp_path / "settings" / "old.parquet")  # a segment from before the cost columns
+    assert store.lookup(keys) == {0: "x", 1: None}
+    assert store.spent() == {"requests": 2, "prompt_tokens": None, "completion_tokens": None}
+    more = AnswerStore.keys([[{"role": "user", "content": "r"}]], [("x", "y")])
+    store.save(more, ["y"], {"requests": [3], "prompt_tokens": [30], "completion_tokens": [6]})
+    assert store.lookup(more) == {0: "y"}
+    assert store.spent() == {"requests": 5, "prompt_tokens": None, "completion_tokens": None}
+    assert AnswerStore(tmp_path / "new", "s").spent() == {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
+
+
+def test_a_build_counts_the_checks_draws_in_its_cost_by_kind(tiny_config, tmp_path):
+    server = ChatAPIServer(reply=seeded_answer)
+    settings = [*judge_settings(server), "fidelity.personas=2", "fidelity.samples=3"]
+    with running(server):
+        plan = pipeline.plan(load_config(tiny_config, settings), tmp_path / "out")
+        report = fidelity_run.for_build(plan)  # the flow's check, before the shards
+        summary = run_without_prefect(plan)
+        kinds = Counter(request_kind(body) for body in server.bodies)
+    made = summary["requests_by_kind"]["fidelity_questions"]
+    assert made["requests"] == kinds["survey"] == 3 * 3 * len(plan.population.spec.attitudes.items)
+    assert made["prompt_tokens"] == 100 * kinds["survey"]
+    fidelity_run.save(plan, report)  # as the flow keeps it with the build, for the card
+    card = render(plan, summary)
+    section = " ".join(card[card.index("## Fidelity") : card.index("## Items")].split())  # as words, unwrapped
+    assert "3 times at temperature 1.0" in section and "(a sample of the 60, spread evenly" in section
