@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from polypref.config import BuildConfig
+from polypref.dataset import splits
 from polypref.dataset.layout import Layout
 from polypref.dataset.state import BuildState
 from polypref.dataset.store import JudgmentStore, digest_words, unit_keys
@@ -86,6 +87,12 @@ class BuildPlan:
     def persona_free_units(self) -> int:
         """Judgments the persona-free run makes on top of the personas': every pair, both orders, each sample."""
         return len(self.pairs) * 2 * self.config.judge.samples
+
+    @cached_property
+    def split_names(self) -> tuple[str, ...]:
+        """The splits the population's personas fall in (output.splits): the files each per-persona config has
+        once finalized; computed once (a share with no persona would hash the whole population each time)."""
+        return splits.present((p.id for p in self.population.personas), self.config.output.splits)
 
     @cached_property
     def conversational(self) -> bool:

@@ -667,7 +667,7 @@ def finalize(
 
 def _write_distributions(plan: BuildPlan, meta: RunMeta, written: dict[Path, WrittenFile]) -> int:
     """The distributions config, a file per split of the population (each split's personas alone); its rows."""
-    names = list(splits.present((p.id for p in plan.population.personas), plan.config.output.splits))
+    names = list(plan.split_names)
     tables = [
         (to_arrow("distribution", stamped(rows, meta)), shard_path(plan.out, "distributions", 0, name))
         for name, rows in dataset_distributions(plan.out, names).items()
@@ -684,7 +684,7 @@ def _write_episodes(plan: BuildPlan, meta: RunMeta, written: dict[Path, WrittenF
         return None
     fields = {"persona_attributes": list(plan.population.spec.attributes)}
     rows = 0
-    for name in splits.present((p.id for p in plan.population.personas), plan.config.output.splits):
+    for name in plan.split_names:
         files = splits.split_files(plan.out / "data" / "preferences", [name])
 
         def parts(files: list[Path] = files) -> Iterator[pa.Table]:
@@ -721,8 +721,7 @@ def _write_weights_and_review(plan: BuildPlan, meta: RunMeta, written: dict[Path
     what each file holds to ``written``."""
     personas = []
     # a file per split of the population's personas (dataset.splits), computed over the whole dataset as before
-    shares = plan.config.output.splits
-    names = splits.present((p.id for p in plan.population.personas), shares)
+    shares, names = plan.config.output.splits, plan.split_names
 
     def parts() -> Iterator[dict[str, pa.Table]]:
         empty = to_arrow("weight", stamped(pl.DataFrame(schema=WEIGHT_COLUMNS), meta))

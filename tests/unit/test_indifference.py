@@ -132,6 +132,23 @@ def test_the_simulators_calibrator_is_fitted_for_its_settings():
     assert fitted.to_json() != calibrator_for(other).to_json() != shipped().to_json()
 
 
+def test_shard_threads_asking_at_once_fit_the_simulators_calibrator_once():
+    import threading
+
+    from polypref.analysis import calibration
+
+    settings = make_judge(SimulatedJudgeConfig(noise=0.21), seed=0).info  # settings no other test fits
+    before = calibration._fitted_for.cache_info().misses
+    got: list[object] = []
+    threads = [threading.Thread(target=lambda: got.append(calibrator_for(settings))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert calibration._fitted_for.cache_info().misses == before + 1  # one fit (about a second), not one per thread
+    assert got[0] is got[1]
+
+
 def test_largest_gap_reads_the_worst_bin():
     table = [
         {"bin": "0.5-0.6", "n": 10, "confidence": 0.55, "accuracy": 0.1},

@@ -29,6 +29,7 @@ import hashlib
 import json
 import sys
 import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -284,7 +285,11 @@ def calibrator_for(judge: JudgeInfo) -> Calibrator:
     from its confidence); for every other judge, whose behaviour is unknown, the shipped fit over the grid."""
     if not judge.simulated:
         return shipped()
-    return _fitted_for(json.dumps(judge.params, sort_keys=True))
+    with _FITTING:  # the shard threads ask at once: one fits, the others wait and take its fit from the cache
+        return _fitted_for(json.dumps(judge.params, sort_keys=True))
+
+
+_FITTING = threading.Lock()
 
 
 @cache
