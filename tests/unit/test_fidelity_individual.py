@@ -10,6 +10,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from polypref import prompts
@@ -79,12 +80,29 @@ def test_individual_figures_on_a_hand_worked_case():
     assert _point(weighted) == Match(round(2 / 9, 6), round((0 + 0.5 + 3 * 1 + 0 + 3 * 0.5) / 9, 6), 5)
 
 
+def _survey(rows: list[tuple[str, str, float, dict[str, str | None]]]) -> pl.DataFrame:
+    """A respondents frame as population.survey.respondents gives it: (respondent, group, weight, answers)."""
+    return pl.DataFrame(
+        {
+            "respondent_id": [r for r, _, _, _ in rows],
+            "group": [g for _, g, _, _ in rows],
+            "weight": [w for _, _, w, _ in rows],
+            **{f"v:{t}": [a.get(t) for _, _, _, a in rows] for t in ("t1", "t2")},
+        },
+        schema_overrides={"v:t1": pl.String, "v:t2": pl.String},
+    )
+
+
+# the four personas' own respondents, one row each
+SURVEY = _survey([(p.respondent_id, p.group, 1.0, p.attitudes) for p in PERSONAS])
+
+
 def test_the_demographics_only_guess_is_the_groups_most_common_answer_among_other_respondents():
-    guesses = demographic_answers(PERSONAS, PERSONAS, SPEC, ["t1", "t2"])
+    guesses = demographic_answers(PERSONAS, SURVEY, SPEC, ["t1", "t2"])
     # n1: the others say high (n2) and low (n3): a tie, which goes to the earlier option; n3: high, high.
-    # s1: no other persona in the south: the population's most common answer (high 2, low 1, mid 1).
+    # s1: no other respondent in the south: the survey's most common answer (high 2, low 1; s1's mid left out).
     assert guesses["t1"] == ["low", "low", "high", "high"]
-    # t2: n1 low (n2, n3); n2 low (n3; n1 skipped it); s1 falls back to the population's low (2) over mid (1)
+    # t2: n1 low (n2, n3); n2 low (n3; n1 skipped it); s1 falls back to the survey's low (2; its own mid left out)
     assert guesses["t2"] == ["low", "low", "low", "low"]
     answers = {"t1": ["high", "mid", "high", None], "t2": ["high", "low", "mid", None]}
     figures = matches(guesses, answers, PERSONAS, SPEC).overall
@@ -92,25 +110,48 @@ def test_the_demographics_only_guess_is_the_groups_most_common_answer_among_othe
     assert _point(figures) == Match(0.4, round((1 + 1 + 1 + 0 + 0) / 5, 6), 5)
 
 
-def test_the_demographics_only_guess_never_reads_the_respondents_own_answer():
-    # three draws of one respondent in the north: the other two know its answer, so they are left out too
+def test_the_demographics_only_guess_reads_the_survey_not_the_other_personas():
+    # three personas drawn from r1 and one from r2 in the north; the survey behind them has r4 and r5 saying mid
     draws = [
         *(_persona(f"a{i}", "north", {"t1": "high"}, rid="r1") for i in range(3)),
         _persona("b", "north", {"t1": "low"}, rid="r2"),
         *(_persona(f"c{i}", "south", {"t1": "mid"}, rid="r3") for i in range(3)),
     ]
-    guesses = demographic_answers(draws, draws, SPEC, ["t1"])["t1"]
-    assert guesses[:4] == ["low", "low", "low", "high"]
-    # the south holds only r3: the population's most common answer (high 3, mid 3, low 1: the tie goes to mid)
+    survey = _survey(
+        [
+            ("r1", "north", 1.0, {"t1": "high"}),
+            ("r2", "north", 1.0, {"t1": "low"}),
+            ("r3", "south", 1.0, {"t1": "mid"}),
+            ("r4", "north", 1.0, {"t1": "mid"}),
+            ("r5", "north", 1.0, {"t1": "mid"}),
+        ]
+    )
+    guesses = demographic_answers(draws, survey, SPEC, ["t1"])["t1"]
+    # a (r1): low 1, mid 2 among the others: mid; the other personas alone (b, low) would say low. b: mid.
+    assert guesses[:4] == ["mid"] * 4
+    # the south holds only r3: the survey's most common answer without r3 (mid 2, high 1, low 1)
     assert guesses[4:] == ["mid"] * 3
-    # only the checked personas are guessed for, from the whole pool
-    assert demographic_answers(draws[3:4], draws, SPEC, ["t1"]) == {"t1": ["high"]}
-    # weights count: with b weighing 4, the population's most common answer (the south's fallback) is low
-    heavy = [*draws[:3], dataclasses.replace(draws[3], weight=4.0), *draws[4:]]
-    assert demographic_answers(heavy, heavy, SPEC, ["t1"])["t1"][4:] == ["low"] * 3
-    # nobody in the pool answered: no guess, and then no figure for it
+    # each respondent counts once, by its survey weight, however many personas were drawn from it
+    heavy = _survey(
+        [
+            ("r1", "north", 4.0, {"t1": "high"}),
+            *[
+                (r, g, 1.0, {"t1": a})
+                for r, g, a in [
+                    ("r2", "north", "low"),
+                    ("r3", "south", "mid"),
+                    ("r4", "north", "mid"),
+                    ("r5", "north", "mid"),
+                ]
+            ],
+        ]
+    )
+    assert demographic_answers(draws, heavy, SPEC, ["t1"])["t1"][3] == "high"  # b: r1's weight 4 over mid's 2
+    assert demographic_answers(draws[:1], heavy, SPEC, ["t1"])["t1"] == ["mid"]  # r1 never counts for itself
+    # nobody in the survey answered: no guess, and then no figure for it
     blank = [_persona("x", "north", {"t1": None}), _persona("y", "north", {"t1": None})]
-    assert demographic_answers(blank, blank, SPEC, ["t1"]) == {"t1": [None, None]}
+    nobody = _survey([("x", "north", 1.0, {"t1": None}), ("y", "north", 1.0, {"t1": None})])
+    assert demographic_answers(blank, nobody, SPEC, ["t1"]) == {"t1": [None, None]}
 
 
 def test_excess_is_the_tvd_above_the_floor_per_group_and_overall():

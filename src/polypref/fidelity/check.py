@@ -347,40 +347,40 @@ def spread(personas: Sequence[Persona], n: int | None) -> list[int]:
 
 
 def demographic_answers(
-    personas: Sequence[Persona], pool: Sequence[Persona], spec: SurveySpec, topics: Sequence[str]
+    personas: Sequence[Persona], frame: pl.DataFrame, spec: SurveySpec, topics: Sequence[str]
 ) -> dict[str, list[str | None]]:
-    """What demographics alone predict each persona answers: the (weighted) most common answer among the
-    ``pool``'s other personas of its group, the respondent's other draws left out too (they know the answer); ties
-    go to the earlier option. Where no other persona of the group answered, the pool's most common answer."""
-    members: dict[str, list[int]] = {}
-    for i, p in enumerate(pool):
-        members.setdefault(p.group, []).append(i)
-    index = {g: np.array(rows, dtype=np.int64) for g, rows in members.items()}
-    respondents = np.array([p.respondent_id for p in pool])
-    weights = np.array([p.weight for p in pool], dtype=np.float64)
+    """What demographics alone predict each persona answers: its group's most common answer in the survey
+    (``frame``, the respondents the population was drawn from, weighted), its own respondent left out (it knows
+    the answer); ties go to the earlier option. Where no other respondent of the group answered, the whole
+    survey's most common answer, the respondent still left out. The survey, not the other personas: a group of a
+    few personas guesses its group's answer far worse than the thousands of respondents behind it."""
+    respondent = {r: i for i, r in enumerate(frame["respondent_id"].to_list())}
+    groups = frame["group"].to_numpy()
+    weights = frame["weight"].to_numpy().astype(np.float64)
     guesses: dict[str, list[str | None]] = {}
     for topic in topics:
         scale = spec.scale(topic)
-        options = option_numbers([p.attitudes.get(topic) for p in pool], scale)
-        fallback = _modal(options, weights, scale)
-        known: dict[tuple[str, str], str | None] = {}
+        options = option_numbers(frame[f"v:{topic}"].to_list(), scale)
+        answered = options >= 0
+        overall = np.bincount(options[answered], weights=weights[answered], minlength=len(scale))
+        mass = {
+            g: np.bincount(options[rows], weights=weights[rows], minlength=len(scale))
+            for g in np.unique(groups)
+            for rows in [answered & (groups == g)]
+        }
+        said: list[str | None] = []
         for p in personas:
-            key = (p.group, p.respondent_id)
-            if key not in known:
-                rows = index.get(p.group, np.zeros(0, dtype=np.int64))
-                others = rows[respondents[rows] != p.respondent_id]
-                modal = _modal(options[others], weights[others], scale)
-                known[key] = fallback if modal is None else modal
-        guesses[topic] = [known[(p.group, p.respondent_id)] for p in personas]
+            own = respondent.get(p.respondent_id)
+            others = mass.get(p.group, np.zeros(len(scale))).copy()
+            everyone = overall.copy()
+            if own is not None and options[own] >= 0:  # its own answer left out of both
+                others[options[own]] -= weights[own]
+                everyone[options[own]] -= weights[own]
+            best = others if others.sum() > 1e-12 else everyone
+            # rounded: a weight taken off must not leave float noise to break a tie against the earlier option
+            said.append(scale[int(np.argmax(np.round(best, 9)))] if best.sum() > 1e-12 else None)
+        guesses[topic] = said
     return guesses
-
-
-def _modal(options: np.ndarray, weights: np.ndarray, scale: Sequence[str]) -> str | None:
-    answered = options >= 0
-    if not answered.any():
-        return None
-    mass = np.bincount(options[answered], weights=weights[answered], minlength=len(scale))
-    return scale[int(np.argmax(mass))]  # the first of equal masses: the earlier option
 
 
 def own_answers(personas: Sequence[Persona], topics: Sequence[str]) -> dict[str, list[str | None]]:
@@ -559,7 +559,7 @@ def check(
         name, samples = f"{judge.backend}:{judge.model}", sampling.samples if sampling else 1
     drawn = list(chosen) * samples  # draw j of persona i is row j * len(chosen) + i
     baseline = {t: [a for a in free.get(t, [None] * samples) for _ in chosen] for t in checked}
-    guessed = demographic_answers(chosen, population.personas, spec, checked)
+    guessed = demographic_answers(chosen, frame, spec, checked)
     individual = Individual(
         personas=matches(answers, answers, drawn, spec),
         demographics=matches({t: g * samples for t, g in guessed.items()}, answers, drawn, spec),

@@ -376,7 +376,11 @@ def describe(report: FidelityReport) -> list[str]:
             f"  each persona against its own respondent ({report.individual.personas.overall.questions} answers; "
             "share answered alike, mean ordinal distance 0-1):"
         )
-        lines += [f"    {name + ':':<22}{_match(m.overall)}" for name, m in _individual_rows(report)]
+        # the interval of the personas' own figure: what the sample of personas asked allows
+        lines += [
+            f"    {name + ':':<22}{_match(m.overall, with_interval=name == 'personas')}"
+            for name, m in _individual_rows(report)
+        ]
     return lines
 
 
@@ -393,10 +397,10 @@ def _individual_rows(report: FidelityReport) -> list[tuple[str, Matches]]:
     return [] if individual is None else [(n, getattr(individual, k)) for k, n in INDIVIDUAL_NAMES.items()]
 
 
-def _match(match: Match) -> str:
+def _match(match: Match, with_interval: bool = False) -> str:
     if match.exact is None or match.distance is None:
         return "no answers"
-    interval = _interval(match)
+    interval = _interval(match) if with_interval else None
     return f"exact {match.exact:.3f}" + (f" (95% {interval})" if interval else "") + f", distance {match.distance:.3f}"
 
 
