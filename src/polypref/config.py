@@ -273,14 +273,15 @@ class FidelityConfig(StrictModel):
         gt=0,
         le=10,
         description="LLM judges, with personas null: ask at most this many fidelity requests per planned judgment "
-        "(0.1: a tenth of the judging's requests), personas spread evenly across groups; null: every persona",
+        "(0.1: a tenth of the judging's requests), personas spread evenly across groups, at least one per group; "
+        "null: every persona",
     )
     samples: int = Field(
         5,
         ge=1,
         le=100,
         description="LLM judges: answers drawn per question, at `temperature`, so each persona (and the persona-free "
-        "model) answers with a distribution, not one greedy answer; 1: one answer at the judge's own sampling",
+        "model) answers with a distribution, not one greedy answer; 1: one greedy answer",
     )
     temperature: float = Field(1.0, gt=0, le=2, description="Sampling temperature of the draws when samples > 1")
     gate: bool = Field(

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from polypref.dataset.lock import describe_holder, holder
 from polypref.dataset.state import BuildState
 from polypref.errors import OutputError, PolyprefError
-from polypref.fidelity.store import answers_saved
+from polypref.fidelity.store import spent as fidelity_spent
 from polypref.generation import load_store
 from polypref.report import SHARD_REPORT, ShardReport
 
@@ -45,7 +45,8 @@ def read(folder: Path) -> dict[str, Any]:
         "stored": {"this_judge": stored, "all_judges": state.stored_judgments()},
         "requests": requests,  # the judge's: the personas' judgments and the persona-free run's
         "other_requests": {
-            "fidelity_questions": answers_saved(state.fidelity_dir),  # one request per answer saved
+            # requests (retries included) as the card's cost by kind counts them
+            "fidelity_questions": fidelity_spent(state.fidelity_dir)["requests"],
             "generation": _generation_requests(state.generated_dir),
         },
         "tokens": tokens,
@@ -130,7 +131,7 @@ def describe(figures: dict[str, Any]) -> Iterator[str]:
     other = figures["other_requests"]
     if other["fidelity_questions"] or other["generation"]:
         yield (
-            f"other requests: {other['fidelity_questions']} fidelity questions answered, {other['generation']} "
+            f"other requests: {other['fidelity_questions']} for the fidelity check's questions, {other['generation']} "
             "for generated responses"
         )
     if figures["preferences"] is not None:

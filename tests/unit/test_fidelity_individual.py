@@ -56,14 +56,24 @@ def test_individual_figures_on_a_hand_worked_case():
     assert _point(figures.overall) == Match(
         exact=round(2 / 5, 6), distance=round((0 + 0.5 + 1 + 0 + 0.5) / 5, 6), questions=5
     )
-    # the interval the three personas allow, each persona's answers one cluster: residuals from 0.4 summed per
-    # persona n1 +0.6, n2 -0.4 + 0.6, n3 -0.8; se = sqrt(3/2 * (0.36 + 0.04 + 0.64)) / 5 answers
-    se = (1.5 * 1.04) ** 0.5 / 5
-    assert figures.overall.exact_low == 0.0  # clipped at 0
-    assert figures.overall.exact_high == pytest.approx(0.4 + 1.96 * se, abs=1e-6)
+    # the interval three personas allow is wide: t(2) = 4.303 times se = sqrt(3/2 * (0.36 + 0.04 + 0.64)) / 5
+    # (residuals from 0.4 summed per persona: n1 +0.6, n2 -0.4 + 0.6, n3 -0.8), clipped to 0-1
+    assert (figures.overall.exact_low, figures.overall.exact_high) == (0.0, 1.0)
     assert figures.groups["north"] == figures.overall
     assert figures.groups["south"] == Match(None, None, 0)  # a group nobody answered for has no figure
     # one persona alone allows no interval
+    # ten personas on one question, six right: share 0.6, residuals +0.4 x 6 and -0.6 x 4, so
+    # se = sqrt(10/9 * (6 * 0.16 + 4 * 0.36)) / 10 and the interval 0.6 -/+ t(9) = 2.262 times it
+    ten = [_persona(f"p{i}", "north", {"t1": "high"}) for i in range(10)]
+    said = {"t1": ["high"] * 6 + ["low"] * 4}
+    se = (10 / 9 * (6 * 0.16 + 4 * 0.36)) ** 0.5 / 10
+    ten_figures = matches(said, said, ten, SPEC).overall
+    assert ten_figures.exact == 0.6
+    assert ten_figures.exact_low == pytest.approx(0.6 - 2.262 * se, abs=1e-6)
+    assert ten_figures.exact_high == pytest.approx(0.6 + 2.262 * se, abs=1e-6)
+    # personas drawn from one respondent answer alike: one cluster, so no interval from one respondent's copies
+    copies = [_persona(f"c{i}", "north", {"t1": "high"}, rid="r") for i in range(10)]
+    assert matches(said, said, copies, SPEC).overall.exact_low is None
     alone = {t: said[:1] for t, said in answers.items()}
     assert matches(alone, alone, PERSONAS[:1], SPEC).overall.exact_low is None
 

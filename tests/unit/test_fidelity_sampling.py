@@ -11,7 +11,6 @@ import contextlib
 import json
 from collections import Counter
 
-import numpy as np
 import polars as pl
 import pytest
 
@@ -19,8 +18,8 @@ from polypref import pipeline
 from polypref.config import load_config
 from polypref.dataset.card import render
 from polypref.fidelity import run as fidelity_run
-from polypref.fidelity.check import spread
-from polypref.fidelity.store import COLUMNS, AnswerStore
+from polypref.fidelity.check import poststratified, spread
+from polypref.fidelity.store import COLUMNS, AnswerStore, spent
 from polypref.records import Persona
 from tests.conftest import run_without_prefect
 from tests.openai_api import ChatAPIServer, judge_settings, prefer_the_longer, request_kind, serve
@@ -102,19 +101,26 @@ def test_each_question_is_drawn_several_times_and_the_persona_free_baseline_is_a
 
         # the persona-free draws, as the server answered them: the baseline is their distribution
         free = [b for b in bodies if b["messages"][0]["role"] != "system"]
-        chosen = [plan.population.personas[i] for i in spread(plan.population.personas, 6)]
+        population = plan.population.personas
+        chosen = [population[i] for i in spread(population, 6)]
         said: dict[str, list[str]] = {}
         for b in free:
             topic = next(t for t in report.topics if plan.population.spec.question(t) in b["messages"][-1]["content"])
             said.setdefault(topic, []).append(json.loads(seeded_answer(b)[0])["answer"])
-        exact = [
-            np.mean([a == p.attitudes[t] for a in said[t]])
+        assert len({a for answers in said.values() for a in answers}) > 1  # not one answer copied
+        # scored against each respondent as its most common draw (the first drawn of equal counts), each persona
+        # weighted by its group's share of the population over its share of the sample (equal weights here)
+        share = Counter(p.group for p in population)
+        sampled = Counter(p.group for p in chosen)
+        modal = {t: Counter(answers).most_common(1)[0][0] for t, answers in said.items()}
+        rows = [
+            (share[p.group] / sampled[p.group], modal[t] == p.attitudes[t])
             for t in report.topics
             for p in chosen
             if p.attitudes.get(t) is not None
         ]
-        assert report.individual.persona_free.overall.exact == pytest.approx(float(np.mean(exact)), abs=1e-6)
-        assert len({a for answers in said.values() for a in answers}) > 1  # not one answer copied
+        expected = sum(w * right for w, right in rows) / sum(w for w, _ in rows)
+        assert report.individual.persona_free.overall.exact == pytest.approx(expected, abs=1e-6)
 
         # a rerun asks nothing: every draw is saved under its own key
         again = pipeline.plan(load_config(tiny_config, settings), tmp_path / "out")
@@ -137,12 +143,20 @@ def test_answers_saved_before_costs_were_kept_still_serve_and_count_as_one_reque
     (tmp_path / "settings").mkdir()
     old.write_parquet(tmp_path / "settings" / "old.parquet")  # a segment from before the cost columns
     assert store.lookup(keys) == {0: "x", 1: None}
-    assert store.spent() == {"requests": 2, "prompt_tokens": None, "completion_tokens": None}
+    assert spent(tmp_path) == {"requests": 2, "prompt_tokens": None, "completion_tokens": None}
     more = AnswerStore.keys([[{"role": "user", "content": "r"}]], [("x", "y")])
     store.save(more, ["y"], {"requests": [3], "prompt_tokens": [30], "completion_tokens": [6]})
     assert store.lookup(more) == {0: "y"}
-    assert store.spent() == {"requests": 5, "prompt_tokens": None, "completion_tokens": None}
-    assert AnswerStore(tmp_path / "new", "s").spent() == {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
+    assert spent(tmp_path) == {"requests": 5, "prompt_tokens": None, "completion_tokens": None}
+    # every judge's settings count (a changed temperature paid too); a damaged segment is left out, not fatal
+    other = AnswerStore(tmp_path, "other-settings")
+    other.save(more, ["x"], {"requests": [1], "prompt_tokens": [10], "completion_tokens": [2]})
+    (tmp_path / "other-settings" / "damaged.parquet").write_bytes(b"PAR1 not a parquet file")
+    assert spent(tmp_path) == {"requests": 6, "prompt_tokens": None, "completion_tokens": None}
+    new = AnswerStore(tmp_path / "new", "s")
+    new.save(more, ["y"], {"requests": [2], "prompt_tokens": [20], "completion_tokens": [4]})
+    assert spent(tmp_path / "new") == {"requests": 2, "prompt_tokens": 20, "completion_tokens": 4}
+    assert spent(tmp_path / "none") == {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
 
 
 def test_a_build_counts_the_checks_draws_in_its_cost_by_kind(tiny_config, tmp_path):
@@ -160,3 +174,20 @@ def test_a_build_counts_the_checks_draws_in_its_cost_by_kind(tiny_config, tmp_pa
     card = render(plan, summary)
     section = " ".join(card[card.index("## Fidelity") : card.index("## Items")].split())  # as words, unwrapped
     assert "3 times at temperature 1.0" in section and "(a sample of the 60, spread evenly" in section
+
+
+def test_the_sample_is_weighted_back_to_each_groups_share_of_the_population():
+    personas = [_persona(f"a{i}", "a") for i in range(6)] + [_persona(f"b{i}", "b") for i in range(2)]
+    sample = poststratified(personas, spread(personas, 4))  # two of each group
+    assert [(p.id, p.weight) for p in sample] == [("a0", 3.0), ("a1", 3.0), ("b0", 1.0), ("b1", 1.0)]
+    assert sum(p.weight for p in sample) == sum(p.weight for p in personas)  # the population's total weight
+    assert poststratified(personas, range(8)) == personas  # everyone asked: weights as they are
+
+
+def test_a_budget_too_small_for_every_group_still_asks_one_persona_of_each(tiny_config, tmp_path):
+    settings = [*judge_settings("http://127.0.0.1:9/v1"), "fidelity.budget=0.001", "fidelity.samples=2"]
+    plan = pipeline.plan(load_config(tiny_config, settings), tmp_path / "out")
+    groups = {p.group for p in plan.population.personas}
+    assert fidelity_run.personas_asked(plan) == len(groups) > 1
+    asked = [plan.population.personas[i] for i in spread(plan.population.personas, len(groups))]
+    assert {p.group for p in asked} == groups

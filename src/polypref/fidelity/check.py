@@ -20,23 +20,22 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
 
 from polypref import progress, prompts
 from polypref.fidelity.metrics import alignment, distribution, tvd
+from polypref.fidelity.store import AnswerStore
 from polypref.population.baseline import persona_free
 from polypref.population.sample import Population
 from polypref.population.spec import SurveySpec
 from polypref.records import Persona
-
-if TYPE_CHECKING:
-    from polypref.fidelity.store import AnswerStore
 
 log = logging.getLogger("polypref.fidelity")
 
@@ -292,7 +291,8 @@ def _tally(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], personas: Seq
     """Weighted means of (scored, exact, distance) per question, overall and per group (one array per topic)."""
     n = len(parts)
     groups = np.tile(np.array([p.group for p in personas]), n)
-    clusters = np.unique(np.tile(np.array([p.id for p in personas]), n), return_inverse=True)[1]  # a sample's draws
+    # personas drawn from one respondent answer alike: one cluster, however many were drawn
+    clusters = np.unique(np.tile(np.array([p.respondent_id for p in personas]), n), return_inverse=True)[1]
     weights = np.tile(np.array([p.weight for p in personas], dtype=np.float64), n)
     scored = np.concatenate([s for s, _, _ in parts]) if parts else np.zeros(0, dtype=bool)
     exact = np.concatenate([e for _, e, _ in parts]) if parts else np.zeros(0)
@@ -314,8 +314,9 @@ def _tally(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], personas: Seq
 def _cluster_interval(
     share: float, weights: np.ndarray, values: np.ndarray, clusters: np.ndarray
 ) -> tuple[float | None, float | None]:
-    """A 95% normal interval for a weighted share whose rows come in clusters (a persona's answers are not
-    independent of each other; the personas asked are the sample): the ratio estimator's linearized variance."""
+    """A 95% interval for a weighted share whose rows come in clusters (a persona's answers are not independent
+    of each other; the personas asked are the sample): the ratio estimator's linearized variance, with Student's
+    t on m - 1 degrees of freedom (a normal 1.96 covers 80% at 3 personas)."""
     if not len(weights):
         return None, None
     w = np.bincount(clusters, weights=weights)
@@ -325,13 +326,27 @@ def _cluster_interval(
     if m < 2:
         return None, None
     se = math.sqrt(m / (m - 1) * float((residual[used] ** 2).sum())) / float(w.sum())
-    return round(max(0.0, share - 1.96 * se), 6), round(min(1.0, share + 1.96 * se), 6)
+    t = t_975(m - 1)
+    return round(max(0.0, share - t * se), 6), round(min(1.0, share + t * se), 6)
+
+
+# Student's t 0.975 quantiles for 1-30 degrees of freedom; past 30, the Cornish-Fisher expansion (within 0.001)
+_T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131)
+_T_975 += (2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def t_975(df: int) -> float:
+    if df <= len(_T_975):
+        return _T_975[df - 1]
+    z = 1.959964
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
 def spread(personas: Sequence[Persona], n: int | None) -> list[int]:
     """The rows of ``n`` personas spread as evenly as they go across groups (all when ``n`` is None or not
-    smaller): groups take turns in order of name, each giving its next persona in population order, so a
-    group keeps its first personas as the population grows or n does."""
+    smaller): groups take turns in order of name, each giving its next persona in population order, so within
+    each group the personas asked are its first ones, as the population grows or n does. Score the sample with
+    ``poststratified`` weights: it over-represents small groups."""
     if n is None or n >= len(personas):
         return list(range(len(personas)))
     members: dict[str, list[int]] = {}
@@ -344,6 +359,36 @@ def spread(personas: Sequence[Persona], n: int | None) -> list[int]:
         if len(chosen) == n:
             break
     return sorted(chosen)
+
+
+def poststratified(personas: Sequence[Persona], rows: Sequence[int]) -> list[Persona]:
+    """The personas at ``rows`` with their weights scaled so that each group weighs in the sample what it weighs
+    in the whole population: an even spread across groups would otherwise count a small group as much as a
+    large one in every overall figure."""
+    if len(rows) == len(personas):
+        return list(personas)
+    population: dict[str, float] = {}
+    for p in personas:
+        population[p.group] = population.get(p.group, 0.0) + p.weight
+    chosen = [personas[i] for i in rows]
+    sample: dict[str, float] = {}
+    for p in chosen:
+        sample[p.group] = sample.get(p.group, 0.0) + p.weight
+    return [replace(p, weight=p.weight * population[p.group] / sample[p.group]) for p in chosen]
+
+
+def modal_answers(draws: dict[str, list[str | None]], n: int) -> dict[str, list[str | None]]:
+    """Each persona's most common answer over its draws (draw-major rows, ``n`` personas; ties: the answer
+    drawn first), None where no draw named an option: the persona's one best guess, compared like for like
+    with the demographics-only guess, itself a most common answer."""
+    samples = len(next(iter(draws.values()), [])) // max(n, 1)
+    modal: dict[str, list[str | None]] = {}
+    for topic, said in draws.items():
+        modal[topic] = []
+        for i in range(n):
+            counts = Counter(a for a in (said[j * n + i] for j in range(samples)) if a is not None)
+            modal[topic].append(counts.most_common(1)[0][0] if counts else None)
+    return modal
 
 
 def demographic_answers(
@@ -476,8 +521,8 @@ def ask(
     from polypref.generation.run import open_backend
     from polypref.judges.options import ask_options
 
-    keys = store.keys(questions, options, draws) if store is not None else None
-    saved = store.lookup(keys) if store is not None and keys is not None else {}
+    keys = AnswerStore.keys(questions, options, draws)
+    saved = store.lookup(keys) if store is not None else {}
     got: list[str | None] = [saved.get(i) for i in range(len(questions))]
     todo = [i for i in range(len(questions)) if i not in saved]
     progress.expect(progress.FIDELITY, len(questions))
@@ -506,7 +551,7 @@ def ask(
                 got[i] = answer
             no_answer += said.no_answer
             progress.advance(progress.FIDELITY, len(chunk))
-            if store is not None and keys is not None:
+            if store is not None:
                 # an option, or (when every request was answered) no option named; never a question left unanswered
                 kept = [j for j, a in enumerate(said.options) if a is not None or not said.no_answer]
                 spent = {
@@ -539,12 +584,16 @@ def check(
 ) -> FidelityReport:
     """Ask, score and compare. ``frame`` is the survey's respondents (population.survey.respondents) the
     population was drawn from; ``judge`` the build's judge config; ``personas`` how many to ask, spread across
-    groups (``spread``); ``sampling`` how many answers to draw per question; ``store`` and
-    ``stop_if_unreachable`` as ``ask`` takes them. Each persona's draws count as its answer distribution: a
-    group's distribution pools its personas' draws, and a persona's exact match is the share of its draws that
-    give its respondent's answer."""
+    groups (``spread``) and weighted back to the population (``poststratified``); ``sampling`` how many answers
+    to draw per question; ``store`` and ``stop_if_unreachable`` as ``ask`` takes them.
+
+    With several draws, each draw's answers are scored against the survey as one answer per persona and the
+    figures averaged over draws, so the personas carry the same sampling noise as the floor (one answer each);
+    pooling the draws would let a model that ignores the persona beat perfect role-play. The persona-free
+    baseline is its draws' pooled distribution. Each persona's individual figures use its most common draw
+    (``modal_answers``), as the demographics-only guess is a most common answer."""
     spec = population.spec
-    chosen = [population.personas[i] for i in spread(population.personas, personas)]
+    chosen = poststratified(population.personas, spread(population.personas, personas))
     checked = checked_topics(spec, topics)
     targets = survey_targets(frame, spec, checked)
     floor = own_answers(chosen, checked)
@@ -557,14 +606,17 @@ def check(
             population, chosen, checked, judge, seed, work, store, stop_if_unreachable, sampling
         )
         name, samples = f"{judge.backend}:{judge.model}", sampling.samples if sampling else 1
-    drawn = list(chosen) * samples  # draw j of persona i is row j * len(chosen) + i
+    n = len(chosen)
+    per_draw = [
+        score({t: a[j * n : (j + 1) * n] for t, a in answers.items()}, chosen, spec, targets) for j in range(samples)
+    ]
     baseline = {t: [a for a in free.get(t, [None] * samples) for _ in chosen] for t in checked}
-    guessed = demographic_answers(chosen, frame, spec, checked)
+    modal, free_modal = modal_answers(answers, n), modal_answers(free, 1)
     individual = Individual(
-        personas=matches(answers, answers, drawn, spec),
-        demographics=matches({t: g * samples for t, g in guessed.items()}, answers, drawn, spec),
-        persona_free=matches(baseline, answers, drawn, spec),
-        chance=chance(answers, drawn, spec),
+        personas=matches(modal, modal, chosen, spec),
+        demographics=matches(demographic_answers(chosen, frame, spec, checked), modal, chosen, spec),
+        persona_free=matches({t: a * n for t, a in free_modal.items()}, modal, chosen, spec),
+        chance=chance(modal, chosen, spec),
     )
     asked = sum(1 for t in checked for p in chosen if judge.backend != "simulated" or p.attitudes.get(t) is not None)
     groups: dict[str, int] = {}
@@ -573,12 +625,12 @@ def check(
     return FidelityReport(
         judge=name,
         topics=checked,
-        personas=len(chosen),
+        personas=n,
         asked=asked * samples,
         answered=sum(a is not None for said in answers.values() for a in said),
         no_answer=no_answer,
-        personas_scores=score(answers, drawn, spec, targets),
-        baseline=score(baseline, drawn, spec, targets),
+        personas_scores=_averaged(per_draw),
+        baseline=score(baseline, list(chosen) * samples, spec, targets),
         floor=score(floor, chosen, spec, targets),
         group_personas=dict(sorted(groups.items())),
         individual=individual,
@@ -586,3 +638,14 @@ def check(
         temperature=sampling.temperature if sampling and samples > 1 else None,
         population=len(population.personas),
     )
+
+
+def _averaged(scores: Sequence[Scores]) -> Scores:
+    """Per-draw figures averaged, overall and per group (a draw without a figure left out)."""
+
+    def mean(figures: list[Score]) -> Score:
+        known = [(f.tvd, f.alignment) for f in figures if f.tvd is not None and f.alignment is not None]
+        return _mean(known)  # type: ignore[arg-type]
+
+    groups = scores[0].groups if scores else {}
+    return Scores(mean([s.overall for s in scores]), {g: mean([s.groups[g] for s in scores]) for g in groups})

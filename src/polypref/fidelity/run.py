@@ -6,6 +6,7 @@ words."""
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import tempfile
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from polypref import interrupt, prompts
 from polypref.config import BuildConfig
 from polypref.errors import ConfigError, OutputError, PolyprefError
+from polypref.fidelity import store
 from polypref.fidelity.check import (
     TEMPLATES,
     FidelityReport,
@@ -31,6 +33,7 @@ from polypref.fidelity.check import (
     spread,
 )
 from polypref.fidelity.store import AnswerStore, settings_key
+from polypref.judges.options import named_option
 from polypref.population import load_spec, sample_population
 from polypref.population.representatives import represent
 from polypref.population.sample import Population
@@ -108,13 +111,14 @@ def sampling(config: BuildConfig) -> Sampling | None:
 def personas_asked(plan: BuildPlan) -> int | None:
     """How many personas a build's check asks (None: all): ``fidelity.personas``, else as many as
     ``fidelity.budget`` allows an LLM judge: every persona costs topics x samples requests and the persona-free
-    model as much again once, against the budget's share of the planned judgments (at least one persona, so
-    that a tiny build still checks something)."""
+    model as much again once, against the budget's share of the planned judgments; at least one persona per
+    group, so that every group has a figure (a budget too small for that is exceeded)."""
     fidelity = plan.config.fidelity
     if fidelity.personas is not None or plan.config.judge.backend == "simulated" or fidelity.budget is None:
         return fidelity.personas
     per_persona = len(checked_topics(plan.population.spec, fidelity.topics)) * fidelity.samples
-    return max(1, int(fidelity.budget * plan.num_units) // per_persona - 1)
+    groups = len({p.group for p in plan.population.personas})
+    return max(groups, int(fidelity.budget * plan.num_units) // per_persona - 1)
 
 
 def report_key(plan: BuildPlan) -> str:
@@ -124,6 +128,7 @@ def report_key(plan: BuildPlan) -> str:
 
     fidelity, spec = plan.config.fidelity, plan.population.spec
     asked = [plan.persona_digests[i] for i in spread(plan.population.personas, personas_asked(plan))]
+    # the whole population too: the sample's weights are scaled to its groups (poststratified)
     topics = checked_topics(spec, fidelity.topics)
     drawn = sampling(plan.config)
     return content_hash(
@@ -131,6 +136,7 @@ def report_key(plan: BuildPlan) -> str:
         getattr(plan.config.judge, "max_invalid_retries", None),
         *(() if drawn is None else (drawn.samples, drawn.temperature)),
         asked,
+        plan.persona_digests,
         [(t, spec.question(t), spec.scale(t)) for t in topics],
         [file_digest(path) for path in input_files(plan.config, spec)],
         [prompts.template_hash(t, getattr(plan.config.judge, "templates", None)) for t in TEMPLATES],
@@ -216,11 +222,11 @@ def _ask(plan: BuildPlan, reuse: bool = True) -> FidelityReport:
 
 def _answers(plan: BuildPlan, reuse: bool = True) -> AnswerStore:
     """The answer store of the plan's judge settings in its folder."""
-    from polypref.fingerprint import code_digest
-
     retries, drawn = getattr(plan.config.judge, "max_invalid_retries", None), sampling(plan.config)
     temperature = None if drawn is None else drawn.temperature
-    settings = settings_key(plan.judge_key, retries, code_digest(("judges/options.py",)), temperature)
+    # the code that reads an option off a reply, not all of judges/options.py: an edit elsewhere in that file
+    # must not orphan every saved answer
+    settings = settings_key(plan.judge_key, retries, content_hash(inspect.getsource(named_option)), temperature)
     return AnswerStore(plan.state.fidelity_dir, settings, reuse)
 
 
@@ -230,8 +236,9 @@ def saved_answers(plan: BuildPlan) -> int:
 
 
 def spent(plan: BuildPlan) -> dict[str, int | None]:
-    """What the plan's judge's saved answers in its folder cost: requests and tokens (``AnswerStore.spent``)."""
-    return _answers(plan).spent()
+    """What the fidelity answers saved in the plan's folder cost, whichever judge settings asked them (a changed
+    temperature or model paid too): requests and tokens (``store.spent``)."""
+    return store.spent(plan.state.fidelity_dir)
 
 
 def saved_summary(plan: BuildPlan) -> str:

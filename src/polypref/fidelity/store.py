@@ -95,17 +95,6 @@ class AnswerStore:
         table = pl.DataFrame(columns, schema=COLUMNS | SPENT).to_arrow()
         write_parquet(table, self.folder / f"{uuid.uuid4().hex}.parquet", row_group_rows=100_000)
 
-    def spent(self) -> dict[str, int | None]:
-        """What the saved answers cost: requests (one per answer saved before costs were kept) and tokens (None
-        when an answer saved before they were kept is among them)."""
-        saved = self._read()
-        requests = saved["requests"].fill_null(1).sum() if saved.height else 0
-        tokens = {
-            k: None if saved[k].null_count() else int(saved[k].sum() or 0)
-            for k in ("prompt_tokens", "completion_tokens")
-        }
-        return {"requests": int(requests), **tokens}
-
     def count(self) -> int:
         """Answers saved for these settings (from the segments' footers: safe while a build writes)."""
         return _count(_segments(self.folder))
@@ -130,6 +119,26 @@ def _segments(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith(TMP_PREFIX))
+
+
+def spent(root: Path) -> dict[str, int | None]:
+    """What every answer saved under ``root`` cost, whichever judge's settings asked it: requests and tokens.
+    An answer saved before costs were kept counts one request, and leaves the tokens unknown (None); a segment
+    that cannot be read (one being written, or damaged: ``lookup`` names it) is left out of the count."""
+    totals: dict[str, int | None] = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        for path in _segments(folder):
+            try:
+                frame = pl.read_parquet(path)
+            except (OSError, pl.exceptions.PolarsError, pa.ArrowException):
+                continue
+            requests = frame["requests"].fill_null(1).sum() if "requests" in frame.columns else frame.height
+            totals["requests"] = int(totals["requests"] or 0) + int(requests or 0)
+            for kind in ("prompt_tokens", "completion_tokens"):
+                known = kind in frame.columns and not frame[kind].null_count()
+                previous = totals[kind]
+                totals[kind] = None if previous is None or not known else previous + int(frame[kind].sum() or 0)
+    return totals
 
 
 def answers_saved(root: Path) -> int:
