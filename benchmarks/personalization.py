@@ -3,7 +3,7 @@
     python benchmarks/personalization.py [--test-share S] [--seed 0]
 
 Builds, with `polypref build` into a temporary folder, the shipped default config (simulated judge, GSS spending
-personas and items: 18 topics x 3 pairs) and the same with the Fair-PP-style templated items
+personas and items: 18 topics x 2 prompts x 3 pairs) and the same with the Fair-PP-style templated items
 (`polypref template-items gss_values`: 4 topics x 3 groups x 3 value dimensions x 2 templates, one pair each),
 runs `polypref evaluate` on each (the build's own test split, or ``--test-share``), prints each table and then,
 as the last line, one JSON object {"default": figures, "gss_values": figures} (accuracy of the global, group

@@ -18,15 +18,26 @@ import polars as pl
 import pytest
 import yaml
 
+from polypref.config import load_config
 from polypref.dataset.writer import CONFIGS
 from polypref.errors import Interrupted, JudgeFatalError
+from polypref.items import load_items, make_pairs
+from polypref.population import load_spec
 from tests.conftest import load_with_datasets
 from tests.integration.test_signals import openai_config, run_build
 from tests.openai_api import ChatAPIServer, prefer_the_longer, request_kind, serve
 
 pytestmark = pytest.mark.integration
 
-PERSONAS, PAIRS, ORDERS, SAMPLES = 40, 54, 2, 2  # the shipped default items: 18 prompts x 3 pairs
+
+def default_pairs() -> int:
+    """The pairs a build of the default config judges: every pair of each shipped default item's responses."""
+    config = load_config(None)
+    items = load_items(config.items.source, load_spec(config.population.spec), config.items.topics)
+    return len(make_pairs(items, config.items.pairing, config.items.pairs_per_prompt, config.seed))
+
+
+PERSONAS, PAIRS, ORDERS, SAMPLES = 40, default_pairs(), 2, 2
 JUDGMENTS = PERSONAS * PAIRS * ORDERS * SAMPLES
 
 

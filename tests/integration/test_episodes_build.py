@@ -22,11 +22,14 @@ from polypref.dataset.splits import shot_order, split_of
 from polypref.dataset.state import BuildState
 from polypref.judges import make_judge
 from tests.conftest import load_with_datasets, run_cli, run_without_prefect
+from tests.integration.test_build_cli import default_pairs
 from tests.unit.test_adaptive import CountingJudge
 
 pytestmark = pytest.mark.integration
 
 PERSONAS = 30
+# about 5/9 of the pairs, below what most personas keep but above what a few do: some personas have no query left
+SHOTS = default_pairs() * 5 // 9
 
 
 def _build(out: Path, *settings: str) -> tuple[dict, CountingJudge]:
@@ -49,15 +52,15 @@ def _expected(preferences: pl.DataFrame, shots: int, seed: int) -> dict[str, tup
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("episodes") / "out"
-    summary, _ = _build(out, "output.episodes={shots: 30, seed: 3}")
+    summary, _ = _build(out, f"output.episodes={{shots: {SHOTS}, seed: 3}}")
     return out, summary
 
 
 def test_episodes_hold_each_personas_preferences_in_shot_order_in_its_split(built) -> None:
     out, summary = built
     preferences = pl.read_parquet(out / "data" / "preferences")
-    expected = _expected(preferences, 30, 3)
-    assert 0 < len(expected) < PERSONAS  # some personas have no query at 30 shots: they have no episode
+    expected = _expected(preferences, SHOTS, 3)
+    assert 0 < len(expected) < PERSONAS  # some personas have no query at SHOTS shots: they have no episode
     loaded = {split: load_with_datasets(out, "episodes", split=split) for split in ("train", "test")}
     assert summary["episodes"] == sum(d.num_rows for d in loaded.values()) == len(expected)
     texts = {(r["persona_id"], r["pair_id"]): r for r in preferences.iter_rows(named=True)}
@@ -68,7 +71,7 @@ def test_episodes_hold_each_personas_preferences_in_shot_order_in_its_split(buil
             shots, queries = expected[persona]
             assert [s["pair_id"] for s in row["shots"]] == shots
             assert [q["pair_id"] for q in row["queries"]] == queries
-            assert row["n_shots"] == 30 and row["n_queries"] == len(queries) and row["seed"] == 3
+            assert row["n_shots"] == SHOTS and row["n_queries"] == len(queries) and row["seed"] == 3
             for label in row["shots"] + row["queries"]:
                 source = texts[(persona, label["pair_id"])]
                 assert (label["prompt"], label["chosen"], label["rejected"]) == (

@@ -18,11 +18,14 @@ from polypref.dataset.splits import PERSONA_CONFIGS, split_of
 from polypref.dataset.state import BuildState
 from polypref.judges import make_judge
 from tests.conftest import run_without_prefect
+from tests.integration.test_build_cli import default_pairs
 from tests.unit.test_adaptive import CountingJudge
 
 pytestmark = pytest.mark.integration
 
-SMALL = ["output.units_per_shard=1100"]  # about 10 personas a shard: several shards, a test persona or more
+PAIRS = default_pairs()
+# about 10 personas a shard (each judges every pair in both orders): several shards, a test persona or more
+SMALL = [f"output.units_per_shard={10 * PAIRS * 2 + 20}"]
 
 
 def _build(out: Path, *settings: str) -> tuple[dict, CountingJudge]:
@@ -92,7 +95,7 @@ def test_a_grown_population_keeps_every_persona_in_its_split_and_every_file(tmp_
     files = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (out / "data").rglob("*.parquet")}
     _, judge = _build(out, "population.size=60")
     # the new personas' judgments, and the simulator's persona-free run if the population's modal answers moved
-    assert 30 * 54 * 2 <= judge.asked <= 30 * 54 * 2 + 54 * 2
+    assert 30 * PAIRS * 2 <= judge.asked <= 30 * PAIRS * 2 + PAIRS * 2
     after = _splits_by_persona(out)
     assert len(after) == 60 and {p: after[p] for p in before} == before
     assert all(split == split_of(p, 0.1) for p, split in after.items())
