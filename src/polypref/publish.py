@@ -63,9 +63,16 @@ def require_token(where: str) -> None:
         raise PublishError(f"{where}: publishing needs a Hub token with write access; set HF_TOKEN")
 
 
-def blob_id(data: bytes) -> str:
-    """The git blob id the Hub reports for a file stored in git (not LFS)."""
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+def content_ids(path: Path, chunk: int = 1 << 20) -> tuple[str, str]:
+    """A file's git blob id (what the Hub reports for a file stored in git) and its sha256 (for one in LFS), in
+    one streaming pass: a data file of gigabytes is never held whole in memory."""
+    size = path.stat().st_size
+    blob, sha = hashlib.sha1(b"blob %d\0" % size), hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            blob.update(block)
+            sha.update(block)
+    return blob.hexdigest(), sha.hexdigest()
 
 
 def published_files(folder: Path) -> dict[str, Path]:
@@ -164,8 +171,7 @@ def _push(folder: Path, repo: str, private: bool, revision: str, api: Any, retry
         result = PushResult(repo, revision)
         changed = []
         for path, source in local.items():
-            data = source.read_bytes()
-            if remote.get(path) in (blob_id(data), hashlib.sha256(data).hexdigest()):
+            if path in remote and remote[path] in content_ids(source):
                 result.unchanged += 1
             else:
                 changed.append(path)

@@ -262,3 +262,14 @@ def test_standalone_server_serves_a_root(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_a_files_content_ids_stream_and_match_git_and_lfs(tmp_path):
+    from polypref.publish import content_ids
+
+    path = tmp_path / "data.bin"
+    data = bytes(range(256)) * 9000  # larger than the chunk below: hashed across reads
+    path.write_bytes(data)
+    blob, sha = content_ids(path, chunk=4096)
+    assert blob == hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # git's blob id
+    assert sha == hashlib.sha256(data).hexdigest()  # LFS's oid
