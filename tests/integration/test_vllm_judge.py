@@ -233,12 +233,13 @@ def test_cli_builds_with_both_llm_backends(vllm_server, tiny_model, tiny_config,
         assert counts["personas"] == 2 and counts["judgments"] == 2 * 6 * 2
         assert counts["preferences"] <= 2 * 6
         # the fidelity check ran before judging, with the same model, on its defaults: as many personas as a tenth
-        # of the judging allows (one, here), both survey questions 5 times each at temperature 1, and the
-        # persona-free ones, answered under the options' constraint (a grammar in-process, a JSON schema via HTTP)
+        # of the judging allows but one of each group at least (both personas here, of two groups), both survey
+        # questions 5 times each at temperature 1, and the persona-free ones, answered under the options'
+        # constraint (a grammar in-process, a JSON schema via HTTP)
         fidelity = json.loads((out / ".polypref" / "fidelity.json").read_text())["report"]
         counts = fidelity["counts"]
-        assert (counts["personas"], counts["population"], counts["samples"]) == (1, 2, 5), counts
-        assert counts["asked"] == counts["answered"] == 1 * 2 * 5, counts
+        assert (counts["personas"], counts["population"], counts["samples"]) == (2, 2, 5), counts
+        assert counts["asked"] == counts["answered"] == 2 * 2 * 5, counts
         assert fidelity["overall"]["tvd"] is not None and fidelity["baseline"]["overall"]["tvd"] is not None
         assert "## Fidelity" in (out / "README.md").read_text()
 
@@ -257,7 +258,10 @@ def test_fidelity_command_on_the_tiny_model(tiny_model, tiny_config, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(path.read_text())
-    assert figures["counts"]["answered"] == figures["counts"]["asked"] == 6 * 2
+    # every persona (the command on its own has no judging to budget against), each question drawn 5 times at
+    # temperature 1 under the options' grammar: every draw names an option
+    assert figures["counts"]["samples"] == 5 and figures["counts"]["personas"] == 6
+    assert figures["counts"]["answered"] == figures["counts"]["asked"] == 6 * 2 * 5
     assert 0 <= figures["overall"]["tvd"] <= 1 and 0 <= figures["overall"]["alignment"] <= 1
     assert set(figures["groups"]) == set(figures["baseline"]["groups"])
     assert "persona-free model" in result.stdout
