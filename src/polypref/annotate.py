@@ -138,10 +138,8 @@ def _annotate(
             stances_set += 1
     off_survey = topics.count(NONE)  # a valid answer: not among the unresolved
     unresolved = topics.count(None) + stances.count(None)
-    spent = {
-        kind: sum(getattr(topic_answers, kind)) + sum(getattr(stance_answers, kind))
-        for kind in ("requests", "prompt_tokens", "completion_tokens")
-    }
+    asked = [a.spent(range(len(a.options))) for a in (topic_answers, stance_answers)]
+    spent = {kind: sum(sum(costs[kind]) for costs in asked) for kind in asked[0]}
     return Annotated(tuple(items), topics_set, stances_set, off_survey, unresolved, spent)
 
 

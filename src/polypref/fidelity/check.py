@@ -554,12 +554,7 @@ def ask(
             if store is not None:
                 # an option, or (when every request was answered) no option named; never a question left unanswered
                 kept = [j for j, a in enumerate(said.options) if a is not None or not said.no_answer]
-                spent = {
-                    "requests": [said.requests[j] for j in kept],
-                    "prompt_tokens": [said.prompt_tokens[j] for j in kept],
-                    "completion_tokens": [said.completion_tokens[j] for j in kept],
-                }
-                store.save(keys[[chunk[j] for j in kept]], [said.options[j] for j in kept], spent)
+                store.save(keys[[chunk[j] for j in kept]], [said.options[j] for j in kept], said.spent(kept))
     except EndpointUnreachable as e:
         if stop_if_unreachable:
             raise

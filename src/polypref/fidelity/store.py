@@ -103,10 +103,7 @@ class AnswerStore:
         frames = []
         for path in _segments(self.folder):
             try:
-                frame = pl.read_parquet(path)
-                missing = [pl.lit(None, dtype=t).alias(c) for c, t in SPENT.items() if c not in frame.columns]
-                # segments saved before costs were kept: their costs unknown
-                frames.append(frame.with_columns(missing).select(list(COLUMNS | SPENT)).cast(COLUMNS | SPENT))  # type: ignore[arg-type]
+                frames.append(_segment(path))
             except (OSError, pl.exceptions.PolarsError, pa.ArrowException) as e:
                 raise OutputError(
                     f"{path}: not a segment of saved fidelity answers ({str(e)[:200]}); delete it, and the "
@@ -115,35 +112,45 @@ class AnswerStore:
         return pl.concat(frames) if frames else pl.DataFrame(schema=COLUMNS | SPENT)
 
 
+def _segment(path: Path) -> pl.DataFrame:
+    """One segment's rows, the cost columns null in a segment saved before costs were kept."""
+    frame = pl.read_parquet(path)
+    missing = [pl.lit(None, dtype=t).alias(c) for c, t in SPENT.items() if c not in frame.columns]
+    return frame.with_columns(missing).select(list(COLUMNS | SPENT)).cast(COLUMNS | SPENT)  # type: ignore[arg-type]
+
+
 def _segments(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith(TMP_PREFIX))
 
 
+def _every_segment(root: Path) -> list[Path]:
+    """The segments of every judge's settings under ``root``."""
+    return [path for folder in (sorted(root.iterdir()) if root.is_dir() else []) for path in _segments(folder)]
+
+
 def spent(root: Path) -> dict[str, int | None]:
     """What every answer saved under ``root`` cost, whichever judge's settings asked it: requests and tokens.
     An answer saved before costs were kept counts one request, and leaves the tokens unknown (None); a segment
     that cannot be read (one being written, or damaged: ``lookup`` names it) is left out of the count."""
-    totals: dict[str, int | None] = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
-    for folder in sorted(root.iterdir()) if root.is_dir() else []:
-        for path in _segments(folder):
-            try:
-                frame = pl.read_parquet(path)
-            except (OSError, pl.exceptions.PolarsError, pa.ArrowException):
-                continue
-            requests = frame["requests"].fill_null(1).sum() if "requests" in frame.columns else frame.height
-            totals["requests"] = int(totals["requests"] or 0) + int(requests or 0)
-            for kind in ("prompt_tokens", "completion_tokens"):
-                known = kind in frame.columns and not frame[kind].null_count()
-                previous = totals[kind]
-                totals[kind] = None if previous is None or not known else previous + int(frame[kind].sum() or 0)
+    totals: dict[str, int | None] = dict.fromkeys(SPENT, 0)
+    for path in _every_segment(root):
+        try:
+            frame = _segment(path)
+        except (OSError, pl.exceptions.PolarsError, pa.ArrowException):
+            continue
+        totals["requests"] = int(totals["requests"] or 0) + int(frame["requests"].fill_null(1).sum() or 0)
+        for kind in ("prompt_tokens", "completion_tokens"):
+            previous = totals[kind]
+            unknown = previous is None or frame[kind].null_count() > 0
+            totals[kind] = None if previous is None or unknown else previous + int(frame[kind].sum() or 0)
     return totals
 
 
 def answers_saved(root: Path) -> int:
     """Answers saved under ``root`` (every judge's), from the segments' footers: safe while a build writes."""
-    return sum(_count(_segments(folder)) for folder in (sorted(root.iterdir()) if root.is_dir() else []))
+    return _count(_every_segment(root))
 
 
 def _count(segments: Sequence[Path]) -> int:

@@ -30,6 +30,14 @@ class Answers:
     prompt_tokens: list[int] = field(default_factory=list)
     completion_tokens: list[int] = field(default_factory=list)
 
+    def spent(self, rows: Iterable[int]) -> dict[str, list[int]]:
+        """What asking the questions at ``rows`` took, per cost: requests, prompt_tokens, completion_tokens."""
+        chosen = list(rows)
+        return {kind: [getattr(self, kind)[i] for i in chosen] for kind in SPENT}
+
+
+SPENT = ("requests", "prompt_tokens", "completion_tokens")  # what asking a question costs, as Answers keeps it
+
 
 def ask_options(
     backend: LLMJudge,
