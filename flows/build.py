@@ -16,15 +16,18 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from polypref import pipeline, publish, ray_workers, workers, workpool
+from polypref import pipeline, runners
 from polypref.analysis import evaluate as evaluation
+from polypref.build.lock import folder_lock
 from polypref.config import BuildConfig
-from polypref.dataset.lock import folder_lock
 from polypref.errors import Interrupted, retry_unless_polypref_error
 from polypref.fidelity import FidelityReport
-from polypref.fidelity import run as fidelity
+from polypref.fidelity import report as fidelity_report
+from polypref.hub import publish
 from polypref.interrupt import signal_name, stop_requested
 from polypref.judges import Judge, make_judge
+from polypref.pipeline import fidelity
+from polypref.runners import ray_workers, workers, workpool
 
 
 @task(
@@ -57,7 +60,7 @@ def check_fidelity(plan: pipeline.BuildPlan, overwrite: bool = False) -> Fidelit
     """Ask the personas the survey's own questions (saved with the build: a rerun asks nothing, unless
     ``overwrite``) and show the figures as an artifact."""
     report = fidelity.for_build(plan, reuse=not overwrite)
-    create_markdown_artifact(key="fidelity", markdown=fidelity.markdown(report))
+    create_markdown_artifact(key="fidelity", markdown=fidelity_report.markdown(report))
     return report
 
 
@@ -79,6 +82,7 @@ def build_dataset(
 
 
 def _build(config: BuildConfig, out: str, overwrite: bool, source: str, add_personas: int) -> dict[str, Any]:
+    runners.check(config, source)
     plan = pipeline.plan(config, out, source, add_personas, overwrite)
     report = None
     if config.fidelity.check:
@@ -89,7 +93,7 @@ def _build(config: BuildConfig, out: str, overwrite: bool, source: str, add_pers
         fidelity.gate(report, config)
     run = pipeline.prepare_output(plan, overwrite)
     if report is not None:
-        fidelity.save(plan, report)
+        fidelity_report.save(plan, report)
     if config.generate is not None:  # before the judge: a vLLM generator and a vLLM judge would share the GPU
         plan = generate_responses(quote(plan))
     if config.runner.kind == "local":

@@ -15,7 +15,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from polypref.config import BuildConfig
-from polypref.fidelity import run as fidelity
+from polypref.fidelity import FidelityReport
+from polypref.fidelity import report as fidelity_report
+from polypref.pipeline import fidelity
 
 
 @task(name="ask-survey-questions", cache_policy=NO_CACHE)
@@ -29,5 +31,5 @@ def ask(config: BuildConfig, source: str) -> dict[str, Any]:
 def check_fidelity(config: BuildConfig, source: str = "config") -> dict[str, Any]:
     """Fidelity figures as ``polypref fidelity --json`` writes them."""
     figures = ask(config, source)
-    create_markdown_artifact(key="fidelity", markdown=fidelity.markdown(fidelity.FidelityReport.from_json(figures)))
+    create_markdown_artifact(key="fidelity", markdown=fidelity_report.markdown(FidelityReport.from_json(figures)))
     return figures

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from pathlib import Path
 
@@ -37,3 +38,10 @@ def named_or_path(name_or_path: str, folder: str, *parts: str) -> Path:
     if candidate.suffix.lower() in (".yaml", ".yml") or candidate.exists() or "/" in name_or_path:
         return candidate
     return path(folder, *parts, f"{name_or_path}.yaml")
+
+
+@cache
+def json_schema(name: str) -> dict:
+    """A JSON Schema of schemas/ by name (``verdict``, ``preferences``, ...), parsed once: shared, so a caller
+    that changes it works on a copy."""
+    return json.loads(path("schemas", f"{name}.json").read_text())

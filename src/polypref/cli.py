@@ -17,7 +17,7 @@ import shlex
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,11 +26,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from polypref import assets, flow_runner, interrupt, judges
+from polypref import files, interrupt, judges, runners
 from polypref.config import DEFAULT_CONFIG_PATH, BuildConfig, load_config
-from polypref.dataset.writer import write_bytes
-from polypref.errors import EndpointUnreachable, Interrupted, PolyprefError
-from polypref.secrets import scrub
+from polypref.errors import ConfigError, EndpointUnreachable, Interrupted, PolyprefError
+from polypref.files import write_bytes
+from polypref.items.config import ItemsConfig
+from polypref.runners import prefect_server
+from polypref.safety.secrets import scrub
 
 EXIT_ERROR = 2
 EXIT_UNANSWERED = 3
@@ -58,17 +60,6 @@ WaitOpt = Annotated[
 AddPersonasOpt = Annotated[
     int, typer.Option("--add-personas", help="Grow the population by this many past what --out holds", min=0)
 ]
-
-# Prefect's ephemeral server needs ~29 s to migrate a fresh database on 2 cores (stack notes §1.1), and
-# telemetry would log errors offline. Users' own settings win.
-PREFECT_DEFAULTS = {
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DO_NOT_TRACK": "1",
-    "PREFECT_LOGGING_LEVEL": "WARNING",
-    "PREFECT_LOGGING_SERVER_LEVEL": "CRITICAL",
-    "VLLM_LOGGING_LEVEL": "WARNING",  # the engine's INFO lines would bury the progress bar
-}
 
 
 @app.callback(invoke_without_command=True)
@@ -144,6 +135,7 @@ def validate(config: ConfigArg = None, set_: SetOpt = None) -> None:
     from polypref import pipeline
 
     cfg, source = _load(config, set_)
+    runners.check(cfg, source)
     plan = pipeline.plan(cfg, Path("."), source)
     out.print(json.dumps(_plan_summary(plan), indent=2))
 
@@ -161,8 +153,8 @@ def annotate(
     the simulated judge (and anything that needs stances) can use as items.source."""
     import tempfile
 
-    from polypref import annotate as annotating
     from polypref import pipeline
+    from polypref.generation import annotate as annotating
 
     cfg, source = _load(config, set_)
     _check_new_file(out_path, force, "annotated.jsonl")
@@ -172,7 +164,7 @@ def annotate(
         result = annotating.annotate(items, spec, generator, cfg.seed, Path(work), templates)
     annotating.write(result.items, out_path)
     out.print(annotating.summary(result, out_path, generator.model))
-    out.print(annotating.next_steps(result, out_path, config, set_ or [], cfg))
+    out.print(_annotate_next_steps(result, out_path, config, set_ or [], cfg))
 
 
 def _check_new_file(path: Path, force: bool, example: str) -> None:
@@ -205,7 +197,7 @@ def template_items(
 ) -> None:
     """Make items from a spec (topics x groups x value dimensions x question templates, two options at opposite
     poles); writes polypref JSONL for items.source."""
-    from polypref import annotate as annotating
+    from polypref.generation import annotate as annotating
     from polypref.items.templated import load_item_spec, resolve_item_spec
     from polypref.population import load_spec
 
@@ -230,7 +222,7 @@ def push(
     """Upload the build's card and data to a Hub dataset repo (HF_TOKEN from the environment): only files the
     Hub lacks, in few commits, tagged v1, v2, ...; an unchanged folder makes no commit. Only a whole, finished
     build is pushed (every shard as it was written)."""
-    from polypref import publish
+    from polypref.hub import publish
 
     result = publish.push(folder, repo, private=private, revision=revision, wait=wait)
     for line in publish.iter_summary(result):
@@ -255,14 +247,15 @@ def build(
     is rebuilt from its stored judgments: only judgments never made are asked for. One command writes a folder
     at a time: a second one exits 2 (or, with --wait, starts once the first ends)."""
     from polypref import pipeline
-    from polypref.dataset.lock import folder_lock
-    from polypref.dataset.state import BuildState
-    from polypref.fidelity import run as fidelity_run
+    from polypref.build.lock import folder_lock
+    from polypref.build.state import BuildState
+    from polypref.pipeline import fidelity as fidelity_run
 
     cfg, source = _load(config, set_)
     BuildState(out_dir).check_writable()
     # planned under the lock: a build waited for may change what the folder holds
     with folder_lock(out_dir, wait=wait), _prefect_server() as server:  # it boots while the inputs are checked
+        runners.check(cfg, source)
         plan = pipeline.plan(cfg, out_dir, source, add_personas, overwrite)
         pipeline.check_output(plan, overwrite)
         pipeline.check_endpoints(plan)
@@ -296,7 +289,8 @@ def fidelity(
     score their answers against the survey, per group and overall, beside the same model without a persona.
     Runs the Prefect flow flows/fidelity.py:check_fidelity."""
     from polypref.fidelity import FidelityReport
-    from polypref.fidelity import run as fidelity_run
+    from polypref.fidelity import report as fidelity_report
+    from polypref.pipeline import fidelity as fidelity_run
 
     cfg, source = _load(config, set_)
     if json_path is not None:
@@ -305,7 +299,7 @@ def fidelity(
         fidelity_run.standalone_population(cfg, source)  # every input checked before Prefect runs
         figures = _run_flow("fidelity.py:check_fidelity", dict(config=cfg, source=source), server)
     report = FidelityReport.from_json(figures)
-    for line in fidelity_run.describe(report):
+    for line in fidelity_report.describe(report):
         out.print(line)
     if json_path is not None:
         write_bytes((json.dumps(figures, indent=2, ensure_ascii=False) + "\n").encode(), json_path)
@@ -322,7 +316,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON")] = False,
 ) -> None:
     """Show what a (partial) build holds: shards done, judgments stored, requests and cost so far."""
-    from polypref import status as folder_status
+    from polypref.build import status as folder_status
 
     figures = folder_status.read(folder)
     if as_json:
@@ -387,19 +381,18 @@ def serve(
 ) -> None:
     """Run the build on a schedule from this process (Prefect serve; no separate server or worker). Each run adds
     what is new (items, --add-personas) as new shards, and pushes when the config names publish.repo."""
-    from polypref import serve as serving
+    from polypref.runners import serve as serving
 
     cfg, source = _load(config, set_)
     serving.serve(cfg, out_dir, source=source, cron=cron, interval=interval, add_personas=add_personas, name=name)
 
 
 @contextlib.contextmanager
-def _prefect_server() -> Iterator[flow_runner.PrefectServer]:
+def _prefect_server() -> Iterator[prefect_server.PrefectServer]:
     """Prefect's ephemeral server, launched now so that it boots while the block checks the inputs; stopped at
     once if the block fails before using it (bad input: exit 2 without a server left behind)."""
-    for key, value in PREFECT_DEFAULTS.items():  # before Prefect is imported or launched: it reads them once
-        os.environ.setdefault(key, value)
-    server = flow_runner.PrefectServer()
+    prefect_server.use_defaults()  # before Prefect is imported or launched: it reads them once
+    server = prefect_server.PrefectServer()
     server.launch()
     try:
         yield server
@@ -410,7 +403,7 @@ def _prefect_server() -> Iterator[flow_runner.PrefectServer]:
 def _run_flow(
     entrypoint: str,
     parameters: dict[str, Any],
-    server: flow_runner.PrefectServer,
+    server: prefect_server.PrefectServer,
     progress: Any = None,
     stopped: Callable[[], str] | None = None,
     head_start: contextlib.AbstractContextManager[None] | None = None,
@@ -420,9 +413,9 @@ def _run_flow(
     flow will take up, started once the flow is loaded, while Prefect's server finishes booting (seconds in which
     this process would only wait)."""
     try:
-        with flow_runner.StopOnSignal(server):
-            flow = _load_flow(entrypoint)
-            flow_runner.quiet_console_about_our_errors()
+        with prefect_server.StopOnSignal(server):
+            flow = prefect_server.load_flow(entrypoint)
+            prefect_server.quiet_console_about_our_errors()
             # Prefect's server is still booting (~3-5 s from launch): load the judge's client now rather than
             # after the flow has started (benchmarks/startup.py)
             judges.preload(parameters["config"].judge.backend)
@@ -431,7 +424,7 @@ def _run_flow(
                 server.start()
                 if interrupt.stop_requested():  # a signal while the server started: no judging was done yet
                     raise Interrupted(interrupt.signal_name())
-                return flow_runner.call_off_main_thread(lambda: flow(**parameters))
+                return prefect_server.call_off_main_thread(lambda: flow(**parameters))
     except Interrupted:
         # the exception's own attribute may not survive Prefect's state handling; the stop request does
         name = interrupt.signal_name()
@@ -451,14 +444,6 @@ def _run_flow(
 
 def _command_line() -> str:
     return shlex.join(["polypref", *sys.argv[1:]])
-
-
-def _load_flow(entrypoint: str) -> Any:
-    from prefect.flows import load_flow_from_entrypoint
-
-    file, _, name = entrypoint.partition(":")
-    # use_placeholder_flow=False: an import error in the flow file must surface, not become a stub flow
-    return load_flow_from_entrypoint(f"{assets.path('flows', file)}:{name}", use_placeholder_flow=False)
 
 
 class _progress_bar:
@@ -574,7 +559,7 @@ def _only_unanswered(error: PolyprefError) -> bool:
 
 
 def _exit_status(error: PolyprefError) -> int:
-    from polypref.fidelity.run import FidelityGateError
+    from polypref.pipeline.fidelity import FidelityGateError
 
     if isinstance(error, FidelityGateError):
         return EXIT_GATE
@@ -595,3 +580,59 @@ def main(argv: list[str] | None = None) -> None:
     except PolyprefError as e:
         _print_error(str(e))
         raise SystemExit(_exit_status(e)) from None
+
+
+# items settings that apply to the annotated file as to the source; every other one says how the source was read,
+# and the annotated file is polypref JSONL holding exactly the items read
+_PAIRING = ("pairing", "pairs_per_prompt")
+
+
+def _annotate_next_steps(
+    result: Any, out: Path, config: Path | None, overrides: Sequence[str], cfg: BuildConfig
+) -> str:
+    """Commands to run next, from the same folder, that work as printed: the same config and --set overrides,
+    the annotated file as the items (read as written: the original source's format, columns, sample and topic
+    filter reset), and the simulated judge when every item is annotated; else (or when the build generates the
+    responses, which then have no stances) the config's own LLM judge, the only kind that judges open items."""
+    defaults = ItemsConfig()
+    ours = {"items.source": _yaml_text(str(out))}
+    for name in ItemsConfig.model_fields:
+        default = getattr(defaults, name)
+        if name not in ("source", *_PAIRING) and getattr(cfg.items, name) != default:
+            ours[f"items.{name}"] = _yaml_text(default) if isinstance(default, str) else json.dumps(default)
+    samples = f", samples: {cfg.judge.samples}" if cfg.judge.samples != 1 else ""
+    simulated = f"judge={{backend: simulated{samples}}}"
+    if result.still_open == 0 and cfg.generate is None:
+        ours["judge"] = simulated.partition("=")[2]
+        head = "check them, then build with the simulated judge:"
+    elif cfg.generate is not None:
+        head = (
+            "the build generates their responses, without stances, which the simulated judge needs: check and build "
+            f"them with the config's {cfg.judge.backend} judge, which judges open items from the persona's portrayal:"
+        )
+    else:
+        head = (
+            f"{result.still_open} items are still open, which the simulated judge refuses: check and build them with "
+            f"the config's {cfg.judge.backend} judge, which judges open items from the persona's portrayal (or give "
+            f"them a topic and stances in {out} by hand, or drop them, and add --set {shlex.quote(simulated)}):"
+        )
+    # an override of a key set here (or inside it) would be replaced anyway: left out
+    kept = [o for o in overrides if not any(_within(o.partition("=")[0].strip(), key) for key in ours)]
+    sets = [*kept, *(f"{key}={value}" for key, value in ours.items())]
+    args = shlex.join([*([str(config)] if config is not None else []), *(a for s in sets for a in ("--set", s))])
+    dataset = shlex.quote(str(out.with_name(f"{out.stem}-dataset")))
+    return f"{head}\n  polypref validate {args}\n  polypref build {args} --out {dataset}"
+
+
+def _within(key: str, section: str) -> bool:
+    """Whether --set ``key`` sets ``section`` or a key inside it (so a later --set of ``section`` replaces it)."""
+    return key == section or key.startswith(f"{section}.")
+
+
+def _yaml_text(text: str) -> str:
+    """``text`` as a --set value that reads back as that string (plain if YAML keeps it so, else quoted)."""
+    try:
+        plain = files.parse_yaml(text, "") == text
+    except ConfigError:
+        plain = False
+    return text if plain else json.dumps(text, ensure_ascii=False)

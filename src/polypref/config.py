@@ -17,16 +17,19 @@ from pydantic import (
     model_validator,
 )
 
-from polypref import assets, files
-from polypref.dataset import splits
+from polypref import assets, files, splits
 from polypref.errors import ConfigError
+from polypref.filters.config import AdaptiveConfig, FiltersConfig
 from polypref.generation import GenerateConfig
-from polypref.items.formats import FormatName
+from polypref.items.config import ItemsConfig
 from polypref.judges.openai_wire import OpenAIJudgeConfig
 from polypref.judges.simulated import SimulatedJudgeConfig
 from polypref.judges.vllm import VllmJudgeConfig
-from polypref.provenance import public
+from polypref.safety.provenance import public
 from polypref.strict import StrictModel
+
+# Sections owned by their packages (the config assembles them; importable from here as before).
+__all__ = ["AdaptiveConfig", "BuildConfig", "FiltersConfig", "ItemsConfig", "load_config"]
 
 # One judge section per backend; `backend` picks which (adding a backend: a module and a line here).
 JudgeConfig = Annotated[SimulatedJudgeConfig | VllmJudgeConfig | OpenAIJudgeConfig, Field(discriminator="backend")]
@@ -57,92 +60,11 @@ class PopulationConfig(StrictModel):
     )
 
 
-class ItemsConfig(StrictModel):
-    source: str = Field(
-        "gss_spending",
-        description="A shipped item set in data/items/ (by name), a .jsonl, .parquet, .json or .csv file, a folder "
-        "in Hub layout, or a Hub dataset: hf://datasets/ORG/NAME",
-    )
-    format: FormatName = Field(
-        "auto", description="auto (told from the columns) | polypref | pairwise | completions | arena | prompts"
-    )
-    columns: dict[str, str] = Field(
-        default_factory=dict, description="Field -> the source's column for it, e.g. {prompt: instruction}"
-    )
-    config: str | None = Field(None, description="Config (subset) of a Hub dataset or Hub-layout folder")
-    split: str = Field(
-        "train",
-        description="Split to read, or a split expression as datasets writes them: train+test, train[:1000], "
-        "train[10%:20%] (a file's one split is train)",
-    )
-    revision: str | None = Field(None, description="Branch, tag or commit of a Hub dataset (default: main)")
-    limit: StrictInt | None = Field(
-        None,
-        ge=1,
-        description="Judge the first this many items, in source order (None = all): nothing after them is read, "
-        "and a source that grows keeps them",
-    )
-    topics: list[str] | None = Field(None, min_length=1, description="Keep only these topics (None = all)")
-    on_error: Literal["fail", "skip"] = Field(
-        "fail",
-        description="A source row that cannot be an item: fail (refuse the source before any work, naming the file, "
-        "row and column) or skip (leave it out, counted by reason in the card and listed in .polypref/skipped.jsonl; "
-        "a repeated item is then dropped too)",
-    )
-    keep_columns: list[str] = Field(
-        default_factory=list,
-        description="Source columns to carry into the preferences, judgments and pairs configs (ids, metadata), "
-        "under source_columns, each as text; the source's own prompt_id is kept without being named",
-    )
-    drop_duplicates: bool = Field(
-        False,
-        description="Keep the first of items that repeat one read before (the same id, or without ids the same "
-        "texts) and drop the rest, counted and listed like skipped rows, instead of refusing the source",
-    )
-    pairing: Literal["all", "random"] = "all"
-    pairs_per_prompt: int = Field(3, ge=1, description="With pairing: random, pairs drawn per prompt")
-
-
 class PortrayalConfig(StrictModel):
     hold_out_judged_topic: bool = Field(
         True,
         description="Leave the persona's own answer on an item's topic out of the portrayal it judges that item "
         "with, so the verdict comes from role-play rather than from reading the answer",
-    )
-
-
-class FiltersConfig(StrictModel):
-    swap_consistency: bool = Field(True, description="Drop judgments whose AB and BA verdicts disagree")
-    min_agreement: float = Field(0.75, ge=0, le=1, description="Min share of samples agreeing with majority")
-    min_confidence: float = Field(0.6, ge=0, le=1, description="Min judge confidence (0-1)")
-
-
-class AdaptiveConfig(StrictModel):
-    """Adaptive self-consistency: ``judge.samples`` becomes a budget, spent only where the first samples leave a
-    (persona, pair) undecided (filters/sequential.py). Not part of the judge's identity: sample k is the same
-    judgment whether the rule asked for it or a fixed ``samples`` did, so stored answers serve both."""
-
-    enabled: bool = Field(
-        False,
-        description="Judge sample 0 (both orders) of every (persona, pair), then further samples only for those "
-        "still undecided, up to judge.samples (the budget)",
-    )
-    min_lead: int = Field(
-        1,
-        ge=1,
-        le=64,
-        description="Stop asking once the filters would keep the (persona, pair) and its chosen side leads the "
-        "other by this many samples' votes (a sequential test's boundary: 2 is stricter and costs more calls)",
-    )
-    min_samples: int = Field(
-        1, ge=1, le=64, description="Samples every (persona, pair) gets before it may stop (at most judge.samples)"
-    )
-    stop_confidence: float = Field(
-        0.7,
-        ge=0.0,
-        le=1.0,
-        description="Stop asking only once the votes' mean stated confidence is at least this, besides the lead: a "
-        "lone sample the judge is unsure of gets another",
     )
 
 

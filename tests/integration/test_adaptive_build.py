@@ -10,7 +10,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from polypref.dataset.state import BuildState
+from polypref.build.state import BuildState
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.integration

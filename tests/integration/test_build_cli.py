@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from polypref.config import load_config
-from polypref.dataset.writer import CONFIGS
+from polypref.dataset.configs import CONFIGS
 from polypref.errors import Interrupted, JudgeFatalError
 from polypref.items import load_items, make_pairs
 from polypref.population import load_spec
@@ -301,7 +301,7 @@ def test_secrets_in_the_config_reach_the_judge_and_nothing_published(tiny: dict[
 def test_the_fidelity_questions_go_out_while_prefect_starts_and_are_asked_once(
     tiny: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The CLI asks the fidelity check's questions while Prefect's server boots (the head start: fidelity.run),
+    """The CLI asks the fidelity check's questions while Prefect's server boots (the head start: pipeline.fidelity),
     before the flow has started; the flow's check takes those figures instead of asking again."""
     monkeypatch.delenv("PREFECT_API_URL", raising=False)  # a server that is already up leaves no boot to overlap
     for server in serve(ChatAPIServer(reply=prefer_the_longer)):  # answers with an option: nothing asked twice

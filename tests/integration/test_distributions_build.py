@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from polypref import pipeline
+from polypref.build.state import BuildState
 from polypref.config import load_config
 from polypref.dataset.distributions import INDIFFERENT_REASONS
-from polypref.dataset.state import BuildState
 from tests.conftest import load_with_datasets, run_without_prefect
 
 pytestmark = pytest.mark.integration

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from polypref import pipeline, publish
+from polypref import pipeline
 from polypref.config import load_config
-from polypref.dataset.writer import CONFIGS
+from polypref.dataset.configs import CONFIGS
+from polypref.hub import publish
 from tests.conftest import load_with_datasets, run_without_prefect
 from tests.openai_api import VERDICT, ChatAPIServer, judge_settings, serve
 

@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from polypref import pipeline
+from polypref.build.state import BuildState
 from polypref.config import load_config
 from polypref.dataset.episodes import split_episodes
-from polypref.dataset.splits import shot_order, split_of
-from polypref.dataset.state import BuildState
 from polypref.judges import make_judge
+from polypref.splits import shot_order, split_of
 from tests.conftest import load_with_datasets, run_cli, run_without_prefect
 from tests.integration.test_build_cli import default_pairs
 from tests.unit.test_adaptive import CountingJudge

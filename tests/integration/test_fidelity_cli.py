@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from polypref.dataset.writer import CONFIGS
+from polypref.dataset.configs import CONFIGS
 from tests.conftest import load_with_datasets, run_cli
 from tests.openai_api import judge_settings
 
@@ -94,7 +94,7 @@ def test_the_saved_figures_are_asked_again_when_a_question_changes(tmp_path):
 
     from polypref import pipeline
     from polypref.config import load_config
-    from polypref.fidelity.run import report_key
+    from polypref.fidelity.report import report_key
 
     plan = pipeline.plan(load_config(None, ["population.size=5"]), tmp_path / "out")
     spec = plan.population.spec

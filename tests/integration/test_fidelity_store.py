@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from polypref.dataset.state import BuildState
+from polypref.build.state import BuildState
 from polypref.fidelity.store import answers_saved
 from tests.integration.test_signals import (  # noqa: F401  (no_build_left_behind: an autouse fixture)
     PERSONAS,

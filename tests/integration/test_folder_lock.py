@@ -14,9 +14,9 @@ import polars as pl
 import pytest
 
 from polypref import pipeline
+from polypref.build.lock import FolderInUse, folder_lock, holder
+from polypref.build.state import BuildState
 from polypref.config import load_config
-from polypref.dataset.lock import FolderInUse, folder_lock, holder
-from polypref.dataset.state import BuildState
 from tests.conftest import run_without_prefect
 from tests.unit.test_pipeline import VOLATILE
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 HOLD = """
 import sys, time
-from polypref.dataset.lock import folder_lock
+from polypref.build.lock import folder_lock
 with folder_lock(sys.argv[1]):
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))
@@ -104,10 +104,10 @@ def test_the_lock_of_a_process_killed_with_sigkill_is_free_at_once(tmp_path):
 
 def test_the_flow_itself_holds_the_lock_so_a_served_run_is_refused_too(tiny_config, tmp_path):
     """A served run is a flow run in a process of its own: the flow takes the folder's lock itself."""
-    from polypref.cli import _load_flow
+    from polypref.runners.prefect_server import load_flow
 
     out = tmp_path / "out"
-    flow = _load_flow("build.py:build_dataset")  # as the CLI and a served run load it
+    flow = load_flow("build.py:build_dataset")  # as the CLI and a served run load it
     process = _holder(out, 600)
     try:
         with pytest.raises(FolderInUse, match=rf"pid {process.pid}"):

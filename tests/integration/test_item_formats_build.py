@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from polypref import pipeline
+from polypref.build.state import BuildState
 from polypref.config import load_config
-from polypref.dataset.state import BuildState
 from polypref.errors import ConfigError
 from polypref.population import load_spec
 from tests.conftest import load_with_datasets, run_without_prefect

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from polypref import cli, pipeline
+from polypref.build.state import BuildState
 from polypref.config import load_config
-from polypref.dataset.state import BuildState
 from polypref.errors import ConfigError
 from tests.conftest import load_with_datasets, run_without_prefect
 from tests.openai_api import ChatAPIServer, judge_settings, prefer_the_longer, serve

@@ -14,9 +14,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from polypref import pipeline, publish
+from polypref import pipeline
 from polypref.config import load_config
-from polypref.dataset.splits import split_of
+from polypref.hub import publish
+from polypref.splits import split_of
 from tests.conftest import run_without_prefect
 
 pytestmark = pytest.mark.integration
@@ -116,7 +117,7 @@ def test_a_huge_retry_after_is_capped_and_logged_as_the_wait_taken(
 ) -> None:
     writer.stub.fail_next_commits(1, status=429, retry_after=100000)
     waits: list[float] = []
-    with caplog.at_level(logging.WARNING, logger="polypref.publish"):
+    with caplog.at_level(logging.WARNING, logger="polypref.hub.publish"):
         publish.push(build, _repo(), sleep=waits.append)
     assert waits == [60.0] and "retrying in 60 s (the server asked for 100000 s; capped)" in caplog.text
 

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from polypref import assets, pipeline, prompts
+from polypref.build.state import BuildState
 from polypref.config import load_config
-from polypref.dataset.state import BuildState
 from polypref.errors import OutputError
 from tests.conftest import items_records, run_without_prefect
 from tests.openai_api import ChatAPIServer, judge_settings, prefer_the_longer, serve

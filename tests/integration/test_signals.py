@@ -22,7 +22,7 @@ import psutil
 import pytest
 import yaml
 
-from polypref.dataset.state import BuildState
+from polypref.build.state import BuildState
 from tests.conftest import prefect_servers_under
 from tests.openai_api import ChatAPIServer, serve
 

@@ -35,7 +35,8 @@ pytestmark = pytest.mark.integration
 POLYPREF_WITH_A_SLOW_CANCEL_CHECK = """
 import os, sys, time
 from polypref import cli, interrupt
-os.environ.update({k: v for k, v in cli.PREFECT_DEFAULTS.items() if k not in os.environ})
+from polypref.runners import prefect_server
+prefect_server.use_defaults()
 from prefect.task_engine import SyncTaskRunEngine
 checked = SyncTaskRunEngine.is_cancelled
 def is_cancelled(self):

@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from polypref import pipeline
+from polypref.build.state import BuildState
 from polypref.config import load_config
-from polypref.dataset.splits import PERSONA_CONFIGS, split_of
-from polypref.dataset.state import BuildState
 from polypref.judges import make_judge
+from polypref.splits import PERSONA_CONFIGS, split_of
 from tests.conftest import run_without_prefect
 from tests.integration.test_build_cli import default_pairs
 from tests.unit.test_adaptive import CountingJudge
@@ -131,7 +131,7 @@ def test_changed_splits_reuse_every_judgment_and_leave_no_stale_file(tmp_path: P
 
 
 def _split(persona: str, shares: dict[str, float]) -> str:
-    from polypref.dataset.splits import split_fraction
+    from polypref.splits import split_fraction
 
     place, end = split_fraction(persona), 0.0
     for name in ("test", "validation", "train"):

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from polypref.config import load_config
-from polypref.dataset.splits import NAMES, assign, split_fraction, split_of
+from polypref.splits import NAMES, assign, split_fraction, split_of
 from tests.conftest import run_cli
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

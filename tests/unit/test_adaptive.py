@@ -135,7 +135,12 @@ def test_rounds_stay_within_the_budget_and_ask_whole_samples(tiny_config, tmp_pa
     plan = _plan(tiny_config, tmp_path / "out", ADAPTIVE)
     batch = plan.batch(0)
     judge = _judge(plan)
-    judged = judge_in_rounds(judge, batch, NOTHING, SequentialRule.from_config(plan.config))
+    judged = judge_in_rounds(
+        judge,
+        batch,
+        NOTHING,
+        SequentialRule.from_config(plan.config.adaptive, plan.config.filters, plan.config.judge.samples),
+    )
     assert judge.asked == len(judged.rows) == judged.verdicts.height < len(batch)
     assert judged.verdicts["unit"].to_list() == list(range(len(judged.rows)))
     taken = batch.take(judged.rows)

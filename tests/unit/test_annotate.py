@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from polypref.annotate import annotate, annotator, to_jsonl
+from polypref.build.state import BuildState
 from polypref.config import load_config
-from polypref.dataset.state import BuildState
 from polypref.errors import ConfigError
+from polypref.generation.annotate import annotate, annotator, to_jsonl
 from polypref.items import load_items
 from polypref.population import load_spec
 from tests.openai_api import ChatAPIServer, prefer_the_longer, serve

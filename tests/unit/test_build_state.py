@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from polypref import pipeline
+from polypref.build.state import BuildState
 from polypref.config import load_config
-from polypref.dataset.state import BuildState
 from polypref.errors import OutputError
 from polypref.judges import make_judge
 from polypref.judges.base import NO_ANSWER

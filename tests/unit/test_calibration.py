@@ -23,10 +23,10 @@ from polypref.analysis.calibration import (
     pair_features,
     reliability_table,
     shipped,
-    simulated_rows,
 )
 from polypref.config import load_config
 from polypref.judges import make_judge
+from polypref.pipeline.calibration import calibrator_for, simulated_rows
 from tests.conftest import run_without_prefect
 
 
@@ -153,7 +153,7 @@ def test_calibration_is_deterministic_and_survives_its_file():
 
 def test_fitting_is_deterministic_and_calibrated_in_sample():
     rows = simulated_rows(["judge.noise=0.2", "judge.position_bias=1.0", "filters.min_confidence=0"], personas=20)
-    a, b = fit(rows), fit(rows)
+    a, b = fit(rows, {}), fit(rows, {})
     assert a.to_json() == b.to_json()
     assert a.fitted_on["ece"] <= 0.02 < a.fitted_on["ece_judge"]
 
@@ -219,7 +219,7 @@ def test_a_build_reports_calibration_in_summary_and_card(tiny_config, tmp_path):
     assert not prefs["confidence"].equals(prefs["judge_confidence"])
     report = summary["calibration"]
     judge = make_judge(config.judge, config.seed)
-    assert report == calibration_report(out, judge.info)
+    assert report == calibration_report(out, judge.info, calibrator_for(judge.info))
     assert report["confidence_kind"] == "simulator probability"
     assert report["calibrator"]["conditioned"] and report["calibrator"]["file"] is None  # fitted for its settings
     assert report["truth"] == "matches_ground_truth" and report["rows"] == prefs.height
@@ -257,7 +257,7 @@ def test_report_falls_back_to_source_labels_then_to_none(tmp_path):
 
 def test_a_refit_calibrator_makes_another_build(tmp_path, monkeypatch):
     """Shards keep the confidence they were written with: a refit calibrator must rebuild, not mix, a dataset."""
-    from polypref import fingerprint
+    from polypref.build import fingerprint
     from polypref.config import load_config
     from polypref.population import load_spec
 

@@ -16,7 +16,7 @@ import pytest
 from polypref import pipeline
 from polypref.analysis.evaluate import describe, evaluate, ideal_point
 from polypref.config import load_config
-from polypref.dataset.splits import split_fraction, split_of
+from polypref.splits import split_fraction, split_of
 from tests.conftest import run_without_prefect
 
 SHARE = 0.3

@@ -18,10 +18,11 @@ from hypothesis import strategies as st
 from polypref.config import load_config
 from polypref.errors import ConfigError
 from polypref.fidelity import FidelityReport, check
-from polypref.fidelity import run as fidelity_run
+from polypref.fidelity import report as fidelity_report
 from polypref.fidelity.check import SYSTEM_TEMPLATE, score, survey_targets
 from polypref.fidelity.metrics import alignment, distribution, tvd
 from polypref.judges.options import named_option
+from polypref.pipeline import fidelity as fidelity_run
 from polypref.population.baseline import persona_free
 from polypref.records import Persona
 from tests.conftest import spec_dict
@@ -325,7 +326,7 @@ def test_no_head_start_when_the_build_holds_the_figures(tiny_config, tmp_path):
     server = ChatAPIServer(reply=prefer_the_longer)
     with running(server):
         plan = _openai_plan(tiny_config, server, tmp_path / "out")
-        fidelity_run.save(plan, fidelity_run.for_build(plan))
+        fidelity_report.save(plan, fidelity_run.for_build(plan))
         asked = server.requests
         with fidelity_run.head_start(plan):
             assert not _head_start_threads()

@@ -14,13 +14,14 @@ import polars as pl
 import pytest
 
 from polypref import prompts
+from polypref.build.fingerprint import data_settings
 from polypref.config import load_config
 from polypref.errors import ConfigError
 from polypref.fidelity import FidelityReport, Score, Scores, check
-from polypref.fidelity import run as fidelity_run
+from polypref.fidelity import report as fidelity_report
 from polypref.fidelity.check import Match, Matches, chance, demographic_answers, excess_tvd, matches
-from polypref.fidelity.run import FidelityGateError
-from polypref.fingerprint import data_settings
+from polypref.pipeline import fidelity as fidelity_run
+from polypref.pipeline.fidelity import FidelityGateError
 from polypref.population.spec import SurveySpec
 from polypref.records import Persona
 from tests.conftest import spec_dict
@@ -185,10 +186,10 @@ def test_simulated_check_gives_each_persona_its_respondents_answer(tiny_populati
     # north leans high, south low: the group's most common answer beats the population's on these personas
     assert individual.demographics.overall.exact > individual.persona_free.overall.exact
     assert report.excess_tvd.overall == 0.0 and set(report.excess_tvd.groups.values()) == {0.0}
-    lines = fidelity_run.describe(report)
+    lines = fidelity_report.describe(report)
     assert any("demographics only:" in line and "exact" in line for line in lines)
     assert any("TVD above perfect role-play: +0.000" in line for line in lines)
-    assert "| nothing (random) | 0.333 |" in fidelity_run.markdown(report)
+    assert "| nothing (random) | 0.333 |" in fidelity_report.markdown(report)
     # the --json shape, and back
     data = json.loads(json.dumps(report.as_json()))
     assert set(data["individual"]) == {"personas", "demographics", "persona_free", "chance"}
@@ -204,8 +205,8 @@ def test_an_old_saved_report_without_individual_figures_still_loads_and_shows(ti
     loaded = FidelityReport.from_json(json.loads(json.dumps(old)))
     assert loaded == dataclasses.replace(report, individual=None)
     assert loaded.excess_tvd == report.excess_tvd  # derived from the saved figures
-    assert not any("own respondent" in line for line in fidelity_run.describe(loaded))
-    card = fidelity_run.as_card(loaded)
+    assert not any("own respondent" in line for line in fidelity_report.describe(loaded))
+    card = fidelity_report.as_card(loaded)
     assert card is not None and card["individual"] is None and card["excess_tvd"] == "+0.000"
     # the card's Fidelity section renders both, naming the individual figures only where the report has them
     assert "exact match" not in _fidelity_section(loaded, simulated=True)
@@ -220,7 +221,7 @@ def _fidelity_section(report: FidelityReport, simulated: bool) -> str:
     start = text.index("{%- if fidelity %}")
     end = text.index("{%- endif %}", text.index("</details>", start)) + len("{%- endif %}")
     template = prompts.environment("schemas").from_string(text[start:end])
-    return template.render(fidelity=fidelity_run.as_card(report), summary={"judge": {"simulated": simulated}})
+    return template.render(fidelity=fidelity_report.as_card(report), summary={"judge": {"simulated": simulated}})
 
 
 def _constant_report(tiny_population, tmp_path: Path) -> FidelityReport:

@@ -17,9 +17,10 @@ import pytest
 from polypref import pipeline
 from polypref.config import load_config
 from polypref.dataset.card import render
-from polypref.fidelity import run as fidelity_run
+from polypref.fidelity import report as fidelity_report
 from polypref.fidelity.check import poststratified, spread
 from polypref.fidelity.store import COLUMNS, AnswerStore, spent
+from polypref.pipeline import fidelity as fidelity_run
 from polypref.records import Persona
 from tests.conftest import run_without_prefect
 from tests.openai_api import ChatAPIServer, judge_settings, prefer_the_longer, request_kind, serve
@@ -61,7 +62,7 @@ def test_the_budget_caps_the_checks_requests_at_its_share_of_the_judging(tiny_co
         plan = pipeline.plan(load_config(tiny_config, settings), tmp_path / "out")
         report = fidelity_run.for_build(plan)
     topics = len(report.topics)
-    asked = fidelity_run.personas_asked(plan)
+    asked = plan.fidelity_personas()
     assert asked is not None and 1 < asked < len(plan.population.personas)
     # the personas' questions and the persona-free model's, every draw: within a tenth of the judging
     assert server.requests == (asked + 1) * topics * 5 <= 0.1 * plan.num_units
@@ -72,12 +73,12 @@ def test_the_budget_caps_the_checks_requests_at_its_share_of_the_judging(tiny_co
     assert max(report.group_personas.values()) - min(report.group_personas.values()) <= 1
     interval = report.individual.personas.overall
     assert interval.exact_low is not None and interval.exact_low <= interval.exact <= interval.exact_high
-    card = fidelity_run.as_card(report)
+    card = fidelity_report.as_card(report)
     assert card["population"] == len(plan.population.personas) and card["samples"] == 5
     # explicit personas win over the budget; the simulator asks no model, so no budget
     fixed = pipeline.plan(load_config(tiny_config, [*settings, "fidelity.personas=3"]), tmp_path / "fixed")
-    assert fidelity_run.personas_asked(fixed) == 3
-    assert fidelity_run.personas_asked(pipeline.plan(load_config(tiny_config), tmp_path / "sim")) is None
+    assert fixed.fidelity_personas() == 3
+    assert pipeline.plan(load_config(tiny_config), tmp_path / "sim").fidelity_personas() is None
 
 
 def test_each_question_is_drawn_several_times_and_the_persona_free_baseline_is_a_distribution(tiny_config, tmp_path):
@@ -170,7 +171,7 @@ def test_a_build_counts_the_checks_draws_in_its_cost_by_kind(tiny_config, tmp_pa
     made = summary["requests_by_kind"]["fidelity_questions"]
     assert made["requests"] == kinds["survey"] == 3 * 3 * len(plan.population.spec.attitudes.items)
     assert made["prompt_tokens"] == 100 * kinds["survey"]
-    fidelity_run.save(plan, report)  # as the flow keeps it with the build, for the card
+    fidelity_report.save(plan, report)  # as the flow keeps it with the build, for the card
     card = render(plan, summary)
     section = " ".join(card[card.index("## Fidelity") : card.index("## Items")].split())  # as words, unwrapped
     assert "3 times at temperature 1.0" in section and "(a sample of the 60, spread evenly" in section
@@ -188,6 +189,6 @@ def test_a_budget_too_small_for_every_group_still_asks_one_persona_of_each(tiny_
     settings = [*judge_settings("http://127.0.0.1:9/v1"), "fidelity.budget=0.001", "fidelity.samples=2"]
     plan = pipeline.plan(load_config(tiny_config, settings), tmp_path / "out")
     groups = {p.group for p in plan.population.personas}
-    assert fidelity_run.personas_asked(plan) == len(groups) > 1
+    assert plan.fidelity_personas() == len(groups) > 1
     asked = [plan.population.personas[i] for i in spread(plan.population.personas, len(groups))]
     assert {p.group for p in asked} == groups

@@ -2,7 +2,7 @@
 was stopped (or left questions unanswered) asks again only what has no saved answer; and the stop message says
 only what is saved.
 
-The build's check (``fidelity.run.for_build`` / ``head_start``) against tests/openai_api.py's real HTTP server,
+The build's check (``pipeline.fidelity.for_build`` / ``head_start``) against tests/openai_api.py's real HTTP server,
 counting the survey questions it receives, in a folder that holds a build (a new folder's check saves there too
 once dataset.state declares ``BuildState.fidelity_dir``: see tests/integration/test_fidelity_store.py).
 """
@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from polypref import interrupt, pipeline, progress
-from polypref import status as folder_status
+from polypref.build import status as folder_status
 from polypref.config import load_config
 from polypref.errors import Interrupted
-from polypref.fidelity import run as fidelity_run
 from polypref.fidelity.store import answers_saved
+from polypref.pipeline import fidelity as fidelity_run
 from tests.conftest import run_without_prefect
 from tests.openai_api import ChatAPIServer, judge_settings, prefer_the_longer, request_kind, serve
 

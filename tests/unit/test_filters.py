@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
+from polypref.analysis.calibration import shipped
 from polypref.config import FiltersConfig
 from polypref.dataset.tables import RunMeta, judgments_frame, preferences_frame
 from polypref.filters import apply_filters, filters_from_config, reason_counts
@@ -49,7 +50,7 @@ def _run(tiny, samples: int, script, filters: FiltersConfig):
     batch = _batch(tiny, samples)
     assert len(batch) == len(script)
     frame = apply_filters(judgments_frame(batch, _verdicts(script), META), filters_from_config(filters))
-    return batch, frame, preferences_frame(frame, batch, META)
+    return batch, frame, preferences_frame(frame, batch, META, shipped())
 
 
 # unit order within a (persona, pair): AB s0, AB s1, BA s0, BA s1.  "A" in AB and "B" in BA name response a.

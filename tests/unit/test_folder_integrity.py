@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from polypref import pipeline, publish
+from polypref import pipeline
+from polypref.build.state import BuildState
 from polypref.config import load_config
-from polypref.dataset.state import BuildState
 from polypref.errors import OutputError
+from polypref.hub import publish
 from polypref.judges import make_judge
 from tests.conftest import run_without_prefect
 from tests.unit.test_adaptive import CountingJudge

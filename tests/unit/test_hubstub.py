@@ -265,7 +265,7 @@ def test_standalone_server_serves_a_root(tmp_path):
 
 
 def test_a_files_content_ids_stream_and_match_git_and_lfs(tmp_path):
-    from polypref.publish import content_ids
+    from polypref.hub.publish import content_ids
 
     path = tmp_path / "data.bin"
     data = bytes(range(256)) * 9000  # larger than the chunk below: hashed across reads

@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 
 from polypref import pipeline
-from polypref.analysis.calibration import GAP_MIN_ROWS, calibrator_for, largest_gap, shipped
+from polypref.analysis.calibration import GAP_MIN_ROWS, largest_gap, shipped
+from polypref.build.report import shard_stats
 from polypref.config import FiltersConfig, load_config
 from polypref.dataset.tables import RunMeta, judgments_frame
 from polypref.filters import apply_filters, filters_from_config, reason_counts
@@ -18,10 +19,10 @@ from polypref.judges import collect_verdicts, make_judge
 from polypref.judges.llm import LLMJudgeConfig
 from polypref.judges.parsing import request_schema
 from polypref.judges.simulated import SimulatedJudgeConfig
+from polypref.pipeline.calibration import calibrator_for
 from polypref.population import load_spec, sample_population
 from polypref.prompts import template
 from polypref.records import UnitBatch
-from polypref.report import shard_stats
 from tests.conftest import run_without_prefect
 
 
@@ -135,7 +136,7 @@ def test_the_simulators_calibrator_is_fitted_for_its_settings():
 def test_shard_threads_asking_at_once_fit_the_simulators_calibrator_once():
     import threading
 
-    from polypref.analysis import calibration
+    from polypref.pipeline import calibration
 
     settings = make_judge(SimulatedJudgeConfig(noise=0.21), seed=0).info  # settings no other test fits
     before = calibration._fitted_for.cache_info().misses

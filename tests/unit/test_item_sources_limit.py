@@ -20,12 +20,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from polypref import secrets
 from polypref.config import ItemsConfig
 from polypref.errors import ConfigError
 from polypref.items import locate
 from polypref.items.sources import PARQUET_COLUMNS, read_items
 from polypref.population.spec import SurveySpec
+from polypref.safety import secrets
 from tests.conftest import spec_dict
 
 SPEC = SurveySpec.model_validate(spec_dict())

@@ -11,11 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from polypref import assets, secrets
+from polypref import assets
 from polypref.errors import ConfigError
 from polypref.items import rows as item_rows
 from polypref.items.locate import ItemSource, SourceFile, locate_source
 from polypref.items.rows import Row, source_columns
+from polypref.safety import secrets
 
 _names = itertools.count()
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import polars as pl
 
 from polypref import pipeline
+from polypref.build.layout import lay_out
 from polypref.config import load_config
-from polypref.dataset.layout import lay_out
+from polypref.pipeline import planning
 from tests.conftest import run_without_prefect
 
 KEYS = {"judgments": ["persona_id", "pair_id", "order", "sample"], "preferences": ["persona_id", "pair_id"]}
@@ -44,7 +45,7 @@ def test_pair_block_shards_build_the_same_rows_and_resume_from_the_folder(tiny_c
         assert _rows(tmp_path / "blocks", config).equals(_rows(tmp_path / "whole", config)), config
     shards = sorted((tmp_path / "blocks" / "data" / "judgments").glob("*.parquet"))
     assert len(shards) == plan.num_shards and max(pl.read_parquet(s).height for s in shards) <= 4
-    again = pipeline._plan(small, tmp_path / "blocks", "config", plan.population.spec, 0, False)
+    again = planning._plan(small, tmp_path / "blocks", "config", plan.population.spec, 0, False)
     assert again.keeps_folder and again.num_shards == plan.num_shards  # read back from state.json as written
     shape = [(p.personas, p.pairs, p.personas_per_shard, p.pairs_per_shard) for p in again.layout.parts]
     assert shape == [(p.personas, p.pairs, p.personas_per_shard, p.pairs_per_shard) for p in plan.layout.parts]

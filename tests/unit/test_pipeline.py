@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from polypref import pipeline
+from polypref.build.state import BuildState
 from polypref.config import load_config
-from polypref.dataset.state import BuildState
 from polypref.errors import ConfigError, OutputError
 from polypref.judges import make_judge
 from tests.conftest import run_without_prefect
@@ -138,7 +138,7 @@ def test_shipped_ess_spec_is_opt_in_and_its_card_says_so(tmp_path):
 def test_an_empty_shard_still_loads_with_datasets(tiny_config, tmp_path):
     import pyarrow.parquet as pq
 
-    from polypref.dataset.writer import write_parquet
+    from polypref.files import write_parquet
 
     out = tmp_path / "out"
     summary = build(tiny_config, out)

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
-from polypref.dataset.schema import arrow_schema, generated, load, to_arrow
+from polypref.assets import json_schema as load
+from polypref.dataset.schema import arrow_schema, generated, to_arrow
 from polypref.errors import SchemaViolation
 
 

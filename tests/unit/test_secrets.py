@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from polypref import secrets
-from polypref.secrets import install_log_redaction, redact_url, register, register_url, scrub
+from polypref.safety import secrets
+from polypref.safety.secrets import install_log_redaction, redact_url, register, register_url, scrub
 
 
 @pytest.fixture(autouse=True)

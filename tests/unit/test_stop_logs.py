@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from polypref import interrupt
-from polypref.flow_runner import OurErrorsFilter
+from polypref.runners.prefect_server import OurErrorsFilter
 
 # what prefect/task_engine.py logs for a task run that its task runner cancelled as it started
 CANCELLED = (

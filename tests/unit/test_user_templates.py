@@ -197,7 +197,7 @@ def test_a_spec_portrayal_relative_to_the_spec(tiny):
 
 
 def test_a_changed_spec_portrayal_changes_the_judge_key(tiny, tiny_config):
-    from polypref.fingerprint import judge_key
+    from polypref.build.fingerprint import judge_key
 
     (tiny["dir"] / "p.j2").write_text("I live in the {{ a.region }}.")
     tiny["spec"].write_text(yaml.safe_dump(spec_dict(portrayal="p.j2")))

@@ -13,6 +13,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from polypref.analysis.calibration import shipped
 from polypref.config import FiltersConfig
 from polypref.dataset.tables import RunMeta, judgments_frame, preferences_frame
 from polypref.filters import apply_filters, filters_from_config
@@ -63,7 +64,7 @@ def run(inputs: tuple, samples: int, choices, confidences, filters: FiltersConfi
     personas, pairs = inputs
     batch = UnitBatch.persona_major(personas, pairs, samples)
     frame = apply_filters(judgments_frame(batch, verdicts(choices, confidences), META), filters_from_config(filters))
-    return batch, frame, preferences_frame(frame, batch, META)
+    return batch, frame, preferences_frame(frame, batch, META, shipped())
 
 
 @st.composite
@@ -147,6 +148,6 @@ def test_a_response_id_like_a_marker_keeps_its_wins(inputs, tmp_path):
     frame = apply_filters(
         judgments_frame(batch, verdicts(["A", "B"], [0.9, 0.9]), META), filters_from_config(FiltersConfig())
     )
-    prefs = preferences_frame(frame, batch, META)
+    prefs = preferences_frame(frame, batch, META, shipped())
     assert prefs["chosen_id"].to_list() == ["<tie>"]
     assert frame["drop_reason"].to_list() == [None, None]

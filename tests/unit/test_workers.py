@@ -12,10 +12,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from polypref import pipeline, workers
+from polypref import pipeline
 from polypref.config import load_config
-from polypref.dataset.claims import ShardClaims
 from polypref.judges import make_judge
+from polypref.runners import workers
+from polypref.runners.claims import ShardClaims
 from tests.conftest import persona_free_units, run_without_prefect
 
 VOLATILE = ["run_id", "created_at"]

@@ -1,4 +1,4 @@
-"""Parquet written in parts (dataset/writer.py write_parquet_parts) is the file written whole, byte for byte."""
+"""Parquet written in parts (files.py write_parquet_parts) is the file written whole, byte for byte."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from polypref.dataset.writer import write_parquet, write_parquet_parts
 from polypref.errors import OutputError
+from polypref.files import write_parquet, write_parquet_parts
 
 
 def _table(n: int) -> pa.Table:

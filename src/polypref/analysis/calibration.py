@@ -16,20 +16,17 @@ A ridge logistic regression (Platt scaling on several features) turns them into 
 (pool-adjacent-violators) turns the score into a probability. Both are fitted on simulated builds with known
 truth. For an LLM judge, whose behaviour polypref cannot know, the fit covers a grid of noise, position bias,
 temperature, tie margin, samples and filters, and ships as ``data/calibration/simulated.json``;
-``python -m polypref.analysis.calibration --fit`` refits it and ``--check`` says whether it is current. The
+``python benchmarks/calibration_refit.py --fit`` refits it and ``--check`` says whether it is current. The
 simulated judge's settings are known, so its calibrator is fitted for exactly those settings, on a fixed
-reference build (``calibrator_for``): one fit over the grid is off wherever a judge differs from the grid's
-average. Either way a row's confidence is a fixed function of its shard's judgments and the judge's settings, so
-shards stay byte-identical when a build grows.
+reference build (``polypref.pipeline.calibration.calibrator_for``): one fit over the grid is off wherever a
+judge differs from the grid's average. Either way a row's confidence is a fixed function of its shard's judgments
+and the judge's settings, so shards stay byte-identical when a build grows.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import sys
-import tempfile
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -49,6 +46,7 @@ FLOOR, CEILING = 0.01, 0.99  # no calibrated probability claims certainty (see C
 BINS = 10
 SHIPPED = ("calibration", "simulated.json")
 TRUTH_COLUMNS = ("matches_ground_truth", "source_label_agrees")
+GAP_MIN_ROWS = 50  # the card's per-bin check looks at bins holding at least this many preferences
 
 
 # -- features --------------------------------------------------------------------------------------------------
@@ -278,36 +276,6 @@ def shipped_digest() -> str:
     return hashlib.sha256(assets.path("data", *SHIPPED).read_bytes()).hexdigest()[:12]
 
 
-def calibrator_for(judge: JudgeInfo) -> Calibrator:
-    """The calibrator of a judge's preferences: for the simulator, one fitted for its own settings (noise,
-    position bias, temperature, tie margin, confidence noise, samples) on a fixed reference build, since one fit
-    over a grid of judges is off wherever a judge differs from the grid's average (a bin's accuracy drifts 0.1
-    from its confidence); for every other judge, whose behaviour is unknown, the shipped fit over the grid."""
-    if not judge.simulated:
-        return shipped()
-    with _FITTING:  # the shard threads ask at once: one fits, the others wait and take its fit from the cache
-        return _fitted_for(json.dumps(judge.params, sort_keys=True))
-
-
-_FITTING = threading.Lock()
-
-
-@cache
-def _fitted_for(params: str) -> Calibrator:
-    """A fixed function of the settings (reference population, items and seed are fixed), so every process of
-    a build (work pool, Ray) fits the same map and a grown build keeps its shards' confidences."""
-    judge = [f"judge.{name}={value}" for name, value in sorted(json.loads(params).items())]
-    rows = pl.concat([simulated_rows([*judge, *filters], REFERENCE_PERSONAS) for filters in FILTERS])
-    summary = {
-        "judge": "the simulated judge with this dataset's settings, on the gss_spending population and items",
-        "settings": json.loads(params),
-        "personas": REFERENCE_PERSONAS,
-        "seed": SEED,
-        "filters": FILTER_NAMES,
-    }
-    return fit(rows, summary)
-
-
 def calibrator_digest(calibrator: Calibrator) -> str:
     return hashlib.sha256(calibrator.to_json().encode()).hexdigest()[:12]
 
@@ -380,12 +348,15 @@ def _read_preferences(out: Path) -> pl.DataFrame:
     return pl.concat([f.cast(schema) for f in frames]) if frames else pl.DataFrame(schema=schema)
 
 
-def calibration_report(out: Path, judge: JudgeInfo | None = None) -> dict[str, Any]:
+def calibration_report(
+    out: Path, judge: JudgeInfo | None = None, calibrator: Calibrator | None = None
+) -> dict[str, Any]:
     """ECE and a reliability table of a built folder's preference confidences, against the best truth there is:
-    the simulator's ground truth, else the source's own labels, else none."""
+    the simulator's ground truth, else the source's own labels, else none. ``calibrator``: the one the build
+    used (default: the shipped one)."""
     prefs = _read_preferences(out)
     conditioned = judge is not None and judge.simulated
-    calibrator = calibrator_for(judge) if judge is not None else shipped()
+    calibrator = calibrator if calibrator is not None else shipped()
     report: dict[str, Any] = {
         "calibrator": {
             "conditioned": conditioned,
@@ -421,87 +392,8 @@ def calibration_report(out: Path, judge: JudgeInfo | None = None) -> dict[str, A
     return report
 
 
-# -- fitting on simulated builds ---------------------------------------------------------------------------------
-# (noise, position_bias, temperature): the simulator's range, from a near-perfect judge to a coin-flipping,
-# strongly position-biased one; each with 1 and 3 samples, and with the default and with permissive filters.
-GRID: tuple[tuple[float, float, float], ...] = tuple(
-    (noise, bias, temperature)
-    for noise in (0.0, 0.1, 0.2, 0.4)
-    for bias in (0.0, 0.5, 1.0, 2.0)
-    for temperature in (0.15, 0.6, 1.5)
-)
-SAMPLES = (1, 3)
-CONFIDENCE_NOISE = (0.5, 1.0, 2.0)
-TIE_MARGINS = (0.0, 0.05)  # a judge that never says tie, and one that says it when the persona is indifferent
-FILTERS = (
-    ("filters.swap_consistency=true", "filters.min_agreement=0.75", "filters.min_confidence=0.6"),
-    ("filters.swap_consistency=true", "filters.min_agreement=0", "filters.min_confidence=0"),
-    ("filters.swap_consistency=false", "filters.min_agreement=0", "filters.min_confidence=0"),
-)
-FILTER_NAMES = ["default", "no agreement or confidence minimum", "no minimum and no swap filter"]
-PERSONAS = 60
-REFERENCE_PERSONAS = 120  # a conditioned fit: one judge, so more personas for the same rows as a grid cell
-SEED = 0
-GAP_MIN_ROWS = 50  # the card's per-bin check looks at bins holding at least this many preferences
-
-
-def simulated_rows(overrides: Sequence[str], personas: int = PERSONAS, seed: int = SEED) -> pl.DataFrame:
-    """Features and truth (``correct``) of every preference of a simulated build of the shipped GSS spending
-    population and items, judged and filtered in memory exactly as a build does (nothing is written)."""
-    from datetime import UTC, datetime
-
-    from polypref import pipeline  # the fit needs whole builds; the build path never imports this function
-    from polypref.config import load_config
-    from polypref.dataset.tables import RunMeta, judgments_frame
-    from polypref.filters import apply_filters, filters_from_config
-    from polypref.judges import collect_verdicts, make_judge
-
-    base = [
-        f"seed={seed}",
-        "population.spec=gss_spending",
-        f"population.size={personas}",
-        "items.source=gss_spending",
-        "judge.backend=simulated",
-    ]
-    config = load_config(None, [*base, *overrides])
-    with tempfile.TemporaryDirectory() as folder:
-        plan = pipeline.plan(config, Path(folder) / "out", remember=False)
-        judge = make_judge(config.judge, config.seed, None)
-        meta = RunMeta("fit", datetime(2026, 1, 1, tzinfo=UTC), judge.info)
-        frames = []
-        for index in range(plan.num_shards):
-            batch = plan.batch(index)
-            frame = judgments_frame(batch, collect_verdicts(judge, batch), meta)
-            frame = apply_filters(frame, filters_from_config(config.filters))
-            truth = frame.group_by(PAIR_KEYS).agg(pl.col("true_side").first())
-            frames.append(
-                pair_features(frame)
-                .join(truth, on=PAIR_KEYS, how="left")
-                .with_columns(correct=(pl.col("chosen_side") == pl.col("true_side")).fill_null(False))
-            )
-        judge.close()
-    return pl.concat(frames)
-
-
-def training_rows() -> pl.DataFrame:
-    frames = []
-    for i, (noise, bias, temperature) in enumerate(GRID):
-        for samples in SAMPLES:
-            for filters in FILTERS:
-                judge = [
-                    f"judge.noise={noise}",
-                    f"judge.position_bias={bias}",
-                    f"judge.temperature={temperature}",
-                    f"judge.samples={samples}",
-                    # how noisy the stated confidence is varies over the grid, not as a fourth axis (cost)
-                    f"judge.confidence_noise={CONFIDENCE_NOISE[(i + i // 3) % len(CONFIDENCE_NOISE)]}",
-                    f"judge.tie_margin={TIE_MARGINS[(i + samples) % len(TIE_MARGINS)]}",
-                ]
-                frames.append(simulated_rows([*judge, *filters]))
-    return pl.concat(frames)
-
-
-def fit(rows: pl.DataFrame, about: dict[str, Any] | None = None) -> Calibrator:
+# -- fitting -----------------------------------------------------------------------------------------------------
+def fit(rows: pl.DataFrame, about: dict[str, Any]) -> Calibrator:
     """Platt on the features, then isotonic on the Platt score (which Platt alone cannot shape: ties in the
     simulator's truth sit at debiased log-odds 0 and are never "correct", a step no sigmoid follows)."""
     x, y = _design(rows), rows["correct"].to_numpy().astype(np.float64)
@@ -510,44 +402,10 @@ def fit(rows: pl.DataFrame, about: dict[str, Any] | None = None) -> Calibrator:
     isotonic = fit_isotonic(score, y)
     fitted = Calibrator(platt, isotonic, {})
     conf = fitted.predict(rows)
-    grid = {
-        "judge": "the simulated judge on the gss_spending population and items",
-        "personas": PERSONAS,
-        "seed": SEED,
-        "noise": sorted({g[0] for g in GRID}),
-        "position_bias": sorted({g[1] for g in GRID}),
-        "temperature": sorted({g[2] for g in GRID}),
-        "tie_margin": list(TIE_MARGINS),
-        "confidence_noise": list(CONFIDENCE_NOISE),
-        "samples": list(SAMPLES),
-        "filters": FILTER_NAMES,
-    }
-    summary = (about if about is not None else grid) | {
+    summary = about | {
         "rows": rows.height,
         "accuracy": round(float(y.mean()), 4),
         "ece": round(expected_calibration_error(conf, y), 4),
         "ece_judge": round(expected_calibration_error(rows["judge_confidence"].to_numpy(), y), 4),
     }
     return Calibrator(platt, isotonic, summary)
-
-
-def main(argv: list[str]) -> int:
-    """--fit: refit on simulated builds and write the shipped file; --check: exit 1 when it is not current."""
-    if not {"--fit", "--check"} & set(argv):
-        print("usage: python -m polypref.analysis.calibration --fit | --check", file=sys.stderr)
-        return 2
-    text = fit(training_rows()).to_json()
-    path = assets.path("data", *SHIPPED)
-    if "--fit" in argv:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        print(f"wrote {path}")
-        return 0
-    if not path.exists() or path.read_text() != text:
-        print(f"{path} is out of date; run python -m polypref.analysis.calibration --fit", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))

@@ -37,11 +37,12 @@ import numpy as np
 import polars as pl
 from pyarrow import ArrowException
 
-from polypref.dataset import splits
-from polypref.dataset.splits import split_fraction
-from polypref.dataset.state import BuildState
+from polypref import splits
+from polypref.build.state import BuildState
 from polypref.errors import OutputError, PolyprefError
+from polypref.population import load_spec
 from polypref.population.spec import GROUP_SEPARATOR
+from polypref.splits import split_fraction
 
 KS = (1, 2, 4, 8, 16)
 ATTITUDE_STEPS = 8  # the ideal point's grid: [0, 1] in eighths (half steps of a five-point scale)
@@ -91,8 +92,6 @@ def read_preferences_files(files: list[Path]) -> pl.DataFrame:
 def spec_scales(folder: Path) -> dict[str, list[str]] | None:
     """Each topic's answer scale, in order, from the population spec the build's personas name (None when it
     cannot be read: a spec file moved away)."""
-    from polypref.population import load_spec
-
     state = BuildState(folder)
     personas = state.data_files("personas")
     if not personas:

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
-from polypref.dataset.splits import split_files
-from polypref.dataset.writer import write_bytes
+from polypref.files import write_bytes
+from polypref.splits import split_files
 
 if TYPE_CHECKING:
     from matplotlib.lines import Line2D

@@ -6,15 +6,14 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from polypref import SCHEMA_VERSION, __version__, prompts
+from polypref import SCHEMA_VERSION, __version__, prompts, splits
 from polypref.analysis import evaluate as evaluation
-from polypref.dataset import splits
-from polypref.dataset.schema import load
-from polypref.dataset.writer import CONFIGS
-from polypref.fidelity import run as fidelity
+from polypref.assets import json_schema
+from polypref.dataset.configs import CONFIGS
+from polypref.fidelity import report as fidelity
 
 if TYPE_CHECKING:
-    from polypref.build_plan import BuildPlan
+    from polypref.build.plan import BuildPlan
 
 SCHEMA_OF = {
     "preferences": "preference",
@@ -30,7 +29,7 @@ SCHEMA_OF = {
 
 
 def _columns(config: str) -> list[dict[str, str]]:
-    props = load(SCHEMA_OF[config])["properties"]
+    props = json_schema(SCHEMA_OF[config])["properties"]
     return [{"name": k, "description": v.get("description", "")} for k, v in props.items()]
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import polars as pl
 
-from polypref.dataset.splits import FILE_NAME, split_files
+from polypref.splits import FILE_NAME, split_files
 
 # The drop reason of a (persona, pair) whose vote's majority is a tie: "indifferent" now, "tie" in folders
 # (and code) from before the rename; both mean the same outcome.

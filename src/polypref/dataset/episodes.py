@@ -19,7 +19,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from polypref.dataset.schema import LABEL_FIELDS
-from polypref.dataset.splits import shot_order
+from polypref.splits import shot_order
 
 ROWS_PER_PART = 500_000
 LABEL_COLUMNS = list(LABEL_FIELDS)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
-from polypref.dataset.splits import split_files
+from polypref.splits import split_files
 
 GROUP_MAJORITY = 0.6
 MIN_GROUP = 3

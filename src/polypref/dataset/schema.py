@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime
-from functools import cache
 from typing import Any, Literal
 
 import polars as pl
@@ -359,11 +358,6 @@ def generated() -> dict[str, dict[str, Any]]:
     return out
 
 
-@cache
-def load(name: str) -> dict[str, Any]:
-    return json.loads(assets.path("schemas", f"{name}.json").read_text())
-
-
 def _nullable(prop: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     options = prop.get("anyOf")
     if options:
@@ -401,7 +395,7 @@ def arrow_schema(name: str, struct_fields: dict[str, list[str]] | None = None, m
     """Arrow schema from schemas/<name>.json. Open objects (x-arrow: struct) get the given field names, and an
     optional one given none is left out (Parquet holds no struct without fields); texts that may be
     conversations (x-arrow: text-or-messages) are messages when ``messages``, else strings."""
-    schema = load(name)
+    schema = assets.json_schema(name)
     required = set(schema.get("required", []))
     fields = []
     for column, raw in schema["properties"].items():
@@ -434,7 +428,7 @@ def to_arrow(
 
 def _check_values(name: str, frame: pl.DataFrame) -> None:
     """Enum and range constraints from the JSON Schema, checked on whole columns."""
-    for column, raw in load(name)["properties"].items():
+    for column, raw in assets.json_schema(name)["properties"].items():
         prop, _ = _nullable(raw)
         col = pl.col(column)
         checks: list[tuple[pl.Expr, str]] = []

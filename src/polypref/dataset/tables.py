@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from polypref.analysis.calibration import calibrate, calibrator_for, pair_features
+from polypref.analysis.calibration import Calibrator, calibrate, pair_features
 from polypref.judges.base import JudgeInfo
 from polypref.records import PAIR_KEYS, Message, Messages, Persona, ResponsePair, UnitBatch
 
@@ -139,16 +139,16 @@ def _shown_topics(batch: UnitBatch) -> pl.Series:
     return distinct.gather(index)
 
 
-def preferences_frame(frame: pl.DataFrame, batch: UnitBatch, meta: RunMeta) -> pl.DataFrame:
+def preferences_frame(frame: pl.DataFrame, batch: UnitBatch, meta: RunMeta, calibrator: Calibrator) -> pl.DataFrame:
     """One row per (persona, pair) with kept judgments, as TRL prompt/chosen/rejected.
 
     Everything here is recomputed from the kept judgments alone, so a row can never contradict them; only
-    ``confidence`` also reads the pair's dropped verdicts (its swap and sample agreement), through the shipped
-    calibrator, so it too is a fixed function of the shard's own judgments.
+    ``confidence`` also reads the pair's dropped verdicts (its swap and sample agreement), through the build's
+    ``calibrator`` (pipeline/calibration.py), so it too is a fixed function of the shard's own judgments.
     """
     kept = frame.filter(pl.col("drop_reason").is_null())
     features = pair_features(frame)
-    calibrated = features.select(*PAIR_KEYS).with_columns(calibrate(features, calibrator_for(meta.judge)))
+    calibrated = features.select(*PAIR_KEYS).with_columns(calibrate(features, calibrator))
     agg = kept.group_by(PAIR_KEYS, maintain_order=True).agg(
         chosen_side=pl.col("majority").first(),
         true_side=pl.col("true_side").first(),

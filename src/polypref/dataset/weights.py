@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
-from polypref.dataset.splits import split_files
+from polypref.splits import split_files
 
 if TYPE_CHECKING:
     from polypref.config import WeightsConfig

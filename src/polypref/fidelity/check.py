@@ -30,8 +30,13 @@ import numpy as np
 import polars as pl
 
 from polypref import progress, prompts
+from polypref.config import BuildConfig
+from polypref.errors import ConfigError, EndpointUnreachable
 from polypref.fidelity.metrics import alignment, distribution, tvd
 from polypref.fidelity.store import AnswerStore
+from polypref.generation.annotate import annotator
+from polypref.generation.run import open_backend
+from polypref.judges.options import ask_options
 from polypref.population.baseline import persona_free
 from polypref.population.sample import Population
 from polypref.population.spec import SurveySpec
@@ -516,11 +521,6 @@ def ask(
     caller (``EndpointUnreachable``), or with ``stop_if_unreachable`` off leaves every question unanswered.
     ``draws``: each question's sample number (repeated samples of one question); ``sampling``: asked at its
     temperature (None: greedily)."""
-    from polypref.annotate import annotator
-    from polypref.errors import EndpointUnreachable
-    from polypref.generation.run import open_backend
-    from polypref.judges.options import ask_options
-
     keys = AnswerStore.keys(questions, options, draws)
     saved = store.lookup(keys) if store is not None else {}
     got: list[str | None] = [saved.get(i) for i in range(len(questions))]
@@ -644,3 +644,20 @@ def _averaged(scores: Sequence[Scores]) -> Scores:
 
     groups = scores[0].groups if scores else {}
     return Scores(mean([s.overall for s in scores]), {g: mean([s.groups[g] for s in scores]) for g in groups})
+
+
+def check_topics(config: BuildConfig, spec: SurveySpec, source: str) -> None:
+    unknown = sorted(set(config.fidelity.topics or ()) - set(spec.attitudes.items))
+    if unknown:
+        raise ConfigError(
+            source, [("fidelity.topics", f"unknown topics {unknown}; the spec's: {sorted(spec.attitudes.items)}")]
+        )
+
+
+def sampling(config: BuildConfig) -> Sampling | None:
+    """How the check draws answers: ``fidelity.samples`` draws at its temperature (None: once, greedily, as one
+    sample asks; the simulator answers from the true attitudes)."""
+    fidelity = config.fidelity
+    if config.judge.backend == "simulated" or fidelity.samples == 1:
+        return None
+    return Sampling(fidelity.samples, fidelity.temperature)

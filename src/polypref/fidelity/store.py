@@ -33,9 +33,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from polypref.dataset.store import digest_words
-from polypref.dataset.writer import TMP_PREFIX, write_parquet
+from polypref.build.store import digest_words
 from polypref.errors import OutputError
+from polypref.files import TMP_PREFIX, write_parquet
 from polypref.records import content_hash
 
 COLUMNS: dict[str, pl.DataType] = {"k0": pl.UInt64(), "k1": pl.UInt64(), "answer": pl.String()}

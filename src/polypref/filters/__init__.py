@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from polypref.config import FiltersConfig
 from polypref.filters.agreement import Agreement
 from polypref.filters.base import Filter, FilterChain, apply_filters, reason_counts
 from polypref.filters.confidence import Confidence
+from polypref.filters.config import FiltersConfig
 from polypref.filters.outcome import Indifference, Outcome
 from polypref.filters.swap import SwapConsistency
 from polypref.filters.validity import Validity

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from polypref.config import BuildConfig, FiltersConfig
 from polypref.filters import filters_from_config
 from polypref.filters.base import FilterChain, apply_filters
+from polypref.filters.config import AdaptiveConfig, FiltersConfig
 from polypref.judges.base import VERDICT_COLUMNS, Judge, collect_verdicts
 from polypref.records import PAIR_KEYS, UnitBatch
 
@@ -61,14 +61,12 @@ class SequentialRule:
     stop_confidence: float = 0.0
 
     @staticmethod
-    def from_config(config: BuildConfig) -> SequentialRule | None:
-        """The build's rule, or None for a fixed number of samples."""
-        adaptive = config.adaptive
+    def from_config(adaptive: AdaptiveConfig, filters: FiltersConfig, samples: int) -> SequentialRule | None:
+        """The build's rule (its ``adaptive`` and ``filters`` sections, judge.samples as the budget), or None for
+        a fixed number of samples."""
         if not adaptive.enabled:
             return None
-        return SequentialRule(
-            config.filters, config.judge.samples, adaptive.min_lead, adaptive.min_samples, adaptive.stop_confidence
-        )
+        return SequentialRule(filters, samples, adaptive.min_lead, adaptive.min_samples, adaptive.stop_confidence)
 
     def ask_again(self, judged: pl.DataFrame, asked: int) -> pl.DataFrame:
         """The (persona_id, pair_id)s of ``judged`` (RULE_COLUMNS: every unit judged so far) that should get

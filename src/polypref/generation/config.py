@@ -18,7 +18,7 @@ from pydantic.json_schema import SkipJsonSchema
 from polypref.errors import PolyprefError
 from polypref.judges.base import RUN_SETTINGS
 from polypref.judges.openai_wire import OpenAIJudgeConfig
-from polypref.judges.vllm import VllmJudgeConfig
+from polypref.judges.vllm import VllmJudgeConfig, require_vllm
 from polypref.records import content_hash
 from polypref.strict import StrictModel
 
@@ -105,8 +105,6 @@ def check_environment(config: GenerateConfig) -> list[tuple[str, str]]:
     for index, generator in enumerate(config.generators):
         where = f"{SECTION}.{index}"
         if generator.backend == "vllm":
-            from polypref.judges.vllm import require_vllm
-
             try:
                 require_vllm(where)
             except PolyprefError as e:

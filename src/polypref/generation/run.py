@@ -20,8 +20,10 @@ from polypref.generation.store import current_rows, load_store, save_micro_batch
 from polypref.interrupt import signal_name, stop_requested
 from polypref.judges.base import error_category
 from polypref.judges.llm import Completion, LLMJudge, Request
+from polypref.judges.openai import OpenAIJudge
+from polypref.judges.vllm import VllmJudge
 from polypref.records import Item, Response, content_hash
-from polypref.secrets import scrub_optional
+from polypref.safety.secrets import scrub_optional
 
 log = logging.getLogger("polypref.generation")
 
@@ -156,10 +158,7 @@ def open_backend(
     judge's settings: ``section`` names the config section errors blame); the caller closes it."""
     section = section or f"{SECTION}.{index}"
     if isinstance(generator, OpenAIGeneratorConfig):
-        from polypref.judges.openai import OpenAIJudge
-
         return OpenAIJudge(generator, seed, store, section=section)  # store: where pending Batch API batches are
-    from polypref.judges.vllm import VllmJudge
 
     return VllmJudge(generator, seed, store, section=section)
 

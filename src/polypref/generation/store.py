@@ -1,6 +1,6 @@
 """Generated responses on disk: one Parquet file per finished micro-batch, one row per response slot.
 
-Files are written by temp file + rename (``dataset.writer``), so a killed run leaves complete files or
+Files are written by temp file + rename (``files``), so a killed run leaves complete files or
 ``.tmp-*`` leftovers, which are removed and never read. Failed slots are saved too, with their error and last
 output, for diagnosis; only usable rows made under the current settings are reused.
 """
@@ -13,8 +13,8 @@ from typing import Any
 
 import polars as pl
 
-from polypref.dataset.writer import TMP_PREFIX, write_parquet
 from polypref.errors import OutputError
+from polypref.files import TMP_PREFIX, write_parquet
 from polypref.records import content_hash
 
 STORE_COLUMNS: dict[str, pl.DataType] = {

@@ -2,7 +2,7 @@
 
 Every error is a ``ConfigError("config", [("items.source" | "items.revision", reason)])`` that says what to do
 (gated, private, missing, offline, unreachable); no message shows a token (tokens are registered with
-``polypref.secrets``).
+``polypref.safety.secrets``).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from polypref import secrets
 from polypref.errors import ConfigError, first_line, http_status
 from polypref.items.datafiles import CONFIG
+from polypref.safety import secrets
 
 
 def hub_repo(source: str, revision: str | None) -> tuple[str, str | None]:

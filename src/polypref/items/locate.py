@@ -19,9 +19,9 @@ a second run downloads nothing, and ``HF_HUB_OFFLINE=1`` reads the cache alone. 
 sliced split) lists its files without downloading them: the reader ``fetch``es each file only when it needs its
 rows, or reads a large Parquet file in place (``open_in_place``: HTTP range requests for its footer and the row
 groups it needs). Private and gated datasets need a token in ``HF_TOKEN`` (or from ``hf auth login``); it is
-registered with ``polypref.secrets`` so no message shows it (see ``hub``). Every error is a ``ConfigError("config",
-[("items.source" | "items.config" | "items.split" | "items.revision", reason)])``; the caller names the real
-config file.
+registered with ``polypref.safety.secrets`` so no message shows it (see ``hub``). Every error is a
+``ConfigError("config", [("items.source" | "items.config" | "items.split" | "items.revision", reason)])``; the
+caller names the real config file.
 """
 
 from __future__ import annotations

@@ -23,21 +23,19 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 
 from polypref.errors import ConfigError
 from polypref.items import flat, formats, labels, locate, rows
+from polypref.items.config import ItemsConfig
 from polypref.items.formats import FLAT_COLUMNS, RowError
 from polypref.items.layout import Layout
 from polypref.items.locate import ItemSource, SourceFile, locate_source
 from polypref.items.rows import Row
 from polypref.population.spec import SurveySpec
 from polypref.records import Item
-
-if TYPE_CHECKING:
-    from polypref.config import ItemsConfig
 
 KEPT_KEY = "\x00item_id"  # the item's id in LoadedItems.kept: no source column is called so
 PARQUET_COLUMNS = FLAT_COLUMNS  # the flat Parquet layout's columns (kept under the name tests and users know)
@@ -157,8 +155,6 @@ class _Record:
 
 def load_items(source: str, spec: SurveySpec, topics: list[str] | None = None) -> tuple[Item, ...]:
     """The items of a source named by a string alone (a shipped set, a file or a folder), all of them."""
-    from polypref.config import ItemsConfig
-
     return read_items(ItemsConfig(source=source, topics=topics), spec).items
 
 

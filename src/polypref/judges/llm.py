@@ -19,7 +19,7 @@ from polypref import prompts
 from polypref.judges.base import VERDICT_COLUMNS, JudgeInfo, error_category
 from polypref.judges.parsing import parse_choice, parse_verdict
 from polypref.records import UnitBatch, WorkUnit, content_hash
-from polypref.secrets import install_log_redaction, scrub_optional
+from polypref.safety.secrets import install_log_redaction, scrub_optional
 from polypref.strict import StrictModel
 
 SYSTEM_TEMPLATE = "judge_system.j2"

@@ -41,8 +41,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
-from polypref.dataset.writer import write_json
 from polypref.errors import EndpointUnreachable, JudgeFatalError, PolyprefError
+from polypref.files import write_json
 from polypref.interrupt import stop_requested
 from polypref.judges import probe
 from polypref.judges.base import NO_ANSWER
@@ -73,9 +73,9 @@ from polypref.judges.ratelimit import (
     retry_note,
     stopped_within,
 )
-from polypref.provenance import public
 from polypref.records import content_hash
-from polypref.secrets import redact_url, register, register_url, scrub
+from polypref.safety.provenance import public
+from polypref.safety.secrets import redact_url, register, register_url, scrub
 
 log = logging.getLogger("polypref.judges.openai")
 

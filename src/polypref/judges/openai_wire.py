@@ -14,7 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from polypref.judges.base import NO_ANSWER, REJECTED
 from polypref.judges.llm import Completion, LLMJudgeConfig, Request
 from polypref.judges.parsing import request_schema
-from polypref.secrets import scrub
+from polypref.safety.secrets import scrub
 from polypref.strict import StrictModel
 
 FORMATS = ("json_schema", "json_object", "none")

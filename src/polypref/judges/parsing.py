@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from polypref.dataset.schema import load
+from polypref.assets import json_schema
 from polypref.records import LLMVerdict, Verdict
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)
@@ -23,7 +23,7 @@ _REFUSAL = re.compile(r"^\s*(i'm sorry|i am sorry|i can(?:not|'t)|i won't|as an 
 
 def request_schema(allow_ties: bool) -> dict[str, Any]:
     """schemas/verdict.json as sent for structured decoding, without "tie" unless ties are allowed."""
-    schema = copy.deepcopy(load("verdict"))
+    schema = copy.deepcopy(json_schema("verdict"))
     if not allow_ties:
         schema["properties"]["choice"]["enum"] = ["A", "B"]
     return schema

@@ -27,7 +27,7 @@ from typing import Any
 
 from polypref.errors import first_line
 from polypref.judges.openai_wire import FATAL, error_message
-from polypref.secrets import scrub
+from polypref.safety.secrets import scrub
 
 PROBE_TIMEOUT_S = 10.0
 # the smallest question a chat endpoint answers: asked only when the listing cannot vouch for the model

@@ -19,7 +19,7 @@ from polypref.interrupt import signal_name, stop_requested
 from polypref.judges.base import ENGINE_ERROR
 from polypref.judges.llm import Completion, LLMJudge, LLMJudgeConfig, Request
 from polypref.judges.parsing import request_schema
-from polypref.secrets import scrub
+from polypref.safety.secrets import scrub
 
 log = logging.getLogger("polypref.judges.vllm")
 

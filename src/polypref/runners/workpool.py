@@ -16,12 +16,14 @@ import time
 from typing import Any
 from uuid import UUID
 
-from polypref import assets, workers
-from polypref.build_plan import BuildPlan, RunState
+from polypref import assets
+from polypref.build.plan import BuildPlan, RunState
 from polypref.errors import ConfigError, Interrupted, OutputError
 from polypref.interrupt import signal_name, stop_requested
+from polypref.runners import workers
+from polypref.runners.serve import flow_parameters
 
-log = logging.getLogger("polypref.workpool")
+log = logging.getLogger("polypref.runners.workpool")
 
 WORKER_FLOW = "judge-shards"  # the flow's name; its deployment is named after the pool
 
@@ -43,8 +45,6 @@ def check(source: str) -> None:
 
 def run_workers(plan: BuildPlan, run: RunState, source: str) -> None:
     """Start the workers' flow runs on the pool and wait until the build's jobs are all done."""
-    from polypref.serve import flow_parameters
-
     config = plan.config
     pool = config.runner.pool
     parameters = flow_parameters(config, plan.out.resolve(), source, 0)

@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from polypref.dataset.writer import reported
 from polypref.errors import OutputError
-from polypref.secrets import scrub
+from polypref.files import reported
+from polypref.safety.secrets import scrub
 
 LOCK_NAME = "lock"
 POLL_SECONDS = 0.2

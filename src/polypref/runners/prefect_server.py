@@ -24,8 +24,34 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Self
 
-from polypref import interrupt
+from polypref import assets, interrupt
 from polypref.errors import PolyprefError
+
+# Prefect's ephemeral server needs ~29 s to migrate a fresh database on 2 cores (stack notes §1.1), and
+# telemetry would log errors offline. Users' own settings win.
+PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "PREFECT_LOGGING_SERVER_LEVEL": "CRITICAL",
+    "VLLM_LOGGING_LEVEL": "WARNING",  # the engine's INFO lines would bury the progress bar
+}
+
+
+def use_defaults() -> None:
+    """PREFECT_DEFAULTS, where the environment does not set them: before Prefect is imported (it reads them once)."""
+    for key, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def load_flow(entrypoint: str) -> Any:
+    """A flow of flows/ (``"build.py:build_dataset"``), as the CLI and served runs load it."""
+    from prefect.flows import load_flow_from_entrypoint
+
+    file, _, name = entrypoint.partition(":")
+    # use_placeholder_flow=False: an import error in the flow file must surface, not become a stub flow
+    return load_flow_from_entrypoint(f"{assets.path('flows', file)}:{name}", use_placeholder_flow=False)
 
 
 class OurErrorsFilter(logging.Filter):

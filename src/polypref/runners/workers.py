@@ -17,16 +17,16 @@ from typing import Any
 import polars as pl
 
 from polypref import pipeline
-from polypref.build_plan import BuildPlan, RunState
+from polypref.build.plan import BuildPlan, RunState
+from polypref.build.report import ShardReport
 from polypref.config import BuildConfig
-from polypref.dataset.claims import PERSONA_FREE, ShardClaims
 from polypref.errors import Interrupted, OutputError
 from polypref.interrupt import signal_name, stop_requested
 from polypref.judges import Judge, JudgeInfo, make_judge
 from polypref.judges.stored import StoredOnlyJudge
-from polypref.report import ShardReport
+from polypref.runners.claims import PERSONA_FREE, ShardClaims
 
-log = logging.getLogger("polypref.workers")
+log = logging.getLogger("polypref.runners.workers")
 
 
 @dataclass

@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 from pydantic import TypeAdapter
 
-from polypref.dataset.writer import WrittenFile
+from polypref.files import WrittenFile
 from polypref.filters import reason_counts
 from polypref.judges import JudgeInfo
 from polypref.judges.base import NO_ANSWER
-from polypref.provenance import public
 from polypref.records import PAIR_KEYS
+from polypref.safety.provenance import public
 
 if TYPE_CHECKING:
-    from polypref.build_plan import BuildPlan, RunState
+    from polypref.build.plan import BuildPlan, RunState
 
 
 @dataclass

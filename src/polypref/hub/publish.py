@@ -25,13 +25,14 @@ from typing import Any, TypeVar
 
 import yaml
 
-from polypref import files, secrets
-from polypref.dataset.lock import folder_lock
-from polypref.dataset.state import MAP_PNG, BuildState
+from polypref import files
+from polypref.build.lock import folder_lock
+from polypref.build.state import MAP_PNG, BuildState
 from polypref.errors import PolyprefError, first_line, http_status
 from polypref.judges.ratelimit import retry_note
+from polypref.safety import secrets
 
-log = logging.getLogger("polypref.publish")
+log = logging.getLogger("polypref.hub.publish")
 
 FILES_PER_COMMIT = 99  # fewer than 100 files per commit, as the Hub recommends
 RETRY_STATUSES = frozenset({412, 429, 500, 502, 503, 504})

@@ -22,8 +22,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from polypref.dataset.writer import TMP_PREFIX, write_parquet
 from polypref.errors import OutputError
+from polypref.files import TMP_PREFIX, write_parquet
 from polypref.judges.base import NOT_STORED, VERDICT_COLUMNS
 from polypref.records import UnitBatch, mix64
 

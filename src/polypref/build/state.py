@@ -28,20 +28,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from polypref.dataset.layout import Layout, Part
-from polypref.dataset.lock import LOCK_NAME
-from polypref.dataset.splits import FILE_NAME
-from polypref.dataset.store import JudgmentStore
-from polypref.dataset.writer import (
-    CONFIGS,
-    TMP_PREFIX,
-    WrittenFile,
-    file_sha256,
-    write_bytes,
-    write_json,
-    write_parquet,
-)
+from polypref.build.layout import Layout, Part
+from polypref.build.lock import LOCK_NAME
+from polypref.build.store import JudgmentStore
+from polypref.dataset.configs import CONFIGS
 from polypref.errors import OutputError
+from polypref.files import TMP_PREFIX, WrittenFile, file_sha256, write_bytes, write_json, write_parquet
+from polypref.splits import FILE_NAME
 
 STATE_DIR = ".polypref"
 _SHARD_NAME = FILE_NAME  # train-, validation- or test-NNNNN.parquet (dataset.splits)

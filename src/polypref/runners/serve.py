@@ -18,7 +18,7 @@ not do here, and this module does:
   traceback. Flow runs do not get a terminal's Ctrl-C themselves (see ``_Served.run``).
 - **Stay quiet,** as ``polypref build`` does: one line when serving starts, one per finished run.
 
-Tied to the pinned Prefect version, like flow_runner: recheck when it moves.
+Tied to the pinned Prefect version, like prefect_server: recheck when it moves.
 """
 
 from __future__ import annotations
@@ -35,14 +35,20 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from polypref import flow_runner
+from rich.console import Console
+
+from polypref import pipeline, runners
 from polypref.config import BuildConfig
 from polypref.errors import ConfigError, PolyprefError, first_line
-from polypref.secrets import scrub
+from polypref.runners import prefect_server
+from polypref.safety.secrets import scrub
 
 # A stop cancels the run in flight; Prefect gives a cancelled run 30 s to exit before it kills it, and then the
 # runner and the server shut down. Past this, serve stops at once, as after a second signal.
 STOP_TIMEOUT_S = 90
+# as the CLI prints: markup off, since messages carry user paths
+_out = Console(markup=False, highlight=False, soft_wrap=True)
+_err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
 FINISHED = ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]
 # A schedule that runs less often than yearly is a mistake: --interval is at most MAX_INTERVAL, and a cron must
 # fire within CRON_HORIZON (room for 29 February, which comes every 4 years)
@@ -71,18 +77,16 @@ def serve(
     reach Prefect's database). A config that this would change is refused here, since its scheduled runs would
     judge without the secret: keep keys in the environment (``judge.api_key_env``).
     """
-    from polypref import cli, pipeline  # cli imports this module lazily, and this one imports cli: no cycle
-
-    for key, value in cli.PREFECT_DEFAULTS.items():  # before Prefect is imported: it reads them once
-        os.environ.setdefault(key, value)
+    prefect_server.use_defaults()  # before Prefect is imported: it reads them once
     schedule = make_schedule(cron, interval)  # first: a mistyped option should not wait for the inputs' checks
+    runners.check(config, source)
     plan = pipeline.plan(config, out, source)
     pipeline.check_output(plan)
     parameters = flow_parameters(config, out, source, add_personas)
-    flow = cli._load_flow("build.py:build_dataset")
-    flow_runner.quiet_console_about_our_errors()
+    flow = prefect_server.load_flow("build.py:build_dataset")
+    prefect_server.quiet_console_about_our_errors()
 
-    server = flow_runner.PrefectServer()
+    server = prefect_server.PrefectServer()
     served = _Served(flow, name, schedule, parameters, out, describe_schedule(cron, interval))
     with _StopOnSignal(server, served) as stop:
         try:
@@ -99,7 +103,7 @@ def serve(
         if server.process is not None:
             # Our server: the runner, and the flow-run processes it starts (they inherit os.environ), must use
             # this one, not start servers of their own.
-            served.api_url = flow_runner.own_server_url()
+            served.api_url = prefect_server.own_server_url()
             os.environ["PREFECT_API_URL"] = served.api_url
         if stop.name is None:
             worker = threading.Thread(target=served.run, name="polypref-serve", daemon=True)
@@ -111,7 +115,7 @@ def serve(
     if served.error is not None:
         raise _explained(served.error)
     if stop.name is not None:
-        flow_runner.write_stderr(f"stopped by {stop.name}: serving {name} ended\n")
+        prefect_server.write_stderr(f"stopped by {stop.name}: serving {name} ended\n")
         raise SystemExit(128 + signal.Signals[stop.name].value)
 
 
@@ -304,8 +308,6 @@ class _Served:
         """Keep the next run waiting (on our server), say once what is served, then report each finished run."""
         from prefect.settings import get_current_settings
 
-        from polypref import cli
-
         tick = get_current_settings().runner.poll_frequency  # as often as the runner looks for runs
         started = datetime.datetime.now(datetime.UTC)
         reported: set[UUID] = set()
@@ -317,17 +319,17 @@ class _Served:
                 if not announced:
                     waiting = await _runs(client, deployment_id, ["SCHEDULED"], limit=1, sort="EXPECTED_START_TIME_ASC")
                     when = f", next run {_utc(waiting[0].expected_start_time)}" if waiting else ""
-                    cli.out.print(f"serving {self.name}: {self.when} into {self.out}{when} (Ctrl-C to stop)")
+                    _out.print(f"serving {self.name}: {self.when} into {self.out}{when} (Ctrl-C to stop)")
                     announced = True
                 latest = await _runs(
                     client, deployment_id, FINISHED, ended_after=started, limit=20, sort="END_TIME_DESC"
                 )
                 for run in reversed(latest):
                     if run.id not in reported:
-                        cli.out.print(_run_line(run))
+                        _out.print(_run_line(run))
                 reported = {run.id for run in latest}  # older runs drop out of the latest 20 for good
             except Exception as e:  # the API may be busy (SQLite locks): say so, and try again next time
-                cli.err.print(f"warning: {scrub(first_line(e))}")
+                _err.print(f"warning: {scrub(first_line(e))}")
             await asyncio.sleep(tick)
 
 
@@ -427,11 +429,11 @@ def _utc(when: datetime.datetime | None) -> str:
     return when.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if when else "unknown"
 
 
-class _StopOnSignal(flow_runner.SignalScope):
+class _StopOnSignal(prefect_server.SignalScope):
     """SIGINT and SIGTERM: the first stops serving (the run in flight is cancelled); a second one, or a stop that
     takes too long, ends the process at once, killing the run in flight."""
 
-    def __init__(self, server: flow_runner.PrefectServer, served: _Served):
+    def __init__(self, server: prefect_server.PrefectServer, served: _Served):
         self.server, self.served = server, served
         self.name: str | None = None
         self.since: float | None = None
@@ -440,11 +442,11 @@ class _StopOnSignal(flow_runner.SignalScope):
         if self.name is not None:
             self.force(f"{name} again: stopping now; the run in flight is killed")
         self.name, self.since = name, time.monotonic()
-        flow_runner.write_stderr(f"\n{name}: stopping; a run in flight is cancelled (the next run resumes it)\n")
+        prefect_server.write_stderr(f"\n{name}: stopping; a run in flight is cancelled (the next run resumes it)\n")
         self.served.stop()
 
     def force(self, message: str) -> None:
-        flow_runner.write_stderr(f"\n{message}\n")
+        prefect_server.write_stderr(f"\n{message}\n")
         server = self.server.process
         for pid in _child_processes(but=server.pid if server is not None else None):  # flow runs
             with contextlib.suppress(OSError):

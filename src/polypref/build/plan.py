@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from polypref import splits
+from polypref.build.layout import Layout
+from polypref.build.state import BuildState
+from polypref.build.store import JudgmentStore, digest_words, unit_keys
 from polypref.config import BuildConfig
-from polypref.dataset import splits
-from polypref.dataset.layout import Layout
-from polypref.dataset.state import BuildState
-from polypref.dataset.store import JudgmentStore, digest_words, unit_keys
 from polypref.dataset.tables import conversational
+from polypref.fidelity.check import checked_topics, sampling
 from polypref.population import Population
 from polypref.population.portrayal import Portrayer
 from polypref.records import Item, ResponsePair, UnitBatch, record_digest
@@ -72,9 +73,7 @@ class BuildPlan:
             planned["judgments"] = self.num_units
             planned["persona_free"] = self.persona_free_units
             if config.fidelity.check:
-                from polypref.fidelity.run import personas_asked, sampling
-
-                asked = personas_asked(self) or len(self.population.personas)
+                asked = self.fidelity_personas() or len(self.population.personas)
                 topics = len(config.fidelity.topics or self.population.spec.attitudes.items)
                 drawn = sampling(config)
                 samples = 1 if drawn is None else drawn.samples
@@ -82,6 +81,18 @@ class BuildPlan:
         if config.generate is not None:
             planned["generation"] = sum(len(item.responses) for item in self.items)
         return planned
+
+    def fidelity_personas(self) -> int | None:
+        """How many personas the build's fidelity check asks (None: all): ``fidelity.personas``, else as many as
+        ``fidelity.budget`` allows an LLM judge: every persona costs topics x samples requests and the
+        persona-free model as much again once, against the budget's share of the planned judgments; at least one
+        persona per group, so that every group has a figure (a budget too small for that is exceeded)."""
+        fidelity = self.config.fidelity
+        if fidelity.personas is not None or self.config.judge.backend == "simulated" or fidelity.budget is None:
+            return fidelity.personas
+        per_persona = len(checked_topics(self.population.spec, fidelity.topics)) * fidelity.samples
+        groups = len({p.group for p in self.population.personas})
+        return max(groups, int(fidelity.budget * self.num_units) // per_persona - 1)
 
     @property
     def persona_free_units(self) -> int:
@@ -154,3 +165,7 @@ class BuildPlan:
 class RunState:
     run_id: str
     created_at: datetime
+
+    def created(self, created_at: str | None) -> datetime:
+        """When a part's rows were made: its own run's time where the state recorded one, else this run's."""
+        return datetime.fromisoformat(created_at) if created_at else self.created_at

@@ -1,6 +1,6 @@
 """A build's workers as Prefect tasks on a Ray cluster (runner.kind: ray), through prefect-ray's task runner.
 
-Each task is one worker (polypref.workers): it loads the judge once, in its Ray worker process, on the GPUs
+Each task is one worker (polypref.runners.workers): it loads the judge once, in its Ray worker process, on the GPUs
 runner.gpus_per_worker reserves, and takes shard after shard. Defined here, not in flows/, so that Ray's worker
 processes import it rather than unpickle a copy of the flow file.
 """
@@ -13,10 +13,11 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from polypref import workers
-from polypref.build_plan import BuildPlan
+from polypref.build.plan import BuildPlan
 from polypref.config import BuildConfig
 from polypref.errors import retry_unless_polypref_error
+from polypref.runners import workers
+from polypref.runners.prefect_server import PREFECT_DEFAULTS, own_server_url
 
 
 @task(name="judge-worker", cache_policy=NO_CACHE, retries=2, retry_condition_fn=retry_unless_polypref_error)
@@ -69,9 +70,6 @@ def _prefect_environment() -> dict[str, str]:
     import os
 
     from prefect.settings import PREFECT_API_URL
-
-    from polypref.cli import PREFECT_DEFAULTS
-    from polypref.flow_runner import own_server_url
 
     env = {k: os.environ[k] for k in PREFECT_DEFAULTS if k in os.environ}
     env["PREFECT_API_URL"] = PREFECT_API_URL.value() or own_server_url()

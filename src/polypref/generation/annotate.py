@@ -12,16 +12,14 @@ written as polypref's own JSONL, which keeps every text, message, model, rating 
 from __future__ import annotations
 
 import json
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from polypref import files, prompts
-from polypref.config import BuildConfig, ItemsConfig
-from polypref.dataset.writer import write_bytes
+from polypref import prompts
 from polypref.errors import ConfigError
+from polypref.files import write_bytes
 from polypref.generation.config import OpenAIGeneratorConfig, VllmGeneratorConfig
 from polypref.generation.run import open_backend
 from polypref.judges.llm import LLMJudge
@@ -199,57 +197,3 @@ def summary(result: Annotated, out: Path, model: str) -> str:
         f"wrote {out}: {len(result.items)} items; {result.topics_set} topics and {result.stances_set} stances set by "
         f"{model}; {result.still_open} items still open" + (f" ({', '.join(why)})" if why else "") + cost
     )
-
-
-# items settings that apply to the annotated file as to the source; every other one says how the source was read,
-# and the annotated file is polypref JSONL holding exactly the items read
-_PAIRING = ("pairing", "pairs_per_prompt")
-
-
-def next_steps(result: Annotated, out: Path, config: Path | None, overrides: Sequence[str], cfg: BuildConfig) -> str:
-    """Commands to run next, from the same folder, that work as printed: the same config and --set overrides,
-    the annotated file as the items (read as written: the original source's format, columns, sample and topic
-    filter reset), and the simulated judge when every item is annotated; else (or when the build generates the
-    responses, which then have no stances) the config's own LLM judge, the only kind that judges open items."""
-    defaults = ItemsConfig()
-    ours = {"items.source": _yaml_text(str(out))}
-    for name in ItemsConfig.model_fields:
-        default = getattr(defaults, name)
-        if name not in ("source", *_PAIRING) and getattr(cfg.items, name) != default:
-            ours[f"items.{name}"] = _yaml_text(default) if isinstance(default, str) else json.dumps(default)
-    samples = f", samples: {cfg.judge.samples}" if cfg.judge.samples != 1 else ""
-    simulated = f"judge={{backend: simulated{samples}}}"
-    if result.still_open == 0 and cfg.generate is None:
-        ours["judge"] = simulated.partition("=")[2]
-        head = "check them, then build with the simulated judge:"
-    elif cfg.generate is not None:
-        head = (
-            "the build generates their responses, without stances, which the simulated judge needs: check and build "
-            f"them with the config's {cfg.judge.backend} judge, which judges open items from the persona's portrayal:"
-        )
-    else:
-        head = (
-            f"{result.still_open} items are still open, which the simulated judge refuses: check and build them with "
-            f"the config's {cfg.judge.backend} judge, which judges open items from the persona's portrayal (or give "
-            f"them a topic and stances in {out} by hand, or drop them, and add --set {shlex.quote(simulated)}):"
-        )
-    # an override of a key set here (or inside it) would be replaced anyway: left out
-    kept = [o for o in overrides if not any(_within(o.partition("=")[0].strip(), key) for key in ours)]
-    sets = [*kept, *(f"{key}={value}" for key, value in ours.items())]
-    args = shlex.join([*([str(config)] if config is not None else []), *(a for s in sets for a in ("--set", s))])
-    dataset = shlex.quote(str(out.with_name(f"{out.stem}-dataset")))
-    return f"{head}\n  polypref validate {args}\n  polypref build {args} --out {dataset}"
-
-
-def _within(key: str, section: str) -> bool:
-    """Whether --set ``key`` sets ``section`` or a key inside it (so a later --set of ``section`` replaces it)."""
-    return key == section or key.startswith(f"{section}.")
-
-
-def _yaml_text(text: str) -> str:
-    """``text`` as a --set value that reads back as that string (plain if YAML keeps it so, else quoted)."""
-    try:
-        plain = files.parse_yaml(text, "") == text
-    except ConfigError:
-        plain = False
-    return text if plain else json.dumps(text, ensure_ascii=False)

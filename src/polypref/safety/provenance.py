@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from polypref.secrets import redact_url, scrub
+from polypref.safety.secrets import redact_url, scrub
 
 URL_KEYS = frozenset({"base_url"})
 FREE_FORM_KEYS = frozenset({"extra_body", "engine_kwargs", "chat_template_kwargs"})

@@ -9,12 +9,12 @@ from typing import Any
 import polars as pl
 from pydantic import ValidationError
 
-from polypref.dataset.lock import describe_holder, holder
-from polypref.dataset.state import BuildState
+from polypref.build.lock import describe_holder, holder
+from polypref.build.report import SHARD_REPORT, ShardReport
+from polypref.build.state import BuildState
 from polypref.errors import OutputError, PolyprefError
 from polypref.fidelity.store import spent as fidelity_spent
 from polypref.generation import load_store
-from polypref.report import SHARD_REPORT, ShardReport
 
 
 def read(folder: Path) -> dict[str, Any]:

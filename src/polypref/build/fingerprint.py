@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from polypref import SCHEMA_VERSION, __version__, assets, generation, prompts
+from polypref.analysis.calibration import SHIPPED
 from polypref.config import BuildConfig
 from polypref.judges.base import RUN_SETTINGS
 from polypref.judges.llm import PAIR_TEMPLATE, SYSTEM_TEMPLATE
@@ -122,13 +123,13 @@ DATA_CODE = (
     "population",
     "items",
     "records.py",
-    "pipeline.py",
+    "pipeline",
     "prompts.py",
     "files.py",
     "dataset/tables.py",
     "dataset/schema.py",
     "analysis/calibration.py",  # a preference's confidence
-    "dataset/splits.py",  # which split's file a shard's row is in
+    "splits.py",  # which split's file a shard's row is in
 )
 
 
@@ -154,7 +155,9 @@ NOT_DATA_CODE = frozenset({"population/draft.py"})
 @cache
 def code_digest(names: tuple[str, ...] = DATA_CODE) -> str:
     """Hash of the polypref code that decides rows: shards built by different such code are different builds."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent  # src/polypref
+    missing = [name for name in names if not (package / name).exists()]
+    assert not missing, f"fingerprinted code moved: {missing}"  # a stale name would drop that code from the hash
     paths = [
         p
         for name in names
@@ -169,8 +172,6 @@ def code_digest(names: tuple[str, ...] = DATA_CODE) -> str:
 
 
 def calibrator_file() -> Path:
-    from polypref.analysis.calibration import SHIPPED
-
     return assets.path("data", *SHIPPED)
 
 

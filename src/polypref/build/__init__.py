@@ -1,0 +1,1 @@
+"""What a build folder holds: its plan, fingerprint, state, layout, stores, reports and status."""

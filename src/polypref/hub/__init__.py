@@ -1,0 +1,1 @@
+"""Publishing a build folder to the Hugging Face Hub."""
