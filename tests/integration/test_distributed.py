@@ -68,7 +68,7 @@ def _build(tiny_config: Path, out: Path, settings: list[str], env: dict[str, str
 
 
 def _holders(out: Path) -> dict[str, int]:
-    """Shard leases held now: job -> pid of the process holding it (dataset.claims names host:pid:token)."""
+    """Shard leases held now: job -> pid of the process holding it (runners.claims names host:pid:token)."""
     held = {}
     for lease in (out / ".polypref" / "claims").glob("*.lease"):
         try:

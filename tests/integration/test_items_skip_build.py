@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from polypref import cli, pipeline
+from polypref import pipeline
 from polypref.build.state import BuildState
+from polypref.cli.build import _print_summary
 from polypref.config import load_config
 from polypref.errors import ConfigError
 from tests.conftest import load_with_datasets, run_without_prefect
@@ -66,7 +67,7 @@ def test_skipped_rows_are_counted_in_the_card_and_listed(tmp_path, server, capsy
     assert "invalid JSON" in listed[0]["reason"] and f"{source} line 1" in listed[2]["reason"]
     card = (out / "README.md").read_text()
     assert "**Source rows left out:** unreadable 1, invalid rejected 1, duplicate 1" in card
-    cli._print_summary(summary, out)
+    _print_summary(summary, out)
     assert "left out 3 source rows (unreadable 1, invalid rejected 1, duplicate 1)" in capsys.readouterr().out
 
     mended = load_config(_config(tmp_path, [json.dumps(g) for g in GOOD], on_error="skip"), judge_settings(server))

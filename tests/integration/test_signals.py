@@ -240,10 +240,10 @@ def test_prefect_server_does_not_outlive_a_killed_build(tiny: dict[str, Path], c
 LAUNCH_THEN_FAIL = """
 import os, sys
 os.environ.pop("PREFECT_API_URL", None)
-from polypref import cli
+from polypref.cli.build import _prefect_server
 from polypref.errors import PolyprefError
 try:
-    with cli._prefect_server() as server:
+    with _prefect_server() as server:
         port, process = server._launched
         print(process.pid, os.getsid(process.pid), flush=True)
         raise PolyprefError("an items file with a bad row")

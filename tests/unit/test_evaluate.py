@@ -14,7 +14,8 @@ import polars as pl
 import pytest
 
 from polypref import pipeline
-from polypref.analysis.evaluate import describe, evaluate, ideal_point
+from polypref.analysis.evaluate import describe, evaluate
+from polypref.analysis.predictors import ideal_point
 from polypref.config import load_config
 from polypref.splits import split_fraction, split_of
 from tests.conftest import run_without_prefect

@@ -19,8 +19,9 @@ from polypref.config import load_config
 from polypref.errors import ConfigError
 from polypref.fidelity import FidelityReport, check
 from polypref.fidelity import report as fidelity_report
-from polypref.fidelity.check import SYSTEM_TEMPLATE, score, survey_targets
 from polypref.fidelity.metrics import alignment, distribution, tvd
+from polypref.fidelity.questions import SYSTEM_TEMPLATE
+from polypref.fidelity.scoring import score, survey_targets
 from polypref.judges.options import named_option
 from polypref.pipeline import fidelity as fidelity_run
 from polypref.population.baseline import persona_free

@@ -19,7 +19,8 @@ from polypref.config import load_config
 from polypref.errors import ConfigError
 from polypref.fidelity import FidelityReport, Score, Scores, check
 from polypref.fidelity import report as fidelity_report
-from polypref.fidelity.check import Match, Matches, chance, demographic_answers, excess_tvd, matches
+from polypref.fidelity.results import Match, Matches, excess_tvd
+from polypref.fidelity.scoring import chance, demographic_answers, matches
 from polypref.pipeline import fidelity as fidelity_run
 from polypref.pipeline.fidelity import FidelityGateError
 from polypref.population.spec import SurveySpec

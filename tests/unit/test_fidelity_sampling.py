@@ -18,7 +18,7 @@ from polypref import pipeline
 from polypref.config import load_config
 from polypref.dataset.card import render
 from polypref.fidelity import report as fidelity_report
-from polypref.fidelity.check import poststratified, spread
+from polypref.fidelity.sample import poststratified, spread
 from polypref.fidelity.store import COLUMNS, AnswerStore, spent
 from polypref.pipeline import fidelity as fidelity_run
 from polypref.records import Persona

@@ -4,7 +4,7 @@ only what is saved.
 
 The build's check (``pipeline.fidelity.for_build`` / ``head_start``) against tests/openai_api.py's real HTTP server,
 counting the survey questions it receives, in a folder that holds a build (a new folder's check saves there too
-once dataset.state declares ``BuildState.fidelity_dir``: see tests/integration/test_fidelity_store.py).
+once build.state declares ``BuildState.fidelity_dir``: see tests/integration/test_fidelity_store.py).
 """
 
 from __future__ import annotations

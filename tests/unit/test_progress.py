@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from polypref import cli, pipeline, progress
+from polypref import pipeline, progress
+from polypref.cli.build import _progress_bar
 from polypref.config import load_config
 from tests.conftest import persona_free_units, run_without_prefect
 
 
 def _track(plan) -> progress.Snapshot:
-    bar = cli._progress_bar(plan, enabled=False)
+    bar = _progress_bar(plan, enabled=False)
     with bar:
         run_without_prefect(plan)
     return bar.tracker.snapshot()
@@ -28,9 +29,9 @@ def test_progress_ends_exactly_at_its_total_first_run_and_rerun(tiny_config, tmp
 
 
 def test_without_a_terminal_a_plain_line_comes_every_interval(tiny_config, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cli._progress_bar, "PLAIN_EVERY_S", 0.01)
+    monkeypatch.setattr(_progress_bar, "PLAIN_EVERY_S", 0.01)
     plan = pipeline.plan(load_config(tiny_config), tmp_path / "out")
-    bar = cli._progress_bar(plan, enabled=True)
+    bar = _progress_bar(plan, enabled=True)
     assert not bar.terminal  # pytest's stderr is no terminal
     with bar:
         run_without_prefect(plan)

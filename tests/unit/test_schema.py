@@ -8,7 +8,8 @@ import polars as pl
 import pytest
 
 from polypref.assets import json_schema as load
-from polypref.dataset.schema import arrow_schema, generated, to_arrow
+from polypref.dataset.row_models import generated
+from polypref.dataset.schema import arrow_schema, to_arrow
 from polypref.errors import SchemaViolation
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from polypref.errors import ConfigError
-from polypref.runners.serve import make_schedule
+from polypref.runners.schedules import make_schedule
 
 DAYS_366 = 366 * 24 * 3600
 

@@ -158,7 +158,7 @@ def test_a_generator_refuses_templates_by_name(tiny_config, tmp_path):
 
 
 def test_the_users_survey_templates_ask_the_fidelity_questions(tiny_config, tmp_path):
-    from polypref.fidelity.check import question_messages, question_text
+    from polypref.fidelity.questions import question_messages, question_text
 
     folder = _folder(tmp_path / "p", survey_question_dot_j2="Q: {{ question }} | {{ options | join('/') }}")
     config = load_config(tiny_config, ["judge.backend=openai", "judge.model=m", f"judge.templates={folder}"])

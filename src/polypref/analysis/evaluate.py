@@ -2,7 +2,7 @@
 
 Personalized reward models (FSPO, PAL, PersonalLLM) are judged on users they never saw: a few of the user's own
 labels (shots), the rest predicted. A dataset is worth personalizing on only if those predictions beat what the
-population alone gives. On the test personas (``dataset.splits``: by default the build's own test split, its
+population alone gives. On the test personas (``splits``: by default the build's own test split, its
 ``output.splits``; the train split is what the predictors learn from) this reports the accuracy of:
 
 - the global majority: per pair, the response most train personas chose;
@@ -24,7 +24,7 @@ population alone gives. On the test personas (``dataset.splits``: by default the
 
 Each overall, per group, and on contested pairs (global majority share among train personas < ``CONTESTED``).
 
-Plain polars/numpy over the folder's Parquet; no Prefect.
+The predictors themselves are ``analysis.predictors``. Plain polars/numpy over the folder's Parquet; no Prefect.
 """
 
 from __future__ import annotations
@@ -33,23 +33,28 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 from pyarrow import ArrowException
 
 from polypref import splits
+from polypref.analysis.predictors import (
+    KS,
+    NEIGHBOURS,
+    STANCES,
+    k_figures,
+    k_shot,
+    majority,
+    share_true,
+    stance_positions,
+)
 from polypref.build.state import BuildState
 from polypref.errors import OutputError, PolyprefError
 from polypref.population import load_spec
 from polypref.population.spec import GROUP_SEPARATOR
 from polypref.splits import split_fraction
 
-KS = (1, 2, 4, 8, 16)
-ATTITUDE_STEPS = 8  # the ideal point's grid: [0, 1] in eighths (half steps of a five-point scale)
-NEIGHBOURS = 16
 CONTESTED = 0.8
 _COLUMNS = ["pair_id", "persona_id", "chosen_id", "rejected_id", "persona_group", "persona_attributes"]
-_STANCES = ["topic", "chosen_stance", "rejected_stance"]  # what the attitude model reads, where a build has them
 
 
 def read_preferences(folder: Path) -> pl.DataFrame:
@@ -86,7 +91,7 @@ def read_preferences_files(files: list[Path]) -> pl.DataFrame:
     import pyarrow.parquet as pq
 
     present = set(pq.read_schema(files[0]).names)  # only these columns: never the texts
-    return pl.read_parquet(files, columns=_COLUMNS + [c for c in ("matches_ground_truth", *_STANCES) if c in present])
+    return pl.read_parquet(files, columns=_COLUMNS + [c for c in ("matches_ground_truth", *STANCES) if c in present])
 
 
 def spec_scales(folder: Path) -> dict[str, list[str]] | None:
@@ -150,27 +155,7 @@ def evaluate(
                 f"the build holds no test split (output.splits: {dict(shares)}); pass --test-share to hold out "
                 "personas of its train split"
             )
-    labels = preferences.unique(["persona_id", "pair_id"], keep="first", maintain_order=True)
-    if "matches_ground_truth" not in labels.columns:
-        labels = labels.with_columns(matches_ground_truth=pl.lit(None, pl.Boolean))
-    if "topic" not in labels.columns:  # open items: no topic, no attitude model
-        labels = labels.with_columns(topic=pl.lit(None, pl.String))
-    labels = labels.with_columns(_positions(labels, scales or {}))
-    attributes = group_attributes(labels)
-    labels = labels.with_columns(
-        [pl.col("persona_attributes").struct.field(a).alias(f"attr:{a}") for a in attributes]
-        + [
-            pl.min_horizontal("chosen_id", "rejected_id").alias("first_id"),
-            pl.max_horizontal("chosen_id", "rejected_id").alias("second_id"),
-            pl.col("persona_id").map_elements(split_fraction, return_dtype=pl.Float64).lt(test_share).alias("test"),
-        ]
-    ).drop("persona_attributes")
-    if shares is not None:  # the test rule is split_of's either way; train is the build's train split alone
-        labels = (
-            labels.with_columns(splits.split_column(labels["persona_id"], shares))
-            .filter(pl.col("test") | (pl.col("split") == "train"))
-            .drop("split")
-        )
+    labels, attributes = _labels(preferences, test_share, shares, scales or {})
     train, test = labels.filter(~pl.col("test")), labels.filter(pl.col("test"))
     if test.is_empty() or train.is_empty():
         raise PolyprefError(
@@ -178,36 +163,16 @@ def evaluate(
             f"among {labels['persona_id'].n_unique()} personas; choose another share"
         )
 
-    glob = _majority(train, ["pair_id"]).rename({"majority": "global", "share": "global_share"})
-    test = test.join(glob, on="pair_id", how="left").with_columns(
-        pl.col("global").fill_null(pl.col("first_id")),  # a pair no train persona labelled: a fixed guess
-        contested=pl.col("global_share").fill_null(1.0) < CONTESTED,
-    )
-    predictors = {"global_majority": pl.col("global"), "group_majority": pl.col("by_group")}
-    grouped = _majority(train, ["pair_id", "persona_group"], level=False).rename({"majority": "by_group"})
-    test = test.join(grouped.drop("share"), on=["pair_id", "persona_group"], how="left")
-    test = test.with_columns(pl.col("by_group").fill_null(pl.col("global")))
-    for a in attributes:
-        col = f"attr:{a}"
-        by = _majority(train.filter(pl.col(col).is_not_null()), ["pair_id", col], level=False)
-        test = test.join(by.drop("share").rename({"majority": f"by:{a}"}), on=["pair_id", col], how="left")
-        test = test.with_columns(pl.col(f"by:{a}").fill_null(pl.col("global")))
-        predictors[f"attribute:{a}"] = pl.col(f"by:{a}")
+    glob = majority(train, ["pair_id"]).rename({"majority": "global", "share": "global_share"})
+    test, predictors = _predict(train, test, glob, attributes)
     rows = test.with_columns(
         [(p == pl.col("chosen_id")).alias(name) for name, p in predictors.items()]
         + [(pl.col("global") != pl.col("chosen_id")).alias("headroom")]
     )
-    shots = _k_shot(train, test, seed)
+    shots = k_shot(train, test, seed)
 
     def figures(keep: pl.Expr) -> dict[str, Any]:
-        part = rows.filter(keep)
-        out: dict[str, Any] = {"personas": part["persona_id"].n_unique(), "labels": part.height}
-        for name in predictors:
-            out[name] = _mean(part[name])
-        out["truth"] = _mean(part["matches_ground_truth"])
-        out["headroom"] = _mean(part["headroom"])
-        out["k_shot"] = {str(k): _k_figures(frame.filter(keep), part, k) for k, frame in shots.items()}
-        return out
+        return _figures(rows.filter(keep), predictors, {k: frame.filter(keep) for k, frame in shots.items()})
 
     return {
         "test_share": test_share,
@@ -229,145 +194,67 @@ def evaluate(
     }
 
 
-def _majority(frame: pl.DataFrame, keys: list[str], level: bool = True) -> pl.DataFrame:
-    """Per key: the most chosen response and its share of the key's labels. Level votes go to the smaller
-    response id when ``level``, else leave no majority (the caller falls back)."""
-    counts = frame.group_by([*keys, "chosen_id"]).len()
-    total = counts.group_by(keys).agg(pl.col("len").sum().alias("total"), pl.col("len").max().alias("top"))
-    best = counts.join(total, on=keys).filter(pl.col("len") == pl.col("top"))
-    if not level:
-        best = best.filter(pl.col("len").count().over(keys) == 1)
-    best = best.sort("chosen_id").unique(keys, keep="first")
-    return best.select(*keys, pl.col("chosen_id").alias("majority"), (pl.col("top") / pl.col("total")).alias("share"))
-
-
-def _positions(labels: pl.DataFrame, scales: Mapping[str, list[str]]) -> list[pl.Expr]:
-    """Where each label's chosen and rejected stances lie on their topic's scale, 0..1 (null: not placed)."""
-    places = {(t, stance): i / (len(scale) - 1) for t, scale in scales.items() for i, stance in enumerate(scale)}
-    if not places or any(c not in labels.columns for c in _STANCES):
-        return [pl.lit(None, pl.Float64).alias("chosen_at"), pl.lit(None, pl.Float64).alias("rejected_at")]
-
-    def at(column: str) -> pl.Expr:
-        return pl.struct("topic", column).map_elements(
-            lambda r, c=column: places.get((r["topic"], r[c])), return_dtype=pl.Float64
+def _labels(
+    preferences: pl.DataFrame, test_share: float, shares: Mapping[str, float] | None, scales: Mapping[str, list[str]]
+) -> tuple[pl.DataFrame, list[str]]:
+    """One label per (persona, pair), with what the predictors read (stance positions, each group attribute's
+    value, the pair's response ids in order) and whether its persona is a test one; train personas outside the
+    build's train split (``shares``) left out. And the group attributes."""
+    labels = preferences.unique(["persona_id", "pair_id"], keep="first", maintain_order=True)
+    if "matches_ground_truth" not in labels.columns:
+        labels = labels.with_columns(matches_ground_truth=pl.lit(None, pl.Boolean))
+    if "topic" not in labels.columns:  # open items: no topic, no attitude model
+        labels = labels.with_columns(topic=pl.lit(None, pl.String))
+    labels = labels.with_columns(stance_positions(labels, scales))
+    attributes = group_attributes(labels)
+    labels = labels.with_columns(
+        [pl.col("persona_attributes").struct.field(a).alias(f"attr:{a}") for a in attributes]
+        + [
+            pl.min_horizontal("chosen_id", "rejected_id").alias("first_id"),
+            pl.max_horizontal("chosen_id", "rejected_id").alias("second_id"),
+            pl.col("persona_id").map_elements(split_fraction, return_dtype=pl.Float64).lt(test_share).alias("test"),
+        ]
+    ).drop("persona_attributes")
+    if shares is not None:  # the test rule is split_of's either way; train is the build's train split alone
+        labels = (
+            labels.with_columns(splits.split_column(labels["persona_id"], shares))
+            .filter(pl.col("test") | (pl.col("split") == "train"))
+            .drop("split")
         )
-
-    return [at("chosen_stance").alias("chosen_at"), at("rejected_stance").alias("rejected_at")]
-
-
-def ideal_point(chosen: np.ndarray, rejected: np.ndarray, steps: int) -> float | None:
-    """The point of [0, 1] (a grid of ``steps`` + 1 points) that the most shots prefer, a shot preferring the
-    points nearer its chosen stance than its rejected one (net: agreeing shots minus disagreeing ones); of level
-    best points, the one nearest the middle of their range (the lower on a tie): the centre of what the shots
-    allow, not an edge of it. None without a shot."""
-    if not len(chosen):
-        return None
-    grid = np.linspace(0.0, 1.0, steps + 1)
-    near = np.abs(grid[:, None] - chosen[None, :]) - np.abs(grid[:, None] - rejected[None, :])
-    score = (near < 0).sum(axis=1) - (near > 0).sum(axis=1)
-    best = grid[score == score.max()]
-    return float(best[np.argmin(np.abs(best - (best[0] + best[-1]) / 2))])
+    return labels, attributes
 
 
-def _attitudes(own: pl.DataFrame, k: int, steps: int) -> list[bool | None]:
-    """Per query (own's labels after the first k): True/False when the ideal point fit on the k shots of its
-    topic names the chosen/rejected stance as nearer, None when it cannot say (no shot on the topic, a stance
-    not on the scale, or equidistant)."""
-    shots = own.head(k).drop_nulls(["chosen_at", "rejected_at"])
-    points = {
-        topic: ideal_point(rows["chosen_at"].to_numpy(), rows["rejected_at"].to_numpy(), steps)
-        for (topic,), rows in shots.group_by(["topic"])
-    }
-    said: list[bool | None] = []
-    for topic, chosen, rejected in own.slice(k).select("topic", "chosen_at", "rejected_at").iter_rows():
-        point = points.get(topic)
-        if point is None or chosen is None or rejected is None or abs(point - chosen) == abs(point - rejected):
-            said.append(None)
-        else:
-            said.append(abs(point - chosen) < abs(point - rejected))
-    return said
+def _predict(
+    train: pl.DataFrame, test: pl.DataFrame, glob: pl.DataFrame, attributes: list[str]
+) -> tuple[pl.DataFrame, dict[str, pl.Expr]]:
+    """The test labels with each majority's prediction (``glob``: the global one, by pair), and the predictors
+    by name: global, group, and each group attribute's majority, falling back to the global one."""
+    test = test.join(glob, on="pair_id", how="left").with_columns(
+        pl.col("global").fill_null(pl.col("first_id")),  # a pair no train persona labelled: a fixed guess
+        contested=pl.col("global_share").fill_null(1.0) < CONTESTED,
+    )
+    predictors = {"global_majority": pl.col("global"), "group_majority": pl.col("by_group")}
+    grouped = majority(train, ["pair_id", "persona_group"], level=False).rename({"majority": "by_group"})
+    test = test.join(grouped.drop("share"), on=["pair_id", "persona_group"], how="left")
+    test = test.with_columns(pl.col("by_group").fill_null(pl.col("global")))
+    for a in attributes:
+        col = f"attr:{a}"
+        by = majority(train.filter(pl.col(col).is_not_null()), ["pair_id", col], level=False)
+        test = test.join(by.drop("share").rename({"majority": f"by:{a}"}), on=["pair_id", col], how="left")
+        test = test.with_columns(pl.col(f"by:{a}").fill_null(pl.col("global")))
+        predictors[f"attribute:{a}"] = pl.col(f"by:{a}")
+    return test, predictors
 
 
-def _k_shot(train: pl.DataFrame, test: pl.DataFrame, seed: int) -> dict[int, pl.DataFrame]:
-    """Per k: the queries of every test persona with more than k labels, whether the nearest personas, the
-    attitude model and the global majority got each right; skipped personas as rows with a null query."""
-    pairs = sorted(set(train["pair_id"]) | set(test["pair_id"]))
-    col = {p: i for i, p in enumerate(pairs)}
-    people = sorted(train["persona_id"].unique())
-    row = {p: i for i, p in enumerate(people)}
-    votes = np.zeros((len(people), len(pairs)), dtype=np.int8)  # +1: chose the pair's first id, -1: its second
-    side = np.where(train["chosen_id"] == train["first_id"], 1, -1)
-    votes[[row[p] for p in train["persona_id"]], [col[p] for p in train["pair_id"]]] = side
-    out: dict[int, list[dict[str, Any]]] = {k: [] for k in KS}
-    for (persona,), own in test.group_by(["persona_id"], maintain_order=True):
-        own = own.with_columns(
-            order=pl.col("pair_id").map_elements(
-                lambda p, q=persona: splits.shot_order(seed, q, p), return_dtype=pl.Binary
-            )
-        ).sort("order")
-        idx = np.array([col[p] for p in own["pair_id"]])
-        mine = np.where(own["chosen_id"] == own["first_id"], 1, -1)
-        for k in KS:
-            if own.height < k + 1:
-                out[k].append({"persona_id": persona, "pair_id": None, "nearest": None, "global": None})
-                continue
-            score = votes[:, idx[:k]].astype(np.int32) @ mine[:k]
-            model = _attitudes(own, k, ATTITUDE_STEPS)
-            for j in range(k, own.height):
-                q = idx[j]
-                voters = np.flatnonzero(votes[:, q])
-                top = voters[np.lexsort((voters, -score[voters]))[:NEIGHBOURS]]  # stable: smaller persona_id first
-                vote = int(votes[top, q].sum())
-                glob = own["global"][j]
-                guess = glob if vote == 0 else own["first_id"][j] if vote > 0 else own["second_id"][j]
-                chosen = own["chosen_id"][j]
-                said = model[j - k]
-                out[k].append(
-                    {
-                        "persona_id": persona,
-                        "pair_id": own["pair_id"][j],
-                        "nearest": guess == chosen,
-                        "attitudes": glob == chosen if said is None else said,
-                        "covered": said is not None,
-                        "global": glob == chosen,
-                    }
-                )
-    keys = test.select("persona_id", "pair_id", "persona_group", "contested")
-    schema = {
-        "persona_id": pl.String,
-        "pair_id": pl.String,
-        "nearest": pl.Boolean,
-        "attitudes": pl.Boolean,
-        "covered": pl.Boolean,
-        "global": pl.Boolean,
-    }
-    return {
-        k: pl.DataFrame(r, schema=schema)
-        .join(keys.unique("persona_id").select("persona_id", "persona_group"), on="persona_id")
-        .join(keys.select("persona_id", "pair_id", "contested"), on=["persona_id", "pair_id"], how="left")
-        for k, r in out.items()
-    }
-
-
-def _k_figures(frame: pl.DataFrame, rows: pl.DataFrame, k: int) -> dict[str, Any]:
-    """A slice's k-shot figures; ``frame`` holds its queries (and skipped personas, with no query)."""
-    queries = frame.filter(pl.col("pair_id").is_not_null())
-    skipped = frame.filter(pl.col("pair_id").is_null())["persona_id"]
-    return {
-        "queries": queries.height,
-        "personas": queries["persona_id"].n_unique(),
-        "skipped_personas": len(set(skipped) & set(rows["persona_id"])),
-        "nearest_personas": _mean(queries["nearest"]),
-        "attitude_model": _mean(queries["attitudes"]),
-        "attitude_covered": _mean(queries["covered"]),
-        "global_majority": _mean(queries["global"]),
-    }
-
-
-def _mean(column: pl.Series) -> float | None:
-    """Share of true values among the non-null ones, rounded; None when there are none."""
-    known = column.drop_nulls()
-    return round(float(known.cast(pl.Float64).mean()), 4) if len(known) else None  # type: ignore[arg-type]
+def _figures(part: pl.DataFrame, predictors: dict[str, pl.Expr], shots: dict[int, pl.DataFrame]) -> dict[str, Any]:
+    """A slice's figures: ``part``, its test labels with each predictor's hit; ``shots``, its k-shot queries."""
+    out: dict[str, Any] = {"personas": part["persona_id"].n_unique(), "labels": part.height}
+    for name in predictors:
+        out[name] = share_true(part[name])
+    out["truth"] = share_true(part["matches_ground_truth"])
+    out["headroom"] = share_true(part["headroom"])
+    out["k_shot"] = {str(k): k_figures(frame, part, k) for k, frame in shots.items()}
+    return out
 
 
 def table(figures: dict[str, Any]) -> tuple[list[str], list[list[str]]]:

@@ -23,6 +23,7 @@ from polypref.files import write_bytes
 from polypref.splits import split_files
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.lines import Line2D
 
 PERSONA = "persona"
@@ -184,19 +185,11 @@ def render_png(map_frame: pl.DataFrame, path: Path, title: str) -> None:
     rc, fixed size and dpi, no Software/date metadata), so a publish step that compares bytes sees no change
     when the map did not change. Written atomically.
     """
-    from matplotlib import colormaps, style
+    from matplotlib import style
     from matplotlib.figure import Figure
 
     personas = map_frame.filter(pl.col("kind") == PERSONA)
     runs = map_frame.filter(pl.col("kind") == PERSONA_FREE).sort("point_id")
-    sizes = (
-        personas.with_columns(pl.col("group").fill_null("(no group)"))
-        .group_by("group")
-        .len()
-        .sort(["len", "group"], descending=[True, False])
-    )
-    named = sizes["group"].to_list()[:_NAMED_GROUPS]
-    palette = [c for i, c in enumerate(colormaps["tab10"].colors) if i != 7]  # tab10's grey would read as "other"
     explained = (
         (float(map_frame["explained_x"][0]), float(map_frame["explained_y"][0])) if map_frame.height else (0.0, 0.0)
     )
@@ -204,46 +197,11 @@ def render_png(map_frame: pl.DataFrame, path: Path, title: str) -> None:
     with style.context("default"):
         fig = Figure(figsize=_FIGSIZE, dpi=_DPI, layout="constrained")
         ax = fig.add_subplot()
-        plotted = personas.with_columns(pl.col("group").fill_null("(no group)"))
-        count = dict(sizes.iter_rows())
-        other = plotted.filter(~pl.col("group").is_in(named))
-        handles: list[Line2D] = []  # drawn by hand so every legend marker has one size, whatever the dot size
-        if other.height:  # first, so the named groups are drawn on top of it
-            ax.scatter(other["x"].to_numpy(), other["y"].to_numpy(), s=12, color=_OTHER, alpha=0.6, linewidths=0)
-        for k, group in enumerate(named):
-            mine = plotted.filter(pl.col("group") == group)
-            color = palette[k % len(palette)]
-            ax.scatter(mine["x"].to_numpy(), mine["y"].to_numpy(), s=14, color=color, alpha=0.7, linewidths=0)
-            handles.append(_marker(f"{_short(group)} ({count[group]})", color))
-        if other.height:
-            handles.append(_marker(f"other: {other['group'].n_unique()} groups ({other.height})", _OTHER))
+        handles = _draw_personas(ax, personas)
         if runs.height:
-            ax.scatter(
-                runs["x"].to_numpy(),
-                runs["y"].to_numpy(),
-                s=220,
-                marker="*",
-                color="black",
-                edgecolors="white",
-                linewidths=0.8,
-                zorder=5,
-            )
-            handles.append(_marker("persona-free run", "black", "*", 11))
             # Labels point inward (left of a run right of the centre), so they stay inside the axes.
             middle = (float(map_frame["x"].min()) + float(map_frame["x"].max())) / 2
-            for label, x, y in runs.select("point_id", "x", "y").iter_rows():
-                inward = x > middle
-                ax.annotate(
-                    _short(label),
-                    (x, y),
-                    xytext=(-9 if inward else 9, 7),
-                    textcoords="offset points",
-                    ha="right" if inward else "left",
-                    fontsize=9,
-                    fontweight="bold",
-                    zorder=6,
-                    bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.8, "linewidth": 0},
-                )
+            handles.append(_draw_runs(ax, runs, middle))
         if not map_frame.height:
             ax.text(0.5, 0.5, "no preferences to map", ha="center", va="center", transform=ax.transAxes)
         ax.axhline(0, color="#dddddd", linewidth=0.8, zorder=0)
@@ -256,6 +214,65 @@ def render_png(map_frame: pl.DataFrame, path: Path, title: str) -> None:
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=_DPI, metadata={"Software": None})
     write_bytes(buffer.getvalue(), path)
+
+
+def _draw_personas(ax: Axes, personas: pl.DataFrame) -> list[Line2D]:
+    """The personas as dots: the largest groups in colours of their own, the rest in a grey "other" drawn first
+    (so the named groups are on top of it). Returns their legend entries."""
+    from matplotlib import colormaps
+
+    sizes = (
+        personas.with_columns(pl.col("group").fill_null("(no group)"))
+        .group_by("group")
+        .len()
+        .sort(["len", "group"], descending=[True, False])
+    )
+    named = sizes["group"].to_list()[:_NAMED_GROUPS]
+    palette = [c for i, c in enumerate(colormaps["tab10"].colors) if i != 7]  # tab10's grey would read as "other"
+    plotted = personas.with_columns(pl.col("group").fill_null("(no group)"))
+    count = dict(sizes.iter_rows())
+    other = plotted.filter(~pl.col("group").is_in(named))
+    handles: list[Line2D] = []  # drawn by hand so every legend marker has one size, whatever the dot size
+    if other.height:  # first, so the named groups are drawn on top of it
+        ax.scatter(other["x"].to_numpy(), other["y"].to_numpy(), s=12, color=_OTHER, alpha=0.6, linewidths=0)
+    for k, group in enumerate(named):
+        mine = plotted.filter(pl.col("group") == group)
+        color = palette[k % len(palette)]
+        ax.scatter(mine["x"].to_numpy(), mine["y"].to_numpy(), s=14, color=color, alpha=0.7, linewidths=0)
+        handles.append(_marker(f"{_short(group)} ({count[group]})", color))
+    if other.height:
+        handles.append(_marker(f"other: {other['group'].n_unique()} groups ({other.height})", _OTHER))
+    return handles
+
+
+def _draw_runs(ax: Axes, runs: pl.DataFrame, middle: float) -> Line2D:
+    """The persona-free runs as stars, each labelled on the side of it toward ``middle`` (the map's centre, in
+    x). Returns their legend entry."""
+    ax.scatter(
+        runs["x"].to_numpy(),
+        runs["y"].to_numpy(),
+        s=220,
+        marker="*",
+        color="black",
+        edgecolors="white",
+        linewidths=0.8,
+        zorder=5,
+    )
+    handle = _marker("persona-free run", "black", "*", 11)
+    for label, x, y in runs.select("point_id", "x", "y").iter_rows():
+        inward = x > middle
+        ax.annotate(
+            _short(label),
+            (x, y),
+            xytext=(-9 if inward else 9, 7),
+            textcoords="offset points",
+            ha="right" if inward else "left",
+            fontsize=9,
+            fontweight="bold",
+            zorder=6,
+            bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.8, "linewidth": 0},
+        )
+    return handle
 
 
 def dataset_map(out: Path, baselines: pl.DataFrame | None) -> pl.DataFrame:

@@ -71,7 +71,7 @@ def build_fingerprint(config: BuildConfig, spec: SurveySpec) -> str:
     survey bytes, the templates and the code.
 
     The population's size and the items are left out: the personas and pairs themselves are compared by
-    content (dataset.layout), so a build that only grows (more personas, more items) keeps its shards, and one
+    content (build.layout), so a build that only grows (more personas, more items) keeps its shards, and one
     whose items changed is rebuilt from the judgment store.
     """
     settings = data_settings(config)
@@ -99,7 +99,7 @@ def judge_key(config: BuildConfig, spec: SurveySpec) -> str:
         "seed": config.seed,
         "portrayal": config.portrayal.model_dump(mode="python"),
         "templates": judging_templates(config, spec),
-        "code": code_digest(JUDGING_CODE),
+        "code": code_digest(JUDGING_CODE[config.judge.backend]),
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -128,28 +128,27 @@ DATA_CODE = (
     "files.py",
     "dataset/tables.py",
     "dataset/schema.py",
+    "dataset/row_models.py",  # the schemas' models (an episode's label fields)
     "analysis/calibration.py",  # a preference's confidence
+    "analysis/scaling.py",  # its fitted maps (Platt, isotonic)
     "splits.py",  # which split's file a shard's row is in
 )
 
 
-# The code that decides what a judge answers for one unit: a change here retires every stored judgment.
-# Not the transport (judges/openai.py: retries, batching; judges/ratelimit.py): fixing how requests are sent
-# changes no answer.
-JUDGING_CODE = (
-    "judges/base.py",
-    "judges/llm.py",
-    "judges/parsing.py",
-    "judges/simulated.py",
-    "judges/openai_wire.py",
-    "judges/vllm.py",
-    "prompts.py",
-    "records.py",
-    "population/portrayal.py",
-)
+# The code that decides what a judge answers for one unit, per backend: a change there retires that backend's
+# stored judgments and no other's (refactoring the simulator must not strand a paid LLM build). Not the
+# transport (judges/openai.py, openai_live.py, openai_batch.py: retries, batching; judges/ratelimit.py): fixing
+# how requests are sent changes no answer.
+_JUDGING_SHARED = ("judges/base.py", "prompts.py", "records.py", "population/portrayal.py")
+_LLM_JUDGING = ("judges/llm.py", "judges/parsing.py")
+JUDGING_CODE: dict[str, tuple[str, ...]] = {
+    "simulated": (*_JUDGING_SHARED, "judges/simulated.py"),
+    "vllm": (*_JUDGING_SHARED, *_LLM_JUDGING, "judges/vllm.py"),
+    "openai": (*_JUDGING_SHARED, *_LLM_JUDGING, "judges/openai_wire.py"),
+}
 
 # Inside DATA_CODE's folders, code that never runs in a build (drafting a spec for the user to edit).
-NOT_DATA_CODE = frozenset({"population/draft.py"})
+NOT_DATA_CODE = frozenset({"population/draft.py", "population/draft_guesses.py", "population/draft_variables.py"})
 
 
 @cache

@@ -9,7 +9,7 @@ for the personas already there, and every pair for the new personas. Every shard
 is, byte for byte, so a push uploads only the new ones. Anything else (a pair gone or changed, a population
 that shrank or was drawn differently) is laid out anew; the judgment store still saves every request.
 
-Plain data, no I/O: ``dataset.state`` keeps a layout on disk.
+Plain data, no I/O: ``build.state`` keeps a layout on disk.
 """
 
 from __future__ import annotations

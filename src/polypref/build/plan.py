@@ -20,7 +20,8 @@ from polypref.build.state import BuildState
 from polypref.build.store import JudgmentStore, digest_words, unit_keys
 from polypref.config import BuildConfig
 from polypref.dataset.tables import conversational
-from polypref.fidelity.check import checked_topics, sampling
+from polypref.fidelity.questions import checked_topics
+from polypref.fidelity.sample import sampling
 from polypref.population import Population
 from polypref.population.portrayal import Portrayer
 from polypref.records import Item, ResponsePair, UnitBatch, record_digest
@@ -35,7 +36,7 @@ class BuildPlan:
     pairs: tuple[ResponsePair, ...]
     fingerprint: str  # the settings (build_fingerprint): a folder's shards are kept only under the same one
     judge_key: str  # the judge's identity in the judgment store (fingerprint.judge_key)
-    layout: Layout  # which shards hold which personas and pairs (dataset.layout)
+    layout: Layout  # which shards hold which personas and pairs (build.layout)
     keeps_folder: bool  # the layout grows the folder's own (its shards stay); False: laid out anew
     persona_digests: tuple[str, ...]  # per persona of the population, its content digest
     pair_digests: tuple[str, ...]  # per pair, its content digest (a generated pair's: of its slots and writers)

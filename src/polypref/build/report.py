@@ -147,7 +147,7 @@ def summarize(
     (pipeline.other_requests), counted with them in ``requests_by_kind``."""
 
     def total(name: str) -> int:
-        return sum(getattr(r, name) for r in reports)
+        return _total(reports, name)
 
     reasons = _merge(r.reasons for r in reports)
     tokens = _merge(r.tokens for r in reports)
@@ -155,25 +155,7 @@ def summarize(
     kept = reasons.get("kept", 0)
     # every judgment's requests, whichever run made them
     requests = total("units") - total("not_asked") + total("retries")
-    return {
-        "run_id": run.run_id,
-        "created_at": run.created_at.isoformat(),
-        "fingerprint": plan.fingerprint,
-        "personas": len(plan.population.personas),
-        "pairs": len(plan.pairs),
-        "prompts": len(plan.items),
-        "judgments": total("units"),
-        "planned_judgments": sum(r.planned or r.units for r in reports),  # reports of older builds lack it
-        "preferences": total("preferences"),
-        "judge_requests": requests,
-        "calls_per_kept": round(requests / total("preferences"), 4) if total("preferences") else None,
-        "samples_per_pair": dict(
-            sorted(_merge(r.samples_per_pair for r in reports).items(), key=lambda kv: int(kv[0]))
-        ),
-        "adaptive": plan.config.adaptive.model_dump(exclude={"enabled"}) | {"budget": plan.config.judge.samples}
-        if plan.config.adaptive.enabled
-        else None,
-        "shards": plan.num_shards,
+    return _sizes(plan, run, reports, requests) | {
         "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
         "judge": public(asdict(judge)),
         "errors": _merge(r.errors for r in reports),
@@ -204,6 +186,35 @@ def summarize(
         if judge.simulated
         else None,
     }
+
+
+def _sizes(plan: BuildPlan, run: RunState, reports: list[ShardReport], requests: int) -> dict[str, Any]:
+    """The summary's head: the run, and how much the build holds and asked for (``requests``: the judge's)."""
+    preferences = _total(reports, "preferences")
+    return {
+        "run_id": run.run_id,
+        "created_at": run.created_at.isoformat(),
+        "fingerprint": plan.fingerprint,
+        "personas": len(plan.population.personas),
+        "pairs": len(plan.pairs),
+        "prompts": len(plan.items),
+        "judgments": _total(reports, "units"),
+        "planned_judgments": sum(r.planned or r.units for r in reports),  # reports of older builds lack it
+        "preferences": preferences,
+        "judge_requests": requests,
+        "calls_per_kept": round(requests / preferences, 4) if preferences else None,
+        "samples_per_pair": dict(
+            sorted(_merge(r.samples_per_pair for r in reports).items(), key=lambda kv: int(kv[0]))
+        ),
+        "adaptive": plan.config.adaptive.model_dump(exclude={"enabled"}) | {"budget": plan.config.judge.samples}
+        if plan.config.adaptive.enabled
+        else None,
+        "shards": plan.num_shards,
+    }
+
+
+def _total(reports: list[ShardReport], name: str) -> int:
+    return sum(getattr(r, name) for r in reports)
 
 
 def _agreement(reports: list[ShardReport]) -> dict[str, Any] | None:

@@ -3,11 +3,13 @@
 An output folder holds the published files (``README.md``, ``data/<config>/<split>-NNNNN.parquet``) and the
 build's own state under ``.polypref/``: ``state.json`` (the settings' fingerprint and the layout's parts),
 ``layout/`` (the content digests of the personas and of each part's pairs), ``store/<judge key>/`` (every
-judgment made, see ``dataset.store``), ``shards/<shard>.json`` (a finished shard's report; written last, so it
+judgment made, see ``build.store``), ``shards/<shard>.json`` (a finished shard's report; written last, so it
 marks completion) and ``summary.json``. Every write is temp file + rename, so a killed process leaves at most
 ``.tmp-*`` files behind; they are never read as data and are removed when a build resumes.
 
-The pipeline, the progress bar and the card all go through this module, so they agree on what is there.
+The pipeline, the progress bar and the card all go through this module, so they agree on what is there. Two
+modules only it calls hold its parts: ``build.state_file`` (what state.json must hold, the layout's files) and
+``build.integrity`` (whether published files still hold the bytes the build wrote).
 """
 
 from __future__ import annotations
@@ -19,78 +21,34 @@ import re
 import shutil
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from polypref.build.layout import Layout, Part
+from polypref.build import integrity
+from polypref.build.integrity import is_temp
+from polypref.build.layout import Layout
 from polypref.build.lock import LOCK_NAME
+from polypref.build.state_file import (
+    JUDGE_KEY,
+    covers,
+    layout_state,
+    part_of,
+    read_digests,
+    read_state,
+    write_digests,
+)
 from polypref.build.store import JudgmentStore
 from polypref.dataset.configs import CONFIGS
 from polypref.errors import OutputError
-from polypref.files import TMP_PREFIX, WrittenFile, file_sha256, write_bytes, write_json, write_parquet
+from polypref.files import TMP_PREFIX, WrittenFile, write_bytes, write_json
 from polypref.splits import FILE_NAME
 
 STATE_DIR = ".polypref"
-_SHARD_NAME = FILE_NAME  # train-, validation- or test-NNNNN.parquet (dataset.splits)
-SHARD_CONFIGS = ("judgments", "preferences")  # a file each per split per shard, recorded in the shard's report
-# a store folder's name: state.json is read from a folder a user may have edited or been handed, and a key like
-# "../../etc" would send `status` and the build outside it
-_JUDGE_KEY = r"^[A-Za-z0-9_-]*$"
-
-
-class _PartEntry(BaseModel):
-    personas: tuple[int, int]
-    pairs: int = Field(ge=1)  # how many: the digests are in layout/part-NNNNN.parquet
-    personas_per_shard: int = Field(ge=1)
-    pairs_per_shard: int | None = Field(None, ge=1)
-    first_shard: int = Field(ge=0)
-    run_id: str
-    created_at: AwareDatetime
-
-
-class _JudgeEntry(BaseModel):
-    backend: str | None = None
-    model: str | None = None
-    prices: dict[str, float] | None = None
-
-
-class _StateFile(BaseModel):
-    """What state.json must hold for a build to resume from it."""
-
-    model_config = ConfigDict(extra="allow")
-    fingerprint: str
-    run_id: str
-    created_at: AwareDatetime
-    num_shards: int = Field(ge=0)
-    num_units: int = Field(ge=0)
-    parts: list[_PartEntry] = Field(default_factory=list)
-    added_personas: int = Field(0, ge=0)  # past population.size, by refreshes (--add-personas)
-    judge_key: str = Field("", pattern=_JUDGE_KEY)  # the store namespace of the judge that built it
-    judge: _JudgeEntry = Field(default_factory=_JudgeEntry)  # what `polypref status` reports
-
-
-def _covers(parts: list[Part], personas: int) -> bool:
-    """Whether parts tile the personas: each part's range starts at 0 (new pairs for the personas so far) or
-    where the personas so far end, and the last of them ends at ``personas``."""
-    end = 0
-    for part in parts:
-        start, stop = part.personas
-        if start not in (0, end) or stop < start or (start == 0 and stop != end and end != 0):
-            return False
-        end = max(end, stop)
-    return end == personas
-
-
-def _is_temp(path: Path) -> bool:
-    return path.name.startswith(TMP_PREFIX)
-
-
+_SHARD_NAME = FILE_NAME  # train-, validation- or test-NNNNN.parquet (splits.py)
 MAP_PNG = "map.png"  # the preference-space map the card shows, beside it
 
 
@@ -106,27 +64,7 @@ class BuildState:
 
     def read(self) -> dict[str, Any] | None:
         """The build this folder holds, or None if it holds none; a damaged state file is an OutputError."""
-        try:
-            text = self.state_file.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        except (OSError, UnicodeDecodeError) as e:
-            raise OutputError(f"{self.state_file}: cannot read the build state ({_reason(e)})") from None
-        try:
-            state = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise OutputError(
-                f"{self.state_file}: damaged build state (invalid JSON: {e.msg}); "
-                "pass --overwrite to rebuild, or choose another --out"
-            ) from None
-        try:
-            return _StateFile.model_validate(state).model_dump(mode="json")
-        except ValidationError as e:
-            problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'file'}: {err['msg']}" for err in e.errors())
-            raise OutputError(
-                f"{self.state_file}: damaged build state ({problems[:300]}); "
-                "pass --overwrite to rebuild, or choose another --out"
-            ) from None
+        return read_state(self.state_file)
 
     def write(self, state: dict[str, Any]) -> None:
         write_json(state, self.state_file)
@@ -139,32 +77,10 @@ class BuildState:
     def write_layout(self, fingerprint: str, layout: Layout, num_units: int, about: dict[str, Any]) -> None:
         """Save a layout whose parts all have a run; the digests first, state.json (which points at them) last.
         ``about``: what ``polypref status`` reports besides (the judge's store key, model and prices)."""
-        self._write_digests(self.layout_dir / "personas.parquet", layout.personas)
+        write_digests(self.layout_dir / "personas.parquet", layout.personas)
         for k, part in enumerate(layout.parts):  # written again each time: a killed run may have left others
-            self._write_digests(self.layout_dir / f"part-{k:05d}.parquet", part.pairs)
-        latest = layout.parts[-1] if layout.parts else None
-        self.write(
-            about
-            | {
-                "fingerprint": fingerprint,
-                "run_id": latest.run_id if latest else "",
-                "created_at": latest.created_at if latest else datetime.now(UTC).isoformat(),
-                "num_shards": layout.num_shards,
-                "num_units": num_units,
-                "parts": [
-                    {
-                        "personas": list(p.personas),
-                        "pairs": len(p.pairs),
-                        "personas_per_shard": p.personas_per_shard,
-                        "pairs_per_shard": p.pairs_per_shard,
-                        "first_shard": p.first_shard,
-                        "run_id": p.run_id,
-                        "created_at": p.created_at,
-                    }
-                    for p in layout.parts
-                ],
-            }
-        )
+            write_digests(self.layout_dir / f"part-{k:05d}.parquet", part.pairs)
+        self.write(layout_state(fingerprint, layout, num_units, about))
 
     def read_layout(self, fingerprint: str) -> Layout | None:
         """The layout of the build this folder holds, if it was built with the same settings and every file of
@@ -176,26 +92,16 @@ class BuildState:
         if state is None or state["fingerprint"] != fingerprint or not state["parts"]:
             return None
         try:
-            personas = self._read_digests(self.layout_dir / "personas.parquet")
+            personas = read_digests(self.layout_dir / "personas.parquet")
             parts = []
             for k, entry in enumerate(state["parts"]):
-                pairs = self._read_digests(self.layout_dir / f"part-{k:05d}.parquet")
+                pairs = read_digests(self.layout_dir / f"part-{k:05d}.parquet")
                 if len(pairs) != entry["pairs"]:
                     return None
-                parts.append(
-                    Part(
-                        personas=tuple(entry["personas"]),  # type: ignore[arg-type]
-                        pairs=pairs,
-                        personas_per_shard=entry["personas_per_shard"],
-                        pairs_per_shard=entry.get("pairs_per_shard"),
-                        first_shard=entry["first_shard"],
-                        run_id=entry["run_id"],
-                        created_at=datetime.fromisoformat(entry["created_at"]).isoformat(),  # as written
-                    )
-                )
+                parts.append(part_of(entry, pairs))
         except (OSError, ValueError, pa.ArrowException, pl.exceptions.PolarsError):
             return None
-        if not _covers(parts, len(personas)):  # files of two runs (one killed between writes): not a layout
+        if not covers(parts, len(personas)):  # files of two runs (one killed between writes): not a layout
             return None
         return Layout(personas, tuple(parts))
 
@@ -215,21 +121,13 @@ class BuildState:
             return False
         return state is not None and len([i for i in self.reports() if i < state["num_shards"]]) < state["num_shards"]
 
-    @staticmethod
-    def _write_digests(path: Path, digests: tuple[str, ...]) -> None:
-        write_parquet(pa.table({"digest": pa.array(digests, pa.string())}), path, 1_000_000)
-
-    @staticmethod
-    def _read_digests(path: Path) -> tuple[str, ...]:
-        return tuple(pq.read_table(path, columns=["digest"]).column("digest").to_pylist())
-
     # -- the judgment store -------------------------------------------------------------------------
     @property
     def store_dir(self) -> Path:
         return self.root / "store"
 
     def store(self, judge_key: str) -> JudgmentStore:
-        if not re.fullmatch(_JUDGE_KEY, judge_key):
+        if not re.fullmatch(JUDGE_KEY, judge_key):
             raise OutputError(f"{self.state_file}: judge key {judge_key!r} is not a store folder's name")
         return JudgmentStore(self.store_dir / judge_key)
 
@@ -284,7 +182,7 @@ class BuildState:
         return summary if isinstance(summary, dict) else None
 
     def holds_nothing(self) -> bool:
-        """Whether the folder is missing or empty but for the lock a command holds on it (dataset.lock) and the
+        """Whether the folder is missing or empty but for the lock a command holds on it (build.lock) and the
         fidelity check's answers, which a build saves before it prepares the folder."""
         if not self.out.exists():
             return True
@@ -304,7 +202,7 @@ class BuildState:
 
     @property
     def claims_dir(self) -> Path:
-        """Leases of the workers judging this build's jobs (dataset.claims)."""
+        """Leases of the workers judging this build's jobs (runners.claims)."""
         return self.root / "claims"
 
     def write_judge_info(self, info: dict[str, Any]) -> None:
@@ -344,49 +242,14 @@ class BuildState:
         instead of publishing them as they are. Returns what was wrong, by shard."""
         forgotten = {}
         for index, report in self.reports().items():
-            if (problem := self._shard_problem(index, report)) is not None:
+            if (problem := integrity.shard_problem(self.out, index, report)) is not None:
                 self.report_path(index).unlink(missing_ok=True)
                 forgotten[index] = problem
         return forgotten
 
-    def _shard_problem(self, index: int, report: dict[str, Any]) -> str | None:
-        files = self._shard_files(index, report)
-        if files is None:
-            return "its report records no digest of its files (an older version wrote it)"
-        for path, entry in files.items():
-            if (problem := self.file_problem(path, entry)) is not None:
-                return problem
-        return None
-
-    def _shard_files(self, index: int, report: dict[str, Any]) -> dict[Path, Any] | None:
-        """The files a shard's report records (its judgments and preferences, a file per split), by path; None
-        when the report names none of this shard's files for a config, or a file that is not one of them (a
-        report by an older version, keyed by config, or an edited one)."""
-        files = report.get("files")
-        if not isinstance(files, dict):
-            return None
-        found: dict[Path, Any] = {}
-        for name, entry in files.items():
-            folder, _, file = str(name).rpartition("/")
-            match = FILE_NAME.fullmatch(file)
-            if match is None or int(match["index"]) != index or folder not in {f"data/{c}" for c in SHARD_CONFIGS}:
-                return None
-            found[self.out / folder / file] = entry
-        configs = {path.parent.name for path in found}
-        return found if configs == set(SHARD_CONFIGS) else None
-
     def file_problem(self, path: Path, recorded: Any) -> str | None:
         """What is wrong with a published file, given the record made when it was written (None: nothing)."""
-        sha = recorded.get("sha256") if isinstance(recorded, dict) else getattr(recorded, "sha256", None)
-        if not sha:
-            return f"{path}: no digest was recorded when it was written"
-        try:
-            actual = file_sha256(path)
-        except FileNotFoundError:
-            return f"{path} is missing"
-        except OSError as e:
-            return f"{path} does not read ({e.strerror or e})"
-        return None if actual == sha else f"{path} does not hold the bytes the build wrote (damaged or changed)"
+        return integrity.file_problem(path, recorded)
 
     # -- files written outside shards (personas, weights, review, map): digests by path ---------------------
     @property
@@ -426,31 +289,7 @@ class BuildState:
         and data/ holds nothing else."""
         state = self.read()  # a damaged state file is an OutputError that says so
         summary = self.read_summary()
-        if state is None or summary is None:
-            return [f"{self.out} holds no finished polypref build"]
-        reports = {i: r for i, r in self.reports().items() if i < state["num_shards"]}
-        done = [i for i, r in reports.items() if not r.get("unanswered")]
-        if summary.get("run_id") != state["run_id"] or len(done) < state["num_shards"]:
-            return [
-                f"its latest run ({state['run_id']}) stopped before it finished: {len(done)} of "
-                f"{state['num_shards']} shards are done"
-            ]
-        problems = []
-        expected = set()
-        for index, report in sorted(reports.items()):
-            expected |= set(self._shard_files(index, report) or {})
-            if (problem := self._shard_problem(index, report)) is not None:
-                problems.append(f"shard {index}: {problem}")
-        for name, entry in sorted(self.recorded_files().items()):
-            expected.add(self.out / name)
-            if (problem := self.file_problem(self.out / name, entry)) is not None:
-                problems.append(problem)
-        data = self.out / "data"
-        found = {p for p in data.rglob("*") if not p.is_dir()} if data.is_dir() else set()
-        for path in sorted(found - expected):
-            what = "a temp file a killed writer left" if _is_temp(path) else "not a file this build wrote"
-            problems.append(f"{path} is {what}")
-        return problems
+        return integrity.whole_build_problems(self.out, state, summary, self.reports(), self.recorded_files())
 
     def reports(self) -> dict[int, dict[str, Any]]:
         """Every readable shard report, by shard index."""
@@ -463,7 +302,7 @@ class BuildState:
     # -- published files ----------------------------------------------------------------------------
     def data_files(self, config: str) -> list[Path]:
         folder = self.out / "data" / config
-        return sorted(p for p in folder.glob("*.parquet") if not _is_temp(p)) if folder.is_dir() else []
+        return sorted(p for p in folder.glob("*.parquet") if not is_temp(p)) if folder.is_dir() else []
 
     def published_as_messages(self) -> bool | None:
         """Whether the folder's preference shards publish texts as messages (None: it holds none that read)."""
@@ -495,7 +334,7 @@ class BuildState:
         for folder in [self.out, *(self.out / "data" / c for c in CONFIGS), self.root, *self._state_folders()]:
             if folder.is_dir():
                 for path in folder.iterdir():
-                    if _is_temp(path) and path.is_file():
+                    if is_temp(path) and path.is_file():
                         path.unlink(missing_ok=True)
                         removed += 1
         return removed
@@ -541,9 +380,3 @@ class BuildState:
             with contextlib.suppress(TypeError, ValueError):  # a damaged report is redone; count it as nothing
                 units += int(report.get("units", 0)) - int(report.get("unanswered", 0))
         return max(units, store.count() - baseline) if store is not None else units
-
-
-def _reason(error: BaseException) -> str:
-    if isinstance(error, UnicodeDecodeError):
-        return "not UTF-8 text"
-    return getattr(error, "strerror", None) or str(error)

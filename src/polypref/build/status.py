@@ -56,7 +56,7 @@ def read(folder: Path) -> dict[str, Any]:
         if prices
         else None,
         "finished": summary is not None and len(finished) == held["num_shards"],
-        "in_use_by": holder(folder),  # the command writing the folder now, if any (dataset.lock)
+        "in_use_by": holder(folder),  # the command writing the folder now, if any (build.lock)
         "preferences": summary.get("preferences") if summary else None,
     }
 

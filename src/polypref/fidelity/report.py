@@ -9,21 +9,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from polypref import prompts
-from polypref.fidelity.check import (
-    TEMPLATES,
-    FidelityReport,
-    Match,
-    Matches,
-    Score,
-    checked_topics,
-    spread,
-)
+from polypref.fidelity.questions import TEMPLATES, checked_topics
+from polypref.fidelity.results import FidelityReport, Match, Matches, Score
+from polypref.fidelity.sample import spread
 from polypref.records import content_hash
 
 if TYPE_CHECKING:
     from polypref.build.plan import BuildPlan
 from polypref.build.fingerprint import code_digest, file_digest, input_files
-from polypref.fidelity.check import sampling
+from polypref.fidelity.sample import sampling
 from polypref.files import write_json
 
 log = logging.getLogger("polypref.fidelity")

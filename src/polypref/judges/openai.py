@@ -30,50 +30,23 @@ requests already sent are waited for, nothing new is sent, and retries do not wa
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import random
 import threading
 from collections.abc import Sequence
 from concurrent import futures
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
 from polypref.errors import EndpointUnreachable, JudgeFatalError, PolyprefError
-from polypref.files import write_json
 from polypref.interrupt import stop_requested
 from polypref.judges import probe
-from polypref.judges.base import NO_ANSWER
 from polypref.judges.llm import Completion, LLMJudge, Request
-from polypref.judges.openai_wire import (
-    FATAL,
-    FORMATS,
-    OPTIONS_FORMAT,
-    REJECTED,
-    RETRY_STATUSES,
-    TERMINAL,
-    BadResponse,
-    OpenAIJudgeConfig,
-    batch_lines,
-    batch_results,
-    chat_body,
-    custom_id,
-    decode_completion,
-    error_message,
-    format_refused,
-    format_rejected,
-)
-from polypref.judges.ratelimit import (
-    AdaptiveLimiter,
-    EndpointPool,
-    backoff_delay,
-    retry_after,
-    retry_note,
-    stopped_within,
-)
-from polypref.records import content_hash
+from polypref.judges.openai_batch import BatchAPI
+from polypref.judges.openai_live import LiveRequests
+from polypref.judges.openai_wire import FATAL, FORMATS, OPTIONS_FORMAT, OpenAIJudgeConfig
+from polypref.judges.ratelimit import AdaptiveLimiter, EndpointPool
 from polypref.safety.provenance import public
 from polypref.safety.secrets import redact_url, register, register_url, scrub
 
@@ -82,28 +55,7 @@ log = logging.getLogger("polypref.judges.openai")
 STOP_POLL_S = 0.2  # how often a caller waiting for its requests looks for a stop request
 
 
-@dataclass(slots=True)
-class Counted(Completion):
-    """A completion and the requests it took, retries and format fallbacks included: the judgment's ``attempts``
-    (``OpenAIJudge._row``), so a unit that got no answer after N retries reads N + 1, not 1."""
-
-    requests: int = 1
-
-
-def counted(completion: Completion, requests: int) -> Counted:
-    return Counted(**{f.name: getattr(completion, f.name) for f in fields(Completion)}, requests=requests)
-
-
-@dataclass(frozen=True, slots=True)
-class _Failure:
-    """A try that may be retried: what went wrong, whether the server throttled, and the wait it asked for."""
-
-    last: str
-    throttled: bool = False
-    hint: float | None = None
-
-
-class OpenAIJudge(LLMJudge):
+class OpenAIJudge(LiveRequests, BatchAPI, LLMJudge):
     def __init__(
         self,
         config: OpenAIJudgeConfig,
@@ -254,123 +206,6 @@ class OpenAIJudge(LLMJudge):
         # choice mode asks for one letter; text mode (response generation) for free text: no output constraint
         return "none" if self.config.mode in ("choice", "text") else self._formats[endpoint]
 
-    async def _live(self, requests: Sequence[Request], stop: asyncio.Event) -> list[Completion]:
-        self._raise_if_fatal()
-        await self._probed()
-        clients = self._clients()
-        tasks = [asyncio.ensure_future(self._one(clients, r, stop)) for r in requests]
-        self._in_flight.update(tasks)
-        try:
-            await asyncio.wait(tasks)
-        finally:
-            self._in_flight.difference_update(tasks)
-            for task in tasks:
-                task.cancel()  # no-op for finished ones; stops the rest if this call itself was cancelled
-        if self._fatal is not None:
-            for task in tasks:  # consumed, so asyncio does not log "exception never retrieved"
-                if not task.cancelled():
-                    task.exception()
-            self._raise_if_fatal()
-        return [task.result() for task in tasks]
-
-    async def _one(self, clients: list[Any], request: Request, stop: asyncio.Event) -> Completion:
-        """One request to its end: an answer, a rejection, or no answer after ``max_retries`` (or at a stop),
-        counting every request sent (``Counted``)."""
-        failures = sent = 0
-        last, fmt = "", self._request_format(request)
-        while True:
-            endpoint = await self.limiter.acquire_unless(stop)
-            if endpoint is None:  # a stop: nothing new is sent
-                why = f"{last} (stopped before retry {failures})" if last else "stopped before it was sent"
-                why += " again" if sent and not last else ""  # after a refused output format
-                return Counted(error=f"{NO_ANSWER}: {why}", response_format=fmt, requests=sent)
-            # chosen once the endpoint is known: a format it refused while this request waited is not sent again
-            fmt = self._request_format(request, endpoint)
-            sent += 1
-            outcome = await self._attempt(clients[endpoint], request, endpoint, fmt)
-            if outcome is None:
-                continue  # the endpoint refused the format, which is no failure of it: at once, in a simpler one
-            if isinstance(outcome, Completion):
-                return counted(outcome, sent)
-            last = outcome.last
-            if failures >= self.config.max_retries:
-                return Counted(
-                    error=f"{NO_ANSWER}: {last} (after {self.config.max_retries} retries)",
-                    response_format=fmt,
-                    requests=sent,
-                )
-            delay = self._backoff(outcome, failures, endpoint)
-            failures += 1
-            if await stopped_within(stop, delay):
-                why = f"{last} (stopped before retry {failures} of {self.config.max_retries})"
-                return Counted(error=f"{NO_ANSWER}: {why}", response_format=fmt, requests=sent)
-
-    async def _attempt(self, client: Any, request: Request, endpoint: int, fmt: str) -> Completion | _Failure | None:
-        """Send ``request`` once: its completion (an answer or a rejection), a failure worth retrying, or None
-        to send it again at once (the endpoint refused the output format)."""
-        import httpx2
-        import openai
-
-        limiter = self.limiter.limiters[endpoint]
-        outcome: Completion | _Failure | None = None
-        success = False
-        try:
-            self._raise_if_fatal()  # the run stopped while this request waited for a slot
-            body = chat_body(self.config, request, fmt)
-            # the body as it is, through the client's plain post: its typed create() walks every field of
-            # the body against the SDK's TypedDicts first, ~10 ms of CPU per request (a local server's
-            # throughput capped near 100 requests/s), and would need provider fields split off as extra_body.
-            # The client still sends, authenticates and turns error answers into APIStatusError.
-            response = await client.post("/chat/completions", cast_to=httpx2.Response, body=body)
-            limiter.observe_headers(response.headers)
-            outcome = decode_completion(response.content)
-            outcome.response_format = fmt
-            success = True
-        except BadResponse as e:
-            outcome = _Failure(f"bad response: {e}")
-        except openai.APIStatusError as e:
-            outcome = self._status_outcome(e, endpoint, fmt)
-        except openai.APITimeoutError:
-            outcome = _Failure(f"timeout: no answer within {self.config.timeout_s} s")
-        except openai.APIConnectionError as e:
-            outcome = _Failure(f"connection failed: {probe.unreachable_cause(e)}")
-        except openai.APIError as e:  # anything else the client makes of an answer it could not use
-            outcome = _Failure(f"bad response: {type(e).__name__}: {error_message(e)}")
-        finally:
-            throttled = isinstance(outcome, _Failure) and outcome.throttled
-            await self.limiter.release(endpoint, throttled=throttled, success=success)
-        return outcome
-
-    def _status_outcome(self, error: Any, endpoint: int, fmt: str) -> Completion | _Failure | None:
-        """What an error answer means for the request (``_attempt``); a setup error stops the whole judge."""
-        status, message, headers = error.status_code, error_message(error), error.response.headers
-        self.limiter.limiters[endpoint].observe_headers(headers)
-        if status in FATAL:
-            self._fail(status, message, redact_url(self.config.endpoints[endpoint]))
-        if format_rejected(status, message, getattr(error, "param", None)):
-            if fmt == OPTIONS_FORMAT:  # free text then, checked by the caller
-                self._options_format[endpoint] = False
-                return None
-            if self._downgrade_format(fmt, message, endpoint):
-                return None
-            return Completion(error=f"{REJECTED}: HTTP {status}: {message}", response_format=fmt)
-        if status not in RETRY_STATUSES and status < 500:
-            return Completion(error=f"{REJECTED}: HTTP {status}: {message}", response_format=fmt)
-        return _Failure(f"HTTP {status}: {message}", throttled=status == 429, hint=retry_after(headers))
-
-    def _backoff(self, failure: _Failure, failures: int, endpoint: int) -> float:
-        """The wait before retry ``failures`` (0-based), logged; a throttled endpoint is paused meanwhile."""
-        cap = self.config.backoff_max_s
-        delay = backoff_delay(failures, self.config.backoff_base_s, cap, failure.hint, self._rng)
-        if failure.throttled and failure.hint:
-            # capped like the delay: a day-long Retry-After must not stall a day
-            self.limiter.limiters[endpoint].pause(min(failure.hint, cap))
-        where = redact_url(self.config.endpoints[endpoint])
-        hint = failure.hint
-        level = logging.WARNING if hint is not None and hint > cap else logging.DEBUG  # a cut-short ask is news
-        log.log(level, "%s: %s; %s", where, failure.last, retry_note(delay, hint, cap))
-        return delay
-
     def _downgrade_format(self, used: str, message: str, endpoint: int = 0) -> bool:
         """In auto mode, an endpoint that rejects the response_format gets the next simpler one from then on.
 
@@ -387,86 +222,6 @@ class OpenAIJudge(LLMJudge):
                 "server rejected response_format %s (%s); using %s at %s", used, scrub(message)[:160], fallback, where
             )
         return True
-
-    # -- Batch API ----------------------------------------------------------------------------------
-    async def _batch(self, requests: Sequence[Request], stop: asyncio.Event) -> list[Completion]:
-        import openai
-
-        await self._probed()
-        try:
-            return await self._batch_once(requests, stop)
-        except openai.APIStatusError as e:
-            if e.status_code in FATAL:
-                self._fail(e.status_code, error_message(e))
-            raise PolyprefError(
-                f"Batch API call to {self._where} failed: HTTP {e.status_code}: {error_message(e)} "
-                "(rerun the same command: a submitted batch is found again)"
-            ) from None
-
-    async def _batch_once(self, requests: Sequence[Request], stop: asyncio.Event) -> list[Completion]:
-        if self.workdir is None:
-            raise PolyprefError("judge.batch_api needs a work folder to remember pending batches")
-        fmt = self._request_format()
-        key = content_hash(self.config.model, fmt, *(custom_id(r) + str(r.seed) for r in requests), size=12)
-        state_file = self.workdir / "batches" / f"{key}.json"
-        async with self._client(self.config.endpoints[0]) as client:
-            if state_file.exists():
-                batch_id = json.loads(state_file.read_text())["batch_id"]
-                log.info("found pending batch %s for micro-batch %s", batch_id, key)
-            else:
-                upload = await client.files.create(
-                    file=(f"polypref-{key}.jsonl", batch_lines(self.config, requests, fmt)),
-                    purpose="batch",
-                )
-                batch = await client.batches.create(
-                    input_file_id=upload.id,
-                    endpoint="/v1/chat/completions",
-                    completion_window="24h",
-                    metadata={"polypref": key},
-                )
-                batch_id = batch.id
-                write_json({"batch_id": batch_id, "input_file_id": upload.id, "response_format": fmt}, state_file)
-            batch = await self._finished_batch(client, batch_id, stop)
-            if batch is None:  # a stop: the batch goes on at the provider, and a rerun finds it (state_file)
-                stopped = f"{NO_ANSWER}: stopped while batch {batch_id} was pending"
-                return [Completion(error=stopped, response_format=fmt) for _ in requests]
-            if batch.status != "completed":
-                errors = getattr(getattr(batch, "errors", None), "data", None) or []
-                detail = "; ".join(scrub(getattr(e, "message", e))[:200] for e in errors[:3])
-                log.warning(
-                    "batch %s %s%s: its requests are left unanswered and asked again on the next run",
-                    batch_id,
-                    batch.status,
-                    f" ({detail})" if detail else "",
-                )
-            results: dict[str, Completion] = {}
-            fatal: tuple[int, str] | None = None
-            for file_id in (batch.output_file_id, batch.error_file_id):
-                if file_id:
-                    content = await client.files.content(file_id)
-                    found, fatal_here = batch_results(content.text, fmt)
-                    results.update(found)
-                    fatal = fatal or fatal_here
-        state_file.unlink(missing_ok=True)  # finished: a rerun must not read the same results again
-        if fatal is not None:
-            self._fail(*fatal)
-        missing = f"{NO_ANSWER}: batch {batch_id} {batch.status} without a result for this request"
-        completions = [results.get(custom_id(r)) or Completion(error=missing, response_format=fmt) for r in requests]
-        rejected = [(i, r) for i, (r, c) in enumerate(zip(requests, completions, strict=True)) if format_refused(c)]
-        if rejected and self._downgrade_format(fmt, completions[rejected[0][0]].error or ""):
-            again = await self._batch_once([r for _, r in rejected], stop)  # a new batch in the simpler format
-            for (i, _), completion in zip(rejected, again, strict=True):
-                completions[i] = completion
-        return completions
-
-    async def _finished_batch(self, client: Any, batch_id: str, stop: asyncio.Event) -> Any:
-        """The batch once it ended (completed, failed, expired, cancelled); None if a stop came first."""
-        batch = await client.batches.retrieve(batch_id)
-        while batch.status not in TERMINAL:
-            if await stopped_within(stop, self.config.batch_poll_s):
-                return None
-            batch = await client.batches.retrieve(batch_id)
-        return batch
 
     def _row(self, request: Request, completion: Completion, previous: dict | None) -> dict:
         """The shared row, with ``attempts`` counting every request sent for the unit: its invalid-output

@@ -75,44 +75,9 @@ class SimulatedJudge:
         )
 
     def judge(self, batch: UnitBatch) -> Iterator[pl.DataFrame]:
-        cfg = self.config
-        topics = [pair.item.topic for pair in batch.pairs]
-        # attitude and its label per (persona, pair): small tables gathered per unit below
-        attitude = np.array(
-            [[_nan_if_none(p.positions.get(t)) for t in topics] for p in batch.personas], dtype=np.float64
-        ).reshape(len(batch.personas), len(topics))
-        view = [[p.attitudes.get(t) for t in topics] for p in batch.personas]
-        pos_a = np.array([pair.a.position for pair in batch.pairs])
-        pos_b = np.array([pair.b.position for pair in batch.pairs])
-
-        swapped = batch.order == 1
-        first = np.where(swapped, pos_b[batch.pair_idx], pos_a[batch.pair_idx])
-        second = np.where(swapped, pos_a[batch.pair_idx], pos_b[batch.pair_idx])
-        att = attitude[batch.persona_idx, batch.pair_idx]
-        d = np.abs(att - second) - np.abs(att - first)
-
-        p_first = cfg.noise / 2 + (1 - cfg.noise) / (1 + np.exp(-(d / cfg.temperature + cfg.position_bias)))
-        picks_first = unit_uniforms(self.seed, batch) < p_first
-        valid = ~np.isnan(att)
-        indifferent = np.abs(d) < cfg.tie_margin
-        # an indifferent persona says so, except in a lapse, when the judge names a response anyway
-        tie = valid & indifferent & (unit_uniforms(self.seed + 2, batch) >= cfg.noise)
-
-        p_chosen = np.where(picks_first, p_first, 1 - p_first)
-        p_chosen = np.where(tie, 1 - np.abs(2 * p_first - 1), p_chosen)
-        p_chosen = _reported(p_chosen, cfg.confidence_noise, unit_uniforms(self.seed + 1, batch))
-        strength = np.clip(np.ceil(5 * (2 * np.nan_to_num(p_chosen) - 1)), 1, 5).astype(np.int8)
-        choice = np.where(tie, "tie", np.where(picks_first, "A", "B"))
-        truth = np.where(indifferent | (d == 0), "tie", np.where(d > 0, "A", "B"))
-
-        flat_view = pl.Series([v for row in view for v in row], dtype=pl.String)
-        persona_view = flat_view.gather(batch.persona_idx.astype(np.int64) * len(topics) + batch.pair_idx)
-        stance_first = pl.Series([pair.a.stance for pair in batch.pairs]).gather(batch.pair_idx)
-        stance_second = pl.Series([pair.b.stance for pair in batch.pairs]).gather(batch.pair_idx)
-        stance_first, stance_second = (
-            pl.select(pl.when(pl.lit(pl.Series(swapped))).then(pl.lit(b)).otherwise(pl.lit(a))).to_series()
-            for a, b in ((stance_first, stance_second), (stance_second, stance_first))
-        )
+        att, d, swapped = _distances(batch)
+        choice, strength, p_chosen, valid, truth = _verdicts(self.config, self.seed, batch, att, d)
+        persona_view, stance_first, stance_second = _shown(batch, swapped)
         frame = pl.DataFrame(
             {
                 "unit": np.arange(len(batch), dtype=np.int64),
@@ -126,36 +91,93 @@ class SimulatedJudge:
                 "true_choice": truth,
             }
         )
-        chosen_stance = pl.when(pl.col("choice") == "A").then(pl.col("first")).otherwise(pl.col("second"))
-        rationale = (
-            pl.when(pl.col("choice") == "tie")
-            .then(pl.format('Both responses are about equally close to my own answer, "{}".', "view"))
-            .otherwise(
-                pl.format(
-                    'Response {} takes the stance "{}", closest to my own answer, "{}".',
-                    "choice",
-                    chosen_stance,
-                    "view",
-                )
-            )
-        )
-        yield frame.select(
-            "unit",
-            *(pl.when("valid").then(c).alias(c) for c in ("choice", "strength", "confidence", "true_choice")),
-            pl.when("valid").then(rationale).alias("rationale"),
-            pl.lit(None, dtype=pl.String).alias("raw"),
-            pl.when("valid")
-            .then(None)
-            .otherwise(pl.lit("no attitude: persona did not answer this topic"))
-            .alias("error"),
-            pl.lit(None, dtype=pl.Int32).alias("prompt_tokens"),
-            pl.lit(None, dtype=pl.Int32).alias("completion_tokens"),
-            pl.lit(1, dtype=pl.Int16).alias("attempts"),
-            pl.lit(None, dtype=pl.String).alias("response_format"),
-        )
+        yield _answers(frame)
 
     def close(self) -> None:
         return None
+
+
+def _distances(batch: UnitBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per unit: the persona's attitude (NaN: it did not answer the topic), ``d`` (> 0: the first-shown response
+    is closer to it) and whether the pair is shown swapped."""
+    topics = [pair.item.topic for pair in batch.pairs]
+    # attitude per (persona, pair): a small table gathered per unit below
+    attitude = np.array(
+        [[_nan_if_none(p.positions.get(t)) for t in topics] for p in batch.personas], dtype=np.float64
+    ).reshape(len(batch.personas), len(topics))
+    pos_a = np.array([pair.a.position for pair in batch.pairs])
+    pos_b = np.array([pair.b.position for pair in batch.pairs])
+
+    swapped = batch.order == 1
+    first = np.where(swapped, pos_b[batch.pair_idx], pos_a[batch.pair_idx])
+    second = np.where(swapped, pos_a[batch.pair_idx], pos_b[batch.pair_idx])
+    att = attitude[batch.persona_idx, batch.pair_idx]
+    d = np.abs(att - second) - np.abs(att - first)
+    return att, d, swapped
+
+
+def _verdicts(
+    cfg: SimulatedJudgeConfig, seed: int, batch: UnitBatch, att: np.ndarray, d: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per unit: the choice, its strength, the confidence reported, whether the persona has an attitude, and the
+    noiseless truth."""
+    p_first = cfg.noise / 2 + (1 - cfg.noise) / (1 + np.exp(-(d / cfg.temperature + cfg.position_bias)))
+    picks_first = unit_uniforms(seed, batch) < p_first
+    valid = ~np.isnan(att)
+    indifferent = np.abs(d) < cfg.tie_margin
+    # an indifferent persona says so, except in a lapse, when the judge names a response anyway
+    tie = valid & indifferent & (unit_uniforms(seed + 2, batch) >= cfg.noise)
+
+    p_chosen = np.where(picks_first, p_first, 1 - p_first)
+    p_chosen = np.where(tie, 1 - np.abs(2 * p_first - 1), p_chosen)
+    p_chosen = _reported(p_chosen, cfg.confidence_noise, unit_uniforms(seed + 1, batch))
+    strength = np.clip(np.ceil(5 * (2 * np.nan_to_num(p_chosen) - 1)), 1, 5).astype(np.int8)
+    choice = np.where(tie, "tie", np.where(picks_first, "A", "B"))
+    truth = np.where(indifferent | (d == 0), "tie", np.where(d > 0, "A", "B"))
+    return choice, strength, p_chosen, valid, truth
+
+
+def _shown(batch: UnitBatch, swapped: np.ndarray) -> tuple[pl.Series, pl.Series, pl.Series]:
+    """Per unit: the persona's own answer (its label) and the stances of the first- and second-shown responses."""
+    topics = [pair.item.topic for pair in batch.pairs]
+    view = [[p.attitudes.get(t) for t in topics] for p in batch.personas]
+    flat_view = pl.Series([v for row in view for v in row], dtype=pl.String)
+    persona_view = flat_view.gather(batch.persona_idx.astype(np.int64) * len(topics) + batch.pair_idx)
+    stance_first = pl.Series([pair.a.stance for pair in batch.pairs]).gather(batch.pair_idx)
+    stance_second = pl.Series([pair.b.stance for pair in batch.pairs]).gather(batch.pair_idx)
+    stance_first, stance_second = (
+        pl.select(pl.when(pl.lit(pl.Series(swapped))).then(pl.lit(b)).otherwise(pl.lit(a))).to_series()
+        for a, b in ((stance_first, stance_second), (stance_second, stance_first))
+    )
+    return persona_view, stance_first, stance_second
+
+
+def _answers(frame: pl.DataFrame) -> pl.DataFrame:
+    """The judgment columns, with a rationale in the persona's words; a unit without an attitude is an error."""
+    chosen_stance = pl.when(pl.col("choice") == "A").then(pl.col("first")).otherwise(pl.col("second"))
+    rationale = (
+        pl.when(pl.col("choice") == "tie")
+        .then(pl.format('Both responses are about equally close to my own answer, "{}".', "view"))
+        .otherwise(
+            pl.format(
+                'Response {} takes the stance "{}", closest to my own answer, "{}".',
+                "choice",
+                chosen_stance,
+                "view",
+            )
+        )
+    )
+    return frame.select(
+        "unit",
+        *(pl.when("valid").then(c).alias(c) for c in ("choice", "strength", "confidence", "true_choice")),
+        pl.when("valid").then(rationale).alias("rationale"),
+        pl.lit(None, dtype=pl.String).alias("raw"),
+        pl.when("valid").then(None).otherwise(pl.lit("no attitude: persona did not answer this topic")).alias("error"),
+        pl.lit(None, dtype=pl.Int32).alias("prompt_tokens"),
+        pl.lit(None, dtype=pl.Int32).alias("completion_tokens"),
+        pl.lit(1, dtype=pl.Int16).alias("attempts"),
+        pl.lit(None, dtype=pl.String).alias("response_format"),
+    )
 
 
 def unit_uniforms(seed: int, batch: UnitBatch) -> np.ndarray:

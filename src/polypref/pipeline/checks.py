@@ -8,7 +8,7 @@ from typing import Any
 from polypref.build.plan import BuildPlan
 from polypref.config import BuildConfig
 from polypref.errors import ConfigError, EndpointUnreachable
-from polypref.fidelity.check import check_topics
+from polypref.fidelity.questions import check_topics
 from polypref.generation import check_environment
 from polypref.generation.annotate import annotator
 from polypref.items import read_items

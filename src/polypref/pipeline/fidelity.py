@@ -19,10 +19,8 @@ from polypref import interrupt
 from polypref.config import BuildConfig
 from polypref.errors import OutputError, PolyprefError
 from polypref.fidelity import store
-from polypref.fidelity.check import (
-    FidelityReport,
-    check,
-)
+from polypref.fidelity.check import check
+from polypref.fidelity.results import FidelityReport
 from polypref.fidelity.store import AnswerStore, settings_key
 from polypref.judges.options import named_option
 from polypref.population import load_spec, sample_population
@@ -33,8 +31,8 @@ from polypref.records import content_hash
 
 if TYPE_CHECKING:
     from polypref.build.plan import BuildPlan
-from polypref.fidelity.check import sampling
 from polypref.fidelity.report import REPORT_FILE, figures, report_key, saved_report
+from polypref.fidelity.sample import sampling
 from polypref.generation.annotate import annotator
 from polypref.pipeline.checks import check_before_work
 

@@ -147,7 +147,7 @@ def _write_weights_and_review(plan: BuildPlan, meta: RunMeta, written: dict[Path
     while the other is made; the weights are written in parts); return what the summary says of them. Adds
     what each file holds to ``written``."""
     personas = []
-    # a file per split of the population's personas (dataset.splits), computed over the whole dataset as before
+    # a file per split of the population's personas (splits.py), computed over the whole dataset as before
     shares, names = plan.config.output.splits, plan.split_names
 
     def parts() -> Iterator[dict[str, pa.Table]]:

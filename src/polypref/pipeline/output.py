@@ -122,7 +122,7 @@ def _write_personas(plan: BuildPlan, run: RunState) -> None:
         meta = RunMeta(part.run_id or run.run_id, run.created(part.created_at), JudgeInfo("", "", simulated=False))
         for j, first in enumerate(range(start, end, step)):
             personas = plan.population.personas[first : min(first + step, end)]
-            shares = plan.config.output.splits  # a file per split of these personas (dataset.splits)
+            shares = plan.config.output.splits  # a file per split of these personas (splits.py)
             names = splits.present((p.id for p in personas), shares)
             paths = [shard_path(plan.out, "personas", part.first_shard + j, name) for name in names]
             entries = [recorded.get(path.relative_to(plan.out).as_posix()) for path in paths]

@@ -13,18 +13,16 @@ from polypref.build.layout import lay_out
 from polypref.build.plan import BuildPlan
 from polypref.build.state import BuildState
 from polypref.config import POPULATION_LIMIT, BuildConfig
-from polypref.dataset.tables import (
-    conversational,
-)
+from polypref.dataset.tables import conversational
 from polypref.errors import ConfigError
 from polypref.generation import plan_slots
 from polypref.items import make_pairs, read_items
-from polypref.items.sources import check_judgeable
+from polypref.items.sources import LoadedItems, check_judgeable
 from polypref.pipeline.checks import check_before_work
-from polypref.population import load_spec, sample_population
+from polypref.population import Population, load_spec, sample_population
 from polypref.population.representatives import represent
 from polypref.population.spec import SurveySpec
-from polypref.records import content_hash, record_digest
+from polypref.records import Item, content_hash, record_digest
 
 log = logging.getLogger("polypref.pipeline")
 
@@ -85,37 +83,9 @@ def _plan(
     config: BuildConfig, out: str | Path, source: str, spec: SurveySpec, add_personas: int, overwrite: bool
 ) -> BuildPlan:
     check_before_work(config, spec, source)
-    try:
-        loaded = read_items(config.items, spec, config.seed)
-    except ConfigError as e:
-        if e.source != "config":
-            raise
-        raise ConfigError(source, e.problems) from None  # a config value's fault: name the config
-    items = loaded.items
-    named = loaded.source.provenance.get("source") or config.items.source
-    if config.generate is not None:
-        if loaded.format != "prompts":
-            raise ConfigError(
-                source,
-                [
-                    (
-                        "generate",
-                        f"the items already have responses (format {loaded.format}); generate is for a "
-                        "prompts-only source (items.format: prompts)",
-                    )
-                ],
-            )
-        items = plan_slots(items, config.generate)  # final response ids: pairs are planned before any text exists
-    check_judgeable(items, config.judge.backend, named)
+    loaded, items = _items(config, source, spec)
     pairs = make_pairs(items, config.items.pairing, config.items.pairs_per_prompt, config.seed)
-    fingerprint = build_fingerprint(config, spec)
-    source_columns = None
-    if loaded.kept is not None:
-        key, *names = loaded.kept.columns
-        source_columns = loaded.kept.select(pl.col(key).alias("prompt_id"), pl.struct(names).alias("source_columns"))
-        # shards hold the kept values: other names or values are another dataset, made again from the store
-        # (a digest polars may compute otherwise in another version: then the shards are made again, no request)
-        fingerprint = content_hash(fingerprint, names, int(loaded.kept.hash_rows(seed=0).sum()), size=16)
+    fingerprint, source_columns = _fingerprint(config, spec, loaded)
     state = BuildState(out)
     previous = None if overwrite else state.read_layout(fingerprint)
     as_messages = conversational(pairs)
@@ -124,33 +94,8 @@ def _plan(
         kind = "messages" if as_messages else "plain text"
         log.warning("%s: these items publish as %s, unlike its shards; all are made again from the store", out, kind)
         previous = None
-    added = 0 if overwrite else state.added_personas()
-    if add_personas and previous is not None and state.unfinished():
-        # a refresh that was stopped: finish it, rather than grow again by the same amount (next run grows)
-        log.warning("%s holds an unfinished run: finishing it; --add-personas applies to the next run", out)
-    else:
-        added += add_personas
-    size = config.population.size + added
-    if size > POPULATION_LIMIT:
-        raise ConfigError(source, [("population.size", f"growing to {size} personas passes {POPULATION_LIMIT}")])
-    k = config.population.representatives
-    if k is not None and add_personas:
-        # growing the sample re-clusters it: other representatives and weights, so nothing built would be kept
-        raise ConfigError(
-            source,
-            [
-                (
-                    "population.representatives",
-                    "--add-personas cannot grow a build of representatives (a larger sample is clustered anew); "
-                    "raise population.size instead (the representatives are then chosen and judged anew)",
-                )
-            ],
-        )
-    population = sample_population(
-        spec, size, config.population.allocation, config.seed, source=source, counts_for=config.population.size
-    )
-    if k is not None:
-        population = represent(population, k, config.seed)  # only the representatives are judged
+    added = _added_personas(config, out, source, state, add_personas, overwrite, grows=previous is not None)
+    population = _population(config, spec, source, added)
     persona_digests = tuple(record_digest(p) for p in population.personas)
     # a generated pair's texts do not exist yet: its digest names what will write them instead
     writers = data_settings(config)["generate"]
@@ -179,3 +124,89 @@ def _plan(
         skipped_rows=tuple(loaded.skipped.rows),
         source_columns=source_columns,
     )
+
+
+def _items(config: BuildConfig, source: str, spec: SurveySpec) -> tuple[LoadedItems, tuple[Item, ...]]:
+    """The items read and checked for the judge; a prompts-only source's final response ids when generating."""
+    try:
+        loaded = read_items(config.items, spec, config.seed)
+    except ConfigError as e:
+        if e.source != "config":
+            raise
+        raise ConfigError(source, e.problems) from None  # a config value's fault: name the config
+    items = loaded.items
+    named = loaded.source.provenance.get("source") or config.items.source
+    if config.generate is not None:
+        if loaded.format != "prompts":
+            raise ConfigError(
+                source,
+                [
+                    (
+                        "generate",
+                        f"the items already have responses (format {loaded.format}); generate is for a "
+                        "prompts-only source (items.format: prompts)",
+                    )
+                ],
+            )
+        items = plan_slots(items, config.generate)  # final response ids: pairs are planned before any text exists
+    check_judgeable(items, config.judge.backend, named)
+    return loaded, items
+
+
+def _fingerprint(config: BuildConfig, spec: SurveySpec, loaded: LoadedItems) -> tuple[str, pl.DataFrame | None]:
+    """The build's fingerprint, and the source columns the shards keep (which are part of it)."""
+    fingerprint = build_fingerprint(config, spec)
+    if loaded.kept is None:
+        return fingerprint, None
+    key, *names = loaded.kept.columns
+    source_columns = loaded.kept.select(pl.col(key).alias("prompt_id"), pl.struct(names).alias("source_columns"))
+    # shards hold the kept values: other names or values are another dataset, made again from the store
+    # (a digest polars may compute otherwise in another version: then the shards are made again, no request)
+    return content_hash(fingerprint, names, int(loaded.kept.hash_rows(seed=0).sum()), size=16), source_columns
+
+
+def _added_personas(
+    config: BuildConfig,
+    out: str | Path,
+    source: str,
+    state: BuildState,
+    add_personas: int,
+    overwrite: bool,
+    grows: bool,
+) -> int:
+    """Personas past population.size: those the folder's refreshes added, and ``add_personas`` more."""
+    added = 0 if overwrite else state.added_personas()
+    if add_personas and grows and state.unfinished():
+        # a refresh that was stopped: finish it, rather than grow again by the same amount (next run grows)
+        log.warning("%s holds an unfinished run: finishing it; --add-personas applies to the next run", out)
+    else:
+        added += add_personas
+    size = config.population.size + added
+    if size > POPULATION_LIMIT:
+        raise ConfigError(source, [("population.size", f"growing to {size} personas passes {POPULATION_LIMIT}")])
+    if config.population.representatives is not None and add_personas:
+        # growing the sample re-clusters it: other representatives and weights, so nothing built would be kept
+        raise ConfigError(
+            source,
+            [
+                (
+                    "population.representatives",
+                    "--add-personas cannot grow a build of representatives (a larger sample is clustered anew); "
+                    "raise population.size instead (the representatives are then chosen and judged anew)",
+                )
+            ],
+        )
+    return added
+
+
+def _population(config: BuildConfig, spec: SurveySpec, source: str, added: int) -> Population:
+    population = sample_population(
+        spec,
+        config.population.size + added,
+        config.population.allocation,
+        config.seed,
+        source=source,
+        counts_for=config.population.size,
+    )
+    k = config.population.representatives
+    return population if k is None else represent(population, k, config.seed)  # only they are judged

@@ -70,7 +70,7 @@ def run_shard(plan: BuildPlan, run: RunState, index: int, judge: Judge) -> Shard
     rows = plan.config.output.row_group_rows
 
     attribute_names = list(plan.population.spec.attributes)
-    # a file per config and split of the shard's personas (dataset.splits), all written together
+    # a file per config and split of the shard's personas (splits.py), all written together
     shares = plan.config.output.splits
     start, end = part.shard_personas(index)
     names = splits.present((p.id for p in plan.population.personas[start:end]), shares)

@@ -132,7 +132,22 @@ def sample_population(
     counts = {g: 0 for g in shares}
     for g in groups:
         counts[g] += 1
+    order = _drawn_rows(frame, groups, counts, seed)
+    persona_weight = {g: shares[g] / targets[g] for g, c in counts.items() if c}
+    return Population(
+        spec=spec,
+        personas=_personas(spec, frame, order, persona_weight),
+        group_shares=shares,
+        group_counts=counts,
+        respondents_total=survey.total,
+        respondents_used=frame.height,
+        dropped=survey.dropped,
+    )
 
+
+def _drawn_rows(frame: pl.DataFrame, groups: list[str], counts: dict[str, int], seed: int) -> np.ndarray:
+    """The frame row of each persona, in order: within a group, respondents with replacement, p proportional to
+    weight, from the group's own seeded stream."""
     group_rows = frame["group"].to_numpy()
     all_weights = frame["weight"].to_numpy()
     draws: dict[str, np.ndarray] = {}
@@ -145,25 +160,39 @@ def sample_population(
         u = np.random.default_rng([seed, index]).random(count) * cdf[-1]
         draws[group] = rows[np.minimum(np.searchsorted(cdf, u, side="right"), len(rows) - 1)]
     taken = dict.fromkeys(counts, 0)
-    order = np.empty(size, dtype=np.int64)
+    order = np.empty(len(groups), dtype=np.int64)
     for k, g in enumerate(groups):
         order[k] = draws[g][taken[g]]
         taken[g] += 1
+    return order
 
-    persona_weight = {g: shares[g] / targets[g] for g, c in counts.items() if c}
+
+_Views = tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any], str]
+
+
+def _views(spec: SurveySpec, frame: pl.DataFrame, order: np.ndarray) -> dict[int, _Views]:
+    """Each drawn row's (row, attributes, views, positions, portrayal). A respondent is drawn many times in a large
+    population: its views and portrayal are built once and shared (92,593 personas of 1,543 respondents: 580 MB as
+    copies)."""
     source_file = spec.path or spec.name
     template = portrayal.load(spec.portrayal, source_file, spec_path=spec.path)
     topics = {t: item.topic for t, item in spec.attitudes.items.items()}
-    # a respondent is drawn many times in a large population: its views and portrayal are built once and shared
-    # (92,593 personas of 1,543 respondents: 580 MB as copies)
     drawn_rows = np.unique(order)
-    views_of: dict[int, tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any], str]] = {}
+    views_of: dict[int, _Views] = {}
     for index, row in zip(drawn_rows.tolist(), frame[drawn_rows].iter_rows(named=True), strict=True):
         attributes = {n: row[f"a:{n}"] for n in spec.attributes}
         views = {t: row[f"v:{t}"] for t in topics}
         positions = {t: row[f"p:{t}"] for t in topics}
         rendered = portrayal.render(template, source_file, row["respondent_id"], attributes, views, topics)
         views_of[index] = (row, attributes, views, positions, rendered)
+    return views_of
+
+
+def _personas(
+    spec: SurveySpec, frame: pl.DataFrame, order: np.ndarray, persona_weight: dict[str, float]
+) -> tuple[Persona, ...]:
+    """A persona per drawn row; the n-th draw of a respondent is its replicate n."""
+    views_of = _views(spec, frame, order)
     seen: dict[str, int] = {}
     personas = []
     for index in order.tolist():
@@ -185,12 +214,4 @@ def sample_population(
                 portrayal=rendered,
             )
         )
-    return Population(
-        spec=spec,
-        personas=tuple(personas),
-        group_shares=shares,
-        group_counts=counts,
-        respondents_total=survey.total,
-        respondents_used=frame.height,
-        dropped=survey.dropped,
-    )
+    return tuple(personas)

@@ -168,6 +168,23 @@ def respondents(spec: SurveySpec, table: pl.DataFrame | None = None) -> Responde
     if table.is_empty():  # before the types: a header-only CSV reads as text columns, the weight's among them
         raise ConfigError(spec.path, [("source", f"survey table {_shown(spec)} has no rows (no respondents)")])
     _check_ids(spec, table)
+    frame = _labelled(spec, table, declared)
+    _check_weights(spec, frame)
+    _check_answered(spec, frame)
+    frame, dropped, rule = _missing_rules(spec, frame)
+    _check_answered(spec, frame, dropped)
+    _check_group_labels(spec, frame)
+    group = pl.concat_str([pl.col(f"a:{g}").fill_null(NOT_ANSWERED) for g in spec.groups.by], separator=GROUP_SEPARATOR)
+    frame = frame.with_columns(group=group)
+    if frame.is_empty():
+        # blame the rule that dropped the most: the field to change first (no rule: the table was empty)
+        where = rule[max(dropped, key=lambda r: dropped[r])] if dropped else "source"
+        raise ConfigError(spec.path, [(where, f"no respondents left after missing-value rules (dropped: {dropped})")])
+    return Respondents(frame=frame, total=table.height, dropped=dropped)
+
+
+def _labelled(spec: SurveySpec, table: pl.DataFrame, declared: dict[str, FileColumn]) -> pl.DataFrame:
+    """respondent_id, weight, a:<attr>, v:<topic> and p:<topic> (the answer's position on its scale, 0..1)."""
     exprs: list[pl.Expr] = [
         (pl.col(spec.id_column).cast(pl.String) if spec.id_column else pl.int_range(pl.len()).cast(pl.String)).alias(
             "respondent_id"
@@ -192,12 +209,14 @@ def respondents(spec: SurveySpec, table: pl.DataFrame | None = None) -> Responde
         position = answer.replace_strict(scale, [i / (len(scale) - 1) for i in range(len(scale))], default=None)
         exprs.append(position.cast(pl.Float64).alias(f"p:{topic}"))
     try:
-        frame = table.select(exprs)
+        return table.select(exprs)
     except pl.exceptions.PolarsError as e:  # a column this module did not foresee: still the table's fault
         raise ConfigError(spec.path, [("", f"cannot label the survey table: {first_line(e)}")]) from None
-    _check_weights(spec, frame)
-    _check_answered(spec, frame)
 
+
+def _missing_rules(spec: SurveySpec, frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int], dict[str, str]]:
+    """The respondents the spec's missing-value rules keep, how many each reason dropped, and the spec field
+    whose rule each reason is."""
     dropped: dict[str, int] = {}
     rule: dict[str, str] = {}  # reason -> the spec field whose rule dropped them
     drop_columns = [
@@ -217,15 +236,7 @@ def respondents(spec: SurveySpec, table: pl.DataFrame | None = None) -> Responde
         if zero:
             dropped["zero survey weight"], rule["zero survey weight"] = zero, "weight_column"
             frame = frame.filter(pl.col("weight") > 0)
-    _check_answered(spec, frame, dropped)
-    _check_group_labels(spec, frame)
-    group = pl.concat_str([pl.col(f"a:{g}").fill_null(NOT_ANSWERED) for g in spec.groups.by], separator=GROUP_SEPARATOR)
-    frame = frame.with_columns(group=group)
-    if frame.is_empty():
-        # blame the rule that dropped the most: the field to change first (no rule: the table was empty)
-        where = rule[max(dropped, key=lambda r: dropped[r])] if dropped else "source"
-        raise ConfigError(spec.path, [(where, f"no respondents left after missing-value rules (dropped: {dropped})")])
-    return Respondents(frame=frame, total=table.height, dropped=dropped)
+    return frame, dropped, rule
 
 
 def _check_columns(spec: SurveySpec, table: pl.DataFrame) -> None:

@@ -9,7 +9,7 @@ not do here, and this module does:
   ``run_in_ephemeral``; the Runner itself warns "Cannot schedule flows on an ephemeral server"), so a served
   deployment there never gets a run. Even a full server cannot, beside SQLAlchemy 2.1: Prefect's bulk insert of
   scheduled runs fails ("Can't evaluate bulk DML statement; please supply a bulk_dml decorated function"), in the
-  scheduler service and in ``POST /deployments/{id}/schedule`` alike. So ``_Scheduler`` keeps one run of the
+  scheduler service and in ``POST /deployments/{id}/schedule`` alike. So ``Scheduler`` keeps one run of the
   deployment waiting, created through the API one at a time at the schedule's next time. One at a time also
   means that runs coming due while a long build is still going coalesce into one catch-up run instead of piling
   up. Against a server the user runs (``PREFECT_API_URL`` set), its scheduler creates the runs and we only serve.
@@ -41,19 +41,19 @@ from polypref import pipeline, runners
 from polypref.config import BuildConfig
 from polypref.errors import ConfigError, PolyprefError, first_line
 from polypref.runners import prefect_server
+from polypref.runners.schedules import FINISHED, Scheduler, describe_schedule, flow_runs, make_schedule
 from polypref.safety.secrets import scrub
 
 # A stop cancels the run in flight; Prefect gives a cancelled run 30 s to exit before it kills it, and then the
 # runner and the server shut down. Past this, serve stops at once, as after a second signal.
 STOP_TIMEOUT_S = 90
+
+
 # as the CLI prints: markup off, since messages carry user paths
 _out = Console(markup=False, highlight=False, soft_wrap=True)
+
+
 _err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
-FINISHED = ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]
-# A schedule that runs less often than yearly is a mistake: --interval is at most MAX_INTERVAL, and a cron must
-# fire within CRON_HORIZON (room for 29 February, which comes every 4 years)
-MAX_INTERVAL = datetime.timedelta(days=366)
-CRON_HORIZON = datetime.timedelta(days=5 * 366)
 
 
 def serve(
@@ -89,22 +89,7 @@ def serve(
     server = prefect_server.PrefectServer()
     served = _Served(flow, name, schedule, parameters, out, describe_schedule(cron, interval))
     with _StopOnSignal(server, served) as stop:
-        try:
-            with _server_environment():
-                server.start()
-        except RuntimeError as e:
-            if "ephemeral Prefect API server" not in str(e):
-                raise
-            raise PolyprefError(
-                f"Prefect's local server did not start ({e}). If another Prefect version used this Prefect home, "
-                "its database may be too new for this one: point PREFECT_HOME at a new folder, or set "
-                "PREFECT_API_URL to a running Prefect server."
-            ) from None
-        if server.process is not None:
-            # Our server: the runner, and the flow-run processes it starts (they inherit os.environ), must use
-            # this one, not start servers of their own.
-            served.api_url = prefect_server.own_server_url()
-            os.environ["PREFECT_API_URL"] = served.api_url
+        _start(server, served)
         if stop.name is None:
             worker = threading.Thread(target=served.run, name="polypref-serve", daemon=True)
             worker.start()
@@ -119,6 +104,26 @@ def serve(
         raise SystemExit(128 + signal.Signals[stop.name].value)
 
 
+def _start(server: prefect_server.PrefectServer, served: _Served) -> None:
+    """Start Prefect's server (ours, unless PREFECT_API_URL names one), which the runs must use too."""
+    try:
+        with _server_environment():
+            server.start()
+    except RuntimeError as e:
+        if "ephemeral Prefect API server" not in str(e):
+            raise
+        raise PolyprefError(
+            f"Prefect's local server did not start ({e}). If another Prefect version used this Prefect home, "
+            "its database may be too new for this one: point PREFECT_HOME at a new folder, or set "
+            "PREFECT_API_URL to a running Prefect server."
+        ) from None
+    if server.process is not None:
+        # Our server: the runner, and the flow-run processes it starts (they inherit os.environ), must use
+        # this one, not start servers of their own.
+        served.api_url = prefect_server.own_server_url()
+        os.environ["PREFECT_API_URL"] = served.api_url
+
+
 def flow_parameters(config: BuildConfig, out: Path, source: str, add_personas: int) -> dict[str, Any]:
     """The deployment's parameters, as Prefect stores them (JSON); a config that JSON would change is refused."""
     dumped = config.model_dump(mode="json")
@@ -131,61 +136,6 @@ def flow_parameters(config: BuildConfig, out: Path, source: str, add_personas: i
         )
         raise ConfigError(source, [(path, reason) for path in lost])
     return {"config": dumped, "out": str(out), "source": source, "add_personas": add_personas}
-
-
-def make_schedule(cron: str, interval: float | None) -> Any:
-    """Prefect's schedule for ``interval`` seconds, or else for ``cron`` (UTC); ConfigError if invalid.
-
-    A schedule must fire, and at least yearly: an interval past MAX_INTERVAL (inf, 1e20: timedelta overflows)
-    or a cron with no date within CRON_HORIZON (31 February) would serve forever and never build.
-    """
-    from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
-    from pydantic import ValidationError
-
-    option = "--interval" if interval is not None else "--cron"
-    try:
-        if interval is not None:
-            if not 0 < interval <= MAX_INTERVAL.total_seconds():  # also refuses nan
-                raise ValueError(
-                    f"must be a number of seconds > 0 and at most {MAX_INTERVAL.days} days "
-                    f"({MAX_INTERVAL.total_seconds():.0f} s): a schedule that runs less often than yearly is a "
-                    f"mistake; got {interval:.12g}"
-                )
-            return IntervalSchedule(interval=datetime.timedelta(seconds=interval))
-        schedule = CronSchedule(cron=cron, timezone="UTC")
-        if _next_date(schedule, within=CRON_HORIZON) is None:
-            raise ValueError(
-                f"'{cron}' never fires within the next {CRON_HORIZON.days // 365} years "
-                "(a date that never comes, such as 31 February?)"
-            )
-        return schedule
-    except ValidationError as e:
-        raise ConfigError("command line", [(option, e.errors()[0]["msg"])]) from None
-    except ValueError as e:
-        raise ConfigError("command line", [(option, str(e))]) from None
-
-
-def _next_date(schedule: Any, within: datetime.timedelta) -> datetime.datetime | None:
-    """The schedule's first date from now, as the server's scheduler (and ours, ``_Scheduler``) computes it;
-    None if there is none within ``within``."""
-    start = datetime.datetime.now(datetime.UTC)
-    try:
-        dates = asyncio.run(_server_schedule(schedule).get_dates(n=1, start=start, end=start + within))
-    except ValueError:  # croniter's CroniterBadDateError: it found no date at all (it looks decades ahead)
-        return None
-    return dates[0] if dates else None
-
-
-def _server_schedule(schedule: Any) -> Any:
-    """The server's own class of a client schedule, which computes its dates (the client's cannot). For its
-    dates only: Prefect refuses server schedule objects in deployments."""
-    from prefect.server.schemas import schedules
-
-    return getattr(schedules, type(schedule).__name__).model_validate(schedule.model_dump())
-
-
-def describe_schedule(cron: str, interval: float | None) -> str:
-    return f"every {interval:g} s" if interval is not None else f"on cron '{cron}' (UTC)"
 
 
 def _differences(before: Any, after: Any, path: str = "") -> list[str]:
@@ -282,7 +232,7 @@ class _Served:
             deployment.work_queue_name = None
             deployment_id = await runner.aadd_deployment(deployment)
             async with get_client() as client:
-                scheduler = _Scheduler(client, deployment_id, self.schedule) if self.api_url else None
+                scheduler = Scheduler(client, deployment_id, self.schedule) if self.api_url else None
                 if scheduler is not None:
                     await scheduler.forget_waiting_runs()  # left by a serve that was killed
                 starting = asyncio.create_task(runner.start())
@@ -304,7 +254,7 @@ class _Served:
                         await runner.astop()  # cancels a run in flight
                 await starting  # the runner's own errors surface here
 
-    async def _watch(self, client: Any, deployment_id: UUID, scheduler: _Scheduler | None) -> None:
+    async def _watch(self, client: Any, deployment_id: UUID, scheduler: Scheduler | None) -> None:
         """Keep the next run waiting (on our server), say once what is served, then report each finished run."""
         from prefect.settings import get_current_settings
 
@@ -317,11 +267,13 @@ class _Served:
                 if scheduler is not None:
                     await scheduler.keep_one_waiting()
                 if not announced:
-                    waiting = await _runs(client, deployment_id, ["SCHEDULED"], limit=1, sort="EXPECTED_START_TIME_ASC")
+                    waiting = await flow_runs(
+                        client, deployment_id, ["SCHEDULED"], limit=1, sort="EXPECTED_START_TIME_ASC"
+                    )
                     when = f", next run {_utc(waiting[0].expected_start_time)}" if waiting else ""
                     _out.print(f"serving {self.name}: {self.when} into {self.out}{when} (Ctrl-C to stop)")
                     announced = True
-                latest = await _runs(
+                latest = await flow_runs(
                     client, deployment_id, FINISHED, ended_after=started, limit=20, sort="END_TIME_DESC"
                 )
                 for run in reversed(latest):
@@ -352,69 +304,6 @@ async def _let_finished_runs_exit(runner: Any, client: Any, timeout: float = 20)
         if not ended:
             return
         await asyncio.sleep(0.2)
-
-
-class _Scheduler:
-    """For a server that runs no scheduler: keeps one run of the deployment waiting, at the schedule's next
-    time after the last run it created (see the module docstring)."""
-
-    def __init__(self, client: Any, deployment_id: UUID, schedule: Any):
-        self.client, self.deployment_id = client, deployment_id
-        self.dates = _server_schedule(schedule)  # computes the times, as the server's scheduler would
-        self.last: datetime.datetime | None = None
-
-    async def keep_one_waiting(self) -> None:
-        from prefect.states import Scheduled
-
-        if await _runs(self.client, self.deployment_id, ["SCHEDULED"], limit=1):
-            return
-        start = datetime.datetime.now(datetime.UTC)
-        if self.last is not None and self.last >= start:
-            start = self.last + datetime.timedelta(microseconds=1)
-        dates = await self.dates.get_dates(n=1, start=start)
-        if not dates:
-            return
-        self.last = dates[0]
-        await self.client.create_flow_run_from_deployment(
-            self.deployment_id,
-            state=Scheduled(scheduled_time=dates[0]),
-            idempotency_key=f"polypref serve {self.deployment_id} {dates[0].isoformat()}",
-        )
-
-    async def forget_waiting_runs(self) -> None:
-        for run in await _runs(self.client, self.deployment_id, ["SCHEDULED"]):
-            await self.client.delete_flow_run(run.id)
-
-
-async def _runs(
-    client: Any,
-    deployment_id: UUID,
-    states: list[str],
-    *,
-    ended_after: datetime.datetime | None = None,
-    limit: int | None = None,
-    sort: str | None = None,
-) -> list[Any]:
-    """The deployment's flow runs in ``states`` (Prefect state types)."""
-    from prefect.client.schemas.filters import (
-        DeploymentFilter,
-        DeploymentFilterId,
-        FlowRunFilter,
-        FlowRunFilterEndTime,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.sorting import FlowRunSort
-
-    runs = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states)))
-    if ended_after is not None:
-        runs.end_time = FlowRunFilterEndTime(after_=ended_after)
-    return await client.read_flow_runs(
-        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
-        flow_run_filter=runs,
-        sort=FlowRunSort[sort] if sort else None,
-        limit=limit,
-    )
 
 
 def _run_line(run: Any) -> str:

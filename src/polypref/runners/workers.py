@@ -2,7 +2,7 @@
 head prepared, load one judge, and judge job after job it claims until the build has none left.
 
 Plain Python like the pipeline: the flows only choose where a worker runs. The jobs are the build's shards and
-its persona-free run; a lease (dataset.claims) keeps two workers off one job, and the judgment store (shared
+its persona-free run; a lease (runners.claims) keeps two workers off one job, and the judgment store (shared
 through the folder) lets a worker that takes over a dead one's job ask only for what was never saved.
 """
 

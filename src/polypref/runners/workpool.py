@@ -37,7 +37,7 @@ def check(source: str) -> None:
                 (
                     "runner.kind",
                     "workpool needs a Prefect server its workers share: start one (prefect server start) and set "
-                    "PREFECT_API_URL here and on every worker (see README: Scaling out)",
+                    "PREFECT_API_URL here and on every worker (see docs/scaling.md)",
                 )
             ],
         )
