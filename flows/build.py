@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from polypref import pipeline, runners
+from polypref import pipeline
 from polypref.analysis import evaluate as evaluation
 from polypref.build.lock import folder_lock
 from polypref.config import BuildConfig
@@ -28,6 +28,7 @@ from polypref.interrupt import signal_name, stop_requested
 from polypref.judges import Judge, make_judge
 from polypref.pipeline import fidelity
 from polypref.runners import ray_workers, workers, workpool
+from polypref.runners.check import check_runner
 
 
 @task(
@@ -82,7 +83,7 @@ def build_dataset(
 
 
 def _build(config: BuildConfig, out: str, overwrite: bool, source: str, add_personas: int) -> dict[str, Any]:
-    runners.check(config, source)
+    check_runner(config, source)
     plan = pipeline.plan(config, out, source, add_personas, overwrite)
     report = None
     if config.fidelity.check:

@@ -68,11 +68,12 @@ def our_modules(root: Path = ROOT) -> dict[str, Path]:
     return found
 
 
-def all_imports(name: str, path: Path) -> Iterator[tuple[str, int, str]]:
-    """Every module an import statement of ``path`` names (absolute or relative), with its line and place."""
+def all_imports(name: str, path: Path) -> Iterator[tuple[str, int, str, bool]]:
+    """Every module an import statement of ``path`` names (absolute or relative), with its line, its place, and
+    whether it is named (``from a import b`` names ``a.b``; ``a`` itself is only run on the way)."""
     is_package = path.name == "__init__.py"
 
-    def visit(node: ast.AST, where: str) -> Iterator[tuple[str, int, str]]:
+    def visit(node: ast.AST, where: str) -> Iterator[tuple[str, int, str, bool]]:
         for child in ast.iter_child_nodes(node):
             here = where
             if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -81,7 +82,7 @@ def all_imports(name: str, path: Path) -> Iterator[tuple[str, int, str]]:
                 here = "type-checking"
             if isinstance(child, ast.Import):
                 for alias in child.names:
-                    yield alias.name, child.lineno, here
+                    yield alias.name, child.lineno, here, True
             elif isinstance(child, ast.ImportFrom):
                 base = child.module or ""
                 if child.level:
@@ -89,8 +90,8 @@ def all_imports(name: str, path: Path) -> Iterator[tuple[str, int, str]]:
                     package = package[: len(package) - (child.level - 1)]
                     base = ".".join([*package, *([child.module] if child.module else [])])
                 for alias in child.names:
-                    yield f"{base}.{alias.name}", child.lineno, here
-                yield base, child.lineno, here
+                    yield f"{base}.{alias.name}", child.lineno, here, True
+                yield base, child.lineno, here, False
             yield from visit(child, here)
 
     yield from visit(ast.parse(path.read_text(encoding="utf-8")), "module")
@@ -99,11 +100,11 @@ def all_imports(name: str, path: Path) -> Iterator[tuple[str, int, str]]:
 def our_imports(modules: dict[str, Path]) -> list[Import]:
     edges = set()
     for name, path in modules.items():
-        for target, line, where in all_imports(name, path):
+        for target, line, where, named in all_imports(name, path):
             while target and target not in modules:
                 target = target.rpartition(".")[0]
-            # a package's own __init__ runs for every import of its submodules: not an edge of the design
-            if target and target != name and not name.startswith(target + "."):
+            # a package's own __init__ runs on the way to any of its submodules: an edge only where it is named
+            if target and target != name and (named or not name.startswith(target + ".")):
                 edges.add(Import(name, target, line, where))
     return sorted(edges, key=lambda e: (e.source, e.target, e.line))
 
@@ -174,7 +175,7 @@ def _within(module: str, homes: tuple[str, ...]) -> bool:
 def prefect_importers(modules: dict[str, Path]) -> list[str]:
     found = []
     for name, path in modules.items():
-        for target, line, _ in all_imports(name, path):
+        for target, line, _, _ in all_imports(name, path):
             top = target.split(".")[0]
             if (top == "prefect" or top.startswith("prefect_")) and not _within(name, PREFECT_HOMES):
                 found.append(f"{name} imports {target} at line {line}")
@@ -255,6 +256,19 @@ def test_a_cycle_through_an_import_inside_a_function_is_found(tmp_path):
         },
     )
     assert cycles(our_imports(modules)) == [["polypref.build.plan", "polypref.pipeline"]]
+
+
+def test_a_package_and_a_submodule_that_names_it_are_a_cycle(tmp_path):
+    modules = _tree(
+        tmp_path,
+        {
+            "polypref/__init__.py": "",
+            "polypref/runners/__init__.py": "from polypref.runners import serve\n",
+            "polypref/runners/serve.py": "from polypref import runners\nfrom polypref.runners import claims\n",
+            "polypref/runners/claims.py": "",
+        },
+    )
+    assert cycles(our_imports(modules)) == [["polypref.runners", "polypref.runners.serve"]]
 
 
 def test_an_import_against_the_layers_is_found(tmp_path):

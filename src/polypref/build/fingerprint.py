@@ -132,6 +132,8 @@ DATA_CODE = (
     "analysis/calibration.py",  # a preference's confidence
     "analysis/scaling.py",  # its fitted maps (Platt, isotonic)
     "splits.py",  # which split's file a shard's row is in
+    "build/plan.py",  # a shard's units: personas, pairs, orders, samples
+    "build/layout.py",  # which shards hold which personas and pairs
 )
 
 
@@ -148,7 +150,15 @@ JUDGING_CODE: dict[str, tuple[str, ...]] = {
 }
 
 # Inside DATA_CODE's folders, code that never runs in a build (drafting a spec for the user to edit).
-NOT_DATA_CODE = frozenset({"population/draft.py", "population/draft_guesses.py", "population/draft_variables.py"})
+NOT_DATA_CODE = frozenset(
+    {
+        "population/draft.py",  # `polypref init-spec`
+        "population/draft_guesses.py",
+        "population/draft_variables.py",
+        "generation/annotate.py",  # `polypref annotate`: writes an items file, never a row
+        "pipeline/fidelity.py",  # the fidelity check: its own report, keyed apart (fidelity/report.py)
+    }
+)
 
 
 @cache

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from polypref import interrupt, judges, runners
+from polypref import interrupt, judges
 from polypref.cli.common import (
     EXIT_UNANSWERED,
     AddPersonasOpt,
@@ -34,6 +34,7 @@ from polypref.cli.common import (
 from polypref.errors import Interrupted, PolyprefError
 from polypref.files import write_bytes
 from polypref.runners import prefect_server
+from polypref.runners.check import check_runner
 
 
 @app.command()
@@ -62,7 +63,7 @@ def build(
     BuildState(out_dir).check_writable()
     # planned under the lock: a build waited for may change what the folder holds
     with folder_lock(out_dir, wait=wait), _prefect_server() as server:  # it boots while the inputs are checked
-        runners.check(cfg, source)
+        check_runner(cfg, source)
         plan = pipeline.plan(cfg, out_dir, source, add_personas, overwrite)
         pipeline.check_output(plan, overwrite)
         pipeline.check_endpoints(plan)

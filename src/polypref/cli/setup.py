@@ -10,11 +10,11 @@ from typing import Annotated, Any
 
 import typer
 
-from polypref import runners
 from polypref.cli.common import ConfigArg, SetOpt, app, err, load_settings, out
 from polypref.config import DEFAULT_CONFIG_PATH
 from polypref.errors import PolyprefError
 from polypref.files import write_bytes
+from polypref.runners.check import check_runner
 from polypref.safety.secrets import scrub
 
 
@@ -72,7 +72,7 @@ def validate(config: ConfigArg = None, set_: SetOpt = None) -> None:
     from polypref import pipeline
 
     cfg, source = load_settings(config, set_)
-    runners.check(cfg, source)
+    check_runner(cfg, source)
     plan = pipeline.plan(cfg, Path("."), source)
     out.print(json.dumps(_plan_summary(plan), indent=2))
 

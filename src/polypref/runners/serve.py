@@ -37,10 +37,11 @@ from uuid import UUID
 
 from rich.console import Console
 
-from polypref import pipeline, runners
+from polypref import pipeline
 from polypref.config import BuildConfig
-from polypref.errors import ConfigError, PolyprefError, first_line
+from polypref.errors import PolyprefError, first_line
 from polypref.runners import prefect_server
+from polypref.runners.check import check_runner, flow_parameters
 from polypref.runners.schedules import FINISHED, Scheduler, describe_schedule, flow_runs, make_schedule
 from polypref.safety.secrets import scrub
 
@@ -79,7 +80,7 @@ def serve(
     """
     prefect_server.use_defaults()  # before Prefect is imported: it reads them once
     schedule = make_schedule(cron, interval)  # first: a mistyped option should not wait for the inputs' checks
-    runners.check(config, source)
+    check_runner(config, source)
     plan = pipeline.plan(config, out, source)
     pipeline.check_output(plan)
     parameters = flow_parameters(config, out, source, add_personas)
@@ -122,31 +123,6 @@ def _start(server: prefect_server.PrefectServer, served: _Served) -> None:
         # this one, not start servers of their own.
         served.api_url = prefect_server.own_server_url()
         os.environ["PREFECT_API_URL"] = served.api_url
-
-
-def flow_parameters(config: BuildConfig, out: Path, source: str, add_personas: int) -> dict[str, Any]:
-    """The deployment's parameters, as Prefect stores them (JSON); a config that JSON would change is refused."""
-    dumped = config.model_dump(mode="json")
-    lost = _differences(config.model_dump(), BuildConfig.model_validate(dumped).model_dump())
-    if lost:
-        reason = (
-            "Prefect's stored flow parameters leave this out (credentials, and provider settings not known to be "
-            "harmless, never reach its database), so scheduled runs would judge without it; keep keys in the "
-            "environment (judge.api_key_env), or run `polypref build` on a schedule of your own"
-        )
-        raise ConfigError(source, [(path, reason) for path in lost])
-    return {"config": dumped, "out": str(out), "source": source, "add_personas": add_personas}
-
-
-def _differences(before: Any, after: Any, path: str = "") -> list[str]:
-    """The paths (a.b[0].c) where two JSON-like values differ."""
-    if isinstance(before, dict) and isinstance(after, dict):
-        keys = sorted(set(before) | set(after), key=str)
-        return [d for k in keys for d in _differences(before.get(k), after.get(k), f"{path}.{k}" if path else k)]
-    if isinstance(before, list | tuple) and isinstance(after, list | tuple) and len(before) == len(after):
-        pairs = enumerate(zip(before, after, strict=True))
-        return [d for i, (b, a) in pairs for d in _differences(b, a, f"{path}[{i}]")]
-    return [] if before == after else [path or "<root>"]
 
 
 @contextlib.contextmanager

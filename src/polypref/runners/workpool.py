@@ -11,36 +11,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from typing import Any
 from uuid import UUID
 
 from polypref import assets
 from polypref.build.plan import BuildPlan, RunState
-from polypref.errors import ConfigError, Interrupted, OutputError
+from polypref.errors import Interrupted, OutputError
 from polypref.interrupt import signal_name, stop_requested
 from polypref.runners import workers
-from polypref.runners.serve import flow_parameters
+from polypref.runners.check import flow_parameters
 
 log = logging.getLogger("polypref.runners.workpool")
 
 WORKER_FLOW = "judge-shards"  # the flow's name; its deployment is named after the pool
-
-
-def check(source: str) -> None:
-    """Before any work: the workers must reach the head's Prefect server, so it cannot be an ephemeral one."""
-    if not os.environ.get("PREFECT_API_URL"):
-        raise ConfigError(
-            source,
-            [
-                (
-                    "runner.kind",
-                    "workpool needs a Prefect server its workers share: start one (prefect server start) and set "
-                    "PREFECT_API_URL here and on every worker (see docs/scaling.md)",
-                )
-            ],
-        )
 
 
 def run_workers(plan: BuildPlan, run: RunState, source: str) -> None:
