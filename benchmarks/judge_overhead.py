@@ -4,9 +4,9 @@
     python benchmarks/judge_overhead.py --backend openai --base-url URL --model NAME [--n 512]
 
 vllm: the same N judgment prompts (default GSS population and items, persona-major) go through raw
-``LLM.chat`` and through polypref's VllmJudge (rendering, structured decoding, parsing) in one process, with the
-prefix cache reset before each run; then the raw run is repeated in shuffled order. Last line: JSON with
-raw_per_s, ours_per_s, ratio, prefix_cache_hit_rate and prefix_cache_hit_rate_shuffled.
+``LLM.chat`` and through polypref's judge over llms/vllm.py (rendering, structured decoding, parsing) in one
+process, with the prefix cache reset before each run; then the raw run is repeated in shuffled order. Last line:
+JSON with raw_per_s, ours_per_s, ratio, prefix_cache_hit_rate and prefix_cache_hit_rate_shuffled.
 openai: N judgments through the OpenAI judge; last line: JSON with ours_per_s, mean_in_flight, concurrency
 (the time-averaged adaptive limit) and in_flight_ratio.
 --cpu applies the settings vLLM's CPU build needs for the tiny test model.
@@ -75,9 +75,9 @@ def bench_vllm(args: argparse.Namespace) -> dict:
         return time.perf_counter() - start
 
     def hit_rate(run) -> tuple[float, float]:
-        q0, h0 = judge.prefix_cache_counters()
+        q0, h0 = judge.llm.prefix_cache_counters()
         seconds = run()
-        q1, h1 = judge.prefix_cache_counters()
+        q1, h1 = judge.llm.prefix_cache_counters()
         return seconds, (h1 - h0) / max(q1 - q0, 1)
 
     raw(messages[: min(32, len(messages))])  # warm-up: compile grammars, fill allocator pools
@@ -124,12 +124,12 @@ def bench_openai(args: argparse.Namespace) -> dict:
     config = load_config(None, overrides)
     judge = make_judge(config.judge, config.seed)
     batch = units(args.n)
-    judge.limiter.start_clock()
+    judge.llm.limiter.start_clock()
     start = time.perf_counter()
     frames = list(judge.judge(batch))
     seconds = time.perf_counter() - start
     invalid = sum(f["error"].is_not_null().sum() for f in frames)
-    mean, limit = judge.limiter.mean_in_flight(), judge.limiter.mean_limit()
+    mean, limit = judge.llm.limiter.mean_in_flight(), judge.llm.limiter.mean_limit()
     return {
         "n": args.n,
         "invalid": int(invalid),

@@ -22,9 +22,9 @@ from polypref.errors import ConfigError
 from polypref.filters.config import AdaptiveConfig, FiltersConfig
 from polypref.generation import GenerateConfig
 from polypref.items.config import ItemsConfig
-from polypref.judges.openai_wire import OpenAIJudgeConfig
 from polypref.judges.simulated import SimulatedJudgeConfig
-from polypref.judges.vllm import VllmJudgeConfig
+from polypref.llms.openai_wire import OpenAIJudgeConfig
+from polypref.llms.vllm import VllmJudgeConfig
 from polypref.safety.provenance import public
 from polypref.strict import StrictModel
 
@@ -129,6 +129,8 @@ class OutputConfig(StrictModel):
 class RunnerConfig(StrictModel):
     """Where the shards are judged. Never part of what a build holds: any runner builds the same rows."""
 
+    # the kinds of runners.RUNNERS, which this layer cannot import (tests/unit/test_runner_registry.py keeps them
+    # in step); listed here, they are what validation accepts and what the config's errors and schema name
     kind: Literal["local", "workpool", "ray"] = Field(
         "local",
         description="local: output.workers threads in this process; workpool: output.workers flow runs on a "

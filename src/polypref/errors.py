@@ -39,7 +39,7 @@ class JudgeFatalError(PolyprefError):
 
 class EndpointUnreachable(JudgeFatalError):
     """An endpoint cannot be reached at all (connection refused, unknown host, no answer in time), found by
-    probing it before the first request (judges.probe): asking anyway would only retry for many minutes.
+    probing it before the first request (llms.probe): asking anyway would only retry for many minutes.
 
     Stops like any setup error, but the CLI exits 3, as for questions that got no answer: nothing in the config
     need be wrong, and the same command succeeds once the endpoint is up.

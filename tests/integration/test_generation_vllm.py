@@ -48,5 +48,5 @@ def test_free_text_from_the_engine_and_a_rerun_that_starts_none(tiny_model, tmp_
     def no_engine(*args: object, **kwargs: object) -> None:
         raise AssertionError("a rerun with every response saved must not start an engine")
 
-    monkeypatch.setattr("polypref.judges.vllm.VllmJudge.__init__", no_engine)
+    monkeypatch.setattr("polypref.llms.vllm.VllmLLM.__init__", no_engine)
     assert generate(items, config, 0, store) == filled

@@ -17,7 +17,7 @@ import pytest
 
 from polypref import pipeline
 from polypref.config import load_config
-from polypref.judges.openai import OpenAIJudge
+from polypref.judges.llm import LLMJudge as OpenAIJudge
 from tests.conftest import run_without_prefect
 from tests.openai_api import ChatAPIServer, judge_settings, serve
 

@@ -23,9 +23,9 @@ from polypref.errors import EndpointUnreachable, JudgeFatalError
 from polypref.judges import collect_verdicts
 from polypref.judges.base import NO_ANSWER, error_category
 from polypref.judges.llm import Completion, Request
-from polypref.judges.openai import OpenAIJudge
-from polypref.judges.openai_wire import OpenAIJudgeConfig
-from polypref.judges.ratelimit import AdaptiveLimiter, EndpointPool
+from polypref.judges.llm import LLMJudge as OpenAIJudge
+from polypref.llms.openai_wire import OpenAIJudgeConfig
+from polypref.llms.ratelimit import AdaptiveLimiter, EndpointPool
 from tests.conftest import run_without_prefect
 from tests.openai_api import ChatAPIServer, judge_settings, prefer_the_longer, serve
 

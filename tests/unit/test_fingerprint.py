@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from polypref.build.fingerprint import JUDGING_CODE
 from polypref.judges import JUDGES
 
@@ -40,12 +42,13 @@ def test_every_backend_has_its_judging_code():
     assert set(JUDGING_CODE) == set(JUDGES)
 
 
+@pytest.mark.process  # fresh interpreters over an edited copy of the source
 def test_editing_one_backends_code_changes_only_its_key(tmp_path):
     src = tmp_path / "src"
     shutil.copytree(ROOT / "src" / "polypref", src / "polypref", ignore=shutil.ignore_patterns("__pycache__"))
     (src / "polypref" / "_assets").symlink_to(ROOT)  # personas/, prompts/, data/, ... as an installed wheel has them
     before = _keys(src)
-    wire = src / "polypref" / "judges" / "openai_wire.py"
+    wire = src / "polypref" / "llms" / "openai_wire.py"
     wire.write_text(wire.read_text() + "\n# an edit\n")
     after = _keys(src)
     assert after["openai"] != before["openai"]

@@ -17,8 +17,8 @@ from polypref.filters import apply_filters, filters_from_config, reason_counts
 from polypref.items import load_items, make_pairs
 from polypref.judges import collect_verdicts, make_judge
 from polypref.judges.llm import LLMJudgeConfig
-from polypref.judges.parsing import request_schema
 from polypref.judges.simulated import SimulatedJudgeConfig
+from polypref.llms.base import request_schema
 from polypref.pipeline.calibration import calibrator_for
 from polypref.population import load_spec, sample_population
 from polypref.prompts import template

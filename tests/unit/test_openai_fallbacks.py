@@ -15,9 +15,9 @@ from collections.abc import Iterator
 import pytest
 
 from polypref.judges.llm import Completion, Request
-from polypref.judges.openai import OpenAIJudge
-from polypref.judges.openai_wire import OpenAIJudgeConfig
-from polypref.judges.ratelimit import backoff_delay, retry_note
+from polypref.judges.llm import LLMJudge as OpenAIJudge
+from polypref.llms.openai_wire import OpenAIJudgeConfig
+from polypref.llms.ratelimit import backoff_delay, retry_note
 from tests.openai_api import ChatAPIServer, serve
 
 CONCURRENCY = 2  # requests in flight per endpoint: the most that can be sent before the first refusal is back
@@ -127,7 +127,7 @@ def test_a_refused_options_schema_is_remembered_too(refusing):
 
 
 def test_a_huge_retry_after_is_capped_and_logged_as_the_wait_taken(caplog):
-    caplog.set_level(logging.WARNING, logger="polypref.judges.openai")
+    caplog.set_level(logging.WARNING, logger="polypref.llms.openai")
     done: list[Completion] = []
     for server in serve(ChatAPIServer(throttle=1, retry_after="100000")):  # the first request: 429, come back tomorrow
         judge = make_judge(server.base_url, backoff_max_s=0.05, max_retries=2)

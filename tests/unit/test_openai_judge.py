@@ -26,9 +26,9 @@ from polypref.config import load_config
 from polypref.errors import JudgeFatalError
 from polypref.judges import collect_verdicts
 from polypref.judges.base import NO_ANSWER, error_category
+from polypref.judges.llm import LLMJudge as OpenAIJudge
 from polypref.judges.llm import Request
-from polypref.judges.openai import OpenAIJudge
-from polypref.judges.openai_wire import batch_lines, chat_body, format_rejected
+from polypref.llms.openai_wire import batch_lines, chat_body, format_rejected
 from tests.conftest import run_without_prefect
 
 GOOD = {"rationale": "Closer to what I think.", "choice": "A", "strength": 4, "confidence": 80}
@@ -181,9 +181,9 @@ def test_429_storm_with_retry_after_is_waited_out(tiny_config, tmp_path):
 
     summary, judgments, judge = build(tiny_config, tmp_path, ChatStub(reply), "judge.max_retries=12")
     assert judgments["error"].null_count() == UNITS
-    assert judge.limiter.throttled == 30
-    assert judge.limiter.lowest_limit < 4  # it backed off ...
-    assert judge.limiter.limit > judge.limiter.lowest_limit  # ... and grew back on success
+    assert judge.llm.limiter.throttled == 30
+    assert judge.llm.limiter.lowest_limit < 4  # it backed off ...
+    assert judge.llm.limiter.limit > judge.llm.limiter.lowest_limit  # ... and grew back on success
     assert summary["errors"] == {}
 
 

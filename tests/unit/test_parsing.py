@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from polypref.judges.parsing import parse_choice, parse_verdict, request_schema
+from polypref.judges.parsing import parse_choice, parse_verdict
+from polypref.llms.base import request_schema
 
 GOOD = '{"rationale": "Closer to my view.", "choice": "B", "strength": 4, "confidence": 85}'
 

@@ -8,7 +8,8 @@ import re
 import pytest
 
 from polypref.items import make_pairs
-from polypref.judges.llm import LLMJudge, LLMJudgeConfig, template_provenance
+from polypref.judges.llm import LLMJudge, template_provenance
+from polypref.llms.openai_wire import OpenAIJudgeConfig
 from polypref.population import load_spec, sample_population
 from polypref.records import Item, Response, ResponsePair, UnitBatch, WorkUnit
 
@@ -20,7 +21,7 @@ INJECTION = (
 
 @pytest.fixture(scope="module")
 def judge() -> LLMJudge:
-    return LLMJudge(LLMJudgeConfig(model="m"), seed=0)
+    return LLMJudge(OpenAIJudgeConfig(model="m", api_key_env=None), seed=0)  # opens no connection
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +85,7 @@ def test_work_is_persona_major(personas):
 
 
 def test_choice_mode_asks_for_a_letter(personas):
-    choice = LLMJudge(LLMJudgeConfig(model="m", mode="choice"), seed=0)
+    choice = LLMJudge(OpenAIJudgeConfig(model="m", api_key_env=None, mode="choice"), seed=0)
     system = choice.messages(_unit(personas[0], "x", "y"))[0]["content"]
     assert "one letter" in system and "JSON" not in system
 

@@ -6,7 +6,7 @@ from email.utils import formatdate
 
 import pytest
 
-from polypref.judges.ratelimit import AdaptiveLimiter, EndpointPool, backoff_delay, parse_duration, retry_after
+from polypref.llms.ratelimit import AdaptiveLimiter, EndpointPool, backoff_delay, parse_duration, retry_after
 
 
 class Clock:

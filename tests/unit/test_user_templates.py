@@ -257,7 +257,8 @@ def test_any_template_text_renders_or_is_refused_naming_the_variable(unit, parts
     with tempfile.TemporaryDirectory() as root:
         folder = _folder(Path(root) / "t", judge_pairwise_dot_j2=text)
         config = Path(root) / "c.yaml"
-        config.write_text(json.dumps({"judge": {"backend": "openai", "model": "m", "templates": "t"}}))
+        judge_section = {"backend": "openai", "model": "m", "templates": "t", "api_key_env": None}
+        config.write_text(json.dumps({"judge": judge_section}))
         if strangers:
             error = _error(config)
             [(field, reason)] = error.problems

@@ -118,6 +118,7 @@ def judging_templates(config: BuildConfig, spec: SurveySpec) -> dict[str, str]:
 # changing them (a new release that fixes the progress bar) must not strand a half-finished paid build.
 DATA_CODE = (
     "judges",
+    "llms",
     "generation",
     "filters",
     "population",
@@ -138,15 +139,15 @@ DATA_CODE = (
 
 
 # The code that decides what a judge answers for one unit, per backend: a change there retires that backend's
-# stored judgments and no other's (refactoring the simulator must not strand a paid LLM build). Not the
-# transport (judges/openai.py, openai_live.py, openai_batch.py: retries, batching; judges/ratelimit.py): fixing
-# how requests are sent changes no answer.
+# stored judgments and no other's (refactoring the simulator must not strand a paid LLM build). Not how requests
+# are sent (llms/openai.py, openai_live.py, openai_batch.py: retries, batching; llms/ratelimit.py, llms/probe.py):
+# fixing that changes no answer. llms/base.py holds the LLM settings, the request and the verdict's schema.
 _JUDGING_SHARED = ("judges/base.py", "prompts.py", "records.py", "population/portrayal.py")
-_LLM_JUDGING = ("judges/llm.py", "judges/parsing.py")
+_LLM_JUDGING = ("judges/llm.py", "judges/parsing.py", "llms/base.py")
 JUDGING_CODE: dict[str, tuple[str, ...]] = {
     "simulated": (*_JUDGING_SHARED, "judges/simulated.py"),
-    "vllm": (*_JUDGING_SHARED, *_LLM_JUDGING, "judges/vllm.py"),
-    "openai": (*_JUDGING_SHARED, *_LLM_JUDGING, "judges/openai_wire.py"),
+    "vllm": (*_JUDGING_SHARED, *_LLM_JUDGING, "llms/vllm.py"),
+    "openai": (*_JUDGING_SHARED, *_LLM_JUDGING, "llms/openai_wire.py"),
 }
 
 # Inside DATA_CODE's folders, code that never runs in a build (drafting a spec for the user to edit).
@@ -157,6 +158,7 @@ NOT_DATA_CODE = frozenset(
         "population/draft_variables.py",
         "generation/annotate.py",  # `polypref annotate`: writes an items file, never a row
         "pipeline/fidelity.py",  # the fidelity check: its own report, keyed apart (fidelity/report.py)
+        "items/hub_errors.py",  # the wording of the Hub's refusals
     }
 )
 

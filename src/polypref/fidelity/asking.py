@@ -9,13 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from polypref import progress
+from polypref import llms, progress
 from polypref.errors import EndpointUnreachable
 from polypref.fidelity.questions import question_messages, question_text
 from polypref.fidelity.sample import Sampling
 from polypref.fidelity.store import AnswerStore
 from polypref.generation.annotate import annotator
-from polypref.generation.run import open_backend
 from polypref.judges.options import ask_options
 from polypref.population.sample import Population
 from polypref.records import Persona
@@ -95,7 +94,7 @@ def ask(
     config = annotator(judge)
     if sampling is not None:
         config = config.model_copy(update={"temperature": sampling.temperature})
-    backend = open_backend(config, 0, seed, work, section="judge")
+    backend = llms.open(config, seed, work, section="judge")
     try:
         for start in range(0, len(todo), backend.config.micro_batch):
             chunk = todo[start : start + backend.config.micro_batch]

@@ -1,7 +1,7 @@
 """Responses for prompts-only items: ``n`` per prompt from each configured generator, saved as they finish.
 
-Generators reuse the LLM judges' transports (``VllmJudge`` / ``OpenAIJudge`` ``_generate``) in a free-text mode,
-so concurrency, retries, key handling, secret scrubbing, fatal setup errors and Ctrl-C behave as when judging.
+Generators open the judges' transports (``llms.open``: the vLLM engine, an OpenAI-compatible API) in a free-text
+mode, so concurrency, retries, key handling, secret scrubbing, fatal setup errors and Ctrl-C behave as when judging.
 
 Response ids are known before anything is generated (``plan_slots``): a hash of the item, the generator's model,
 its place in the list and the sample number, so pairs can be planned, fingerprinted and sharded first.

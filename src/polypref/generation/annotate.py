@@ -17,13 +17,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from polypref import prompts
+from polypref import llms, prompts
 from polypref.errors import ConfigError
 from polypref.files import write_bytes
-from polypref.generation.config import OpenAIGeneratorConfig, VllmGeneratorConfig
-from polypref.generation.run import open_backend
-from polypref.judges.llm import LLMJudge
+from polypref.generation.config import SECTION, OpenAIGeneratorConfig, VllmGeneratorConfig
 from polypref.judges.options import ask_options
+from polypref.llms import LLM
 from polypref.population.spec import SurveySpec
 from polypref.records import Item, Messages
 
@@ -73,16 +72,14 @@ def annotate(
 ) -> Annotated:
     """Items with topics and stances filled where they were missing and the model named an option; the questions
     from the user's folder's templates where ``templates`` (judge.templates) has them."""
-    backend = open_backend(config, 0, seed, work)
+    backend = llms.open(config, seed, work, section=f"{SECTION}.0")  # as the first generator would be
     try:
         return _annotate(list(items), spec, backend, seed, templates)
     finally:
         backend.close()
 
 
-def _annotate(
-    items: list[Item], spec: SurveySpec, backend: LLMJudge, seed: int, templates: str | None = None
-) -> Annotated:
+def _annotate(items: list[Item], spec: SurveySpec, backend: LLM, seed: int, templates: str | None = None) -> Annotated:
     questions = {t: a.topic for t, a in spec.attitudes.items.items()}
     topic_env = prompts.template(TOPIC_TEMPLATE, templates)
     open_topics = [i for i, item in enumerate(items) if item.topic is None]

@@ -9,16 +9,15 @@ schemas, and refused by name when given, so a ``samples: 3`` copied from a judge
 from __future__ import annotations
 
 import json
-import os
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from polypref.errors import PolyprefError
+from polypref import llms
 from polypref.judges.base import RUN_SETTINGS
-from polypref.judges.openai_wire import OpenAIJudgeConfig
-from polypref.judges.vllm import VllmJudgeConfig, require_vllm
+from polypref.llms.openai_wire import OpenAIJudgeConfig
+from polypref.llms.vllm import VllmJudgeConfig
 from polypref.records import content_hash
 from polypref.strict import StrictModel
 
@@ -100,21 +99,9 @@ def settings_key(generator: OpenAIGeneratorConfig | VllmGeneratorConfig, seed: i
 
 def check_environment(config: GenerateConfig) -> list[tuple[str, str]]:
     """(field, reason) for each thing a generator needs from this machine and lacks (a vLLM install, a key in
-    the environment), so a build can refuse before any work rather than fail mid-run."""
-    problems: list[tuple[str, str]] = []
-    for index, generator in enumerate(config.generators):
-        where = f"{SECTION}.{index}"
-        if generator.backend == "vllm":
-            try:
-                require_vllm(where)
-            except PolyprefError as e:
-                problems.append((f"{where}.backend", str(e)))
-        elif generator.api_key_env and not os.environ.get(generator.api_key_env):
-            problems.append(
-                (
-                    f"{where}.api_key_env",
-                    f"environment variable {generator.api_key_env} is not set (the key is read from the "
-                    "environment, never from the config; use null for a server without authentication)",
-                )
-            )
-    return problems
+    the environment: ``llms.environment``), so a build can refuse before any work rather than fail mid-run."""
+    return [
+        problem
+        for index, generator in enumerate(config.generators)
+        for problem in llms.environment(generator, f"{SECTION}.{index}")
+    ]

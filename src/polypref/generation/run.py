@@ -1,4 +1,4 @@
-"""Planning response slots and filling them, micro-batch by micro-batch, through the judges' transports."""
+"""Planning response slots and filling them, micro-batch by micro-batch, through the transports (``llms.open``)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,14 @@ from typing import Any
 
 import polars as pl
 
-from polypref import progress
+from polypref import llms, progress
 from polypref.errors import Interrupted, PolyprefError
 from polypref.files import is_blank
-from polypref.generation.config import SECTION, GenerateConfig, OpenAIGeneratorConfig, VllmGeneratorConfig, settings_key
+from polypref.generation.config import SECTION, GenerateConfig, settings_key
 from polypref.generation.store import current_rows, load_store, save_micro_batch
 from polypref.interrupt import signal_name, stop_requested
 from polypref.judges.base import error_category
-from polypref.judges.llm import Completion, LLMJudge, Request
-from polypref.judges.openai import OpenAIJudge
-from polypref.judges.vllm import VllmJudge
+from polypref.llms import LLM, Completion, Request
 from polypref.records import Item, Response, content_hash
 from polypref.safety.secrets import scrub_optional
 
@@ -120,7 +118,8 @@ def generate(items: Sequence[Item], config: GenerateConfig, seed: int, store: Pa
             continue  # nothing to ask: no engine is started, no client made
         total = len(planned) * config.n
         log.info("generator %d (%s): %d of %d responses to generate", gi, generator.model, len(todo), total)
-        backend = open_backend(generator, gi, seed, store)
+        # store: where pending Batch API batches are
+        backend = llms.open(generator, seed, store, section=f"{SECTION}.{gi}")
         try:
             for start in range(0, len(todo), generator.micro_batch):
                 rows = _micro_batch(backend, todo[start : start + generator.micro_batch], keys[gi], seed)
@@ -151,19 +150,7 @@ def identical_texts(items: Sequence[Item]) -> int:
     return sum(len(item.responses) - len({r.text for r in item.responses}) for item in items)
 
 
-def open_backend(
-    generator: OpenAIGeneratorConfig | VllmGeneratorConfig, index: int, seed: int, store: Path, section: str = ""
-) -> LLMJudge:
-    """A free-text transport for one generator (also used to annotate items and for fidelity's questions, with the
-    judge's settings: ``section`` names the config section errors blame); the caller closes it."""
-    section = section or f"{SECTION}.{index}"
-    if isinstance(generator, OpenAIGeneratorConfig):
-        return OpenAIJudge(generator, seed, store, section=section)  # store: where pending Batch API batches are
-
-    return VllmJudge(generator, seed, store, section=section)
-
-
-def _micro_batch(backend: LLMJudge, slots: list[_Slot], key: str, seed: int) -> list[dict[str, Any]]:
+def _micro_batch(backend: LLM, slots: list[_Slot], key: str, seed: int) -> list[dict[str, Any]]:
     """One row per slot; empty and truncated outputs are asked again with the next attempt's seed."""
     messages = [request_messages(s.item) for s in slots]
     rows: dict[int, dict[str, Any]] = {}
@@ -174,7 +161,7 @@ def _micro_batch(backend: LLMJudge, slots: list[_Slot], key: str, seed: int) -> 
             Request(i, first[i] + retry, messages[i], request_seed(seed, slots[i].id, first[i] + retry))
             for i in pending
         ]
-        for request, completion in zip(requests, backend._generate(requests), strict=True):
+        for request, completion in zip(requests, backend.generate(requests), strict=True):
             slot = slots[request.unit]
             rows[request.unit] = _row(slot, key, request, completion, rows.get(request.unit, slot.before))
         pending = [i for i in pending if error_category(rows[i]["error"]) in RETRYABLE]

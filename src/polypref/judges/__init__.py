@@ -7,16 +7,17 @@ from pathlib import Path
 from typing import Any
 
 from polypref.judges.base import VERDICT_COLUMNS, Judge, JudgeInfo, collect_verdicts
+from polypref.llms import LLMS
 
+# every transport of llms.LLMS judges through the one LLM judge, which renders, asks it and parses
 JUDGES: dict[str, str] = {
     "simulated": "polypref.judges.simulated:SimulatedJudge",
-    "vllm": "polypref.judges.vllm:VllmJudge",
-    "openai": "polypref.judges.openai:OpenAIJudge",
+    **dict.fromkeys(LLMS, "polypref.judges.llm:LLMJudge"),
 }
 
 # what a backend imports on its first request (`import openai`: ~0.6 s); vLLM's engine loads in the flow, where the
 # GPU it runs on is chosen
-PRELOADS: dict[str, tuple[str, ...]] = {"openai": ("polypref.judges.openai", "openai")}
+PRELOADS: dict[str, tuple[str, ...]] = {"openai": ("polypref.llms.openai", "openai")}
 
 
 def preload(backend: str) -> None:

@@ -11,6 +11,7 @@ import polars as pl
 
 from polypref.errors import Interrupted
 from polypref.interrupt import signal_name, stop_requested
+from polypref.llms.base import ENGINE_ERROR, NO_ANSWER, REJECTED
 from polypref.records import UnitBatch
 
 # What every judge returns per unit; ``unit`` is the row number in the batch.
@@ -53,16 +54,6 @@ RUN_SETTINGS = frozenset(
     }
 )
 
-# The category (text before the first ":") of ``error`` for a unit that never got an answer: transport
-# failures after every retry, a Batch API batch that failed or expired. Unlike an invalid answer, such a unit
-# is not done: it is not saved as finished work, and a rerun asks again for exactly these units.
-NO_ANSWER = "no_answer"
-
-
-# Error categories of a request that failed for what it was or where it ran (a 4xx such as out of credits or
-# too long, an engine that ran out of memory), not of an answer the model gave.
-REJECTED = "request_rejected"
-ENGINE_ERROR = "engine_error"
 # Rows the judgment store leaves out, so that a later build asks for them again (once the credits are topped
 # up, the engine has memory, the backend answers). An invalid answer is stored: it was the model's answer.
 NOT_STORED = pl.col("error").str.extract(r"^([a-z_]+):").is_in([NO_ANSWER, REJECTED, ENGINE_ERROR]).fill_null(False)

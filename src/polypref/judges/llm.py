@@ -1,7 +1,7 @@
-"""What every LLM judge shares: config, prompt rendering, micro-batching, parsing and invalid-output retries.
+"""What every LLM judge shares: prompt rendering, micro-batching, parsing and invalid-output retries.
 
-A backend implements one method, ``_generate(requests) -> completions``; everything else lives here, so the
-vLLM engine and OpenAI-compatible APIs behave the same way on the same inputs.
+The judge holds a transport (``llms.open``: the vLLM engine, an OpenAI-compatible API) that turns its chat
+requests into completions; everything else lives here, so every backend behaves the same way on the same inputs.
 """
 
 from __future__ import annotations
@@ -9,89 +9,20 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Any
 
 import polars as pl
-from pydantic import Field, field_validator, model_validator
 
-from polypref import prompts
+from polypref import llms, prompts
 from polypref.judges.base import VERDICT_COLUMNS, JudgeInfo, error_category
 from polypref.judges.parsing import parse_choice, parse_verdict
+from polypref.llms.base import Completion, LLMJudgeConfig, Request
 from polypref.records import UnitBatch, WorkUnit, content_hash
-from polypref.safety.secrets import install_log_redaction, scrub_optional
-from polypref.strict import StrictModel
+from polypref.safety.secrets import scrub_optional
 
 SYSTEM_TEMPLATE = "judge_system.j2"
 PAIR_TEMPLATE = "judge_pairwise.j2"
-
-
-class LLMJudgeConfig(StrictModel):
-    model: str = Field(description="Model path or name (vLLM) / model id (API)")
-    samples: int = Field(1, ge=1, le=64, description="Judgments per (persona, pair, order)")
-    mode: Literal["verdict", "choice"] = Field(
-        "verdict", description="verdict: JSON verdict; choice: one letter, confidence from logprobs"
-    )
-    allow_ties: bool = Field(
-        True,
-        description='Let the judge answer "tie" (no preference): such units leave preferences as indifferent and '
-        "count in the soft labels; false forces a pick, a coin flip for an indifferent persona",
-    )
-    temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature (> 0 when samples > 1)")
-    top_p: float = Field(1.0, gt=0, le=1)
-    max_tokens: int = Field(256, ge=1, le=32_768, description="Output token limit per judgment")
-    max_invalid_retries: int = Field(2, ge=0, le=10, description="Re-asks for unparseable or truncated output")
-    micro_batch: int = Field(256, ge=1, description="Units per engine call; finished micro-batches are saved")
-    templates: str | None = Field(
-        None,
-        description="A folder of your own prompt templates: each file named as one in prompts/ that the judge's "
-        f"model is asked with ({', '.join(prompts.VARIABLES)}) replaces it, the others stay; in a config file, "
-        "relative to the file's folder",
-    )
-
-    @field_validator("templates")
-    @classmethod
-    def _templates(cls, folder: str | None) -> str | None:
-        """Checked when the config loads, before any request: a template that cannot render would otherwise
-        fail, or a misspelt file name silently leave the shipped prompt in use, hours into a paid build."""
-        if folder is not None:
-            problems = prompts.check_folder(folder)
-            if problems:
-                raise ValueError("; ".join(problems))
-        return folder
-
-    @model_validator(mode="after")
-    def _sampling(self) -> LLMJudgeConfig:
-        if self.samples > 1 and self.temperature == 0:
-            raise ValueError("temperature: samples > 1 needs temperature > 0 (greedy samples are identical)")
-        return self
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """One chat request: unit ``unit`` of the batch, attempt ``attempt``."""
-
-    unit: int
-    attempt: int
-    messages: list[dict[str, str]]
-    seed: int
-    # the answer must be one of these texts (a survey question's options): the vLLM engine decodes under that
-    # constraint; an API gets free text, checked by the caller
-    options: tuple[str, ...] | None = None
-
-
-@dataclass(slots=True)
-class Completion:
-    text: str | None = None
-    finish_reason: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    choice_logprobs: dict[str, float] | None = None  # choice mode: label -> log probability
-    refusal: str | None = None
-    # "<category>: detail" when there is no model output to parse: ``no_answer`` (the backend gave up after
-    # its own retries; the unit is not done) or a request-level rejection such as ``request_rejected``
-    error: str | None = None
-    response_format: str | None = None  # the output constraint this request was sent with
 
 
 # Categories of a bad *answer*: asked again (max_invalid_retries), then kept and counted. Transport failures
@@ -109,34 +40,37 @@ def template_provenance(user: str | None = None) -> str:
 
 
 class LLMJudge:
-    """Base of the LLM backends: subclasses set ``info`` and implement ``_generate``."""
+    """The judge of every LLM backend: it renders each unit's chat request, asks through the transport its
+    config's ``backend`` names (``llms.open``), and parses the answers."""
 
     info: JudgeInfo
 
-    def __init__(self, config: LLMJudgeConfig, seed: int):
+    def __init__(self, config: LLMJudgeConfig, seed: int, workdir: Path | None = None, **options: Any):
+        """``workdir`` keeps what the transport must resume from (pending Batch API batches); ``options`` go to
+        the transport (an OpenAI-compatible one takes ``transport``, an httpx2 transport for fault injection)."""
         self.config = config
         self.seed = seed
         self._lock = threading.Lock()
-        self.serialize_calls = True  # one engine per process: shard threads take turns (an API judge need not)
         self._system = prompts.template(SYSTEM_TEMPLATE, config.templates)
         self._pair = prompts.template(PAIR_TEMPLATE, config.templates)
-        install_log_redaction()  # servers echo keys and URLs in errors; libraries log request URLs
-
-    def _info(self, backend: str, params: dict) -> JudgeInfo:
-        return JudgeInfo(
-            backend=backend,
-            model=self.config.model,
+        self.llm = llms.open(config, seed, workdir, section="judge", **options)
+        # one engine per process: shard threads take turns; an API's transport lets them call at once
+        self.serialize_calls = self.llm.serialize_calls
+        self.info = JudgeInfo(
+            backend=config.backend,
+            model=config.model,
             simulated=False,
-            params={k: v for k, v in params.items() if k != "templates"},  # the folder: a path on this machine
-            template=template_provenance(self.config.templates),
+            params={k: v for k, v in self.llm.params.items() if k != "templates"},  # the folder: a local path
+            template=template_provenance(config.templates),
         )
 
-    # -- what a backend implements -----------------------------------------------------------------
     def _generate(self, requests: Sequence[Request]) -> list[Completion]:
-        raise NotImplementedError
+        return self.llm.generate(requests)
 
     def close(self) -> None:
-        return None
+        llm = self.__dict__.get("llm")
+        if llm is not None:
+            llm.close()
 
     # -- shared --------------------------------------------------------------------------------------
     def messages(self, unit: WorkUnit, portrayal: str | None = None) -> list[dict[str, str]]:
@@ -215,6 +149,8 @@ class LLMJudge:
             "true_choice": None,
             "prompt_tokens": spent["prompt_tokens"] + (completion.prompt_tokens or 0),
             "completion_tokens": spent["completion_tokens"] + (completion.completion_tokens or 0),
-            "attempts": request.attempt + 1,
+            # every request sent for the unit: its invalid-output re-asks and, within each, a transport's own
+            # retries and format fallbacks (``Completion.requests``), so no answer after N retries reads N + 1
+            "attempts": (previous["attempts"] if previous else 0) + getattr(completion, "requests", 1),
             "response_format": completion.response_format,
         }

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from polypref.errors import Interrupted
 from polypref.interrupt import signal_name, stop_requested
-from polypref.judges.llm import LLMJudge, Request
+from polypref.llms import LLM, Request
 from polypref.records import content_hash
 
 Messages = list[dict[str, str]]
@@ -40,7 +40,7 @@ SPENT = ("requests", "prompt_tokens", "completion_tokens")  # what asking a ques
 
 
 def ask_options(
-    backend: LLMJudge,
+    backend: LLM,
     questions: Sequence[Messages],
     options: Sequence[Sequence[str]],
     seed: int,
@@ -70,7 +70,7 @@ def ask_options(
                 )
                 for i in pending
             ]
-            for request, completion in zip(requests, backend._generate(requests), strict=True):
+            for request, completion in zip(requests, backend.generate(requests), strict=True):
                 out[request.unit] = named_option(completion.text, options[request.unit])
                 (failed.add if completion.error else failed.discard)(request.unit)
                 sent[request.unit] += 1

@@ -6,7 +6,6 @@ Categories: unparseable, invalid_verdict, truncated, refusal, no_logprobs.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import re
@@ -14,19 +13,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from polypref.assets import json_schema
 from polypref.records import LLMVerdict, Verdict
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)
 _REFUSAL = re.compile(r"^\s*(i'm sorry|i am sorry|i can(?:not|'t)|i won't|as an ai)\b", re.IGNORECASE)
-
-
-def request_schema(allow_ties: bool) -> dict[str, Any]:
-    """schemas/verdict.json as sent for structured decoding, without "tie" unless ties are allowed."""
-    schema = copy.deepcopy(json_schema("verdict"))
-    if not allow_ties:
-        schema["properties"]["choice"]["enum"] = ["A", "B"]
-    return schema
 
 
 def parse_verdict(text: str | None, allow_ties: bool) -> tuple[Verdict | None, str | None]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
+from polypref import llms
 from polypref.build.plan import BuildPlan
 from polypref.config import BuildConfig
 from polypref.errors import ConfigError, EndpointUnreachable
@@ -12,8 +12,7 @@ from polypref.fidelity.questions import check_topics
 from polypref.generation import check_environment
 from polypref.generation.annotate import annotator
 from polypref.items import read_items
-from polypref.judges import probe
-from polypref.judges.vllm import require_vllm
+from polypref.llms import probe
 from polypref.population import load_spec
 from polypref.population.spec import SurveySpec
 from polypref.records import Item
@@ -64,25 +63,13 @@ def check_endpoints(plan: BuildPlan) -> None:
 
 
 def _check_judge_environment(config: BuildConfig, source: str) -> None:
-    """What the judge needs from this machine (an engine install, a key in the environment) is checked before
-    any work, not discovered mid-run."""
-    if config.judge.backend == "vllm":
-        require_vllm()
-    if config.generate is not None and (problems := check_environment(config.generate)):
+    """What the judge and the generators need from this machine (an engine install, a key in the environment:
+    ``llms.environment``) is checked before any work, not discovered mid-run."""
+    problems = llms.environment(config.judge, "judge") if config.judge.backend in llms.LLMS else []
+    if config.generate is not None:
+        problems += check_environment(config.generate)
+    if problems:
         raise ConfigError(source, problems)
-    env = getattr(config.judge, "api_key_env", None)
-    if env and not os.environ.get(env):
-        raise ConfigError(
-            source,
-            [
-                (
-                    "judge.api_key_env",
-                    f"environment variable {env} is not set (the key is "
-                    "read from the environment, never from the config; use null for a server "
-                    "without authentication)",
-                )
-            ],
-        )
 
 
 def annotation_inputs(config: BuildConfig, source: str) -> tuple[Any, tuple[Item, ...], SurveySpec]:

@@ -1,5 +1,5 @@
 """The OpenAI-compatible wire format, as pure functions: the judge's settings, request bodies (live and Batch API
-lines), decoding answers, and telling apart what error answers mean. No I/O; ``judges/openai.py`` sends.
+lines), decoding answers, and telling apart what error answers mean. No I/O; ``llms/openai.py`` sends.
 """
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from polypref.judges.base import NO_ANSWER, REJECTED
-from polypref.judges.llm import Completion, LLMJudgeConfig, Request
-from polypref.judges.parsing import request_schema
+from polypref.llms.base import NO_ANSWER, REJECTED, Completion, LLMJudgeConfig, Request, request_schema
 from polypref.safety.secrets import scrub
 from polypref.strict import StrictModel
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from polypref.errors import first_line
-from polypref.judges.openai_wire import FATAL, error_message
+from polypref.llms.openai_wire import FATAL, error_message
 from polypref.safety.secrets import scrub
 
 PROBE_TIMEOUT_S = 10.0

@@ -1,4 +1,4 @@
-"""OpenAI-compatible judge: OpenAI, a `vllm serve` fleet, or any provider speaking /v1/chat/completions.
+"""OpenAI-compatible transport: OpenAI, a `vllm serve` fleet, or any provider speaking /v1/chat/completions.
 
 Requests run concurrently under an adaptive limit (AIMD on 429s, pauses from x-ratelimit-* headers), each with
 its own timeout and jittered retries that honour Retry-After. Structured output asks for the verdict's JSON
@@ -8,7 +8,7 @@ The API key comes from the environment variable ``api_key_env`` names and is nev
 
 What a request can end as, and why:
 
-- an answer (parsed, and possibly invalid, by the shared LLM judge);
+- an answer (parsed, and possibly invalid, by its caller: the LLM judge, generation, a question's options);
 - ``no_answer: ...`` when the server never answered usably: timeouts, lost connections, 408/409/429/5xx and
   200s whose body is not a chat completion (cut-off JSON, no choices), after ``max_retries``; a Batch API
   batch that failed, expired or was cancelled; a batch request without a result. Such units are not done:
@@ -21,7 +21,7 @@ What a request can end as, and why:
 - ``JudgeFatalError`` on 401/403/404 (also inside a batch result): the setup is wrong, every request would fail,
   so requests in flight are cancelled and every later call fails at once without sending anything.
 
-Before its first request the judge probes every endpoint at once (``judges.probe``): one it cannot reach stops it
+Before its first request the transport probes every endpoint at once (``llms.probe``): one it cannot reach stops it
 with ``EndpointUnreachable``, a refused key or unknown model with ``JudgeFatalError``, within seconds instead of
 after every request's retries. A stop request (Ctrl-C, SIGTERM, a head start called off) ends a call promptly:
 requests already sent are waited for, nothing new is sent, and retries do not wait out their backoff.
@@ -41,21 +41,26 @@ from typing import Any, NoReturn
 
 from polypref.errors import EndpointUnreachable, JudgeFatalError, PolyprefError
 from polypref.interrupt import stop_requested
-from polypref.judges import probe
-from polypref.judges.llm import Completion, LLMJudge, Request
-from polypref.judges.openai_batch import BatchAPI
-from polypref.judges.openai_live import LiveRequests
-from polypref.judges.openai_wire import FATAL, FORMATS, OPTIONS_FORMAT, OpenAIJudgeConfig
-from polypref.judges.ratelimit import AdaptiveLimiter, EndpointPool
+from polypref.llms import probe
+from polypref.llms.base import Completion, Request
+from polypref.llms.openai_batch import BatchAPI
+from polypref.llms.openai_live import LiveRequests
+from polypref.llms.openai_wire import FATAL, FORMATS, OPTIONS_FORMAT, OpenAIJudgeConfig
+from polypref.llms.ratelimit import AdaptiveLimiter, EndpointPool
 from polypref.safety.provenance import public
 from polypref.safety.secrets import redact_url, register, register_url, scrub
 
-log = logging.getLogger("polypref.judges.openai")
+log = logging.getLogger("polypref.llms.openai")
 
 STOP_POLL_S = 0.2  # how often a caller waiting for its requests looks for a stop request
 
 
-class OpenAIJudge(LiveRequests, BatchAPI, LLMJudge):
+class OpenAILLM(LiveRequests, BatchAPI):
+    """An OpenAI-compatible API (or a fleet of endpoints) as a transport (``llms.open``): callers may call at once,
+    sharing one event loop, one client per endpoint and one adaptive limit."""
+
+    serialize_calls = False  # shard threads may call at once: they share the loop and the limiter
+
     def __init__(
         self,
         config: OpenAIJudgeConfig,
@@ -64,8 +69,7 @@ class OpenAIJudge(LiveRequests, BatchAPI, LLMJudge):
         transport: Any = None,  # an httpx2 transport, for fault-injection tests
         section: str = "judge",  # the config section messages name (a generator is not the judge)
     ):
-        super().__init__(config, seed)
-        self.config: OpenAIJudgeConfig = config
+        self.config = config
         self.workdir = workdir
         self.transport = transport
         self.section = section
@@ -75,7 +79,7 @@ class OpenAIJudge(LiveRequests, BatchAPI, LLMJudge):
         for url in config.endpoints:
             register_url(url)
         self._where = ", ".join(redact_url(url) for url in config.endpoints)  # for messages
-        # per endpoint (base URL + this judge's model): what one refused, it is not asked again; the others keep theirs
+        # per endpoint (base URL + this model): what one refused, it is not asked again; the others keep theirs
         first = "json_schema" if config.response_format == "auto" else config.response_format
         self._formats = [first] * len(config.endpoints)
         self._options_format = [True] * len(config.endpoints)  # until it refuses a JSON schema for named options
@@ -86,15 +90,19 @@ class OpenAIJudge(LiveRequests, BatchAPI, LLMJudge):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
-        self._shared: list[Any] | None = None  # a client per endpoint, made on the judge's event loop
+        self._shared: list[Any] | None = None  # a client per endpoint, made on the transport's event loop
         self._in_flight: set[asyncio.Future[Completion]] = set()  # every live request task, all shards
         self._fatal: str | None = None  # set once: the message every later call fails with
         self._fatal_type: type[JudgeFatalError] = JudgeFatalError  # ... and as what (EndpointUnreachable)
         self._probe: asyncio.Future[None] | None = None  # the endpoints' probe, before the first request
-        self.serialize_calls = False  # shard threads may call at once: they share the loop and the limiter
-        params = config.model_dump(exclude={"backend", "model", "api_key_env"})
-        params["base_url"] = public(config.base_url, "base_url")  # a URL or a fleet's list, credentials out
-        self.info = self._info("openai", params)
+        self.params = config.model_dump(exclude={"backend", "model", "api_key_env"})
+        self.params["base_url"] = public(config.base_url, "base_url")  # a URL or a fleet's list, credentials out
+
+    @staticmethod
+    def environment(config: OpenAIJudgeConfig, section: str = "judge") -> list[tuple[str, str]]:
+        """The key, in the environment (``key_problem``)."""
+        problem = key_problem(config, section)
+        return [problem] if problem else []
 
     # -- client -------------------------------------------------------------------------------------
     def _client(self, base_url: str) -> Any:
@@ -116,8 +124,8 @@ class OpenAIJudge(LiveRequests, BatchAPI, LLMJudge):
             http_client=http,
         )
 
-    def _generate(self, requests: Sequence[Request]) -> list[Completion]:
-        """Run on the judge's own event loop, so every shard thread shares one client, connection pool and
+    def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        """Run on the transport's own event loop, so every shard thread shares one client, connection pool and
         concurrency limit, and micro-batches of different shards overlap instead of taking turns.
 
         While waiting, this thread looks for a stop request (``interrupt.stop_requested``: a signal, or this
@@ -160,7 +168,7 @@ class OpenAIJudge(LiveRequests, BatchAPI, LLMJudge):
             raise self._fatal_type(self._fatal) from None  # no chained client error: it may quote the request
 
     async def _probed(self) -> None:
-        """Probe every endpoint once, before this judge's first request; concurrent calls wait for the same
+        """Probe every endpoint once, before this transport's first request; concurrent calls wait for the same
         probe. An injected transport (fault-injection tests) stands for the endpoint: nothing to probe."""
         if self.transport is not None:
             return
@@ -187,8 +195,9 @@ class OpenAIJudge(LiveRequests, BatchAPI, LLMJudge):
         log.debug("%s: answering, for %s", self._where, self.config.model)
 
     def _fail(self, status: int, message: str, where: str | None = None) -> NoReturn:
-        """Stop the whole judge: one setup error means every request would fail the same way (an endpoint of
-        a fleet that refuses the key or the model is a setup error too: fix it or leave it out)."""
+        """Stop the whole transport (its judge or generator): one setup error means every request would fail the
+        same way (an endpoint of a fleet that refuses the key or the model is a setup error too: fix it or leave it
+        out)."""
         if self._fatal is None:
             advice = FATAL[status].replace("judge.", f"{self.section}.")  # our own words, never the server's
             self._fatal = scrub(f"{where or self._where} answered HTTP {status}: {message}. {advice}")
@@ -223,13 +232,6 @@ class OpenAIJudge(LiveRequests, BatchAPI, LLMJudge):
             )
         return True
 
-    def _row(self, request: Request, completion: Completion, previous: dict | None) -> dict:
-        """The shared row, with ``attempts`` counting every request sent for the unit: its invalid-output
-        re-asks and, within each, the transport's retries and format fallbacks (``Counted``)."""
-        row = super()._row(request, completion, previous)
-        row["attempts"] = (previous["attempts"] if previous else 0) + getattr(completion, "requests", 1)
-        return row
-
     def close(self) -> None:
         loop, self._loop = self._loop, None
         if loop is None:
@@ -244,14 +246,23 @@ class OpenAIJudge(LiveRequests, BatchAPI, LLMJudge):
         loop.close()
 
 
+def key_problem(config: Any, section: str = "judge") -> tuple[str, str] | None:
+    """The one check of an OpenAI-compatible backend's key, for every caller (a build's checks before any work,
+    the generators', ``api_key``): (field, reason) when the variable ``api_key_env`` names is not set."""
+    env = getattr(config, "api_key_env", None)
+    if env is None or os.environ.get(env):
+        return None
+    return (
+        f"{section}.api_key_env",
+        f"environment variable {env} is not set (the key is read from the environment, never from the config; "
+        "use null for a server without authentication)",
+    )
+
+
 def api_key(config: OpenAIJudgeConfig, section: str = "judge") -> str:
     """The key from the environment; servers without auth (api_key_env: null) get a placeholder."""
     if config.api_key_env is None:
         return "EMPTY"
-    value = os.environ.get(config.api_key_env)
-    if not value:
-        raise PolyprefError(
-            f"{section}.api_key_env: environment variable {config.api_key_env} is not set "
-            f"(set it, or set {section}.api_key_env: null for a server without authentication)"
-        )
-    return value
+    if problem := key_problem(config, section):
+        raise PolyprefError(": ".join(problem))
+    return os.environ[config.api_key_env]

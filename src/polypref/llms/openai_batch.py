@@ -1,6 +1,6 @@
-"""The OpenAI judge's Batch API mode: a whole micro-batch sent as one OpenAI batch, polled until it ends, and found
+"""The OpenAI transport's Batch API mode: a whole micro-batch sent as one OpenAI batch, polled until it ends, and found
 again after a restart (its id kept in the work folder) instead of paid for twice. Mixed into
-``judges.openai.OpenAIJudge``, whose client, probe, setup errors and output formats it uses."""
+``llms.openai.OpenAILLM``, whose client, probe, setup errors and output formats it uses."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from typing import Any
 
 from polypref.errors import PolyprefError
 from polypref.files import write_json
-from polypref.judges.base import NO_ANSWER
-from polypref.judges.llm import Completion, Request
-from polypref.judges.openai_wire import (
+from polypref.llms.base import NO_ANSWER, Completion, Request
+from polypref.llms.openai_wire import (
     FATAL,
     TERMINAL,
     batch_lines,
@@ -23,15 +22,15 @@ from polypref.judges.openai_wire import (
     error_message,
     format_refused,
 )
-from polypref.judges.ratelimit import stopped_within
+from polypref.llms.ratelimit import stopped_within
 from polypref.records import content_hash
 from polypref.safety.secrets import scrub
 
-log = logging.getLogger("polypref.judges.openai")  # the judge's own: one logger for its messages
+log = logging.getLogger("polypref.llms.openai")  # the transport's own: one logger for its messages
 
 
 class BatchAPI:
-    """Batch API mode, for ``OpenAIJudge`` (``_batch``: a micro-batch as one batch)."""
+    """Batch API mode, for ``OpenAILLM`` (``_batch``: a micro-batch as one batch)."""
 
     async def _batch(self, requests: Sequence[Request], stop: asyncio.Event) -> list[Completion]:
         import openai

@@ -1,6 +1,6 @@
-"""The OpenAI judge's live requests: each sent under the adaptive limit, with its own timeout and jittered
+"""The OpenAI transport's live requests: each sent under the adaptive limit, with its own timeout and jittered
 retries that honour Retry-After, until an answer, a rejection, or no answer after ``max_retries`` (or at a stop).
-Mixed into ``judges.openai.OpenAIJudge``, whose clients, probe, setup errors and output formats it uses."""
+Mixed into ``llms.openai.OpenAILLM``, whose clients, probe, setup errors and output formats it uses."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from polypref.judges import probe
-from polypref.judges.base import NO_ANSWER
-from polypref.judges.llm import Completion, Request
-from polypref.judges.openai_wire import (
+from polypref.llms import probe
+from polypref.llms.base import NO_ANSWER, Completion, Request
+from polypref.llms.openai_wire import (
     FATAL,
     OPTIONS_FORMAT,
     REJECTED,
@@ -24,16 +23,17 @@ from polypref.judges.openai_wire import (
     error_message,
     format_rejected,
 )
-from polypref.judges.ratelimit import backoff_delay, retry_after, retry_note, stopped_within
+from polypref.llms.ratelimit import backoff_delay, retry_after, retry_note, stopped_within
 from polypref.safety.secrets import redact_url
 
-log = logging.getLogger("polypref.judges.openai")  # the judge's own: one logger for its messages
+log = logging.getLogger("polypref.llms.openai")  # the transport's own: one logger for its messages
 
 
 @dataclass(slots=True)
 class Counted(Completion):
     """A completion and the requests it took, retries and format fallbacks included: the judgment's ``attempts``
-    (``OpenAIJudge._row``), so a unit that got no answer after N retries reads N + 1, not 1."""
+    (``judges.llm.LLMJudge._row``; a generated response's too), so a unit that got no answer after N retries reads
+    N + 1, not 1."""
 
     requests: int = 1
 
@@ -52,7 +52,7 @@ class _Failure:
 
 
 class LiveRequests:
-    """Live requests, for ``OpenAIJudge`` (``_live``: a micro-batch's requests, concurrently)."""
+    """Live requests, for ``OpenAILLM`` (``_live``: a micro-batch's requests, concurrently)."""
 
     async def _live(self, requests: Sequence[Request], stop: asyncio.Event) -> list[Completion]:
         self._raise_if_fatal()

@@ -1,6 +1,6 @@
-"""In-process vLLM judge: one engine per process, whole micro-batches per ``LLM.chat`` call.
+"""In-process vLLM transport: one engine per process, whole micro-batches per ``LLM.chat`` call.
 
-The only module that imports vllm, and only when a vllm judge is built, so the base install never needs it.
+The only module that imports vllm, and only when a vllm transport is opened, so the base install never needs it.
 Structured decoding (``StructuredOutputsParams``) constrains every output to the verdict schema, or to the
 letters A/B in choice mode, whose first-token log probabilities give a calibrated confidence.
 """
@@ -16,12 +16,10 @@ from pydantic import Field
 
 from polypref.errors import Interrupted, PolyprefError
 from polypref.interrupt import signal_name, stop_requested
-from polypref.judges.base import ENGINE_ERROR
-from polypref.judges.llm import Completion, LLMJudge, LLMJudgeConfig, Request
-from polypref.judges.parsing import request_schema
+from polypref.llms.base import ENGINE_ERROR, Completion, LLMJudgeConfig, Request, request_schema
 from polypref.safety.secrets import scrub
 
-log = logging.getLogger("polypref.judges.vllm")
+log = logging.getLogger("polypref.llms.vllm")
 
 
 def _engine_dead(error: Exception) -> bool:
@@ -70,10 +68,13 @@ def require_vllm(section: str = "judge") -> None:
         ) from None
 
 
-class VllmJudge(LLMJudge):
+class VllmLLM:
+    """The vLLM engine as a transport (``llms.open``): callers take turns, one engine call at a time."""
+
+    serialize_calls = True
+
     def __init__(self, config: VllmJudgeConfig, seed: int, workdir: Path | None = None, section: str = "judge"):
-        super().__init__(config, seed)
-        self.config: VllmJudgeConfig = config
+        self.config = config
         require_vllm(section)
         from vllm import LLM, SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
@@ -109,9 +110,18 @@ class VllmJudge(LLMJudge):
             **config.engine_kwargs,
         }
         self.llm = LLM(model=config.model, **engine)
-        self.info = self._info("vllm", config.model_dump(exclude={"backend", "model"}))
+        self.params = config.model_dump(exclude={"backend", "model"})
 
-    def _generate(self, requests: Sequence[Request]) -> list[Completion]:
+    @staticmethod
+    def environment(config: VllmJudgeConfig, section: str = "judge") -> list[tuple[str, str]]:
+        """A vLLM install that imports (``require_vllm``), as a problem of ``<section>.backend``."""
+        try:
+            require_vllm(section)
+        except PolyprefError as e:
+            return [(f"{section}.backend", str(e))]
+        return []
+
+    def generate(self, requests: Sequence[Request]) -> list[Completion]:
         if not requests:
             return []
         try:
@@ -132,7 +142,7 @@ class VllmJudge(LLMJudge):
                     )
                 ]
             log.warning("vLLM call over %d requests failed (%s); retrying one by one", len(requests), scrub(e)[:300])
-            return [c for r in requests for c in self._generate([r])]
+            return [c for r in requests for c in self.generate([r])]
         return [self._completion(o) for o in outputs]
 
     def _chat(self, requests: Sequence[Request]) -> list[Any]:
