@@ -13,47 +13,25 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from polypref import pipeline
 from polypref.analysis import evaluate as evaluation
 from polypref.build.lock import folder_lock
 from polypref.config import BuildConfig
-from polypref.errors import Interrupted, retry_unless_polypref_error
+from polypref.errors import retry_unless_polypref_error
 from polypref.fidelity import FidelityReport
 from polypref.fidelity import report as fidelity_report
 from polypref.hub import publish
-from polypref.interrupt import signal_name, stop_requested
-from polypref.judges import Judge, make_judge
 from polypref.pipeline import fidelity
-from polypref.runners import ray_workers, workers, workpool
+from polypref.runners import judge_build, workers, workpool
 from polypref.runners.check import check_runner
-
-
-@task(
-    name="judge-shard",
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=2,
-    retry_condition_fn=retry_unless_polypref_error,
-)
-def judge_shard(plan: pipeline.BuildPlan, run: pipeline.RunState, index: int, judge: Judge) -> pipeline.ShardReport:
-    if stop_requested():  # a shard that has not started yet would judge a whole micro-batch before stopping
-        raise Interrupted(signal_name())
-    return pipeline.run_shard(plan, run, index, judge)
 
 
 @task(name="generate-responses", cache_policy=NO_CACHE, retries=2, retry_condition_fn=retry_unless_polypref_error)
 def generate_responses(plan: pipeline.BuildPlan) -> pipeline.BuildPlan:
     """All generated responses of the build in one task: generation batches and saves by itself."""
     return pipeline.generate_responses(plan)
-
-
-@task(name="judge-persona-free", cache_policy=NO_CACHE, retries=2, retry_condition_fn=retry_unless_polypref_error)
-def judge_persona_free(plan: pipeline.BuildPlan, run: pipeline.RunState, judge: Judge) -> Any:
-    """The judge's own votes on every pair, without a persona: where the preference-space map places the model."""
-    return pipeline.persona_free_votes(plan, run, judge)
 
 
 @task(name="check-fidelity", cache_policy=NO_CACHE, retries=1, retry_condition_fn=retry_unless_polypref_error)
@@ -97,14 +75,7 @@ def _build(config: BuildConfig, out: str, overwrite: bool, source: str, add_pers
         fidelity_report.save(plan, report)
     if config.generate is not None:  # before the judge: a vLLM generator and a vLLM judge would share the GPU
         plan = generate_responses(quote(plan))
-    if config.runner.kind == "local":
-        reports, info, free_votes = judge_here(plan, run)
-    else:  # workers elsewhere take the shards; each loads its judge once
-        if config.runner.kind == "workpool":
-            workpool.run_workers(plan, run, source)
-        else:
-            ray_workers.run(plan, source)
-        reports, info, free_votes = workers.gather(plan, run)
+    reports, info, free_votes = judge_build(plan, run, source)  # by the runner runner.kind names (RUNNERS)
     summary = pipeline.finalize(plan, run, reports, info, free_votes)
     create_table_artifact(
         key="filter-outcomes",
@@ -129,25 +100,6 @@ def _build(config: BuildConfig, out: str, overwrite: bool, source: str, add_pers
         f"{summary['judgments']} judgments, {summary['preferences']} preferences in `{out}`.{published}",
     )
     return summary
-
-
-def judge_here(plan: pipeline.BuildPlan, run: pipeline.RunState) -> tuple[list[pipeline.ShardReport], Any, Any]:
-    """Every shard in this process: output.workers threads share one judge (an engine loads once)."""
-    config = plan.config
-    judge = make_judge(config.judge, config.seed, plan.state.judge_dir)
-    try:
-        # the config, not the decorator, decides how many shards run at once
-        with ThreadPoolTaskRunner(max_workers=config.output.workers) as runner:
-            # quote(): Prefect would otherwise walk every persona looking for futures, once per task
-            futures = [
-                runner.submit(judge_shard, {"plan": quote(plan), "run": quote(run), "index": i, "judge": quote(judge)})
-                for i in range(plan.num_shards)
-            ]
-            reports = [f.result() for f in futures]
-        free_votes = judge_persona_free(quote(plan), quote(run), quote(judge))
-    finally:
-        judge.close()
-    return reports, judge.info, free_votes
 
 
 @flow(name=workpool.WORKER_FLOW, validate_parameters=True)

@@ -20,10 +20,10 @@ import pytest
 
 from polypref import pipeline
 from polypref.config import load_config
-from tests.conftest import persona_free_units, run_without_prefect
+from tests.conftest import persona_free_units, polypref_command, run_without_prefect
 from tests.openai_api import ChatAPIServer, judge_settings, prefer_the_longer, serve
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.process]
 
 MICRO_BATCH = 12
 KEYS = {"judgments": ["persona_id", "pair_id", "order", "sample"], "preferences": ["persona_id", "pair_id"]}
@@ -61,7 +61,7 @@ def _rows(out: Path, config: str) -> pl.DataFrame:
 
 
 def _build(tiny_config: Path, out: Path, settings: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "polypref", "build", str(tiny_config), "--out", str(out), "--no-progress"]
+    command = polypref_command("build", str(tiny_config), "--out", str(out), "--no-progress")
     for setting in settings:
         command += ["--set", setting]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO, load_with_datasets, prefect_servers_under
+from tests.conftest import REPO, load_with_datasets, polypref_command, prefect_servers_under
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.process]
 
 PERSONAS = 4
 STARTUP_S = 240  # the session's first Prefect start migrates a fresh database (~30 s on 2 cores)
@@ -34,7 +34,7 @@ COMPLETED = re.compile(r"^run (\S+) \(.*\): Completed$", re.MULTILINE)
 
 def _polypref(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "polypref", *args],
+        polypref_command(*args),
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -75,7 +75,7 @@ def serving(tiny: dict[str, Path]) -> Iterator[dict[str, Any]]:
     )
     # the runner (and serve's scheduler) look for work every PREFECT_RUNNER_POLL_FREQUENCY seconds, 10 by default
     env = {**os.environ, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
-    command = [sys.executable, "-m", "polypref", "serve", str(config), "--out", str(out), "--interval", "2"]
+    command = polypref_command("serve", str(config), "--out", str(out), "--interval", "2")
     command += ["--add-personas", "1"]
     with stdout.open("w") as o, stderr.open("w") as e:
         process = subprocess.Popen(command, cwd=tiny["dir"], stdout=o, stderr=e, env=env, start_new_session=True)

@@ -23,10 +23,10 @@ import pytest
 import yaml
 
 from polypref.build.state import BuildState
-from tests.conftest import prefect_servers_under
+from tests.conftest import polypref_command, prefect_servers_under
 from tests.openai_api import ChatAPIServer, serve
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.process]
 
 PERSONAS = 20
 UNITS = PERSONAS * 6 * 2  # the tiny items give 6 pairs, each judged in both orders
@@ -100,7 +100,7 @@ def start_build(config: Path, out: Path, tag: str) -> Started:
     stdout, stderr = out.parent / f"{tag}.stdout", out.parent / f"{tag}.stderr"
     with stdout.open("w") as o, stderr.open("w") as e:
         process = subprocess.Popen(
-            [sys.executable, "-m", "polypref", "build", str(config), "--out", str(out), "--no-progress"],
+            polypref_command("build", str(config), "--out", str(out), "--no-progress"),
             cwd=out.parent,
             stdout=o,
             stderr=e,
@@ -112,7 +112,7 @@ def start_build(config: Path, out: Path, tag: str) -> Started:
 
 def run_build(config: Path, out: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "polypref", "build", str(config), "--out", str(out), "--no-progress"],
+        polypref_command("build", str(config), "--out", str(out), "--no-progress"),
         cwd=out.parent,
         capture_output=True,
         text=True,

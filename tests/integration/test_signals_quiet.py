@@ -28,7 +28,7 @@ from tests.integration.test_signals import (  # noqa: F401  (no_build_left_behin
 )
 from tests.openai_api import ChatAPIServer, serve
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.process]
 
 # `polypref` with a shard that starts after the stop reaching Prefect's cancel check (prefect/task_engine.py,
 # SyncTaskRunEngine.run_context) only once the task runner has had time to cancel it

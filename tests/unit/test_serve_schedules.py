@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from polypref.errors import ConfigError
 from polypref.runners.schedules import make_schedule
+from tests.conftest import polypref_command
 
 DAYS_366 = 366 * 24 * 3600
 
@@ -52,6 +52,7 @@ def test_schedules_that_fire_at_least_yearly_are_kept(cron: str, interval: float
     ],
     ids=["interval-inf", "interval-1e20", "cron-31-february", "cron-invalid"],
 )
+@pytest.mark.process
 def test_serve_refuses_a_schedule_that_never_fires_before_prefect_starts(
     tiny: dict[str, Path], args: list[str], message: str
 ) -> None:
@@ -59,7 +60,7 @@ def test_serve_refuses_a_schedule_that_never_fires_before_prefect_starts(
     base += ["--set", "population.size=4", "--out", str(tiny["dir"] / "out")]
     prefect_home = tiny["dir"] / "prefect-home"  # Prefect's server would create its database here
     result = subprocess.run(
-        [sys.executable, "-m", "polypref", "serve", *base, *args],
+        polypref_command("serve", *base, *args),
         cwd=tiny["dir"],
         capture_output=True,
         text=True,

@@ -5,26 +5,31 @@ imports it at start-up."""
 from __future__ import annotations
 
 import os
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 from polypref.config import BuildConfig
 from polypref.errors import ConfigError
+from polypref.runners import RUNNERS
 
 
 def check_runner(config: BuildConfig, source: str) -> None:
-    """A server the pool's workers share (and a config Prefect stores whole), or prefect-ray."""
-    if config.runner.kind == "workpool":
-        _check_workpool(source)
-        flow_parameters(config, Path("."), source, 0)  # the workers get the config as Prefect stores it
-    elif config.runner.kind == "ray":
+    """What the config's runner needs (its line in ``RUNNERS``): its optional packages, and for workers that share
+    the head's Prefect server, a server to share (and a config Prefect stores whole)."""
+    kind = config.runner.kind
+    runner = RUNNERS[kind]
+    for package, install in runner.packages.items():
         try:
-            import prefect_ray  # noqa: F401  (optional: the ray extra)
+            import_module(package)  # optional: an extra of polypref's
         except ImportError:
-            raise ConfigError(source, [("runner.kind", "ray needs prefect-ray: pip install 'polypref[ray]'")]) from None
+            raise ConfigError(source, [("runner.kind", f"{kind} needs {install}")]) from None
+    if runner.shared_server:
+        _check_shared_server(kind, source)
+        flow_parameters(config, Path("."), source, 0)  # the workers get the config as Prefect stores it
 
 
-def _check_workpool(source: str) -> None:
+def _check_shared_server(kind: str, source: str) -> None:
     """Before any work: the workers must reach the head's Prefect server, so it cannot be an ephemeral one."""
     if not os.environ.get("PREFECT_API_URL"):
         raise ConfigError(
@@ -32,7 +37,7 @@ def _check_workpool(source: str) -> None:
             [
                 (
                     "runner.kind",
-                    "workpool needs a Prefect server its workers share: start one (prefect server start) and set "
+                    f"{kind} needs a Prefect server its workers share: start one (prefect server start) and set "
                     "PREFECT_API_URL here and on every worker (see docs/scaling.md)",
                 )
             ],

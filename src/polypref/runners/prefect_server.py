@@ -2,27 +2,23 @@
 
 Three things Prefect 3.7.7 does not do for a command-line build: keep its ephemeral API server out of the
 terminal's process group (so Ctrl-C reaches only the build), leave signal handling to the caller (its flow
-engine replaces SIGTERM's handler on the main thread), and keep our own errors' tracebacks off the console.
-Tied to the pinned Prefect version: recheck when it moves.
+engine replaces SIGTERM's handler on the main thread: runners.signals.call_off_main_thread, with the handlers
+themselves), and keep our own errors' tracebacks off the console. Tied to the pinned Prefect version: recheck when
+it moves.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import logging
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from types import FrameType
-from typing import Any, Self
+from typing import Any
 
 from polypref import assets, interrupt
 from polypref.errors import PolyprefError
@@ -101,31 +97,6 @@ def quiet_console_about_our_errors() -> None:
             isinstance(f, OurErrorsFilter) for f in handler.filters
         ):
             handler.addFilter(OurErrorsFilter())
-
-
-def call_off_main_thread(fn: Callable[[], Any]) -> Any:
-    """Run the flow on a worker thread and wait for it.
-
-    On the main thread, Prefect's flow engine swaps SIGTERM for its own handler while the flow runs
-    (prefect/utilities/engine/__init__.py, capture_sigterm), which raises TerminationSignal wherever the
-    main thread happens to be and then kills the process with the signal again. Off the main thread it
-    cannot install one, so our handlers stay in charge and the stop goes through the saved micro-batch.
-    """
-    result: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            result["value"] = fn()
-        except BaseException as e:  # handed to the main thread, which raises it
-            result["error"] = e
-
-    worker = threading.Thread(target=target, name="polypref-flow", daemon=True)
-    worker.start()
-    while worker.is_alive():
-        worker.join(0.2)  # short waits: signal handlers run on the main thread between them
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
 
 
 class PrefectServer:
@@ -259,53 +230,3 @@ def _own_session_server_class(launched: tuple[int, subprocess.Popen[Any]] | None
             return _launch_server(self.port, get_current_settings().to_environment_variables(exclude_unset=True))
 
     return OwnSessionServer
-
-
-class SignalScope:
-    """While the block runs, SIGINT and SIGTERM call ``handle`` (main thread only: signal.signal works only
-    there); the handlers before are restored after."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __enter__(self) -> Self:
-        self.previous: dict[int, Any] = {}
-        if threading.current_thread() is threading.main_thread():
-            self.previous = {s: signal.signal(s, self._on_signal) for s in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.handle(signal.Signals(signum).name)
-
-    def handle(self, name: str) -> None:
-        raise NotImplementedError
-
-
-class StopOnSignal(SignalScope):
-    """SIGINT and SIGTERM during a build: the first asks judging to stop once the micro-batch in flight is
-    saved (polypref.interrupt); a second one exits at once, losing only that micro-batch."""
-
-    def __init__(self, server: PrefectServer):
-        self.server = server
-
-    def __enter__(self) -> Self:
-        interrupt.reset()
-        return super().__enter__()
-
-    def handle(self, name: str) -> None:
-        if interrupt.stop_requested():
-            write_stderr(f"\n{name} again: stopping now; the micro-batch in flight is lost\n")
-            self.server.kill()
-            os._exit(128 + signal.Signals[name].value)
-        interrupt.request_stop(name)
-        write_stderr(f"\n{name}: stopping after the micro-batch in flight is saved (again to stop at once)\n")
-
-
-def write_stderr(text: str) -> None:
-    """Tell the terminal, from a signal handler: os.write, not print, since the main thread may be inside a
-    write to stderr right now."""
-    with contextlib.suppress(OSError, ValueError):  # no usable stderr (closed, or without a descriptor)
-        os.write(sys.stderr.fileno(), text.encode())

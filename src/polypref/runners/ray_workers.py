@@ -13,9 +13,11 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from polypref.build.plan import BuildPlan
+from polypref.build.plan import BuildPlan, RunState
+from polypref.build.report import ShardReport
 from polypref.config import BuildConfig
 from polypref.errors import retry_unless_polypref_error
+from polypref.judges import JudgeInfo
 from polypref.runners import workers
 from polypref.runners.prefect_server import PREFECT_DEFAULTS, own_server_url
 
@@ -26,7 +28,13 @@ def judge_worker(config: BuildConfig, out: str, source: str) -> dict[str, Any]:
     return workers.work_from_config(config, out, source).to_dict()
 
 
-def run(plan: BuildPlan, source: str) -> list[dict[str, Any]]:
+def judge_all(plan: BuildPlan, run: RunState, source: str) -> tuple[list[ShardReport], JudgeInfo, Any]:
+    """The cluster's workers take the shards (each loads its judge once); the head then gathers what they saved."""
+    run_workers(plan, source)
+    return workers.gather(plan, run)
+
+
+def run_workers(plan: BuildPlan, source: str) -> list[dict[str, Any]]:
     """output.workers workers on the cluster at runner.ray_address (null: a local cluster, one CPU per worker);
     returns what each did."""
     from prefect_ray import RayTaskRunner

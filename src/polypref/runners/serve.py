@@ -28,7 +28,6 @@ import contextlib
 import datetime
 import os
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,7 +39,7 @@ from rich.console import Console
 from polypref import pipeline
 from polypref.config import BuildConfig
 from polypref.errors import PolyprefError, first_line
-from polypref.runners import prefect_server
+from polypref.runners import prefect_server, signals
 from polypref.runners.check import check_runner, flow_parameters
 from polypref.runners.schedules import FINISHED, Scheduler, describe_schedule, flow_runs, make_schedule
 from polypref.safety.secrets import scrub
@@ -89,19 +88,14 @@ def serve(
 
     server = prefect_server.PrefectServer()
     served = _Served(flow, name, schedule, parameters, out, describe_schedule(cron, interval))
-    with _StopOnSignal(server, served) as stop:
+    with signals.StopServing(server, served.stop, STOP_TIMEOUT_S) as stop:
         _start(server, served)
         if stop.name is None:
-            worker = threading.Thread(target=served.run, name="polypref-serve", daemon=True)
-            worker.start()
-            while worker.is_alive():
-                worker.join(0.2)  # short waits: signal handlers run on the main thread between them
-                if stop.since is not None and time.monotonic() - stop.since > STOP_TIMEOUT_S:
-                    stop.force(f"serving did not stop within {STOP_TIMEOUT_S} s; stopping now")
+            signals.call_off_main_thread(served.run, name="polypref-serve", between=stop.give_up_if_late)
     if served.error is not None:
         raise _explained(served.error)
     if stop.name is not None:
-        prefect_server.write_stderr(f"stopped by {stop.name}: serving {name} ended\n")
+        signals.write_stderr(f"stopped by {stop.name}: serving {name} ended\n")
         raise SystemExit(128 + signal.Signals[stop.name].value)
 
 
@@ -170,7 +164,7 @@ class _Served:
         # a terminal's Ctrl-C (SIGINT to the whole foreground process group) reaches only this process's main
         # thread, which stops the runner, and the runner cancels the run in flight the way Prefect cancels runs
         # (a flow run's own KeyboardInterrupt would end it with tracebacks).
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        signals.leave_sigint_to_the_main_thread()
         try:
             asyncio.run(self._serve())
         except BaseException as e:  # handed to the main thread, which raises it
@@ -292,42 +286,3 @@ def _run_line(run: Any) -> str:
 
 def _utc(when: datetime.datetime | None) -> str:
     return when.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if when else "unknown"
-
-
-class _StopOnSignal(prefect_server.SignalScope):
-    """SIGINT and SIGTERM: the first stops serving (the run in flight is cancelled); a second one, or a stop that
-    takes too long, ends the process at once, killing the run in flight."""
-
-    def __init__(self, server: prefect_server.PrefectServer, served: _Served):
-        self.server, self.served = server, served
-        self.name: str | None = None
-        self.since: float | None = None
-
-    def handle(self, name: str) -> None:
-        if self.name is not None:
-            self.force(f"{name} again: stopping now; the run in flight is killed")
-        self.name, self.since = name, time.monotonic()
-        prefect_server.write_stderr(f"\n{name}: stopping; a run in flight is cancelled (the next run resumes it)\n")
-        self.served.stop()
-
-    def force(self, message: str) -> None:
-        prefect_server.write_stderr(f"\n{message}\n")
-        server = self.server.process
-        for pid in _child_processes(but=server.pid if server is not None else None):  # flow runs
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-        self.server.kill()
-        os._exit(128 + signal.Signals[self.name or "SIGTERM"].value)
-
-
-def _child_processes(but: int | None) -> list[int]:
-    """This process's children (read from Linux's /proc; none elsewhere), except ``but``."""
-    me, children = os.getpid(), []
-    with contextlib.suppress(OSError):
-        for entry in os.scandir("/proc"):
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                if entry.name.isdigit() and int(entry.name) != but:
-                    stat = Path(entry.path, "stat").read_text()  # "pid (name) state ppid ...": name may hold ")"
-                    if int(stat.rsplit(")", 1)[1].split()[1]) == me:
-                        children.append(int(entry.name))
-    return children

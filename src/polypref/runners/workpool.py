@@ -17,14 +17,22 @@ from uuid import UUID
 
 from polypref import assets
 from polypref.build.plan import BuildPlan, RunState
+from polypref.build.report import ShardReport
 from polypref.errors import Interrupted, OutputError
 from polypref.interrupt import signal_name, stop_requested
+from polypref.judges import JudgeInfo
 from polypref.runners import workers
 from polypref.runners.check import flow_parameters
 
 log = logging.getLogger("polypref.runners.workpool")
 
 WORKER_FLOW = "judge-shards"  # the flow's name; its deployment is named after the pool
+
+
+def judge_all(plan: BuildPlan, run: RunState, source: str) -> tuple[list[ShardReport], JudgeInfo, Any]:
+    """The pool's workers take the shards (each loads its judge once); the head then gathers what they saved."""
+    run_workers(plan, run, source)
+    return workers.gather(plan, run)
 
 
 def run_workers(plan: BuildPlan, run: RunState, source: str) -> None:
