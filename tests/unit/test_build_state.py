@@ -16,7 +16,9 @@ import pytest
 import yaml
 
 from polypref import pipeline
+from polypref.build.documents import Summary
 from polypref.build.state import BuildState
+from polypref.build.state_file import StateFile
 from polypref.config import load_config
 from polypref.errors import OutputError
 from polypref.judges import make_judge
@@ -134,6 +136,28 @@ def test_a_damaged_shard_report_means_the_shard_is_made_again_from_the_store(tin
     assert again["preferences"] == clean["preferences"] and again["judgments"] == clean["judgments"]
     assert again["reused_judgments"] == clean["judgments"]  # no judgment asked twice
     assert shard.stat().st_mtime_ns != before  # but the shard was written anew
+
+
+def test_the_folders_documents_read_typed_and_write_back_the_same_json(tiny_config, tmp_path):
+    """state.json, the shard reports and summary.json read as StateFile, ShardReport and Summary and give back the
+    very dicts written (so the bytes on disk do not change); keys of a later version are kept, and a summary that
+    is not one reads as none."""
+    out = tmp_path / "out"
+    returned = build(tiny_config, out)
+    state, root = BuildState(out), out / ".polypref"
+    on_disk = json.loads((root / "summary.json").read_text())
+    summary = state.summary()
+    assert summary is not None and summary.to_json() == on_disk == json.loads(json.dumps(returned, default=str))
+    assert summary.preferences == returned["preferences"] and summary.rows("episodes") is None
+    assert StateFile.from_json(json.loads((root / "state.json").read_text())).to_json() == json.loads(
+        (root / "state.json").read_text()
+    )
+    for index, report in state.reports().items():
+        assert report.to_json() == json.loads(state.report_path(index).read_text()) and report.index == index
+    later = on_disk | {"a_later_figure": {"n": 1}}
+    assert Summary.from_json(later).to_json() == later
+    (root / "summary.json").write_text(json.dumps(on_disk | {"preferences": "many"}))
+    assert state.summary() is None and state.read_summary() is None
 
 
 def test_a_dangling_symlink_as_the_output_folder_is_named(tiny_config, tmp_path):

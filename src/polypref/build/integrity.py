@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from polypref.build.documents import ShardReport, Summary
+from polypref.build.state_file import StateFile
 from polypref.files import TMP_PREFIX, file_sha256
 from polypref.splits import FILE_NAME
 
@@ -34,15 +36,12 @@ def file_problem(path: Path, recorded: Any) -> str | None:
     return None if actual == sha else f"{path} does not hold the bytes the build wrote (damaged or changed)"
 
 
-def shard_files(out: Path, index: int, report: dict[str, Any]) -> dict[Path, Any] | None:
+def shard_files(out: Path, index: int, report: ShardReport) -> dict[Path, Any] | None:
     """The files a shard's report records (its judgments and preferences, a file per split), by path; None
     when the report names none of this shard's files for a config, or a file that is not one of them (a
     report by an older version, keyed by config, or an edited one)."""
-    files = report.get("files")
-    if not isinstance(files, dict):
-        return None
     found: dict[Path, Any] = {}
-    for name, entry in files.items():
+    for name, entry in report.files.items():
         folder, _, file = str(name).rpartition("/")
         match = FILE_NAME.fullmatch(file)
         if match is None or int(match["index"]) != index or folder not in {f"data/{c}" for c in SHARD_CONFIGS}:
@@ -52,7 +51,7 @@ def shard_files(out: Path, index: int, report: dict[str, Any]) -> dict[Path, Any
     return found if configs == set(SHARD_CONFIGS) else None
 
 
-def shard_problem(out: Path, index: int, report: dict[str, Any]) -> str | None:
+def shard_problem(out: Path, index: int, report: ShardReport) -> str | None:
     files = shard_files(out, index, report)
     if files is None:
         return "its report records no digest of its files (an older version wrote it)"
@@ -64,21 +63,21 @@ def shard_problem(out: Path, index: int, report: dict[str, Any]) -> str | None:
 
 def whole_build_problems(
     out: Path,
-    state: dict[str, Any] | None,
-    summary: dict[str, Any] | None,
-    reports: Mapping[int, dict[str, Any]],
+    state: StateFile | None,
+    summary: Summary | None,
+    reports: Mapping[int, ShardReport],
     recorded: Mapping[str, Any],
 ) -> list[str]:
     """Why the folder ``out`` is not one whole, finished build exactly as written (empty: it is), given its
     state, its summary, its shard reports and the records of its other files (files.json)."""
     if state is None or summary is None:
         return [f"{out} holds no finished polypref build"]
-    reports = {i: r for i, r in reports.items() if i < state["num_shards"]}
-    done = [i for i, r in reports.items() if not r.get("unanswered")]
-    if summary.get("run_id") != state["run_id"] or len(done) < state["num_shards"]:
+    reports = {i: r for i, r in reports.items() if i < state.num_shards}
+    done = [i for i, r in reports.items() if r.done]
+    if summary.run_id != state.run_id or len(done) < state.num_shards:
         return [
-            f"its latest run ({state['run_id']}) stopped before it finished: {len(done)} of "
-            f"{state['num_shards']} shards are done"
+            f"its latest run ({state.run_id}) stopped before it finished: {len(done)} of {state.num_shards} shards "
+            "are done"
         ]
     problems = []
     expected = set()

@@ -1,16 +1,16 @@
 """What a build reports: per-shard statistics (kept beside the shard as its completion marker) and the summary
-of a whole build that the card, summary.json, the CLI and Prefect artifacts show."""
+of a whole build that the card, summary.json, the CLI and Prefect artifacts show. Their types, and how they are
+stored, are ``build.documents``'."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
-from pydantic import TypeAdapter
 
-from polypref.files import WrittenFile
+from polypref.build.documents import ShardReport, Summary
 from polypref.filters import reason_counts
 from polypref.judges import JudgeInfo
 from polypref.judges.base import NO_ANSWER
@@ -19,46 +19,6 @@ from polypref.safety.provenance import public
 
 if TYPE_CHECKING:
     from polypref.build.plan import BuildPlan, RunState
-
-
-@dataclass
-class ShardReport:
-    index: int
-    units: int
-    preferences: int
-    reasons: dict[str, int]
-    # scored against the simulator's ground truth (zero for LLM judges): raw vs after filters
-    valid: int = 0  # judgments with a valid verdict
-    truth_valid: int = 0
-    truth_correct: int = 0
-    truth_kept: int = 0
-    truth_kept_correct: int = 0
-    named: int = 0  # valid verdicts naming a response (not tie): what the first-position rate divides
-    first_position_valid: int = 0  # valid verdicts naming the first-shown response
-    first_position_kept: int = 0
-    tokens: dict[str, int] = field(default_factory=dict)
-    errors: dict[str, int] = field(default_factory=dict)  # invalid verdicts per error category
-    retries: int = 0  # extra requests for invalid outputs
-    not_asked: int = 0  # units no request was made for (a pair of identical texts)
-    recovered: int = 0  # judgments that were valid only after a retry
-    unanswered: int = 0  # units that never got an answer: not done, a rerun asks again for exactly these
-    reused: int = 0  # units taken from earlier runs (a finished shard, or saved micro-batches)
-    planned: int = 0  # units the budget allows (judge.samples per order); adaptive sampling judges fewer
-    # (persona, pair)s by the number of samples judged (each sample: both orders); adaptive sampling varies it
-    samples_per_pair: dict[str, int] = field(default_factory=dict)
-    formats: dict[str, int] = field(default_factory=dict)  # judgments per output constraint used (LLM judges)
-    # per persona group: [preferences on pairs the source labels, of which the persona chose the source's pick]
-    source_label: dict[str, list[int]] = field(default_factory=dict)
-    # per config (judgments, preferences): the shard file's digest and rows as written; a file that no longer
-    # matches is made again from the store. Empty in reports of older versions: those shards are made again too
-    files: dict[str, WrittenFile] = field(default_factory=dict)
-
-    @property
-    def done(self) -> bool:
-        return self.unanswered == 0
-
-
-SHARD_REPORT = TypeAdapter(ShardReport)  # reads a stored report back, checking every field's type
 
 
 def shard_stats(index: int, frame: pl.DataFrame, preferences: pl.DataFrame) -> ShardReport:
@@ -142,9 +102,9 @@ def summarize(
     reports: list[ShardReport],
     judge: JudgeInfo,
     other_requests: dict[str, dict[str, int | None]] | None = None,
-) -> dict[str, Any]:
-    """The build's figures. ``other_requests``: requests beyond the personas' judgments, by kind
-    (pipeline.other_requests), counted with them in ``requests_by_kind``."""
+) -> Summary:
+    """The build's figures (the configs made at the end are the caller's to add). ``other_requests``: requests
+    beyond the personas' judgments, by kind (pipeline.other_requests), counted with them in ``requests_by_kind``."""
 
     def total(name: str) -> int:
         return _total(reports, name)
@@ -155,41 +115,43 @@ def summarize(
     kept = reasons.get("kept", 0)
     # every judgment's requests, whichever run made them
     requests = total("units") - total("not_asked") + total("retries")
-    return _sizes(plan, run, reports, requests) | {
-        "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
-        "judge": public(asdict(judge)),
-        "errors": _merge(r.errors for r in reports),
-        "retries": total("retries"),
-        "unanswered": total("unanswered"),
-        "reused_judgments": total("reused"),
-        "response_formats": _merge(r.formats for r in reports),
-        "recovered_by_retry": total("recovered"),
-        "tokens": tokens,
-        "cost_usd": _cost(tokens, prices),
-        "first_position_rate": {
+    return Summary(
+        **_sizes(plan, run, reports, requests),
+        reasons=dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+        judge=public(asdict(judge)),
+        errors=_merge(r.errors for r in reports),
+        retries=total("retries"),
+        unanswered=total("unanswered"),
+        reused_judgments=total("reused"),
+        response_formats=_merge(r.formats for r in reports),
+        recovered_by_retry=total("recovered"),
+        tokens=tokens,
+        cost_usd=_cost(tokens, prices),
+        first_position_rate={
             # a tie names no position: over the verdicts that name a response (a report from before `named`
             # was kept counts every valid verdict)
             "valid": _ratio(total("first_position_valid"), total("named") or total("valid")),
             "kept": _ratio(total("first_position_kept"), kept),
         },
-        "requests_by_kind": _by_kind(
+        requests_by_kind=_by_kind(
             {"judgments": {"requests": requests, **tokens}} if not judge.simulated else {},
             other_requests or {},
             prices,
         ),
-        "item_source": public(plan.item_source),
-        "source_label_agreement": _agreement(reports),
-        "ground_truth_accuracy": {
+        item_source=public(plan.item_source),
+        source_label_agreement=_agreement(reports),
+        ground_truth_accuracy={
             "valid": _ratio(total("truth_correct"), total("truth_valid")),
             "kept": _ratio(total("truth_kept_correct"), total("truth_kept")),
         }
         if judge.simulated
         else None,
-    }
+    )
 
 
 def _sizes(plan: BuildPlan, run: RunState, reports: list[ShardReport], requests: int) -> dict[str, Any]:
-    """The summary's head: the run, and how much the build holds and asked for (``requests``: the judge's)."""
+    """The summary's head (``Summary``'s fields by name): the run, and how much the build holds and asked for
+    (``requests``: the judge's)."""
     preferences = _total(reports, "preferences")
     return {
         "run_id": run.run_id,

@@ -4,17 +4,16 @@ An output folder holds the published files (``README.md``, ``data/<config>/<spli
 build's own state under ``.polypref/``: ``state.json`` (the settings' fingerprint and the layout's parts),
 ``layout/`` (the content digests of the personas and of each part's pairs), ``store/<judge key>/`` (every
 judgment made, see ``build.store``), ``shards/<shard>.json`` (a finished shard's report; written last, so it
-marks completion) and ``summary.json``. Every write is temp file + rename, so a killed process leaves at most
-``.tmp-*`` files behind; they are never read as data and are removed when a build resumes.
+marks completion), ``summary.json`` and ``fidelity.json``. Every write is temp file + rename, so a killed process
+leaves at most ``.tmp-*`` files behind; they are never read as data and are removed when a build resumes.
 
-The pipeline, the progress bar and the card all go through this module, so they agree on what is there. Two
-modules only it calls hold its parts: ``build.state_file`` (what state.json must hold, the layout's files) and
-``build.integrity`` (whether published files still hold the bytes the build wrote).
-"""
+The pipeline, the progress bar, the card and the push all go through this module, so they agree on what is there;
+they get typed documents (``build.documents``: ShardReport, Summary; ``build.state_file.StateFile``) and read their
+attributes. Modules only it calls hold its parts: ``build.state_file`` (what state.json must hold, the layout's
+files) and ``build.integrity`` (whether published files still hold the bytes the build wrote)."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import re
@@ -29,11 +28,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from polypref.build import integrity
+from polypref.build.documents import ShardReport, Summary
 from polypref.build.integrity import is_temp
 from polypref.build.layout import Layout
 from polypref.build.lock import LOCK_NAME
 from polypref.build.state_file import (
     JUDGE_KEY,
+    About,
+    StateFile,
     covers,
     layout_state,
     part_of,
@@ -50,6 +52,7 @@ from polypref.splits import FILE_NAME
 STATE_DIR = ".polypref"
 _SHARD_NAME = FILE_NAME  # train-, validation- or test-NNNNN.parquet (splits.py)
 MAP_PNG = "map.png"  # the preference-space map the card shows, beside it
+FIDELITY_FILE = "fidelity.json"  # the fidelity check's figures, under the key of what they depend on
 
 
 class BuildState:
@@ -62,19 +65,23 @@ class BuildState:
     def state_file(self) -> Path:
         return self.root / "state.json"
 
-    def read(self) -> dict[str, Any] | None:
+    def held(self) -> StateFile | None:
         """The build this folder holds, or None if it holds none; a damaged state file is an OutputError."""
         return read_state(self.state_file)
 
-    def write(self, state: dict[str, Any]) -> None:
-        write_json(state, self.state_file)
+    def read(self) -> dict[str, Any] | None:
+        """``held()`` as a dict, for the callers that still read it by key (analysis/evaluate.py)."""
+        return None if (held := self.held()) is None else held.to_json()
+
+    def write(self, state: StateFile) -> None:
+        write_json(state.to_json(), self.state_file)
 
     # -- the layout (which shards hold which personas and pairs) ----------------------------------
     @property
     def layout_dir(self) -> Path:
         return self.root / "layout"
 
-    def write_layout(self, fingerprint: str, layout: Layout, num_units: int, about: dict[str, Any]) -> None:
+    def write_layout(self, fingerprint: str, layout: Layout, num_units: int, about: About) -> None:
         """Save a layout whose parts all have a run; the digests first, state.json (which points at them) last.
         ``about``: what ``polypref status`` reports besides (the judge's store key, model and prices)."""
         write_digests(self.layout_dir / "personas.parquet", layout.personas)
@@ -86,17 +93,17 @@ class BuildState:
         """The layout of the build this folder holds, if it was built with the same settings and every file of
         it reads back; None otherwise (the build is then laid out anew, from the judgment store)."""
         try:
-            state = self.read()
+            state = self.held()
         except OutputError:
             return None
-        if state is None or state["fingerprint"] != fingerprint or not state["parts"]:
+        if state is None or state.fingerprint != fingerprint or not state.parts:
             return None
         try:
             personas = read_digests(self.layout_dir / "personas.parquet")
             parts = []
-            for k, entry in enumerate(state["parts"]):
+            for k, entry in enumerate(state.parts):
                 pairs = read_digests(self.layout_dir / f"part-{k:05d}.parquet")
-                if len(pairs) != entry["pairs"]:
+                if len(pairs) != entry.pairs:
                     return None
                 parts.append(part_of(entry, pairs))
         except (OSError, ValueError, pa.ArrowException, pl.exceptions.PolarsError):
@@ -108,18 +115,18 @@ class BuildState:
     def added_personas(self) -> int:
         """Personas that refreshes added past population.size (0 for a folder without a readable build)."""
         try:
-            state = self.read()
+            state = self.held()
         except OutputError:
             return 0
-        return int(state.get("added_personas") or 0) if state else 0
+        return state.added_personas if state else 0
 
     def unfinished(self) -> bool:
         """Whether the folder's latest run stopped before every shard was written."""
         try:
-            state = self.read()
+            state = self.held()
         except OutputError:
             return False
-        return state is not None and len([i for i in self.reports() if i < state["num_shards"]]) < state["num_shards"]
+        return state is not None and len([i for i in self.reports() if i < state.num_shards]) < state.num_shards
 
     # -- the judgment store -------------------------------------------------------------------------
     @property
@@ -144,7 +151,7 @@ class BuildState:
         run clears it again instead of refusing it as a stranger's."""
         # answers paid for: judgments, generated responses, pending batches, the fidelity check (keyed by content)
         # the fidelity answers stay either way: an overwrite's check discarded its judge's own before asking again
-        paid = {self.store_dir.name, self.generated_dir.name, self.judge_dir.name, "fidelity.json"}
+        paid = {self.store_dir.name, self.generated_dir.name, self.judge_dir.name, FIDELITY_FILE}
         kept = {LOCK_NAME, self.fidelity_dir.name} | (paid if keep_store else set())
         targets = [self.out / "data", self.out / "README.md", self.out / MAP_PNG]
         if self.root.is_dir():
@@ -152,8 +159,8 @@ class BuildState:
         for target in [*targets, self.state_file]:
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
 
-    def write_summary(self, summary: dict[str, Any]) -> None:
-        write_json(summary, self.summary_file)
+    def write_summary(self, summary: Summary) -> None:
+        write_json(summary.to_json(), self.summary_file)
 
     @property
     def summary_file(self) -> Path:
@@ -173,13 +180,16 @@ class BuildState:
         lines = (json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
         write_bytes("".join(lines).encode("utf-8"), self.skipped_file)
 
-    def read_summary(self) -> dict[str, Any] | None:
+    def summary(self) -> Summary | None:
         """The summary of the latest finished run, if it reads."""
         try:
-            summary = json.loads(self.summary_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            return Summary.from_json(_json(self.summary_file))
+        except ValueError:
             return None
-        return summary if isinstance(summary, dict) else None
+
+    def read_summary(self) -> dict[str, Any] | None:
+        """``summary()`` as a dict, for the callers that still read it by key (analysis/evaluate.py)."""
+        return None if (summary := self.summary()) is None else summary.to_json()
 
     def holds_nothing(self) -> bool:
         """Whether the folder is missing or empty but for the lock a command holds on it (build.lock) and the
@@ -194,6 +204,16 @@ class BuildState:
     def fidelity_dir(self) -> Path:
         """The fidelity check's answers, keyed by content (fidelity.store): kept through a rebuild, like judgments."""
         return self.root / "fidelity"
+
+    def read_fidelity(self, key: str) -> dict[str, Any] | None:
+        """The fidelity figures saved (as ``fidelity.results.FidelityReport.as_json`` gives them) if saved under
+        ``key``; None: none yet, damaged, or saved for another judge or other personas (asked again)."""
+        saved = _json(self.root / FIDELITY_FILE)
+        report = saved.get("report") if isinstance(saved, dict) and saved.get("key") == key else None
+        return report if isinstance(report, dict) else None
+
+    def write_fidelity(self, key: str, report: dict[str, Any]) -> None:
+        write_json({"key": key, "report": report}, self.root / FIDELITY_FILE)
 
     @property
     def judge_dir(self) -> Path:
@@ -210,11 +230,7 @@ class BuildState:
         write_json(info, self.root / "judge-info.json")
 
     def read_judge_info(self) -> dict[str, Any] | None:
-        try:
-            info = json.loads((self.root / "judge-info.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return info if isinstance(info, dict) else None
+        return info if isinstance(info := _json(self.root / "judge-info.json"), dict) else None
 
     # -- shards -------------------------------------------------------------------------------------
     @property
@@ -225,16 +241,16 @@ class BuildState:
     def report_path(self, index: int) -> Path:
         return self.root / "shards" / f"{index:05d}.json"
 
-    def read_report(self, index: int) -> dict[str, Any] | None:
-        """A finished shard's report; an unreadable one counts as not finished (the shard is redone)."""
+    def read_report(self, index: int) -> ShardReport | None:
+        """A finished shard's report; an unreadable one (damaged, or written by another version) counts as not
+        finished: the shard is redone."""
         try:
-            report = json.loads(self.report_path(index).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            return ShardReport.from_json(_json(self.report_path(index)))
+        except ValueError:
             return None
-        return report if isinstance(report, dict) else None
 
-    def write_report(self, index: int, report: dict[str, Any]) -> None:
-        write_json(report, self.report_path(index))
+    def write_report(self, report: ShardReport) -> None:
+        write_json(report.to_json(), self.report_path(report.index))
 
     def forget_damaged_shards(self) -> dict[int, str]:
         """Finished shards whose files are missing or no longer hold the bytes written (damaged on disk, cut
@@ -258,11 +274,7 @@ class BuildState:
 
     def recorded_files(self) -> dict[str, dict[str, Any]]:
         """Digest and rows of each data file that no shard report covers, by its path in the folder."""
-        try:
-            data = json.loads(self.files_record.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return data if isinstance(data := _json(self.files_record), dict) else {}
 
     def record_files(self, written: dict[Path, WrittenFile]) -> None:
         recorded = self.recorded_files() | {
@@ -287,13 +299,13 @@ class BuildState:
         """Why the folder is not one whole, finished build exactly as written (empty: it is). What a push checks
         before sending anything: the latest run finished, every file it wrote is there with the bytes it wrote,
         and data/ holds nothing else."""
-        state = self.read()  # a damaged state file is an OutputError that says so
-        summary = self.read_summary()
+        state = self.held()  # a damaged state file is an OutputError that says so
+        summary = self.summary()
         return integrity.whole_build_problems(self.out, state, summary, self.reports(), self.recorded_files())
 
-    def reports(self) -> dict[int, dict[str, Any]]:
+    def reports(self) -> dict[int, ShardReport]:
         """Every readable shard report, by shard index."""
-        found: dict[int, dict[str, Any]] = {}
+        found: dict[int, ShardReport] = {}
         for path in sorted((self.root / "shards").glob("[0-9]*.json")):
             if path.stem.isdigit() and (report := self.read_report(int(path.stem))) is not None:
                 found[int(path.stem)] = report
@@ -375,8 +387,13 @@ class BuildState:
 
         Safe to call while a build writes (files appear by rename; a vanishing one is skipped).
         """
-        units = 0
-        for report in self.reports().values():
-            with contextlib.suppress(TypeError, ValueError):  # a damaged report is redone; count it as nothing
-                units += int(report.get("units", 0)) - int(report.get("unanswered", 0))
+        units = sum(r.units - r.unanswered for r in self.reports().values())  # a damaged one is not read
         return max(units, store.count() - baseline) if store is not None else units
+
+
+def _json(path: Path) -> Any:
+    """A JSON file's content; None when it is missing or does not read."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

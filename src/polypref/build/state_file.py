@@ -7,13 +7,14 @@ Only ``build.state`` calls this module: it is the one reader and writer of a bui
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_serializer
 
 from polypref.build.layout import Layout, Part
 from polypref.errors import OutputError
@@ -24,7 +25,9 @@ from polypref.files import write_parquet
 JUDGE_KEY = r"^[A-Za-z0-9_-]*$"
 
 
-class _PartEntry(BaseModel):
+class PartEntry(BaseModel):
+    """One part of the layout: a run's personas and pairs, and where its shards start."""
+
     personas: tuple[int, int]
     pairs: int = Field(ge=1)  # how many: the digests are in layout/part-NNNNN.parquet
     personas_per_shard: int = Field(ge=1)
@@ -33,15 +36,20 @@ class _PartEntry(BaseModel):
     run_id: str
     created_at: AwareDatetime
 
+    @field_serializer("created_at")
+    def _as_written(self, value: datetime) -> str:
+        return value.isoformat()
 
-class _JudgeEntry(BaseModel):
+
+class JudgeEntry(BaseModel):
     backend: str | None = None
     model: str | None = None
     prices: dict[str, float] | None = None
 
 
-class _StateFile(BaseModel):
-    """What state.json must hold for a build to resume from it."""
+class StateFile(BaseModel):
+    """What state.json must hold for a build to resume from it. ``from_json`` checks it; ``to_json`` gives the
+    dict written, as earlier versions wrote it (keys this version does not know are kept)."""
 
     model_config = ConfigDict(extra="allow")
     fingerprint: str
@@ -49,13 +57,25 @@ class _StateFile(BaseModel):
     created_at: AwareDatetime
     num_shards: int = Field(ge=0)
     num_units: int = Field(ge=0)
-    parts: list[_PartEntry] = Field(default_factory=list)
+    parts: list[PartEntry] = Field(default_factory=list)
     added_personas: int = Field(0, ge=0)  # past population.size, by refreshes (--add-personas)
     judge_key: str = Field("", pattern=JUDGE_KEY)  # the store namespace of the judge that built it
-    judge: _JudgeEntry = Field(default_factory=_JudgeEntry)  # what `polypref status` reports
+    judge: JudgeEntry = Field(default_factory=JudgeEntry)  # what `polypref status` reports
+
+    @field_serializer("created_at")
+    def _as_written(self, value: datetime) -> str:
+        return value.isoformat()
+
+    @classmethod
+    def from_json(cls, data: Any) -> StateFile:
+        """ValidationError if ``data`` is not a state this version can resume from."""
+        return cls.model_validate(data)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
 
 
-def read_state(state_file: Path) -> dict[str, Any] | None:
+def read_state(state_file: Path) -> StateFile | None:
     """The build ``state_file`` describes, or None if there is none; a damaged state file is an OutputError."""
     try:
         text = state_file.read_text(encoding="utf-8")
@@ -71,7 +91,7 @@ def read_state(state_file: Path) -> dict[str, Any] | None:
             "pass --overwrite to rebuild, or choose another --out"
         ) from None
     try:
-        return _StateFile.model_validate(state).model_dump(mode="json")
+        return StateFile.from_json(state)
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'file'}: {err['msg']}" for err in e.errors())
         raise OutputError(
@@ -86,41 +106,53 @@ def _reason(error: BaseException) -> str:
     return getattr(error, "strerror", None) or str(error)
 
 
-def layout_state(fingerprint: str, layout: Layout, num_units: int, about: dict[str, Any]) -> dict[str, Any]:
+def layout_state(fingerprint: str, layout: Layout, num_units: int, about: About) -> StateFile:
     """What state.json holds for a layout whose parts all have a run; ``about``: what ``polypref status``
     reports besides (the judge's store key, model and prices)."""
     latest = layout.parts[-1] if layout.parts else None
-    return about | {
-        "fingerprint": fingerprint,
-        "run_id": latest.run_id if latest else "",
-        "created_at": latest.created_at if latest else datetime.now(UTC).isoformat(),
-        "num_shards": layout.num_shards,
-        "num_units": num_units,
-        "parts": [
-            {
-                "personas": list(p.personas),
-                "pairs": len(p.pairs),
-                "personas_per_shard": p.personas_per_shard,
-                "pairs_per_shard": p.pairs_per_shard,
-                "first_shard": p.first_shard,
-                "run_id": p.run_id,
-                "created_at": p.created_at,
-            }
+    return StateFile(
+        fingerprint=fingerprint,
+        run_id=latest.run_id or "" if latest else "",
+        created_at=latest.created_at if latest and latest.created_at else datetime.now(UTC),  # type: ignore[arg-type]
+        num_shards=layout.num_shards,
+        num_units=num_units,
+        parts=[
+            PartEntry(
+                personas=p.personas,
+                pairs=len(p.pairs),
+                personas_per_shard=p.personas_per_shard,
+                pairs_per_shard=p.pairs_per_shard,
+                first_shard=p.first_shard,
+                run_id=p.run_id or "",
+                created_at=p.created_at,  # type: ignore[arg-type]
+            )
             for p in layout.parts
         ],
-    }
+        added_personas=about.added_personas,
+        judge_key=about.judge_key,
+        judge=about.judge,
+    )
 
 
-def part_of(entry: dict[str, Any], pairs: tuple[str, ...]) -> Part:
-    """A part as state.json records it (``entry``, of a state ``read_state`` validated), with its pairs."""
+@dataclass(frozen=True)
+class About:
+    """What state.json says of a build besides its layout, for ``polypref status``."""
+
+    judge_key: str  # the store namespace of the judge that built it
+    judge: JudgeEntry
+    added_personas: int = 0
+
+
+def part_of(entry: PartEntry, pairs: tuple[str, ...]) -> Part:
+    """A part as state.json records it, with its pairs."""
     return Part(
-        personas=tuple(entry["personas"]),  # type: ignore[arg-type]
+        personas=entry.personas,
         pairs=pairs,
-        personas_per_shard=entry["personas_per_shard"],
-        pairs_per_shard=entry.get("pairs_per_shard"),
-        first_shard=entry["first_shard"],
-        run_id=entry["run_id"],
-        created_at=datetime.fromisoformat(entry["created_at"]).isoformat(),  # as written
+        personas_per_shard=entry.personas_per_shard,
+        pairs_per_shard=entry.pairs_per_shard,
+        first_shard=entry.first_shard,
+        run_id=entry.run_id,
+        created_at=entry.created_at.isoformat(),  # as written
     )
 
 

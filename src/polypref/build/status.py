@@ -7,10 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from pydantic import ValidationError
 
 from polypref.build.lock import describe_holder, holder
-from polypref.build.report import SHARD_REPORT, ShardReport
 from polypref.build.state import BuildState
 from polypref.errors import OutputError, PolyprefError
 from polypref.fidelity.store import spent as fidelity_spent
@@ -22,25 +20,26 @@ def read(folder: Path) -> dict[str, Any]:
     if not folder.is_dir():
         raise PolyprefError(f"{folder} is not a folder")
     state = BuildState(folder)
-    held = state.read()  # a damaged state file is an OutputError that says so
+    held = state.held()  # a damaged state file is an OutputError that says so
     if held is None:
         raise OutputError(f"{folder} holds no polypref build")
-    finished = {i: r for i, r in state.reports().items() if (report := _report(r)) is not None and report.done}
-    store = state.store(held["judge_key"])
-    requests, tokens, stored = _store_figures(store.segments()) if held["judge_key"] else (0, _NO_TOKENS, 0)
-    judge = held["judge"]
-    prices = judge["prices"] or {}
-    summary = state.read_summary()
+    # a damaged report is a shard the build will make again
+    finished = {i: r for i, r in state.reports().items() if r.done}
+    store = state.store(held.judge_key)
+    requests, tokens, stored = _store_figures(store.segments()) if held.judge_key else (0, _NO_TOKENS, 0)
+    judge = held.judge
+    prices = judge.prices or {}
+    summary = state.summary()
     return {
         "folder": str(folder),
-        "judge": {k: judge.get(k) for k in ("backend", "model")},
-        "runs": len(held.get("parts") or []),
-        "shards": {"done": len(finished), "total": held["num_shards"]},
+        "judge": {"backend": judge.backend, "model": judge.model},
+        "runs": len(held.parts),
+        "shards": {"done": len(finished), "total": held.num_shards},
         "judgments": {
-            "planned": held["num_units"],  # at the full judge.samples: adaptive sampling judges fewer
-            "in_finished_shards": sum(r["units"] for r in finished.values()),
+            "planned": held.num_units,  # at the full judge.samples: adaptive sampling judges fewer
+            "in_finished_shards": sum(r.units for r in finished.values()),
             # what the finished shards' budgets allowed: their progress through the plan
-            "planned_in_finished_shards": sum(r.get("planned") or r["units"] for r in finished.values()),
+            "planned_in_finished_shards": sum(r.planned or r.units for r in finished.values()),
         },
         "stored": {"this_judge": stored, "all_judges": state.stored_judgments()},
         "requests": requests,  # the judge's: the personas' judgments and the persona-free run's
@@ -55,9 +54,9 @@ def read(folder: Path) -> dict[str, Any]:
         )
         if prices
         else None,
-        "finished": summary is not None and len(finished) == held["num_shards"],
+        "finished": summary is not None and len(finished) == held.num_shards,
         "in_use_by": holder(folder),  # the command writing the folder now, if any (build.lock)
-        "preferences": summary.get("preferences") if summary else None,
+        "preferences": summary.preferences if summary else None,
     }
 
 
@@ -68,14 +67,6 @@ def _generation_requests(store: Path) -> int:
     """Requests made for generated responses: a slot's row counts its runs' attempts, its latest the most."""
     rows = load_store(store)
     return int(rows.sort("attempts").unique(["response_id", "settings"], keep="last")["attempts"].sum() or 0)
-
-
-def _report(stored: dict[str, Any]) -> ShardReport | None:
-    """A shard's report as the build reads it; a damaged one is a shard the build will make again."""
-    try:
-        return SHARD_REPORT.validate_python(stored)
-    except ValidationError:
-        return None
 
 
 def _store_figures(segments: list[Path]) -> tuple[int, dict[str, int], int]:

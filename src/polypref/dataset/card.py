@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -9,6 +10,7 @@ import yaml
 from polypref import SCHEMA_VERSION, __version__, prompts, splits
 from polypref.analysis import evaluate as evaluation
 from polypref.assets import json_schema
+from polypref.build.documents import Summary
 from polypref.dataset.configs import CONFIGS
 from polypref.fidelity import report as fidelity
 
@@ -56,22 +58,22 @@ def _splits_of(config: str, rows: dict[str, dict[str, int]]) -> list[str]:
     return [s for s in splits.NAMES if rows.get(config, {}).get(s)] or ["train"]
 
 
-def _split_rows(summary: dict[str, Any]) -> dict[str, dict[str, int]]:
+def _split_rows(summary: Summary) -> dict[str, dict[str, int]]:
     """Rows per config and split (a summary without them, of an older version: everything in train)."""
-    recorded = (summary.get("splits") or {}).get("rows")
-    return recorded if recorded is not None else {c: {"train": summary.get(c) or 0} for c in CONFIGS}
+    recorded = summary.split_rows()
+    return recorded if recorded is not None else {c: {"train": summary.rows(c) or 0} for c in CONFIGS}
 
 
-def built_configs(summary: dict[str, Any]) -> tuple[str, ...]:
+def built_configs(summary: Summary) -> tuple[str, ...]:
     """The configs the build wrote: every one but an optional config that is off (its count is None)."""
-    return tuple(c for c in CONFIGS if summary.get(c) is not None)
+    return tuple(c for c in CONFIGS if summary.rows(c) is not None)
 
 
-def declared_configs(summary: dict[str, Any]) -> tuple[str, ...]:
+def declared_configs(summary: Summary) -> tuple[str, ...]:
     """The configs a finished build's card declares: those with rows. `datasets` cannot load a split of no rows
     ('corresponds to no data'), locally or from the Hub, so an empty config (its file holds the schema) is named
     in the card's text instead."""
-    return tuple(c for c in built_configs(summary) if summary[c])
+    return tuple(c for c in built_configs(summary) if summary.rows(c))
 
 
 def render_in_progress(plan: BuildPlan) -> str:
@@ -86,8 +88,8 @@ def render_in_progress(plan: BuildPlan) -> str:
     )
 
 
-def front_matter(plan: BuildPlan, summary: dict[str, Any]) -> str:
-    n = summary["preferences"]
+def front_matter(plan: BuildPlan, summary: Summary) -> str:
+    n = summary.preferences or 0
     size = next(
         label
         for limit, label in (
@@ -101,7 +103,7 @@ def front_matter(plan: BuildPlan, summary: dict[str, Any]) -> str:
         if n < limit
     )
     tags = ["synthetic", "preference", "persona", "dpo", "polypref"]
-    if summary["judge"]["simulated"]:
+    if summary.judge.get("simulated"):
         tags.append("simulated")
     declared = declared_configs(summary)
     rows = _split_rows(summary)
@@ -137,12 +139,12 @@ def _config_used(plan: BuildPlan) -> dict[str, Any]:
     return used
 
 
-def _runs(plan: BuildPlan, summary: dict[str, Any]) -> list[dict[str, Any]]:
+def _runs(plan: BuildPlan, summary: Summary) -> list[dict[str, Any]]:
     """The runs that built the folder, oldest first: which personas and pairs each added, in which shards."""
     return [
         {
-            "run_id": part.run_id or summary["run_id"],
-            "created_at": part.created_at or summary["created_at"],
+            "run_id": part.run_id or summary.run_id,
+            "created_at": part.created_at or summary.created_at,
             "personas": f"{part.personas[0] + 1}-{part.personas[1]}",
             "pairs": len(part.pairs),
             "shards": f"{part.first_shard}-{part.first_shard + part.num_shards - 1}",
@@ -151,7 +153,7 @@ def _runs(plan: BuildPlan, summary: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _splits_view(plan: BuildPlan, summary: dict[str, Any]) -> dict[str, Any]:
+def _splits_view(plan: BuildPlan, summary: Summary) -> dict[str, Any]:
     """What the card's Splits section shows: the shares, and each per-persona config's rows per split."""
     shares = plan.config.output.splits
     rows = _split_rows(summary)
@@ -163,7 +165,9 @@ def _splits_view(plan: BuildPlan, summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def render(plan: BuildPlan, summary: dict[str, Any]) -> str:
+def render(plan: BuildPlan, summary: Summary | Mapping[str, Any]) -> str:
+    """The card of a finished build; ``summary`` as ``pipeline.finalize`` returns it (its JSON) or typed."""
+    summary = summary if isinstance(summary, Summary) else Summary.from_json(summary)
     population = plan.population
     groups = [
         {"name": g, "share": population.group_shares[g], "personas": population.group_counts[g]}
@@ -187,7 +191,7 @@ def render(plan: BuildPlan, summary: dict[str, Any]) -> str:
             schema_version=SCHEMA_VERSION,
             fidelity=fidelity.as_card(fidelity.current_report(plan)),
             splits=_splits_view(plan, summary),
-            personalization=evaluation.markdown(summary.get("personalization") or {"skipped": "not measured"}),
+            personalization=evaluation.markdown(summary.personalization or {"skipped": "not measured"}),
         )
         + "\n"
     )

@@ -3,7 +3,6 @@ words (terminal, card)."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,13 +16,13 @@ from polypref.records import content_hash
 if TYPE_CHECKING:
     from polypref.build.plan import BuildPlan
 from polypref.build.fingerprint import code_digest, file_digest, input_files
+from polypref.build.state import FIDELITY_FILE, BuildState
 from polypref.fidelity.sample import sampling
-from polypref.files import write_json
 
 log = logging.getLogger("polypref.fidelity")
 
 
-REPORT_FILE = "fidelity.json"  # in the build's state folder (.polypref/)
+REPORT_FILE = FIDELITY_FILE  # in the build's state folder (.polypref/), which build.state reads and writes
 
 
 def report_key(plan: BuildPlan) -> str:
@@ -53,22 +52,26 @@ def save(plan: BuildPlan, report: FidelityReport) -> None:
     endpoint left without an answer are shown as such, and the next run asks again (``for_build``)."""
     if report.no_answer:
         log.warning("fidelity: %d survey questions got no answer; the next run asks again", report.no_answer)
-    write_json({"key": report_key(plan), "report": report.as_json()}, plan.state.root / REPORT_FILE)
+    plan.state.write_fidelity(report_key(plan), report.as_json())
 
 
 def current_report(plan: BuildPlan) -> FidelityReport | None:
     """The figures saved for this build's judge and personas (None: not checked, or checked for another)."""
     if not plan.config.fidelity.check:
         return None
-    return saved_report(plan.state.root / REPORT_FILE, report_key(plan))
+    return _report_of(plan.state.read_fidelity(report_key(plan)))
 
 
 def saved_report(path: Path, key: str) -> FidelityReport | None:
+    """The figures saved as ``path`` (a build folder's ``.polypref/fidelity.json``) under ``key``."""
+    return _report_of(BuildState(path.parent.parent).read_fidelity(key)) if path.name == REPORT_FILE else None
+
+
+def _report_of(saved: dict[str, Any] | None) -> FidelityReport | None:
     try:
-        saved = json.loads(path.read_text())
-        return FidelityReport.from_json(saved["report"]) if saved.get("key") == key else None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # none yet, or damaged: ask again
+        return None if saved is None else FidelityReport.from_json(saved)
+    except (ValueError, KeyError, TypeError):
+        return None  # damaged: ask again
 
 
 def _of_population(report: FidelityReport) -> str:

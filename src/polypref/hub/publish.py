@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -28,9 +27,9 @@ import yaml
 from polypref import files
 from polypref.build.lock import folder_lock
 from polypref.build.state import MAP_PNG, BuildState
-from polypref.errors import PolyprefError, first_line, http_status
-from polypref.judges.ratelimit import retry_note
-from polypref.safety import secrets
+from polypref.errors import PolyprefError, http_status
+from polypref.items.hub_errors import Request, hub_problem, register_tokens
+from polypref.llms.ratelimit import retry_note
 
 log = logging.getLogger("polypref.hub.publish")
 
@@ -89,7 +88,7 @@ def check_folder(folder: Path) -> dict[str, Path]:
     """One whole, finished build exactly as it was written, with a valid card, before anything is sent: a Hub
     revision that does not load (a shard missing or damaged, a refresh cut short) would be tagged and pinned."""
     state = BuildState(folder)
-    if state.read() is None:  # never built here: nothing to finish or repair
+    if state.held() is None:  # never built here: nothing to finish or repair
         raise PublishError(
             f"{folder} holds no polypref build, so nothing was pushed: build it first (polypref build CONFIG --out "
             f"{folder}), then push"
@@ -161,9 +160,9 @@ def _push(folder: Path, repo: str, private: bool, revision: str, api: Any, retry
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCard, HfApi
 
     local = check_folder(folder)
-    secrets.register(os.environ.get("HF_TOKEN"))
+    register_tokens()
     api = api or HfApi()
-    with _hub_errors(repo):
+    with _hub_errors(repo, revision):
         retry(lambda: api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True))
         retry(lambda: DatasetCard(local["README.md"].read_text(encoding="utf-8")).validate(repo_type="dataset"))
         if revision != "main":
@@ -262,24 +261,16 @@ class _Retry:
 
 
 @contextmanager
-def _hub_errors(repo: str) -> Iterator[None]:
-    """huggingface_hub's errors as one clear PublishError (what failed, what to do), never a traceback."""
-    from huggingface_hub.errors import HfHubHTTPError
-
+def _hub_errors(repo: str, revision: str) -> Iterator[None]:
+    """huggingface_hub's errors as one clear PublishError (what failed, what to do; ``items.hub_errors``' table,
+    which reading items from the Hub shares), never a traceback."""
     try:
         yield
-    except (HfHubHTTPError, OSError) as error:
-        status = http_status(error)
-        hint = {
-            401: "set HF_TOKEN to a token with write access",
-            403: "the token cannot write to this repo (a read-only token, or another owner's repo)",
-            404: "check the repo id and revision",
-            429: "the Hub rate-limits commits (about 128 an hour per repo): wait and push again; finished "
-            "files are not uploaded twice",
-        }.get(status or 0, "push again to resume: files already on the Hub are not uploaded twice")
-        raise PublishError(
-            f"pushing to {repo} failed ({status or 'no answer'}): {secrets.scrub(first_line(error))}; {hint}"
-        ) from None
+    except Exception as error:
+        problem = hub_problem(error, Request(repo, revision, writing=True))
+        if problem is None:
+            raise
+        raise PublishError(f"pushing to {repo} failed ({problem.status or 'no answer'}): {problem.reason}") from None
 
 
 def iter_summary(result: PushResult) -> Iterator[str]:

@@ -36,7 +36,8 @@ from typing import Any, BinaryIO, Literal
 from polypref import assets, files
 from polypref.errors import ConfigError
 from polypref.items.datafiles import CONFIG, SUPPORTED_SUFFIXES, either, file_suffix, resolve_layout
-from polypref.items.hub import hub_errors, hub_repo, quiet_no_match, register_tokens, repo_files
+from polypref.items.hub import hub_errors, hub_repo, quiet_no_match, repo_files
+from polypref.items.hub_errors import is_hub_error, register_tokens
 
 # One term of a split expression, as datasets parses it (datasets/arrow_reader.py: _SUB_SPEC_RE).
 _SPLIT_TERM = re.compile(
@@ -343,11 +344,8 @@ def open_in_place(f: SourceFile) -> BinaryIO:
 
 def read_error(f: SourceFile, e: Exception) -> ConfigError | None:
     """The ConfigError a failure of huggingface_hub or the network while reading Hub file ``f`` in place means
-    (as hub.hub_errors words it); None for any other error, which is the file's own."""
-    import httpx2
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
-
-    if f.remote is None or not isinstance(e, HfHubHTTPError | httpx2.TransportError | OfflineModeIsEnabled):
+    (as items.hub_errors words it); None for any other error, which is the file's own."""
+    if f.remote is None or not is_hub_error(e):
         return None
     try:
         with hub_errors(f.remote.repo_id, f.remote.revision, f.remote.path):

@@ -4,6 +4,7 @@ summary and the card."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +53,8 @@ def finalize(
     persona_free: pl.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Write the weights, review candidates and preference-space map (over the whole dataset), the dataset card
-    and the build summary; return the summary. ``persona_free``: the judge's votes without a persona
-    (persona_free_votes), placed on the map."""
+    and the build summary; return the summary as summary.json holds it (``Summary.to_json``: the flow and the
+    CLI read it). ``persona_free``: the judge's votes without a persona (persona_free_votes), placed on the map."""
     if sorted(r.index for r in reports) != list(range(plan.num_shards)):
         raise RuntimeError(f"finalize needs all {plan.num_shards} shard reports, got {len(reports)}")
     # over every shard: a refresh's new personas change every tier and every group's split
@@ -70,26 +71,24 @@ def finalize(
     plan.state.drop_unwritten(FINAL_CONFIGS, written)
     plan.state.record_files(written)
     render_png(points, plan.out / MAP_PNG, plan.config.output.pretty_name)
-    summary = (
-        summarize(plan, run, reports, judge, other_requests(plan, judge.simulated))
-        | counts
-        | {
-            # over every shard's preferences: the confidence column measured against truth, where there is any
-            "calibration": calibration_report(plan.out, judge, calibrator_for(judge)),
-            "map": points.height,  # rows, as for every config (the card's dataset_info reads them)
-            "preference_map": map_summary(points),
-            "representatives": representatives_summary(plan.population),
-            # the shares and each config's rows per split: the card declares the splits that have rows
-            "splits": splits.summary(plan.out, plan.config.output.splits, CONFIGS),
-            # how much a persona's own labels say beyond the population's, on the held-out personas
-            "personalization": evaluation.for_card(
-                plan.out, plan.config.output.splits, {t: spec.scale(t) for t in spec.attitudes.items}
-            ),
-        }
+    summary = replace(
+        summarize(plan, run, reports, judge, other_requests(plan, judge.simulated)),
+        **counts,
+        # over every shard's preferences: the confidence column measured against truth, where there is any
+        calibration=calibration_report(plan.out, judge, calibrator_for(judge)),
+        map=points.height,  # rows, as for every config (the card's dataset_info reads them)
+        preference_map=map_summary(points),
+        representatives=representatives_summary(plan.population),
+        # the shares and each config's rows per split: the card declares the splits that have rows
+        splits=splits.summary(plan.out, plan.config.output.splits, CONFIGS),
+        # how much a persona's own labels say beyond the population's, on the held-out personas
+        personalization=evaluation.for_card(
+            plan.out, plan.config.output.splits, {t: spec.scale(t) for t in spec.attitudes.items}
+        ),
     )
     write_bytes(card.render(plan, summary).encode(), plan.out / "README.md")
     plan.state.write_summary(summary)
-    return summary
+    return summary.to_json()
 
 
 def _write_distributions(plan: BuildPlan, meta: RunMeta, written: dict[Path, WrittenFile]) -> int:

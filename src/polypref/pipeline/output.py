@@ -7,10 +7,10 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from polypref import generation, splits
 from polypref.build.plan import BuildPlan, RunState
+from polypref.build.state_file import About, JudgeEntry, StateFile
 from polypref.dataset import card
 from polypref.dataset.configs import shard_path
 from polypref.dataset.schema import to_arrow
@@ -27,7 +27,7 @@ from polypref.judges import JudgeInfo
 log = logging.getLogger("polypref.pipeline")
 
 
-def check_output(plan: BuildPlan, overwrite: bool = False) -> dict[str, Any] | None:
+def check_output(plan: BuildPlan, overwrite: bool = False) -> StateFile | None:
     """State of the build already in the output folder (None: a new folder); raise if the folder is unusable.
 
     A folder built with other settings is not an error: the build replaces its dataset, rebuilt from the
@@ -38,11 +38,11 @@ def check_output(plan: BuildPlan, overwrite: bool = False) -> dict[str, Any] | N
     if plan.config.publish.repo:
         publish.require_token(f"publish.repo {plan.config.publish.repo}")
     try:
-        state = plan.state.read()
+        state = plan.state.held()
     except OutputError:
         if not overwrite:
             raise
-        state = {"fingerprint": None}  # damaged: replaced like any other build
+        state = StateFile.model_construct(fingerprint="")  # damaged: replaced like any other build
     if state is None:
         if not plan.state.holds_nothing():
             raise OutputError(f"{plan.out} is not empty and holds no polypref build; choose an empty or new folder")
@@ -81,11 +81,7 @@ def prepare_output(plan: BuildPlan, overwrite: bool = False) -> RunState:
             ),
         )
         judge = plan.config.model_dump(mode="json")["judge"]  # public: no credential reaches the folder
-        about = {
-            "judge_key": plan.judge_key,
-            "judge": {k: judge.get(k) for k in ("backend", "model", "prices")},
-            "added_personas": plan.added_personas,
-        }
+        about = About(plan.judge_key, JudgeEntry.model_validate(judge), plan.added_personas)
         plan.state.write_layout(plan.fingerprint, layout, plan.num_units, about)
     else:
         run = latest_run(plan)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import polars as pl
-from pydantic import ValidationError
 
 from polypref import progress, splits
 from polypref.build.layout import pairs_per_shard
 from polypref.build.plan import BuildPlan, RunState
-from polypref.build.report import SHARD_REPORT, ShardReport, shard_stats
+from polypref.build.report import ShardReport, shard_stats
 from polypref.dataset.configs import shard_path
 from polypref.dataset.schema import to_arrow
 from polypref.dataset.tables import (
@@ -39,13 +38,10 @@ log = logging.getLogger("polypref.pipeline")
 
 def shard_report(plan: BuildPlan, index: int) -> ShardReport | None:
     """The report of a shard with nothing left to do (its file is written last, so it marks completion)."""
-    stored = plan.state.read_report(index)
-    if stored is None:
-        return None
-    try:
-        report = SHARD_REPORT.validate_python(stored)
-    except ValidationError:  # damaged, or written by another version: redo the shard rather than trust it
-        log.warning("shard %d: unreadable report %s; judging the shard again", index, plan.state.report_path(index))
+    report = plan.state.read_report(index)
+    if report is None:
+        if plan.state.report_path(index).exists():  # damaged, or written by another version: redone, not trusted
+            log.warning("shard %d: unreadable report %s; judging the shard again", index, plan.state.report_path(index))
         return None
     return report if report.done else None
 
@@ -96,7 +92,7 @@ def run_shard(plan: BuildPlan, run: RunState, index: int, judge: Judge) -> Shard
         planned=planned,
         files={path.relative_to(plan.out).as_posix(): w for (_, path), w in zip(tables, files, strict=True)},
     )
-    plan.state.write_report(index, asdict(report))
+    plan.state.write_report(report)
     plan.store.forget(index, saved)  # the report skips this shard from now on
     return report
 
