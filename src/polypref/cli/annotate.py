@@ -12,7 +12,17 @@ from typing import Annotated, Any
 import typer
 
 from polypref import files
-from polypref.cli.common import ConfigArg, SetOpt, app, check_new_file, load_settings, out
+from polypref.cli.common import (
+    ConfigArg,
+    ForceOpt,
+    OverwriteOpt,
+    SetOpt,
+    app,
+    check_new_file,
+    load_settings,
+    out,
+    overwriting,
+)
 from polypref.config import BuildConfig
 from polypref.errors import ConfigError
 from polypref.items.config import ItemsConfig
@@ -25,7 +35,8 @@ def annotate(
         "annotated.jsonl"
     ),
     set_: SetOpt = None,
-    force: Annotated[bool, typer.Option(help="Replace an existing file")] = False,
+    overwrite: OverwriteOpt = False,
+    force: ForceOpt = None,
 ) -> None:
     """Give the config's open items survey topics and stances, asking its LLM judge; writes polypref JSONL that
     the simulated judge (and anything that needs stances) can use as items.source."""
@@ -35,7 +46,7 @@ def annotate(
     from polypref.generation import annotate as annotating
 
     cfg, source = load_settings(config, set_)
-    check_new_file(out_path, force, "annotated.jsonl")
+    check_new_file(out_path, overwriting(overwrite, force), "annotated.jsonl")
     generator, items, spec = pipeline.annotation_inputs(cfg, source)
     with tempfile.TemporaryDirectory(prefix="polypref-annotate-") as work:
         templates = getattr(cfg.judge, "templates", None)
@@ -54,7 +65,8 @@ def template_items(
     population: Annotated[
         str | None, typer.Option(help="Population spec whose attitudes and scale the topics and stances must match")
     ] = None,
-    force: Annotated[bool, typer.Option(help="Replace an existing file")] = False,
+    overwrite: OverwriteOpt = False,
+    force: ForceOpt = None,
 ) -> None:
     """Make items from a spec (topics x groups x value dimensions x question templates, two options at opposite
     poles); writes polypref JSONL for items.source."""
@@ -62,7 +74,7 @@ def template_items(
     from polypref.items.templated import load_item_spec, resolve_item_spec
     from polypref.population import load_spec
 
-    check_new_file(out_path, force, "items.jsonl")
+    check_new_file(out_path, overwriting(overwrite, force), "items.jsonl")
     item_spec = load_item_spec(spec)
     if population is not None:
         item_spec.check_against(load_spec(population), str(resolve_item_spec(spec)))

@@ -5,7 +5,6 @@ summary of a build."""
 from __future__ import annotations
 
 import contextlib
-import json
 import shlex
 import signal
 import sys
@@ -22,18 +21,23 @@ from polypref.cli.common import (
     EXIT_UNANSWERED,
     AddPersonasOpt,
     ConfigArg,
+    ForceOpt,
+    JsonOpt,
+    JsonOverwriteOpt,
     OutDirOpt,
     SetOpt,
     WaitOpt,
     app,
-    check_new_file,
+    check_json_path,
     err,
+    is_stdout,
     load_settings,
     out,
+    overwriting,
+    write_json,
 )
 from polypref.errors import Interrupted, PolyprefError
-from polypref.files import write_bytes
-from polypref.runners import prefect_server
+from polypref.runners import prefect_server, signals
 from polypref.runners.check import check_runner
 
 
@@ -88,10 +92,9 @@ def build(
 def fidelity(
     config: ConfigArg = None,
     set_: SetOpt = None,
-    json_path: Annotated[
-        Path | None, typer.Option("--json", help="Also write the figures to this file as JSON")
-    ] = None,
-    force: Annotated[bool, typer.Option(help="Replace an existing --json file")] = False,
+    json_path: JsonOpt = None,
+    overwrite: JsonOverwriteOpt = False,
+    force: ForceOpt = None,
 ) -> None:
     """Ask the config's personas the survey's own questions (each one's own answer held out of its portrayal) and
     score their answers against the survey, per group and overall, beside the same model without a persona.
@@ -101,17 +104,16 @@ def fidelity(
     from polypref.pipeline import fidelity as fidelity_run
 
     cfg, source = load_settings(config, set_)
-    if json_path is not None:
-        check_new_file(json_path, force, "fidelity.json")
+    check_json_path(json_path, overwriting(overwrite, force), "fidelity.json")
     with _prefect_server() as server:
         fidelity_run.standalone_population(cfg, source)  # every input checked before Prefect runs
         figures = _run_flow("fidelity.py:check_fidelity", dict(config=cfg, source=source), server)
     report = FidelityReport.from_json(figures)
-    for line in fidelity_report.describe(report):
-        out.print(line)
+    if not is_stdout(json_path):
+        for line in fidelity_report.describe(report):
+            out.print(line)
     if json_path is not None:
-        write_bytes((json.dumps(figures, indent=2, ensure_ascii=False) + "\n").encode(), json_path)
-        out.print(f"wrote {json_path}")
+        write_json(figures, json_path)
     fidelity_run.gate(report, cfg, stopped="")
     if report.no_answer:
         err.print(f"{report.no_answer} questions got no answer from the endpoint; run the same command again")
@@ -144,7 +146,7 @@ def _run_flow(
     flow will take up, started once the flow is loaded, while Prefect's server finishes booting (seconds in which
     this process would only wait)."""
     try:
-        with prefect_server.StopOnSignal(server):
+        with signals.StopOnSignal(server):
             flow = prefect_server.load_flow(entrypoint)
             prefect_server.quiet_console_about_our_errors()
             # Prefect's server is still booting (~3-5 s from launch): load the judge's client now rather than
@@ -155,7 +157,7 @@ def _run_flow(
                 server.start()
                 if interrupt.stop_requested():  # a signal while the server started: no judging was done yet
                     raise Interrupted(interrupt.signal_name())
-                return prefect_server.call_off_main_thread(lambda: flow(**parameters))
+                return signals.call_off_main_thread(lambda: flow(**parameters))
     except Interrupted:
         # the exception's own attribute may not survive Prefect's state handling; the stop request does
         name = interrupt.signal_name()

@@ -1,8 +1,14 @@
 """What every command shares: the one Typer ``app`` the commands register on, its root callback, the consoles,
-the exit statuses, the option types, loading the config and checking an output file before any work."""
+the exit statuses, the option types, loading the config, checking an output file before any work, writing
+figures as JSON and the deprecation message of an old spelling.
+
+The spellings every command follows: a command that reads a build folder takes it as its first argument; ``--out``
+names what the command writes (one kind per command: a file, or for build and serve the build folder);
+``--json PATH`` writes the figures as JSON (``-``: print only them); ``--overwrite`` replaces what is there."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +18,7 @@ from rich.console import Console
 
 from polypref.config import BuildConfig, load_config
 from polypref.errors import PolyprefError
+from polypref.files import write_bytes
 
 EXIT_ERROR = 2
 EXIT_UNANSWERED = 3
@@ -39,6 +46,46 @@ WaitOpt = Annotated[
 AddPersonasOpt = Annotated[
     int, typer.Option("--add-personas", help="Grow the population by this many past what --out holds", min=0)
 ]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite/--no-overwrite", help="Replace an existing file")]
+JsonOverwriteOpt = Annotated[bool, typer.Option("--overwrite/--no-overwrite", help="Replace an existing --json file")]
+# the old spelling of --overwrite (before 0.2.0, every command but build): taken, with a message, until 0.3
+ForceOpt = Annotated[bool | None, typer.Option("--force/--no-force", hidden=True, help="Deprecated: --overwrite")]
+JsonOpt = Annotated[
+    Path | None, typer.Option("--json", help="Also write the figures to this file as JSON (-: print only the JSON)")
+]
+REMOVED_IN = "0.3"  # the release that drops the old spellings 0.2 still takes
+
+
+def deprecated(old: str, new: str) -> None:
+    """Say, on stderr and in one line, that ``old`` still works but will not for long, and what to write."""
+    err.print(f"warning: {old} is deprecated and will be removed in {REMOVED_IN}; use {new}")
+
+
+def overwriting(overwrite: bool, force: bool | None) -> bool:
+    """--overwrite, or its old spelling --force/--no-force if given (with a deprecation message)."""
+    if force is None:
+        return overwrite
+    deprecated(*(("--force", "--overwrite") if force else ("--no-force", "--no-overwrite")))
+    return overwrite or force
+
+
+def is_stdout(path: Path | None) -> bool:
+    return path is not None and str(path) == "-"
+
+
+def check_json_path(path: Path | None, overwrite: bool, example: str) -> None:
+    """check_new_file for a --json PATH given (``-``, stdout, needs no check)."""
+    if path is not None and not is_stdout(path):
+        check_new_file(path, overwrite, example)
+
+
+def write_json(figures: object, path: Path) -> None:
+    """``figures`` as JSON: to stdout for ``-`` (alone, for a script to read), else to the file ``path``."""
+    if is_stdout(path):
+        typer.echo(json.dumps(figures, indent=2))
+        return
+    write_bytes((json.dumps(figures, indent=2, ensure_ascii=False) + "\n").encode(), path)
+    out.print(f"wrote {path}")
 
 
 @app.callback(invoke_without_command=True)
@@ -61,16 +108,16 @@ def load_settings(config: Path | None, overrides: list[str] | None) -> tuple[Bui
     return load_config(config, overrides or []), source
 
 
-def check_new_file(path: Path, force: bool, example: str) -> None:
-    """Refuse, before any work, an output file that is a folder, exists (unless --force), is not a plain file
+def check_new_file(path: Path, overwrite: bool, example: str) -> None:
+    """Refuse, before any work, an output file that is a folder, exists (unless --overwrite), is not a plain file
     (a device, a link: replacing it would replace the link or the device node, not write through it), or lies
     where nothing can be written."""
     if path.is_dir():
         raise PolyprefError(f"{path} is a folder; give the file's name, e.g. {path / example}")
     if path.is_symlink() or (path.exists() and not path.is_file()):
         raise PolyprefError(f"{path} is not a plain file (a link, a device ...); give another path")
-    if path.exists() and not force:
-        raise PolyprefError(f"{path} exists; pass --force to replace it")
+    if path.exists() and not overwrite:
+        raise PolyprefError(f"{path} exists; pass --overwrite to replace it")
     folder = path.absolute().parent
     while not folder.exists():  # the writer makes missing folders: the first that exists must take them
         folder = folder.parent

@@ -1,40 +1,48 @@
-"""Reading a build folder: status (what a build, finished or not, holds) and evaluate (its per-persona signal on
-held-out personas)."""
+"""Reading a build folder, given as the first argument: status (what a build, finished or not, holds) and evaluate
+(its per-persona signal on held-out personas). Each takes --json PATH for its figures (``-``: print only them)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from polypref.cli.common import app, check_new_file, out
-from polypref.files import write_bytes
+from polypref.cli.common import (
+    ForceOpt,
+    JsonOpt,
+    JsonOverwriteOpt,
+    app,
+    check_json_path,
+    is_stdout,
+    out,
+    overwriting,
+    write_json,
+)
 
 
 @app.command()
 def status(
     folder: Annotated[Path, typer.Argument(help="A build folder (finished or not)")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON")] = False,
+    json_path: JsonOpt = None,
+    overwrite: JsonOverwriteOpt = False,
 ) -> None:
     """Show what a (partial) build holds: shards done, judgments stored, requests and cost so far."""
     from polypref.build import status as folder_status
 
+    check_json_path(json_path, overwrite, "status.json")
     figures = folder_status.read(folder)
-    if as_json:
-        out.print(json.dumps(figures, indent=2))
-        return
-    for line in folder_status.describe(figures):
-        out.print(line)
+    if not is_stdout(json_path):
+        for line in folder_status.describe(figures):
+            out.print(line)
+    if json_path is not None:
+        write_json(figures, json_path)
 
 
 @app.command()
 def evaluate(
     folder: Annotated[Path, typer.Argument(help="A finished build folder")],
-    json_path: Annotated[
-        Path | None, typer.Option("--json", help="Also write the figures to this file as JSON")
-    ] = None,
+    json_path: JsonOpt = None,
     test_share: Annotated[
         float | None,
         typer.Option(
@@ -46,7 +54,8 @@ def evaluate(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Picks each held-out persona's shots")] = 0,
-    force: Annotated[bool, typer.Option(help="Replace an existing --json file")] = False,
+    overwrite: JsonOverwriteOpt = False,
+    force: ForceOpt = None,
 ) -> None:
     """Measure the per-persona signal of a build on held-out personas: accuracy of the global majority, of the
     group's and each group attribute's majority, of k-shot nearest personas (k = 1-16) and of the simulator's
@@ -54,8 +63,7 @@ def evaluate(
     group."""
     from polypref.analysis import evaluate as evaluation
 
-    if json_path is not None:
-        check_new_file(json_path, force, "evaluate.json")
+    check_json_path(json_path, overwriting(overwrite, force), "evaluate.json")
     preferences = evaluation.read_preferences(folder)
     scales = evaluation.spec_scales(folder)  # the attitude model's stance order
     if test_share is None:  # the build's own split: the personas its test split holds out
@@ -63,8 +71,8 @@ def evaluate(
     else:
         figures = evaluation.evaluate(preferences, test_share, seed, scales=scales)
     figures = {"folder": str(folder)} | figures
-    for line in evaluation.describe(figures):
-        out.print(line)
+    if not is_stdout(json_path):
+        for line in evaluation.describe(figures):
+            out.print(line)
     if json_path is not None:
-        write_bytes((json.dumps(figures, indent=2, ensure_ascii=False) + "\n").encode(), json_path)
-        out.print(f"wrote {json_path}")
+        write_json(figures, json_path)

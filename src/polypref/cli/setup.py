@@ -10,7 +10,18 @@ from typing import Annotated, Any
 
 import typer
 
-from polypref.cli.common import ConfigArg, SetOpt, app, err, load_settings, out
+from polypref.cli.common import (
+    ConfigArg,
+    ForceOpt,
+    OverwriteOpt,
+    SetOpt,
+    app,
+    deprecated,
+    err,
+    load_settings,
+    out,
+    overwriting,
+)
 from polypref.config import DEFAULT_CONFIG_PATH
 from polypref.errors import PolyprefError
 from polypref.files import write_bytes
@@ -20,16 +31,33 @@ from polypref.safety.secrets import scrub
 
 @app.command()
 def init(
-    path: Annotated[Path, typer.Argument(help="Where to write the config")],
-    force: Annotated[bool, typer.Option(help="Replace an existing file")] = False,
+    old_path: Annotated[
+        Path | None, typer.Argument(hidden=True, metavar="path", help="Deprecated: --out PATH", show_default=False)
+    ] = None,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="Where to write the config [default: build.yaml]", show_default=False)
+    ] = None,
+    overwrite: OverwriteOpt = False,
+    force: ForceOpt = None,
 ) -> None:
     """Write the default build config, with a comment on every key, for you to edit."""
+    path, replace = _init_path(old_path, out_path), overwriting(overwrite, force)
     if path.is_dir():
         raise PolyprefError(f"{path} is a folder; give the config file's name, e.g. {path / 'build.yaml'}")
-    if path.exists() and not force:
-        raise PolyprefError(f"{path} exists; pass --force to replace it")
+    if path.exists() and not replace:
+        raise PolyprefError(f"{path} exists; pass --overwrite to replace it")
     write_bytes(DEFAULT_CONFIG_PATH.read_bytes(), path)
     out.print(f"wrote {path}; build with: polypref build {shlex.quote(str(path))} --out DIR")
+
+
+def _init_path(old_path: Path | None, out_path: Path | None) -> Path:
+    """Where init writes: --out, or the path given as its argument before 0.2 (with a deprecation message)."""
+    if old_path is None:
+        return out_path or Path("build.yaml")
+    if out_path is not None:
+        raise typer.BadParameter("give the config's path once, with --out", param_hint="PATH")
+    deprecated("`polypref init PATH`", f"`polypref init --out {shlex.quote(str(old_path))}`")
+    return old_path
 
 
 @app.command("init-spec")
@@ -38,19 +66,20 @@ def init_spec(
     spec_path: Annotated[
         Path | None, typer.Option("--out", help="Where to write the spec (default: beside the survey, as NAME.yaml)")
     ] = None,
-    force: Annotated[bool, typer.Option(help="Replace an existing file")] = False,
+    overwrite: OverwriteOpt = False,
+    force: ForceOpt = None,
 ) -> None:
     """Draft a population spec from a survey file's variables, value labels and weights, for you to edit."""
     from polypref.population import draft, load_spec
     from polypref.population.survey import respondents
 
-    path = spec_path or survey.with_suffix(".yaml")
+    path, replace = spec_path or survey.with_suffix(".yaml"), overwriting(overwrite, force)
     if path.is_dir():
         raise PolyprefError(f"{path} is a folder; give the spec file's name, e.g. {path / 'survey.yaml'}")
     if path.suffix.lower() not in (".yaml", ".yml"):
         raise PolyprefError(f"{path}: a population spec is a .yaml or .yml file")
-    if path.exists() and not force:
-        raise PolyprefError(f"{path} exists; pass --force to replace it")
+    if path.exists() and not replace:
+        raise PolyprefError(f"{path} exists; pass --overwrite to replace it")
     made = draft.draft_spec(survey, path)
     write_bytes(made.text.encode("utf-8"), path)
     attitudes = made.spec["attitudes"]["items"]
