@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -29,8 +30,10 @@ TEST_ENV = {
 
 
 @pytest.fixture(scope="session", autouse=True)
-def isolated_environment(tmp_path_factory: pytest.TempPathFactory):
-    """Prefect's database, results and every HF cache live in a temp folder for the session."""
+def isolated_environment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """Prefect's database, results and every HF cache live in a temp folder for the session; where the session
+    runs flows (tests marked `integration` or `process`), one Prefect server serves them all (prefect_api), started
+    before any fixture builds."""
     home = tmp_path_factory.mktemp("home")
     mp = pytest.MonkeyPatch()
     for key, value in TEST_ENV.items():
@@ -39,6 +42,8 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory):
     mp.setenv("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(home / "prefect-results"))
     mp.setenv("HF_HOME", str(home / "hf"))
     mp.setenv("HF_DATASETS_CACHE", str(home / "hf-datasets"))
+    if any(item.get_closest_marker(m) for item in request.session.items for m in ("integration", "process")):
+        request.getfixturevalue("prefect_api")
     yield
     mp.undo()
 
@@ -252,19 +257,26 @@ CPU_ENGINE = [
 ]
 
 
-def run_cli(*args: str) -> tuple[int, str, str]:
-    """``polypref ARGS`` in this process, as its entry point runs it: (exit status, stdout, stderr). Fast enough
-    for property tests, which run the CLI hundreds of times."""
+class CliResult(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> CliResult:
+    """``polypref ARGS`` in this process, as its entry point runs it (in ``cwd``, if given): exit status, stdout
+    and stderr. How every CLI test runs a command, but the few marked `process` (run_polypref)."""
     import contextlib
     import io
-    import sys
 
     from polypref.cli import main
 
     stdout, stderr = io.StringIO(), io.StringIO()
-    argv = sys.argv
+    argv, here = sys.argv, Path.cwd()
     sys.argv = ["polypref", *args]
     try:
+        if cwd is not None:
+            os.chdir(cwd)
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             main()
     except SystemExit as e:
@@ -273,8 +285,9 @@ def run_cli(*args: str) -> tuple[int, str, str]:
         pytest.fail("the CLI returned without SystemExit")
     finally:
         sys.argv = argv
+        os.chdir(here)
     assert isinstance(code, int | None), code
-    return code or 0, stdout.getvalue(), stderr.getvalue()
+    return CliResult(code or 0, stdout.getvalue(), stderr.getvalue())
 
 
 def prefect_servers_under(pid: int) -> list:
@@ -294,16 +307,50 @@ def prefect_servers_under(pid: int) -> list:
 
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[str]:
-    """One Prefect server for the session (the session's database), for what needs a real one: Prefect's CLI
-    deploying, work-pool workers, builds whose workers run in other processes. Stopped at the end."""
+    """The session's one Prefect server, for every test that runs a flow: Prefect's default instance, so flows run
+    in this process use it, and exported as PREFECT_API_URL, so every `polypref` process started from then on uses
+    it instead of booting its own (run_polypref). A test about the CLI's own server removes the variable
+    (``own_prefect_server``). The session's first start migrates a fresh database (~30 s on 2 cores)."""
     from prefect.server.api.server import SubprocessASGIServer
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = SubprocessASGIServer(port=port)  # its own port: not the default instance other tests' runs use
-    server.start(timeout=240)  # the session's first Prefect start migrates a fresh database (~30 s on 2 cores)
+    server = SubprocessASGIServer()  # the default instance (port None): a flow run here may have started it already
+    server.start(timeout=240)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PREFECT_API_URL", server.api_url)
     try:
         yield server.api_url
     finally:
-        server.stop()
+        mp.undo()  # Prefect's own exit hook stops its default instance, once its log handlers are flushed
+
+
+@pytest.fixture
+def own_prefect_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For a test about the server a `polypref` command boots for itself: no session server named."""
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+
+
+# One way to run `polypref` as a real process, for the tests marked `process`: what only a process shows (the
+# installed script, signals and kills, the command's own Prefect server, settings read at import such as
+# HF_ENDPOINT, two commands at once). Everything else runs the CLI in this process (run_cli).
+SCRIPT = Path(sys.executable).with_name("polypref")  # the console script pip installed next to this Python
+
+
+def polypref_command(*args: str, script: bool = False) -> list[str]:
+    if script and not SCRIPT.exists():
+        pytest.fail(f"no installed polypref script at {SCRIPT}")
+    return [*([str(SCRIPT)] if script else [sys.executable, "-m", "polypref"]), *args]
+
+
+def start_polypref(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, **popen: Any) -> Any:
+    """``polypref ARGS`` started, its output piped (text); ``env``: the whole environment (default: this one's,
+    with the session's Prefect server where a test asked for it)."""
+    popen = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
+    return subprocess.Popen(polypref_command(*args), cwd=cwd, env=env, text=True, **popen)
+
+
+def run_polypref(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300, script: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """``polypref ARGS`` run to its end: exit status, stdout and stderr (text)."""
+    command = polypref_command(*args, script=script)
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

@@ -54,7 +54,7 @@ def test_an_adaptive_build_costs_fewer_calls_and_rebuilds_the_same_rows(tiny_con
     for config in ("judgments", "preferences"):
         assert _rows(tmp_path / "again", config).equals(_rows(tmp_path / "adaptive", config))
 
-    code, stdout, stderr = run_cli("status", str(tmp_path / "adaptive"), "--json")
+    code, stdout, stderr = run_cli("status", str(tmp_path / "adaptive"), "--json", "-")
     assert code == 0, stderr
     figures = json.loads(stdout)
     assert figures["finished"] is True

@@ -1,4 +1,5 @@
-"""The whole thing as a user runs it: `polypref build` (Prefect flow, ephemeral server) then `datasets`."""
+"""The whole thing as a user runs it: `polypref build` (the Prefect flow, on the session's server) then `datasets`.
+The commands run in this process; tests/integration/test_signals.py runs them as processes with their own server."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ from polypref.dataset.configs import CONFIGS
 from polypref.errors import Interrupted, JudgeFatalError
 from polypref.items import load_items, make_pairs
 from polypref.population import load_spec
-from tests.conftest import load_with_datasets
-from tests.integration.test_signals import openai_config, run_build
+from tests.conftest import CliResult, load_with_datasets, run_cli
+from tests.integration import test_signals
+from tests.integration.test_signals import openai_config
 from tests.openai_api import ChatAPIServer, prefer_the_longer, request_kind, serve
 
 pytestmark = pytest.mark.integration
@@ -41,10 +43,12 @@ PERSONAS, PAIRS, ORDERS, SAMPLES = 40, default_pairs(), 2, 2
 JUDGMENTS = PERSONAS * PAIRS * ORDERS * SAMPLES
 
 
-def _polypref(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "polypref", *args], cwd=cwd, capture_output=True, text=True, timeout=600
-    )
+def _polypref(*args: str, cwd: Path) -> CliResult:
+    return run_cli(*args, cwd=cwd)
+
+
+def run_build(config: Path, out: Path) -> CliResult:
+    return run_cli("build", str(config), "--out", str(out), "--no-progress", cwd=out.parent)
 
 
 def _flow_runs(out: Path) -> list[dict[str, Any]]:
@@ -196,6 +200,7 @@ def test_a_filter_change_rebuilds_from_stored_judgments(built: dict[str, Any], t
     assert sorted(strict["confidence"]) == sorted(loose["confidence"])  # the same answers, filtered anew
 
 
+@pytest.mark.process  # a fresh interpreter: what it has imported
 def test_core_pipeline_does_not_import_prefect() -> None:
     code = "import sys, polypref.pipeline, polypref.judges.simulated; print('prefect' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -298,16 +303,16 @@ def test_secrets_in_the_config_reach_the_judge_and_nothing_published(tiny: dict[
                 assert secret.encode() not in path.read_bytes(), (secret, path)
 
 
+@pytest.mark.process  # a process that boots its own server: a server that is already up leaves no boot to overlap
 def test_the_fidelity_questions_go_out_while_prefect_starts_and_are_asked_once(
-    tiny: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+    tiny: dict[str, Path], own_prefect_server: None
 ) -> None:
     """The CLI asks the fidelity check's questions while Prefect's server boots (the head start: pipeline.fidelity),
     before the flow has started; the flow's check takes those figures instead of asking again."""
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)  # a server that is already up leaves no boot to overlap
     for server in serve(ChatAPIServer(reply=prefer_the_longer)):  # answers with an option: nothing asked twice
         config = openai_config(tiny, server)
         out = tiny["dir"] / "out"
-        result = run_build(config, out)
+        result = test_signals.run_build(config, out)
         assert result.returncode == 0, result.stdout + result.stderr
         (run,) = _flow_runs(out)
         asked_at = [
@@ -323,12 +328,9 @@ def test_the_fidelity_questions_go_out_while_prefect_starts_and_are_asked_once(
 def test_shard_task_retries_surprises_but_never_our_errors() -> None:
     from prefect import flow, task
     from prefect.cache_policies import NO_CACHE
-    from prefect.flows import load_flow_from_entrypoint
 
-    from polypref import assets
+    from polypref.runners.local import judge_shard  # the task the build's local runner submits, one per shard
 
-    build = load_flow_from_entrypoint(f"{assets.path('flows', 'build.py')}:build_dataset", use_placeholder_flow=False)
-    judge_shard = build.fn.__globals__["judge_shard"]
     assert judge_shard.retries > 0
     attempts: list[str] = []
 

@@ -113,7 +113,7 @@ def test_a_json_path_that_is_not_a_plain_file_is_refused_before_any_work(tmp_pat
     fifo = tmp_path / "pipe.json"
     os.mkfifo(fifo)
     for path in (link, fifo):
-        code, _, err = run_cli("fidelity", "--json", str(path), "--force")
+        code, _, err = run_cli("fidelity", "--json", str(path), "--overwrite")
         assert code == 2 and "not a plain file" in err and "Traceback" not in err, err
     assert link.is_symlink() and target.read_text() == "orig" and stat.S_ISFIFO(fifo.stat().st_mode)
 

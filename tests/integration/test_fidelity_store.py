@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 
 from polypref.build.state import BuildState
 from polypref.fidelity.store import answers_saved
+from tests.conftest import polypref_command
 from tests.integration.test_signals import (  # noqa: F401  (no_build_left_behind: an autouse fixture)
     PERSONAS,
     STARTUP_S,
@@ -31,7 +31,7 @@ from tests.integration.test_signals import (  # noqa: F401  (no_build_left_behin
 )
 from tests.openai_api import ChatAPIServer, prefer_the_longer, request_kind, serve
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.process]
 
 QUESTIONS = PERSONAS * 2 + 2  # every persona on the tiny survey's two topics, and each topic without a persona
 
@@ -89,7 +89,7 @@ def test_a_stop_during_the_check_keeps_its_answers_and_the_rerun_asks_only_the_r
         # a folder that holds a build already (the simulator's, which asks no endpoint)
         command = ["build", str(config), "--out", str(out), "--no-progress", "--set", "judge={backend: simulated}"]
         simulated = subprocess.run(
-            [sys.executable, "-m", "polypref", *command],
+            polypref_command(*command),
             cwd=tiny["dir"],
             capture_output=True,
             text=True,

@@ -17,10 +17,10 @@ from polypref import pipeline
 from polypref.build.lock import FolderInUse, folder_lock, holder
 from polypref.build.state import BuildState
 from polypref.config import load_config
-from tests.conftest import run_without_prefect
+from tests.conftest import polypref_command, run_without_prefect
 from tests.unit.test_pipeline import VOLATILE
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.process]
 
 HOLD = """
 import sys, time
@@ -33,7 +33,7 @@ with folder_lock(sys.argv[1]):
 
 def _polypref(*args: str, cwd: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "polypref", *args, "--no-progress"],
+        polypref_command(*args, "--no-progress"),
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -125,7 +125,7 @@ def test_a_refused_push_and_a_refused_build_leave_the_folder_as_it_was(tiny_conf
     process = _holder(out, 600)
     try:
         push = subprocess.run(
-            [sys.executable, "-m", "polypref", "push", str(out), "--repo", "org/x"],
+            polypref_command("push", str(out), "--repo", "org/x"),
             capture_output=True,
             text=True,
             timeout=120,
@@ -135,9 +135,7 @@ def test_a_refused_push_and_a_refused_build_leave_the_folder_as_it_was(tiny_conf
         build = _polypref("build", str(tiny_config), "--out", str(out), "--overwrite", cwd=tmp_path)
         _, err = build.communicate(timeout=120)
         assert build.returncode == 2 and f"pid {process.pid}" in err
-        status = subprocess.run(
-            [sys.executable, "-m", "polypref", "status", str(out)], capture_output=True, text=True, timeout=120
-        )
+        status = subprocess.run(polypref_command("status", str(out)), capture_output=True, text=True, timeout=120)
         assert status.returncode == 0 and f"in use now by pid {process.pid}" in status.stdout  # read-only: no lock
     finally:
         process.kill()
@@ -149,7 +147,7 @@ def test_a_command_refused_for_bad_input_leaves_no_folder_behind(tmp_path):
     out = tmp_path / "new"
     missing = f"items.source={tmp_path / 'no.jsonl'}"
     result = subprocess.run(
-        [sys.executable, "-m", "polypref", "build", "--out", str(out), "--set", missing],
+        polypref_command("build", "--out", str(out), "--set", missing),
         capture_output=True,
         text=True,
         timeout=300,

@@ -11,7 +11,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import yaml
 
 from polypref import pipeline
 from polypref.config import load_config
-from tests.conftest import load_with_datasets, run_without_prefect
+from tests.conftest import load_with_datasets, run_polypref, run_without_prefect
 from tests.openai_api import ChatAPIServer, judge_settings, prefer_the_longer, serve
 
 pytestmark = pytest.mark.integration
@@ -101,15 +100,15 @@ def test_a_hub_dataset_is_rejudged_with_its_labels_and_provenance(hub, repo, ser
 
 
 def _cli(args: list[str], hub, cwd: Path, token: str | None = None) -> subprocess.CompletedProcess:
+    """A process: huggingface_hub reads HF_ENDPOINT when it is imported."""
     env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(hub.home), "HF_HUB_OFFLINE": "0"}
     env.pop("HF_TOKEN", None)
     if token:
         env["HF_TOKEN"] = token
-    return subprocess.run(
-        [sys.executable, "-m", "polypref", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
+    return run_polypref(*args, cwd=cwd, env=env)
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     ("items", "field", "words"),
     [
@@ -148,6 +147,7 @@ def test_bad_hub_sources_exit_2_before_any_work(hub, repo, items, field, words, 
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
 
 
+@pytest.mark.process
 def test_a_gated_dataset_reads_with_the_token_and_never_shows_it(hub, repo, server, tmp_path: Path) -> None:
     repo_id, _ = repo
     hub.stub.set_gated(repo_id, token=TOKEN)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -18,7 +16,7 @@ from polypref import pipeline
 from polypref.config import load_config
 from polypref.hub import publish
 from polypref.splits import split_of
-from tests.conftest import run_without_prefect
+from tests.conftest import run_polypref, run_without_prefect
 
 pytestmark = pytest.mark.integration
 
@@ -230,17 +228,19 @@ def test_bad_folders_and_cards_are_refused_before_any_request(writer, build: Pat
     assert len(writer.stub.log.entries) == before
 
 
+@pytest.mark.process  # huggingface_hub reads HF_ENDPOINT when it is imported
 def test_the_push_command_needs_a_token_and_never_prints_it(writer, build: Path, tmp_path: Path) -> None:
     env = {**os.environ, "HF_ENDPOINT": writer.url, "HF_HOME": str(writer.home), "HF_HUB_OFFLINE": "0"}
-    command = [sys.executable, "-m", "polypref", "push", str(build), "--repo", _repo()]
+    command = ["push", str(build), "--repo", _repo()]
     env.pop("HF_TOKEN", None)
-    refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    refused = run_polypref(*command, env=env)
     assert refused.returncode == 2 and "HF_TOKEN" in refused.stderr and "Traceback" not in refused.stderr
-    done = subprocess.run(command, env={**env, "HF_TOKEN": TOKEN}, capture_output=True, text=True, timeout=300)
+    done = run_polypref(*command, env={**env, "HF_TOKEN": TOKEN})
     assert done.returncode == 0, done.stderr
     assert "tagged v1" in done.stdout and TOKEN not in done.stdout + done.stderr
 
 
+@pytest.mark.process  # huggingface_hub reads HF_ENDPOINT when it is imported
 def test_a_build_that_names_a_repo_publishes_and_a_refresh_uploads_only_its_new_files(
     writer, tiny_config: Path, tmp_path: Path
 ) -> None:
@@ -251,12 +251,12 @@ def test_a_build_that_names_a_repo_publishes_and_a_refresh_uploads_only_its_new_
     env = {**os.environ, "HF_ENDPOINT": writer.url, "HF_HOME": str(writer.home), "HF_HUB_OFFLINE": "0"}
     env.pop("HF_TOKEN", None)
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "polypref", "build", str(tiny_config), "--out", str(out), "--no-progress"]
+    command = ["build", str(tiny_config), "--out", str(out), "--no-progress"]
     command += ["--set", "population.size=20", "--set", "output.units_per_shard=100", "--set", f"publish.repo={repo}"]
-    refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    refused = run_polypref(*command, env=env)
     assert refused.returncode == 2 and "HF_TOKEN" in refused.stderr and not out.exists()  # before any work
 
-    first = subprocess.run(command, env={**env, "HF_TOKEN": TOKEN}, capture_output=True, text=True, timeout=300)
+    first = run_polypref(*command, env={**env, "HF_TOKEN": TOKEN})
     assert first.returncode == 0, first.stdout + first.stderr
     assert f"published: {repo} (v1)" in first.stdout and TOKEN not in first.stdout + first.stderr
     sent = {f for p in writer.stub.pushes(repo) for f in p["added"]}
@@ -264,7 +264,7 @@ def test_a_build_that_names_a_repo_publishes_and_a_refresh_uploads_only_its_new_
 
     before = dict(publish.published_files(out))
     refresh = [*command, "--add-personas", "8"]
-    again = subprocess.run(refresh, env={**env, "HF_TOKEN": TOKEN}, capture_output=True, text=True, timeout=300)
+    again = run_polypref(*refresh, env={**env, "HF_TOKEN": TOKEN})
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"published: {repo} (v2)" in again.stdout
     new = set(publish.published_files(out)) - set(before)
@@ -286,6 +286,6 @@ def test_a_build_that_names_a_repo_publishes_and_a_refresh_uploads_only_its_new_
 
     assert _remote(repo, "judgments", "v2").height == pl.read_parquet(out / "data" / "judgments").height == 28 * 6 * 2
 
-    same = subprocess.run(command, env={**env, "HF_TOKEN": TOKEN}, capture_output=True, text=True, timeout=300)
+    same = run_polypref(*command, env={**env, "HF_TOKEN": TOKEN})
     assert same.returncode == 0, same.stdout + same.stderr  # the grown build, run again: the same card and files
     assert f"published: {repo} (unchanged, no commit)" in same.stdout and len(writer.stub.pushes(repo)) == len(pushes)

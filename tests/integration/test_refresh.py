@@ -7,8 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from polypref import assets, pipeline, prompts
 from polypref.build.state import BuildState
 from polypref.config import load_config
 from polypref.errors import OutputError
-from tests.conftest import items_records, run_without_prefect
+from tests.conftest import CliResult, items_records, run_cli, run_without_prefect
 from tests.openai_api import ChatAPIServer, judge_settings, prefer_the_longer, serve
 
 pytestmark = pytest.mark.integration
@@ -202,8 +200,8 @@ def test_a_shard_damaged_on_disk_is_rebuilt_from_the_store(builds: Builds) -> No
     assert _rows(builds.out, "judgments", JUDGMENT_KEY).equals(before)
 
 
-def _polypref(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "polypref", *args], capture_output=True, text=True, timeout=300)
+def _polypref(*args: str) -> CliResult:
+    return run_cli(*args)
 
 
 def test_a_foreign_or_damaged_store_segment_stops_the_build_naming_it(builds: Builds) -> None:
@@ -237,7 +235,7 @@ def test_status_reports_a_partial_and_a_finished_build(builds: Builds, tiny_conf
         pipeline.run_shard(plan, run, 0, judge)
     finally:
         judge.close()
-    partial = _polypref("status", str(builds.out), "--json")
+    partial = _polypref("status", str(builds.out), "--json", "-")
     assert partial.returncode == 0, partial.stderr
     figures = json.loads(partial.stdout)
     assert figures["finished"] is False
@@ -256,7 +254,7 @@ def test_status_reports_a_partial_and_a_finished_build(builds: Builds, tiny_conf
     assert nothing.returncode == 2 and "is not a folder" in nothing.stderr and "Traceback" not in nothing.stderr
     report = BuildState(builds.out).report_path(0)
     report.write_text(report.read_text().replace('"units": ', '"units": null, "was": '))
-    counted = _polypref("status", str(builds.out), "--json")  # a damaged report: that shard is not done
+    counted = _polypref("status", str(builds.out), "--json", "-")  # a damaged report: that shard is not done
     assert counted.returncode == 0 and json.loads(counted.stdout)["shards"]["done"] == plan.num_shards - 1
     segment = sorted(plan.store.root.glob("*.parquet"))[0]
     segment.write_bytes(b"torn")

@@ -57,9 +57,10 @@ def _deployment_runs(deployment: str, out: Path) -> dict[str, tuple[str, dict[st
 
 
 @pytest.fixture
-def serving(tiny: dict[str, Path]) -> Iterator[dict[str, Any]]:
+def serving(tiny: dict[str, Path], own_prefect_server: None) -> Iterator[dict[str, Any]]:
     """`polypref serve --interval 2 --add-personas 1` on the tiny survey, in a session of its own as a shell
-    starts a job; killed with its process group if a test leaves it running."""
+    starts a job, with the server it starts for itself (the session's runs no scheduler); killed with its process
+    group if a test leaves it running."""
     out = tiny["dir"] / "out"
     stdout, stderr = tiny["dir"] / "serve.stdout", tiny["dir"] / "serve.stderr"
     config = tiny["dir"] / "serve.yaml"

@@ -190,7 +190,7 @@ def test_signal_saves_work_stops_promptly_and_the_same_command_resumes(
     assert pl.read_parquet(out / "data" / "judgments").height == UNITS
 
 
-def test_second_sigint_exits_at_once_and_stops_prefects_server(tiny: dict[str, Path]) -> None:
+def test_second_sigint_exits_at_once_and_stops_prefects_server(tiny: dict[str, Path], own_prefect_server: None) -> None:
     for server in serve(ChatAPIServer(delay=0.3)):
         config = openai_config(tiny, server)
         out = tiny["dir"] / "out"
@@ -215,7 +215,9 @@ def test_second_sigint_exits_at_once_and_stops_prefects_server(tiny: dict[str, P
         prefect_server.wait(timeout=15)  # its own session: only the build could stop it, and did
 
 
-def test_prefect_server_does_not_outlive_a_killed_build(tiny: dict[str, Path], chat_server: ChatAPIServer) -> None:
+def test_prefect_server_does_not_outlive_a_killed_build(
+    tiny: dict[str, Path], chat_server: ChatAPIServer, own_prefect_server: None
+) -> None:
     # Prefect's server runs in a session of its own (so Ctrl-C does not reach it); killing the build with
     # SIGKILL, which no handler sees, must not leave it running with Prefect's database open under the rerun
     config = openai_config(tiny, chat_server)

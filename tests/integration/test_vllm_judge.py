@@ -16,7 +16,7 @@ import pytest
 
 from polypref import pipeline
 from polypref.config import load_config
-from tests.conftest import CPU_ENGINE, load_with_datasets, run_without_prefect
+from tests.conftest import CPU_ENGINE, load_with_datasets, polypref_command, run_without_prefect
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
 
@@ -222,7 +222,7 @@ def test_cli_builds_with_both_llm_backends(vllm_server, tiny_model, tiny_config,
     for backend, args in runs.items():
         out = tmp_path / backend
         result = subprocess.run(
-            [sys.executable, "-m", "polypref", "build", *common, *args, "--out", str(out)],
+            polypref_command("build", *common, *args, "--out", str(out)),
             capture_output=True,
             text=True,
             timeout=900,
@@ -249,7 +249,7 @@ def test_fidelity_command_on_the_tiny_model(tiny_model, tiny_config, tmp_path):
     path = tmp_path / "fidelity.json"
     settings = ["population.size=6", "judge.backend=vllm", f"judge.model={tiny_model}", *CPU_ENGINE]
     result = subprocess.run(
-        [sys.executable, "-m", "polypref", "fidelity", str(tiny_config), "--json", str(path)]
+        polypref_command("fidelity", str(tiny_config), "--json", str(path))
         + [a for o in settings for a in ("--set", o)],
         capture_output=True,
         text=True,
@@ -292,7 +292,7 @@ def test_ctrl_c_reaching_the_engine_loses_no_answer_and_resumes(tiny_model, tiny
     assert saved and all(frame["error"].null_count() == frame.height for frame in saved), "a dead engine's rows"
 
     again = subprocess.run(
-        [sys.executable, "-m", "polypref", "build", str(config), "--out", str(out), "--no-progress"],
+        polypref_command("build", str(config), "--out", str(out), "--no-progress"),
         capture_output=True,
         text=True,
         timeout=600,

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ from polypref.errors import ConfigError
 from polypref.generation.annotate import annotate, annotator, to_jsonl
 from polypref.items import load_items
 from polypref.population import load_spec
+from tests.conftest import CliResult, run_cli
 from tests.openai_api import ChatAPIServer, prefer_the_longer, serve
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "items"
@@ -130,10 +129,8 @@ def test_annotating_needs_an_llm_backend() -> None:
         annotator(load_config().judge)
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "polypref", *args], cwd=cwd, capture_output=True, text=True, timeout=300
-    )
+def _cli(*args: str, cwd: Path) -> CliResult:
+    return run_cli(*args, cwd=cwd)
 
 
 def _config(tmp_path: Path, server: ChatAPIServer, source: Path, **items: object) -> Path:
@@ -190,7 +187,7 @@ def test_the_annotate_command_prints_a_simulated_build_that_works(server: ChatAP
         f"({100 * judged} prompt and {20 * judged} completion tokens)\n"
     ) in result.stdout
     again = _cli("annotate", str(config), "--out", "annotated.jsonl", cwd=tmp_path)
-    assert again.returncode == 2 and "--force" in again.stderr  # never overwrites silently
+    assert again.returncode == 2 and "pass --overwrite" in again.stderr  # never overwrites silently
 
 
 @pytest.mark.integration  # runs the printed build: Prefect's flow, end to end

@@ -1,4 +1,5 @@
-"""The CLI's own error paths, as a user meets them: a real `polypref` process, its exit status and its output.
+"""The CLI's own error paths, as a user meets them: its exit status and its output (in this process; the
+installed script and `python -m polypref` once each as real processes).
 
 None of these start Prefect: every one ends before a build would.
 """
@@ -11,19 +12,17 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(sys.executable).with_name("polypref")  # the console script pip installed next to this Python
+from tests.conftest import run_cli, run_polypref
 
 
-def polypref(*args: str, cwd: Path, script: bool = False) -> subprocess.CompletedProcess:
-    if script and not SCRIPT.exists():
-        pytest.skip(f"no installed polypref script at {SCRIPT}")
-    command = [str(SCRIPT)] if script else [sys.executable, "-m", "polypref"]
-    return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+def polypref(*args: str, cwd: Path):
+    return run_cli(*args, cwd=cwd)
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("script", [False, True], ids=["python-m", "script"])
 def test_bare_command_prints_usage_and_what_is_missing(tmp_path: Path, script: bool) -> None:
-    result = polypref(cwd=tmp_path, script=script)
+    result = run_polypref(cwd=tmp_path, script=script)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert "Usage: polypref [OPTIONS] COMMAND" in result.stderr
@@ -74,12 +73,12 @@ def test_config_values_in_errors_print_as_they_are(tmp_path: Path) -> None:
 
 
 def test_init_reports_a_markup_like_path_as_it_is(tmp_path: Path) -> None:
-    result = polypref("init", "a[/b].yaml", cwd=tmp_path)
+    result = polypref("init", "--out", "a[/b].yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "a[/b].yaml").is_file()
     assert "wrote a[/b].yaml" in result.stdout
-    again = polypref("init", "a[/b].yaml", cwd=tmp_path)
-    assert again.returncode == 2 and "error: a[/b].yaml exists; pass --force" in again.stderr
+    again = polypref("init", "--out", "a[/b].yaml", cwd=tmp_path)
+    assert again.returncode == 2 and "error: a[/b].yaml exists; pass --overwrite to replace it" in again.stderr
 
 
 @pytest.mark.parametrize(
@@ -93,7 +92,7 @@ def test_init_reports_a_markup_like_path_as_it_is(tmp_path: Path) -> None:
 def test_init_where_no_file_can_go_says_why(tmp_path: Path, target: str, message: str) -> None:
     (tmp_path / "taken").write_text("mine")
     (tmp_path / "folder").mkdir()
-    done = polypref("init", target, "--force", cwd=tmp_path)
+    done = polypref("init", "--out", target, "--overwrite", cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr + done.stdout
     assert (tmp_path / "taken").read_text() == "mine" and not any((tmp_path / "folder").iterdir())
@@ -118,6 +117,7 @@ print(" ".join(m for m in ("openai", "vllm") if m in sys.modules))
 """
 
 
+@pytest.mark.process  # a fresh interpreter: what it has imported
 @pytest.mark.parametrize(("backend", "loaded"), [("openai", "openai"), ("simulated", ""), ("vllm", "")])
 def test_preload_imports_an_api_client_ahead_and_never_an_engine(backend: str, loaded: str) -> None:
     """The CLI preloads the judge's client while Prefect's server boots; an engine (vLLM) loads in the flow."""

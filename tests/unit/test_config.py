@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +7,7 @@ import yaml
 
 from polypref.config import DEFAULT_CONFIG_PATH, BuildConfig, load_config
 from polypref.errors import ConfigError
+from tests.conftest import CliResult, run_cli
 
 
 def test_shipped_default_matches_model_defaults():
@@ -132,10 +131,8 @@ def test_unknown_backend_is_rejected(tmp_path):
     assert e.problems[0][0] == "judge.backend"
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "polypref", *args], cwd=cwd, capture_output=True, text=True, timeout=120
-    )
+def _cli(*args: str, cwd: Path) -> CliResult:
+    return run_cli(*args, cwd=cwd)
 
 
 @pytest.mark.parametrize(
@@ -183,13 +180,13 @@ def test_cli_reports_bad_spec_with_its_path_and_field(tiny, tmp_path):
 
 def test_init_writes_the_commented_default(tmp_path):
     target = tmp_path / "conf" / "build.yaml"
-    result = _cli("init", str(target), cwd=tmp_path)
+    result = _cli("init", "--out", str(target), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert target.read_text().count("#") > 20
     assert load_config(target) == BuildConfig()
     assert yaml.safe_load(target.read_text())["population"]["spec"] == "gss_spending"
-    again = _cli("init", str(target), cwd=tmp_path)
-    assert again.returncode == 2 and "--force" in again.stderr
+    again = _cli("init", "--out", str(target), cwd=tmp_path)
+    assert again.returncode == 2 and "pass --overwrite" in again.stderr
 
 
 @pytest.mark.parametrize("name", ["vllm_gpu.yaml", "openai.yaml", "vllm_fleet.yaml"])
@@ -211,7 +208,7 @@ def test_the_api_key_is_read_from_the_environment_and_never_kept(monkeypatch, tm
     assert pipeline.plan(config, tmp_path).num_units > 0
     judge = make_judge(config.judge, config.seed)
     try:
-        assert judge._api_key == "sk-example-4f1d"  # the key the judge sends is the environment's
+        assert judge.llm._api_key == "sk-example-4f1d"  # the key the judge sends is the environment's
         assert "sk-example-4f1d" not in repr(judge.info) + config.model_dump_json()
     finally:
         judge.close()

@@ -4,8 +4,6 @@ command on a real tiny build (simulated judge)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from polypref.analysis.evaluate import describe, evaluate
 from polypref.analysis.predictors import ideal_point
 from polypref.config import load_config
 from polypref.splits import split_fraction, split_of
-from tests.conftest import run_without_prefect
+from tests.conftest import CliResult, run_cli, run_without_prefect
 
 SHARE = 0.3
 
@@ -204,10 +202,8 @@ def test_shots_are_seeded_and_stable() -> None:
     assert any(v != first["overall"]["k_shot"]["1"]["nearest_personas"] for v in other)
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "polypref", *args], cwd=cwd, capture_output=True, text=True, timeout=120
-    )
+def _cli(*args: str, cwd: Path) -> CliResult:
+    return run_cli(*args, cwd=cwd)
 
 
 def test_evaluate_on_a_tiny_build_writes_consistent_figures(tiny_config: Path, tmp_path: Path) -> None:
@@ -231,7 +227,7 @@ def test_evaluate_on_a_tiny_build_writes_consistent_figures(tiny_config: Path, t
         assert part["truth"] is not None  # simulated: the truth is known
     assert sum(g["labels"] for g in fig["groups"].values()) == fig["overall"]["labels"] == fig["labels"]["test"]
 
-    again = _cli("evaluate", str(out), "--json", "fig.json", cwd=tmp_path)  # no --force: refused, kept
+    again = _cli("evaluate", str(out), "--json", "fig.json", cwd=tmp_path)  # no --overwrite: refused, kept
     assert again.returncode == 2 and "exists" in again.stderr
 
     damaged = sorted((out / "data" / "preferences").glob("*.parquet"))[0]

@@ -235,6 +235,7 @@ def test_datasets_load_dataset_reads_configs_splits_and_revisions(hub):
     assert hub.stub.log.count("unknown") == 0  # every request datasets made has a route
 
 
+@pytest.mark.process
 def test_standalone_server_serves_a_root(tmp_path):
     HubStub(tmp_path).add_commit("cli-org/data", {"a.txt": "hello"})
     process = subprocess.Popen(

@@ -19,6 +19,9 @@ WRITER, READER = "hf_cli_writer", "hf_cli_reader"
 TOKEN_ARGS = ["--token", WRITER, "--token", "hf_cli_second", "--read-only-token", READER]
 
 
+pytestmark = pytest.mark.process  # the stub as its own process, as a developer runs it
+
+
 @pytest.fixture
 def standalone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A stub in its own process on an empty root, huggingface_hub pointed at it (online); yields its URL."""

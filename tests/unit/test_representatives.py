@@ -158,6 +158,7 @@ print(json.dumps([record_digest(p) for p in population.personas]))
 """
 
 
+@pytest.mark.process
 def test_representatives_do_not_depend_on_hash_seed_or_threads() -> None:
     outputs = []
     for hash_seed, threads in (("1", "1"), ("2", "2")):

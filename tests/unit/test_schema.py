@@ -13,6 +13,7 @@ from polypref.dataset.schema import arrow_schema, to_arrow
 from polypref.errors import SchemaViolation
 
 
+@pytest.mark.process
 def test_schema_files_match_the_models():
     for name, schema in generated().items():
         assert load(name.removesuffix(".json")) == schema, f"schemas/{name} drifted: run --update"

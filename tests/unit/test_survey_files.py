@@ -7,8 +7,6 @@ files ship them. Nothing is downloaded.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from polypref.errors import ConfigError
 from polypref.population import load_spec, sample_population
 from polypref.population.draft import draft_spec
 from polypref.population.survey import load_table, respondents, source_file
+from tests.conftest import CliResult, run_cli
 
 N = 2000
 REGION = {1: "north", 2: "south"}
@@ -374,10 +373,8 @@ def test_the_draft_guesses_only_usable_weights_and_ids(tmp_path: Path) -> None:
     assert len(sample_population(load_spec(str(tmp_path / "survey.yaml")), 30, seed=0).personas) == 30
 
 
-def polypref(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "polypref", *args], cwd=cwd, capture_output=True, text=True, timeout=120
-    )
+def polypref(*args: str, cwd: Path) -> CliResult:
+    return run_cli(*args, cwd=cwd)
 
 
 def test_init_spec_then_validate_and_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -393,8 +390,8 @@ def test_init_spec_then_validate_and_build(tmp_path: Path, monkeypatch: pytest.M
     spec = yaml.safe_load((tmp_path / "specs" / "gss.yaml").read_text())
     assert spec["source"] == "../gss.sav"
     again = polypref("init-spec", "gss.sav", "--out", "specs/gss.yaml", cwd=tmp_path)
-    assert again.returncode == 2 and "exists; pass --force" in again.stderr and "Traceback" not in again.stderr
-    assert polypref("init-spec", "gss.sav", "--out", "specs/gss.yaml", "--force", cwd=tmp_path).returncode == 0
+    assert again.returncode == 2 and "exists; pass --overwrite" in again.stderr and "Traceback" not in again.stderr
+    assert polypref("init-spec", "gss.sav", "--out", "specs/gss.yaml", "--overwrite", cwd=tmp_path).returncode == 0
 
     scale = spec["attitudes"]["scale"]
     items = [

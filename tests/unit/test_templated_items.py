@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from polypref.errors import ConfigError
 from polypref.items import load_items
 from polypref.items.templated import load_item_spec, resolve_item_spec
 from polypref.population import load_spec
-from tests.conftest import run_without_prefect
+from tests.conftest import CliResult, run_cli, run_without_prefect
 
 SHIPPED = yaml.safe_load(resolve_item_spec("gss_values").read_text())
 
@@ -50,7 +48,7 @@ def test_the_cli_writes_items_a_build_reads_and_the_simulator_judges(tmp_path: P
         (i.id, i.prompt, [(r.id, r.text, r.stance) for r in i.responses]) for i in made
     ]
     again = _polypref("template-items", "gss_values", "--out", str(out))
-    assert again.returncode == 2 and "pass --force" in again.stderr and "Traceback" not in again.stderr
+    assert again.returncode == 2 and "pass --overwrite" in again.stderr and "Traceback" not in again.stderr
 
     config = load_config(None, [f"items.source={out}", "population.size=10"])
     summary = run_without_prefect(pipeline.plan(config, tmp_path / "out"))
@@ -58,8 +56,8 @@ def test_the_cli_writes_items_a_build_reads_and_the_simulator_judges(tmp_path: P
     assert summary["ground_truth_accuracy"]["kept"] > 0.5  # the simulator knows each option's stance
 
 
-def _polypref(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "polypref", *args], capture_output=True, text=True, timeout=120)
+def _polypref(*args: str) -> CliResult:
+    return run_cli(*args)
 
 
 def _broken(path: Path, edit) -> Path:
