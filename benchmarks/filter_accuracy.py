@@ -83,7 +83,7 @@ def build(settings: list[str], out: Path) -> tuple[dict[str, Any], pl.DataFrame,
         reports = [pipeline.run_shard(plan, run, i, judge) for i in range(plan.num_shards)]
     finally:
         judge.close()
-    summary = pipeline.finalize(plan, run, reports, judge.info)
+    summary = pipeline.finalize(plan, run, reports, judge.info).to_json()
     if summary["judge_requests"] != judge.calls:
         raise SystemExit(f"summary says {summary['judge_requests']} requests, the judge got {judge.calls}")
     return summary, pl.read_parquet(out / "data" / "preferences" / "*.parquet"), judge.calls

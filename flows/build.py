@@ -79,27 +79,28 @@ def _build(config: BuildConfig, out: str, overwrite: bool, source: str, add_pers
     summary = pipeline.finalize(plan, run, reports, info, free_votes)
     create_table_artifact(
         key="filter-outcomes",
-        table=[{"outcome": k, "judgments": v} for k, v in summary["reasons"].items()],
-        description=f"Judgments per filter outcome, run {summary['run_id']}",
+        table=[{"outcome": k, "judgments": v} for k, v in summary.reasons.items()],
+        description=f"Judgments per filter outcome, run {summary.run_id}",
     )
     create_markdown_artifact(
         key="personalization",
-        markdown=evaluation.markdown(summary["personalization"]),
+        markdown=evaluation.markdown(summary.personalization),
         description="Accuracy on held-out personas: the population's majorities against k of their own labels",
     )
-    published = ""
-    if config.publish.repo and summary.get("unanswered"):  # publish only a complete build
-        summary["published"] = {"repo": config.publish.repo, "tag": None, "skipped": "judgments got no answer"}
-        published = f" Not published: {summary['unanswered']} judgments got no answer; run the build again."
+    published, said = None, ""
+    if config.publish.repo and summary.unanswered:  # publish only a complete build
+        published = {"repo": config.publish.repo, "tag": None, "skipped": "judgments got no answer"}
+        said = f" Not published: {summary.unanswered} judgments got no answer; run the build again."
     elif config.publish.repo:
-        summary["published"] = publish_dataset(out, config)
-        published = f" Published to `{config.publish.repo}` as `{summary['published']['tag']}`."
+        published = publish_dataset(out, config)
+        said = f" Published to `{config.publish.repo}` as `{published['tag']}`."
     create_markdown_artifact(
         key="build-summary",
-        markdown=f"# polypref build `{summary['run_id']}`\n\n{summary['personas']} personas, "
-        f"{summary['judgments']} judgments, {summary['preferences']} preferences in `{out}`.{published}",
+        markdown=f"# polypref build `{summary.run_id}`\n\n{summary.personas} personas, "
+        f"{summary.judgments} judgments, {summary.preferences} preferences in `{out}`.{said}",
     )
-    return summary
+    # a JSON document, as Prefect stores a flow's result: the summary as summary.json holds it, and the push
+    return {**summary.to_json(), "published": published}
 
 
 @flow(name=workpool.WORKER_FLOW, validate_parameters=True)

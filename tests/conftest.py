@@ -96,7 +96,7 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch):
 def run_without_prefect(plan, judge=None, persona_free: bool = True) -> dict:
     """A whole build through the core pipeline, as the flow runs it but in-process: prepare, every shard, the
     persona-free run (``persona_free``), finalize; the fidelity check aside. Uses ``judge`` (left open, for the
-    caller to inspect) or the config's own (closed afterwards)."""
+    caller to inspect) or the config's own (closed afterwards). Returns the summary as summary.json holds it."""
     from polypref import pipeline
     from polypref.judges import make_judge
 
@@ -111,7 +111,7 @@ def run_without_prefect(plan, judge=None, persona_free: bool = True) -> dict:
     finally:
         if own:
             judge.close()
-    return pipeline.finalize(plan, run, reports, judge.info, free)
+    return pipeline.finalize(plan, run, reports, judge.info, free).to_json()
 
 
 def persona_free_units(plan) -> int:

@@ -179,9 +179,9 @@ def test_the_annotate_command_prints_a_simulated_build_that_works(server: ChatAP
     printed = _run_printed(result.stdout, tmp_path)
     assert server.requests == judged  # the simulated judge built it: nothing was asked of the endpoint
     assert "judge={backend: simulated, samples: 2}" in printed["build"] and "seed=1" in printed["build"]
-    summary = BuildState(tmp_path / printed["build"][printed["build"].index("--out") + 1]).read_summary()
+    summary = BuildState(tmp_path / printed["build"][printed["build"].index("--out") + 1]).summary()
     assert summary is not None
-    assert summary["judgments"] == 5 * (2 + 1) * 2 * 2  # park: 2 pairs drawn, leaf blowers: 1; 2 orders, 2 samples
+    assert summary.judgments == 5 * (2 + 1) * 2 * 2  # park: 2 pairs drawn, leaf blowers: 1; 2 orders, 2 samples
     assert (
         f"wrote annotated.jsonl: 2 items; 1 topics and 5 stances set by m; 0 items still open; {judged} requests "
         f"({100 * judged} prompt and {20 * judged} completion tokens)\n"

@@ -157,7 +157,7 @@ def test_the_folders_documents_read_typed_and_write_back_the_same_json(tiny_conf
     later = on_disk | {"a_later_figure": {"n": 1}}
     assert Summary.from_json(later).to_json() == later
     (root / "summary.json").write_text(json.dumps(on_disk | {"preferences": "many"}))
-    assert state.summary() is None and state.read_summary() is None
+    assert state.summary() is None
 
 
 def test_a_dangling_symlink_as_the_output_folder_is_named(tiny_config, tmp_path):

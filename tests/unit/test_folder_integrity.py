@@ -113,7 +113,7 @@ def test_a_state_file_cannot_send_status_or_the_build_outside_the_folder(tiny_co
     state["judge_key"] = "../../../../etc"
     state_file.write_text(json.dumps(state))
     with pytest.raises(OutputError, match="judge_key"):
-        BuildState(out).read()
+        BuildState(out).held()
     with pytest.raises(OutputError, match="not a store folder"):
         BuildState(out).store("..")
     result = subprocess.run(

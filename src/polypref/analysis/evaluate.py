@@ -62,10 +62,10 @@ def read_preferences(folder: Path) -> pl.DataFrame:
     if not folder.is_dir():
         raise PolyprefError(f"{folder} is not a folder")
     state = BuildState(folder)
-    held = state.read()
+    held = state.held()
     if held is None:
         raise OutputError(f"{folder} holds no polypref build; build one first: polypref build --out {folder}")
-    if state.read_summary() is None or len(state.reports()) < held["num_shards"]:
+    if state.summary() is None or len(state.reports()) < held.num_shards:
         raise OutputError(f"{folder} holds no finished build; finish it first: polypref build --out {folder}")
     files = state.data_files("preferences")
     if not files:
@@ -115,9 +115,9 @@ def spec_scales(folder: Path) -> dict[str, list[str]] | None:
 def build_splits(folder: Path) -> dict[str, float]:
     """The split shares the build in ``folder`` was made with (its summary records them; a build of a version
     before splits held out the default test share, which ``--test-share`` assumed)."""
-    summary = BuildState(folder).read_summary() or {}
-    shares = (summary.get("splits") or {}).get("shares")
-    return dict(shares) if isinstance(shares, dict) else dict(splits.DEFAULT_SHARES)
+    summary = BuildState(folder).summary()
+    shares = None if summary is None else summary.split_shares()
+    return shares if shares is not None else dict(splits.DEFAULT_SHARES)
 
 
 def group_attributes(labels: pl.DataFrame) -> list[str]:

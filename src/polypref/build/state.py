@@ -69,10 +69,6 @@ class BuildState:
         """The build this folder holds, or None if it holds none; a damaged state file is an OutputError."""
         return read_state(self.state_file)
 
-    def read(self) -> dict[str, Any] | None:
-        """``held()`` as a dict, for the callers that still read it by key (analysis/evaluate.py)."""
-        return None if (held := self.held()) is None else held.to_json()
-
     def write(self, state: StateFile) -> None:
         write_json(state.to_json(), self.state_file)
 
@@ -186,10 +182,6 @@ class BuildState:
             return Summary.from_json(_json(self.summary_file))
         except ValueError:
             return None
-
-    def read_summary(self) -> dict[str, Any] | None:
-        """``summary()`` as a dict, for the callers that still read it by key (analysis/evaluate.py)."""
-        return None if (summary := self.summary()) is None else summary.to_json()
 
     def holds_nothing(self) -> bool:
         """Whether the folder is missing or empty but for the lock a command holds on it (build.lock) and the

@@ -17,6 +17,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from polypref import interrupt, judges
+from polypref.build.documents import Summary
 from polypref.cli.common import (
     EXIT_UNANSWERED,
     AddPersonasOpt,
@@ -237,33 +238,36 @@ class _progress_bar:
             err.print(self._snapshot(state, baseline).line())
 
 
-def _print_summary(summary: dict[str, Any], out_dir: Path) -> int:
-    """Print what was built (the same line whether this run judged everything or resumed); return the number
-    of judgments that got no answer."""
-    reasons = ", ".join(f"{k} {v}" for k, v in (summary.get("reasons") or {}).items())
+def _print_summary(figures: dict[str, Any], out_dir: Path) -> int:
+    """Print what was built (the same line whether this run judged everything or resumed), from what the flow
+    returned (the summary and the push); return the number of judgments that got no answer."""
+    summary = Summary.from_json(figures)
+    reasons = ", ".join(f"{k} {v}" for k, v in summary.reasons.items())
     out.print(
-        f"built {out_dir}: {summary['personas']} personas, {summary['judgments']} judgments, "
-        f"{summary['preferences']} preferences ({reasons})"
+        f"built {out_dir}: {summary.personas} personas, {summary.judgments} judgments, "
+        f"{summary.preferences} preferences ({reasons})"
     )
-    if skipped := (summary.get("item_source") or {}).get("skipped"):
+    if skipped := (summary.item_source or {}).get("skipped"):
         counts = ", ".join(f"{reason} {n}" for reason, n in skipped.items())
         listed = out_dir / ".polypref" / "skipped.jsonl"
         out.print(f"left out {sum(skipped.values())} source rows ({counts}): listed in {listed}")
-    split_rows = (summary.get("splits") or {}).get("rows") or {}
+    split_rows = summary.split_rows() or {}
     if len(held := split_rows.get("personas") or {}) > 1:  # whole personas per split (output.splits)
         prefs = split_rows.get("preferences") or {}
         parts = [f"{name} {n} personas, {prefs.get(name, 0)} preferences" for name, n in held.items()]
         out.print(f"splits (by persona): {'; '.join(parts)}")
-    reused = int(summary.get("reused_judgments") or 0)
-    if reused:
-        out.print(f"reused: {reused} of the {summary['judgments']} judgments came from earlier runs (no request)")
-    if (published := summary.get("published")) and published.get("skipped"):
+    if summary.reused_judgments:
+        out.print(
+            f"reused: {summary.reused_judgments} of the {summary.judgments} judgments came from earlier runs "
+            "(no request)"
+        )
+    if (published := figures.get("published")) and published.get("skipped"):
         out.print(f"not published to {published['repo']}: {published['skipped']}; run the same command again")
     elif published:
         out.print(f"published: {published['repo']} ({published['tag'] or 'unchanged, no commit'})")
-    test = "test" in ((summary.get("splits") or {}).get("rows") or {}).get("preferences", {})
+    test = "test" in split_rows.get("preferences", {})
     out.print(
         f'load it: datasets.load_dataset("{out_dir}", "preferences", split="train")'
         + (' (held-out personas: split="test")' if test else "")
     )
-    return int(summary.get("unanswered") or 0)
+    return summary.unanswered

@@ -15,6 +15,7 @@ from polypref import splits
 from polypref.analysis import evaluate as evaluation
 from polypref.analysis.calibration import calibration_report
 from polypref.analysis.preference_map import dataset_map, render_png
+from polypref.build.documents import Summary
 from polypref.build.plan import BuildPlan, RunState
 from polypref.build.report import ShardReport, summarize
 from polypref.build.state import MAP_PNG
@@ -51,10 +52,10 @@ def finalize(
     reports: list[ShardReport],
     judge: JudgeInfo,
     persona_free: pl.DataFrame | None = None,
-) -> dict[str, Any]:
+) -> Summary:
     """Write the weights, review candidates and preference-space map (over the whole dataset), the dataset card
-    and the build summary; return the summary as summary.json holds it (``Summary.to_json``: the flow and the
-    CLI read it). ``persona_free``: the judge's votes without a persona (persona_free_votes), placed on the map."""
+    and the build summary (summary.json), and return the summary. ``persona_free``: the judge's votes without a
+    persona (persona_free_votes), placed on the map."""
     if sorted(r.index for r in reports) != list(range(plan.num_shards)):
         raise RuntimeError(f"finalize needs all {plan.num_shards} shard reports, got {len(reports)}")
     # over every shard: a refresh's new personas change every tier and every group's split
@@ -88,7 +89,7 @@ def finalize(
     )
     write_bytes(card.render(plan, summary).encode(), plan.out / "README.md")
     plan.state.write_summary(summary)
-    return summary.to_json()
+    return summary
 
 
 def _write_distributions(plan: BuildPlan, meta: RunMeta, written: dict[Path, WrittenFile]) -> int:
