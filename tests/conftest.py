@@ -211,7 +211,7 @@ def tiny_config(tiny: dict[str, Path]) -> Path:
                 "items": {"source": str(tiny["items"])},
                 "output": {"units_per_shard": 200, "row_group_rows": 1000},
                 # every persona asked each question once, greedily: the tests count the check's requests so;
-                # tests/unit/test_fidelity_sampling.py sets the budget and the draws
+                # tests/unit/fidelity/test_fidelity_sampling.py sets the budget and the draws
                 "fidelity": {"samples": 1, "budget": None},
             }
         )

@@ -129,8 +129,8 @@ class OutputConfig(StrictModel):
 class RunnerConfig(StrictModel):
     """Where the shards are judged. Never part of what a build holds: any runner builds the same rows."""
 
-    # the kinds of runners.RUNNERS, which this layer cannot import (tests/unit/test_runner_registry.py keeps them
-    # in step); listed here, they are what validation accepts and what the config's errors and schema name
+    # the kinds of runners.RUNNERS, which this layer cannot import (tests/unit/runners/test_runner_registry.py keeps
+    # them in step); listed here, they are what validation accepts and what the config's errors and schema name
     kind: Literal["local", "workpool", "ray"] = Field(
         "local",
         description="local: output.workers threads in this process; workpool: output.workers flow runs on a "

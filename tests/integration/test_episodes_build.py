@@ -23,7 +23,7 @@ from polypref.judges import make_judge
 from polypref.splits import shot_order, split_of
 from tests.conftest import load_with_datasets, run_cli, run_without_prefect
 from tests.integration.test_build_cli import default_pairs
-from tests.unit.test_adaptive import CountingJudge
+from tests.unit.filters.test_adaptive import CountingJudge
 
 pytestmark = pytest.mark.integration
 

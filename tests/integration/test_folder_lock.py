@@ -18,7 +18,7 @@ from polypref.build.lock import FolderInUse, folder_lock, holder
 from polypref.build.state import BuildState
 from polypref.config import load_config
 from tests.conftest import polypref_command, run_without_prefect
-from tests.unit.test_pipeline import VOLATILE
+from tests.unit.pipeline.test_pipeline import VOLATILE
 
 pytestmark = [pytest.mark.integration, pytest.mark.process]
 

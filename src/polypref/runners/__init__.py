@@ -4,7 +4,7 @@ Prefect server a command-line run uses, signals and stopping, and serving a buil
 ``RUNNERS`` is the one list of runners: runner.kind -> the module that judges a build that way, imported only when
 a build runs it (Prefect, Ray), and what it needs, which ``runners.check`` asks before any work without importing
 it. config.py's ``RunnerConfig.kind`` lists the same kinds (config sits below runners and cannot ask this);
-tests/unit/test_runner_registry.py checks that the two agree.
+tests/unit/runners/test_runner_registry.py checks that the two agree.
 """
 
 from __future__ import annotations

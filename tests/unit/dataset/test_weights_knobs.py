@@ -23,7 +23,7 @@ from polypref.config import load_config
 from polypref.dataset.weights import fairpp_weights
 from polypref.judges import make_judge
 from tests.conftest import run_cli, run_without_prefect
-from tests.unit.test_adaptive import CountingJudge
+from tests.unit.filters.test_adaptive import CountingJudge
 
 # 7 personas A-G (Fair-PP's number), 6 pairs; x and y are a pair's two responses, None an N/A (no kept preference).
 #        A    B    C    D    E    F    G

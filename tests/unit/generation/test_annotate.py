@@ -21,7 +21,7 @@ from polypref.population import load_spec
 from tests.conftest import CliResult, run_cli
 from tests.openai_api import ChatAPIServer, prefer_the_longer, serve
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "items"
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "items"
 SPEC = load_spec("gss_spending")
 
 

@@ -17,7 +17,7 @@ from polypref.errors import OutputError
 from polypref.hub import publish
 from polypref.judges import make_judge
 from tests.conftest import run_without_prefect
-from tests.unit.test_adaptive import CountingJudge
+from tests.unit.filters.test_adaptive import CountingJudge
 
 
 def _build(config_path: Path, out: Path, overrides: tuple[str, ...] = ()) -> tuple[dict, CountingJudge]:

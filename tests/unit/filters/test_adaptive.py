@@ -16,7 +16,7 @@ from polypref.filters.sequential import RULE_COLUMNS, SequentialRule, judge_in_r
 from polypref.judges import make_judge
 from polypref.judges.base import NO_ANSWER, VERDICT_COLUMNS, Judge
 from polypref.records import UnitBatch
-from tests.unit.test_pipeline import read
+from tests.unit.pipeline.test_pipeline import read
 
 NOISY = ["judge.samples=3", "judge.noise=0.2", "judge.position_bias=1.0"]
 ADAPTIVE = [*NOISY, "adaptive.enabled=true"]

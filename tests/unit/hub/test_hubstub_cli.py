@@ -14,7 +14,7 @@ import pytest
 
 from tests.hubstub.fixtures import patch_hub_env
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 WRITER, READER = "hf_cli_writer", "hf_cli_reader"
 TOKEN_ARGS = ["--token", WRITER, "--token", "hf_cli_second", "--read-only-token", READER]
 

@@ -19,7 +19,7 @@ from polypref.items.sources import PARQUET_COLUMNS, read_items
 from polypref.population import load_spec, sample_population
 from polypref.population.survey import respondents
 from tests.conftest import items_records, run_cli, spec_dict, survey_table
-from tests.unit.test_survey_files import DONT_KNOW, REFUSED, _frame, spec_over, write_sav
+from tests.unit.population.test_survey_files import DONT_KNOW, REFUSED, _frame, spec_over, write_sav
 
 
 def _write(tmp_path: Path, spec: dict[str, Any], table: pl.DataFrame | None = None) -> Path:

@@ -21,7 +21,7 @@ from polypref.items.sources import check_judgeable
 from polypref.population import load_spec
 from polypref.records import Item, Message, ResponsePair
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "items"
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "items"
 SPEC = load_spec("gss_spending")
 
 

@@ -24,7 +24,7 @@ from polypref.errors import OutputError
 from polypref.judges import make_judge
 from polypref.judges.base import NO_ANSWER
 from tests.conftest import persona_free_units, run_without_prefect
-from tests.unit.test_pipeline import build, read
+from tests.unit.pipeline.test_pipeline import build, read
 
 
 class _OutageJudge:
@@ -298,7 +298,7 @@ def test_finished_shards_judged_again_in_the_same_process_ask_nothing(tiny_confi
     """A finished shard's keys leave the store's in-memory index (it stays flat over 10^7 judgments); should the
     same process judge its shards again with the same plan and store (here: the plan, made before the folder held
     a build, rebuilds it), their answers are read back from disk, not paid for twice."""
-    from tests.unit.test_adaptive import CountingJudge
+    from tests.unit.filters.test_adaptive import CountingJudge
 
     out = tmp_path / "out"
     plan = pipeline.plan(load_config(tiny_config), out)

@@ -218,7 +218,7 @@ def test_an_old_saved_report_without_individual_figures_still_loads_and_shows(ti
 
 def _fidelity_section(report: FidelityReport, simulated: bool) -> str:
     """The card template's Fidelity section, rendered as the card renders it."""
-    text = (Path(__file__).parents[2] / "schemas" / "dataset_card.md.j2").read_text()
+    text = (Path(__file__).parents[3] / "schemas" / "dataset_card.md.j2").read_text()
     start = text.index("{%- if fidelity %}")
     end = text.index("{%- endif %}", text.index("</details>", start)) + len("{%- endif %}")
     template = prompts.environment("schemas").from_string(text[start:end])

@@ -242,7 +242,7 @@ def test_standalone_server_serves_a_root(tmp_path):
         [sys.executable, "-m", "tests.hubstub", "--root", str(tmp_path), "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=Path(__file__).resolve().parents[3],
     )
     try:
         url = process.stdout.readline().strip()

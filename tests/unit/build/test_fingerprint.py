@@ -14,7 +14,7 @@ import pytest
 from polypref.build.fingerprint import JUDGING_CODE
 from polypref.judges import JUDGES
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 KEYS = """
 import sys
 from polypref.build.fingerprint import judge_key

@@ -13,7 +13,7 @@ from polypref.items.formats import RowError
 from polypref.population import load_spec
 from polypref.records import Message, ResponsePair
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "items"
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "items"
 SPEC = load_spec("gss_spending")
 
 

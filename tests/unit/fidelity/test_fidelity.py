@@ -169,7 +169,7 @@ def test_openai_backend_asks_every_persona_with_its_answer_held_out(tiny_populat
     assert len(bodies) == 5 * 2 + 2  # every persona and topic, then one persona-free question per topic
     with_persona = [b for b in bodies if b["messages"][0]["role"] == "system"]
     assert len(with_persona) == 10
-    system_text = (Path(__file__).parents[2] / "prompts" / SYSTEM_TEMPLATE).read_text().split("\n")[1][:40]
+    system_text = (Path(__file__).parents[3] / "prompts" / SYSTEM_TEMPLATE).read_text().split("\n")[1][:40]
     assert all(system_text in b["messages"][0]["content"] for b in with_persona)
     for body in bodies:  # asked for one of the options
         schema = body["response_format"]["json_schema"]["schema"]
