@@ -23,7 +23,7 @@ from polypref.judges import make_judge
 from polypref.splits import shot_order, split_of
 from tests.conftest import load_with_datasets, run_cli, run_without_prefect
 from tests.integration.test_build_cli import default_pairs
-from tests.unit.filters.test_adaptive import CountingJudge
+from tests.judges import WrapperJudge
 
 pytestmark = pytest.mark.integration
 
@@ -32,9 +32,9 @@ PERSONAS = 30
 SHOTS = default_pairs() * 5 // 9
 
 
-def _build(out: Path, *settings: str) -> tuple[dict, CountingJudge]:
+def _build(out: Path, *settings: str) -> tuple[dict, WrapperJudge]:
     plan = pipeline.plan(load_config(None, [f"population.size={PERSONAS}", *settings]), out)
-    judge = CountingJudge(make_judge(plan.config.judge, plan.config.seed))
+    judge = WrapperJudge(make_judge(plan.config.judge, plan.config.seed))
     return run_without_prefect(plan, judge), judge
 
 

@@ -19,7 +19,7 @@ from polypref.judges import make_judge
 from polypref.splits import PERSONA_CONFIGS, split_of
 from tests.conftest import run_without_prefect
 from tests.integration.test_build_cli import default_pairs
-from tests.unit.filters.test_adaptive import CountingJudge
+from tests.judges import WrapperJudge
 
 pytestmark = pytest.mark.integration
 
@@ -28,9 +28,9 @@ PAIRS = default_pairs()
 SMALL = [f"output.units_per_shard={10 * PAIRS * 2 + 20}"]
 
 
-def _build(out: Path, *settings: str) -> tuple[dict, CountingJudge]:
+def _build(out: Path, *settings: str) -> tuple[dict, WrapperJudge]:
     plan = pipeline.plan(load_config(None, [*SMALL, *settings]), out)
-    judge = CountingJudge(make_judge(plan.config.judge, plan.config.seed))
+    judge = WrapperJudge(make_judge(plan.config.judge, plan.config.seed))
     return run_without_prefect(plan, judge), judge
 
 

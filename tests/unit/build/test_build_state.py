@@ -24,29 +24,8 @@ from polypref.errors import OutputError
 from polypref.judges import make_judge
 from polypref.judges.base import NO_ANSWER
 from tests.conftest import persona_free_units, run_without_prefect
+from tests.judges import WrapperJudge
 from tests.unit.pipeline.test_pipeline import build, read
-
-
-class _OutageJudge:
-    """The real simulated judge behind an endpoint that fails for some units, as an API outage would: those
-    units come back as ``no_answer``. Records which units it was asked for."""
-
-    def __init__(self, judge, failing: set[str]):
-        self.inner, self.failing, self.info = judge, failing, judge.info
-        self.asked: list[str] = []
-
-    def judge(self, batch):
-        keys = [batch.unit(i).key for i in range(len(batch))]
-        self.asked += keys
-        for frame in self.inner.judge(batch):
-            down = pl.Series([keys[u] in self.failing for u in frame["unit"]])
-            yield frame.with_columns(
-                error=pl.when(down).then(pl.lit(f"{NO_ANSWER}: HTTP 503 after 8 retries")).otherwise("error"),
-                choice=pl.when(down).then(None).otherwise("choice"),
-            )
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def test_unanswered_units_are_counted_and_exactly_they_are_asked_again(tiny_config, tmp_path):
@@ -55,7 +34,7 @@ def test_unanswered_units_are_counted_and_exactly_they_are_asked_again(tiny_conf
     plan = pipeline.plan(config, out)
     every = [plan.batch(s).unit(i).key for s in range(plan.num_shards) for i in range(len(plan.batch(s)))]
     failing = set(every[5:40]) | {every[-1]}
-    outage = _OutageJudge(make_judge(config.judge, config.seed), failing)
+    outage = WrapperJudge(make_judge(config.judge, config.seed), micro=None, failing=failing)
     first = run_without_prefect(plan, outage)
     assert first["unanswered"] == len(failing)
     assert first["reasons"][NO_ANSWER] == len(failing)
@@ -67,9 +46,9 @@ def test_unanswered_units_are_counted_and_exactly_they_are_asked_again(tiny_conf
     first_shown = (answered["winner_id"] == answered["first_response_id"]).sum() / answered.height
     assert first["first_position_rate"]["valid"] == round(first_shown, 4)
 
-    recovered = _OutageJudge(make_judge(config.judge, config.seed), set())
+    recovered = WrapperJudge(make_judge(config.judge, config.seed), micro=None, failing=set())
     second = run_without_prefect(pipeline.plan(config, out), recovered)
-    assert sorted(recovered.asked) == sorted(failing)  # nothing answered is paid for twice
+    assert sorted(recovered.asked_keys) == sorted(failing)  # nothing answered is paid for twice
     assert second["unanswered"] == 0 and NO_ANSWER not in second["reasons"]
     assert second["reused_judgments"] == plan.num_units - len(failing)
     build(tiny_config, tmp_path / "clean")
@@ -298,11 +277,11 @@ def test_finished_shards_judged_again_in_the_same_process_ask_nothing(tiny_confi
     """A finished shard's keys leave the store's in-memory index (it stays flat over 10^7 judgments); should the
     same process judge its shards again with the same plan and store (here: the plan, made before the folder held
     a build, rebuilds it), their answers are read back from disk, not paid for twice."""
-    from tests.unit.filters.test_adaptive import CountingJudge
+    from tests.judges import WrapperJudge
 
     out = tmp_path / "out"
     plan = pipeline.plan(load_config(tiny_config), out)
-    judge = CountingJudge(make_judge(plan.config.judge, plan.config.seed))
+    judge = WrapperJudge(make_judge(plan.config.judge, plan.config.seed))
     first = run_without_prefect(plan, judge, persona_free=False)
     asked = judge.asked
     assert asked == first["judgments"] and plan.num_shards > 2

@@ -17,12 +17,12 @@ from polypref.errors import OutputError
 from polypref.hub import publish
 from polypref.judges import make_judge
 from tests.conftest import run_without_prefect
-from tests.unit.filters.test_adaptive import CountingJudge
+from tests.judges import WrapperJudge
 
 
-def _build(config_path: Path, out: Path, overrides: tuple[str, ...] = ()) -> tuple[dict, CountingJudge]:
+def _build(config_path: Path, out: Path, overrides: tuple[str, ...] = ()) -> tuple[dict, WrapperJudge]:
     plan = pipeline.plan(load_config(config_path, list(overrides)), out)
-    judge = CountingJudge(make_judge(plan.config.judge, plan.config.seed))
+    judge = WrapperJudge(make_judge(plan.config.judge, plan.config.seed))
     return run_without_prefect(plan, judge), judge
 
 

@@ -23,7 +23,7 @@ from polypref.config import load_config
 from polypref.dataset.weights import fairpp_weights
 from polypref.judges import make_judge
 from tests.conftest import run_cli, run_without_prefect
-from tests.unit.filters.test_adaptive import CountingJudge
+from tests.judges import WrapperJudge
 
 # 7 personas A-G (Fair-PP's number), 6 pairs; x and y are a pair's two responses, None an N/A (no kept preference).
 #        A    B    C    D    E    F    G
@@ -149,7 +149,7 @@ def test_two_hundred_personas_fill_seven_tiers_and_beta_acts(tiny_config, tmp_pa
 def test_changing_the_knobs_keeps_the_shards_and_the_judge_and_remakes_the_weights(tiny_config, tmp_path):
     out = tmp_path / "out"
     first = _plan(tiny_config, out, [])
-    counting = CountingJudge(make_judge(first.config.judge, first.config.seed))
+    counting = WrapperJudge(make_judge(first.config.judge, first.config.seed))
     run_without_prefect(first, counting)
     assert counting.asked > 0
     before = _weights(out)
@@ -158,7 +158,7 @@ def test_changing_the_knobs_keeps_the_shards_and_the_judge_and_remakes_the_weigh
         other = _plan(tiny_config, out, [knob])
         assert other.fingerprint == first.fingerprint and other.judge_key == first.judge_key, knob
     second = _plan(tiny_config, out, knobs)
-    again = CountingJudge(make_judge(second.config.judge, second.config.seed))
+    again = WrapperJudge(make_judge(second.config.judge, second.config.seed))
     run_without_prefect(second, again)
     assert again.asked == 0  # every judgment served by the store
     after = _weights(out)

@@ -3,7 +3,6 @@ budget, determinism, and a shard interrupted mid-way that resumes asking only fo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +13,8 @@ from polypref import pipeline
 from polypref.config import FiltersConfig, load_config
 from polypref.filters.sequential import RULE_COLUMNS, SequentialRule, judge_in_rounds
 from polypref.judges import make_judge
-from polypref.judges.base import NO_ANSWER, VERDICT_COLUMNS, Judge
-from polypref.records import UnitBatch
+from polypref.judges.base import NO_ANSWER, VERDICT_COLUMNS
+from tests.judges import WrapperJudge
 from tests.unit.pipeline.test_pipeline import read
 
 NOISY = ["judge.samples=3", "judge.noise=0.2", "judge.position_bias=1.0"]
@@ -101,34 +100,12 @@ def test_each_pair_is_decided_on_its_own_votes():
     assert rule.ask_again(judged, 1)["pair_id"].to_list() == [1]
 
 
-class CountingJudge:
-    """A real judge behind a wrapper that counts the units asked, splits its answers into micro-batches of
-    ``micro`` units and, if told, crashes after ``crash_after`` of them (as a killed worker would)."""
-
-    def __init__(self, judge: Judge, micro: int = 7, crash_after: int | None = None):
-        self.inner, self.info, self.micro, self.crash_after = judge, judge.info, micro, crash_after
-        self.asked = 0
-        self.frames = 0
-
-    def judge(self, batch: UnitBatch) -> Iterator[pl.DataFrame]:
-        self.asked += len(batch)
-        for frame in self.inner.judge(batch):
-            for start in range(0, frame.height, self.micro):
-                if self.crash_after is not None and self.frames == self.crash_after:
-                    raise RuntimeError("worker killed")
-                self.frames += 1
-                yield frame.slice(start, self.micro)
-
-    def close(self) -> None:
-        self.inner.close()
-
-
 def _plan(tiny_config: Path, out: Path, settings: list[str]):
     return pipeline.plan(load_config(tiny_config, settings), out)
 
 
-def _judge(plan, **kwargs: object) -> CountingJudge:
-    return CountingJudge(make_judge(plan.config.judge, plan.config.seed), **kwargs)  # type: ignore[arg-type]
+def _judge(plan, **kwargs: object) -> WrapperJudge:
+    return WrapperJudge(make_judge(plan.config.judge, plan.config.seed), **kwargs)  # type: ignore[arg-type]
 
 
 def test_rounds_stay_within_the_budget_and_ask_whole_samples(tiny_config, tmp_path):

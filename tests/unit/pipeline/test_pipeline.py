@@ -14,6 +14,7 @@ from polypref.config import load_config
 from polypref.errors import ConfigError, OutputError
 from polypref.judges import make_judge
 from tests.conftest import run_without_prefect
+from tests.judges import WrapperJudge
 
 VOLATILE = ["run_id", "created_at"]
 
@@ -54,27 +55,12 @@ def test_same_config_and_seed_give_identical_parquet(tiny_config, tmp_path):
     assert raw_a["run_id"][0] != raw_b["run_id"][0]
 
 
-class _FailingJudge:
-    """Wraps the real judge and dies on one shard, as a crashed worker would."""
-
-    def __init__(self, judge, fail_on: int):
-        self.inner, self.fail_on, self.info = judge, fail_on, judge.info
-
-    def judge(self, batch):
-        if batch.shard == self.fail_on:
-            raise RuntimeError("worker died")
-        return self.inner.judge(batch)
-
-    def close(self) -> None:
-        self.inner.close()
-
-
 def test_a_crashed_run_resumes_and_matches_a_clean_build(tiny_config, tmp_path):
     out = tmp_path / "out"
     config = load_config(tiny_config)
     plan = pipeline.plan(config, out)
     run = pipeline.prepare_output(plan)
-    judge = _FailingJudge(make_judge(config.judge, config.seed), fail_on=2)
+    judge = WrapperJudge(make_judge(config.judge, config.seed), micro=None, fail_on=2)
     pipeline.run_shard(plan, run, 0, judge)
     pipeline.run_shard(plan, run, 1, judge)
     with pytest.raises(RuntimeError, match="worker died"):
