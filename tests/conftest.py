@@ -336,8 +336,8 @@ SCRIPT = Path(sys.executable).with_name("polypref")  # the console script pip in
 
 
 def polypref_command(*args: str, script: bool = False) -> list[str]:
-    if script and not SCRIPT.exists():
-        pytest.fail(f"no installed polypref script at {SCRIPT}")
+    if script and not SCRIPT.exists():  # CI installs the project, script and all
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(f"no installed polypref script at {SCRIPT}")
     return [*([str(SCRIPT)] if script else [sys.executable, "-m", "polypref"]), *args]
 
 

@@ -47,8 +47,10 @@ def _polypref(*args: str, cwd: Path) -> CliResult:
     return run_cli(*args, cwd=cwd)
 
 
-def run_build(config: Path, out: Path) -> CliResult:
-    return run_cli("build", str(config), "--out", str(out), "--no-progress", cwd=out.parent)
+def run_build(config: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    """A real process: Prefect's console handlers write to the stderr they were made with, which an in-process
+    command's redirection does not reach."""
+    return test_signals.run_build(config, out)
 
 
 def _flow_runs(out: Path) -> list[dict[str, Any]]:
@@ -231,6 +233,7 @@ def refusing_server() -> Iterator[ChatAPIServer]:
     yield from serve(ChatAPIServer(status=401))
 
 
+@pytest.mark.process  # what the console shows, Prefect's own log lines included
 def test_rejected_key_stops_the_build_at_once_without_retrying(
     tiny: dict[str, Path], refusing_server: ChatAPIServer
 ) -> None:
@@ -249,6 +252,7 @@ def test_rejected_key_stops_the_build_at_once_without_retrying(
     assert run["task_run_counts"] and max(run["task_run_counts"]) == 1  # Prefect ran no shard twice
 
 
+@pytest.mark.process  # what the console shows, Prefect's own log lines included
 def test_judgments_without_an_answer_exit_3_and_a_rerun_asks_for_exactly_those(tiny: dict[str, Path]) -> None:
     for server in serve(ChatAPIServer(fail_text="road repair")):  # one of the tiny survey's two topics
         config = openai_config(tiny, server)
@@ -273,6 +277,7 @@ def test_judgments_without_an_answer_exit_3_and_a_rerun_asks_for_exactly_those(t
         assert judgments.height == planned and judgments["error"].null_count() == planned
 
 
+@pytest.mark.process  # what the console shows, Prefect's own log lines included
 def test_secrets_in_the_config_reach_the_judge_and_nothing_published(tiny: dict[str, Path]) -> None:
     """A token inside base_url and a secret in a free-form provider field: the server receives both, and neither
     reaches the card, summary.json, any file of the build, its output, or Prefect's database."""

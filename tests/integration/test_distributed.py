@@ -183,8 +183,9 @@ def _ray_worker(pid: int) -> list[psutil.Process]:
 
 @pytest.mark.parametrize("kill", [False, True], ids=["two-workers", "one-killed"])
 def test_a_local_ray_cluster_builds_what_one_process_builds(
-    reference, tiny_config: Path, tmp_path: Path, kill: bool
+    reference, tiny_config: Path, tmp_path: Path, kill: bool, own_prefect_server: None
 ) -> None:
+    """As users run it, with the server the command boots (Ray's workers get its address)."""
     alone, units, free_units = reference
     out = tmp_path / "ray"
     for server in serve(ChatAPIServer(reply=prefer_the_longer, delay=0.05)):

@@ -25,7 +25,7 @@ from tests.integration.test_signals import (  # noqa: F401  (no_build_left_behin
 )
 from tests.openai_api import ChatAPIServer, serve
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.process]
 
 DEFAULT_RETRIES = {"max_retries": 8, "backoff_base_s": 1.0, "backoff_max_s": 60.0}  # the judge's defaults
 
@@ -44,7 +44,9 @@ class _Dead:
         self.base_url = f"http://judge:tok-dead-77e1@127.0.0.1:{self.port}/v1"
 
 
-def test_a_dead_endpoint_stops_the_build_within_seconds_naming_it_and_the_cause(tiny: dict[str, Path]) -> None:
+def test_a_dead_endpoint_stops_the_build_within_seconds_naming_it_and_the_cause(
+    tiny: dict[str, Path], own_prefect_server: None
+) -> None:
     dead = _Dead()
     config = openai_config(tiny, dead, **DEFAULT_RETRIES)  # type: ignore[arg-type]
     out = tiny["dir"] / "out"

@@ -1,7 +1,8 @@
 """state.json and layout/: what a build folder's state file must hold for a build to resume from it, and how a
 layout (its parts, and the content digests of its personas and pairs) is written there and read back.
 
-Only ``build.state`` calls this module: it is the one reader and writer of a build folder's ``.polypref/``.
+``build.state`` reads and writes the file (it is the one reader and writer of a build folder's ``.polypref/``);
+others use these models of what it holds.
 """
 
 from __future__ import annotations

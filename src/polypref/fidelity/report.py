@@ -4,7 +4,6 @@ words (terminal, card)."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from polypref import prompts
@@ -16,13 +15,10 @@ from polypref.records import content_hash
 if TYPE_CHECKING:
     from polypref.build.plan import BuildPlan
 from polypref.build.fingerprint import code_digest, file_digest, input_files
-from polypref.build.state import FIDELITY_FILE, BuildState
+from polypref.build.state import BuildState
 from polypref.fidelity.sample import sampling
 
 log = logging.getLogger("polypref.fidelity")
-
-
-REPORT_FILE = FIDELITY_FILE  # in the build's state folder (.polypref/), which build.state reads and writes
 
 
 def report_key(plan: BuildPlan) -> str:
@@ -62,9 +58,9 @@ def current_report(plan: BuildPlan) -> FidelityReport | None:
     return _report_of(plan.state.read_fidelity(report_key(plan)))
 
 
-def saved_report(path: Path, key: str) -> FidelityReport | None:
-    """The figures saved as ``path`` (a build folder's ``.polypref/fidelity.json``) under ``key``."""
-    return _report_of(BuildState(path.parent.parent).read_fidelity(key)) if path.name == REPORT_FILE else None
+def saved_report(state: BuildState, key: str) -> FidelityReport | None:
+    """The figures a build folder (``state``) saved under ``key``; None if none, or damaged."""
+    return _report_of(state.read_fidelity(key))
 
 
 def _report_of(saved: dict[str, Any] | None) -> FidelityReport | None:

@@ -117,8 +117,8 @@ class VllmLLM:
         """A vLLM install that imports (``require_vllm``), as a problem of ``<section>.backend``."""
         try:
             require_vllm(section)
-        except PolyprefError as e:
-            return [(f"{section}.backend", str(e))]
+        except PolyprefError as e:  # the field is named once, by the ConfigError
+            return [(f"{section}.backend", str(e).removeprefix(f"{section}.backend "))]
         return []
 
     def generate(self, requests: Sequence[Request]) -> list[Completion]:

@@ -6,8 +6,8 @@ swap and agreement filters stay shard-local and a shard is judged, filtered and 
 per stage: planning, checks, output, shards, finalizing (and calibration, the fidelity check for a build).
 """
 
+from polypref.build.documents import ShardReport
 from polypref.build.plan import BuildPlan, RunState
-from polypref.build.report import ShardReport
 from polypref.pipeline.checks import annotation_inputs, check_before_work, check_endpoints
 from polypref.pipeline.finalizing import finalize, map_summary
 from polypref.pipeline.output import check_output, generate_responses, latest_run, prepare_output

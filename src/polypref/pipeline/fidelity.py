@@ -31,7 +31,7 @@ from polypref.records import content_hash
 
 if TYPE_CHECKING:
     from polypref.build.plan import BuildPlan
-from polypref.fidelity.report import REPORT_FILE, figures, report_key, saved_report
+from polypref.fidelity.report import figures, report_key, saved_report
 from polypref.fidelity.sample import sampling
 from polypref.generation.annotate import annotator
 from polypref.pipeline.checks import check_before_work
@@ -134,7 +134,7 @@ def head_start(plan: BuildPlan, reuse: bool = True) -> Iterator[None]:
 
 
 def _reusable(plan: BuildPlan, key: str) -> FidelityReport | None:
-    saved = saved_report(plan.state.root / REPORT_FILE, key)
+    saved = saved_report(plan.state, key)
     return saved if saved is not None and not saved.no_answer else None  # figures with unanswered questions: ask
 
 

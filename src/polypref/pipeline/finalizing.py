@@ -15,9 +15,9 @@ from polypref import splits
 from polypref.analysis import evaluate as evaluation
 from polypref.analysis.calibration import calibration_report
 from polypref.analysis.preference_map import dataset_map, render_png
-from polypref.build.documents import Summary
+from polypref.build.documents import ShardReport, Summary
 from polypref.build.plan import BuildPlan, RunState
-from polypref.build.report import ShardReport, summarize
+from polypref.build.report import summarize
 from polypref.build.state import MAP_PNG
 from polypref.dataset import card
 from polypref.dataset.configs import CONFIGS, FINAL_CONFIGS, shard_path

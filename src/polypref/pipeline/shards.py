@@ -11,9 +11,10 @@ import numpy as np
 import polars as pl
 
 from polypref import progress, splits
+from polypref.build.documents import ShardReport
 from polypref.build.layout import pairs_per_shard
 from polypref.build.plan import BuildPlan, RunState
-from polypref.build.report import ShardReport, shard_stats
+from polypref.build.report import shard_stats
 from polypref.dataset.configs import shard_path
 from polypref.dataset.schema import to_arrow
 from polypref.dataset.tables import (

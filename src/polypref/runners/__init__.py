@@ -15,8 +15,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from polypref.build.documents import ShardReport
     from polypref.build.plan import BuildPlan, RunState
-    from polypref.build.report import ShardReport
     from polypref.judges import JudgeInfo
 
 

@@ -32,6 +32,7 @@ PREFECT_DEFAULTS = {
     "PREFECT_LOGGING_LEVEL": "WARNING",
     "PREFECT_LOGGING_SERVER_LEVEL": "CRITICAL",
     "VLLM_LOGGING_LEVEL": "WARNING",  # the engine's INFO lines would bury the progress bar
+    "VLLM_LOGGING_STREAM": "ext://sys.stderr",  # not stdout, which `--json -` keeps for the JSON alone
 }
 
 

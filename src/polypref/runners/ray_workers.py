@@ -13,8 +13,8 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from polypref.build.documents import ShardReport
 from polypref.build.plan import BuildPlan, RunState
-from polypref.build.report import ShardReport
 from polypref.config import BuildConfig
 from polypref.errors import retry_unless_polypref_error
 from polypref.judges import JudgeInfo

@@ -17,8 +17,8 @@ from typing import Any
 import polars as pl
 
 from polypref import pipeline
+from polypref.build.documents import ShardReport
 from polypref.build.plan import BuildPlan, RunState
-from polypref.build.report import ShardReport
 from polypref.config import BuildConfig
 from polypref.errors import Interrupted, OutputError
 from polypref.interrupt import signal_name, stop_requested

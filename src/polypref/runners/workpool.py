@@ -16,8 +16,8 @@ from typing import Any
 from uuid import UUID
 
 from polypref import assets
+from polypref.build.documents import ShardReport
 from polypref.build.plan import BuildPlan, RunState
-from polypref.build.report import ShardReport
 from polypref.errors import Interrupted, OutputError
 from polypref.interrupt import signal_name, stop_requested
 from polypref.judges import JudgeInfo

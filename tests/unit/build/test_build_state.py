@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from polypref.config import load_config
 from polypref.errors import OutputError
 from polypref.judges import make_judge
 from polypref.judges.base import NO_ANSWER
-from tests.conftest import persona_free_units, run_without_prefect
+from tests.conftest import persona_free_units, run_cli, run_without_prefect
 from tests.judges import WrapperJudge
 from tests.unit.pipeline.test_pipeline import build, read
 
@@ -158,12 +157,7 @@ def test_a_read_only_folder_fails_before_any_work(tiny_config, tmp_path):
     readonly = tmp_path / "readonly"
     with _small_disk(readonly, "1m", "ro"):
         for out in (readonly, readonly / "out"):
-            done = subprocess.run(
-                [sys.executable, "-m", "polypref", "build", str(tiny_config), "--out", str(out)],
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
+            done = run_cli("build", str(tiny_config), "--out", str(out))
             assert done.returncode == 2, done.stderr
             assert "Traceback" not in done.stderr + done.stdout
             assert "cannot write to" in done.stderr and "read-only" in done.stderr.lower()

@@ -4,8 +4,6 @@ from the judgment store (no request), and a push refuses anything but one whole,
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from polypref.config import load_config
 from polypref.errors import OutputError
 from polypref.hub import publish
 from polypref.judges import make_judge
-from tests.conftest import run_without_prefect
+from tests.conftest import run_cli, run_without_prefect
 from tests.judges import WrapperJudge
 
 
@@ -116,7 +114,5 @@ def test_a_state_file_cannot_send_status_or_the_build_outside_the_folder(tiny_co
         BuildState(out).held()
     with pytest.raises(OutputError, match="not a store folder"):
         BuildState(out).store("..")
-    result = subprocess.run(
-        [sys.executable, "-m", "polypref", "status", str(out)], capture_output=True, text=True, timeout=120
-    )
+    result = run_cli("status", str(out))
     assert result.returncode == 2 and "judge_key" in result.stderr and "Traceback" not in result.stderr
