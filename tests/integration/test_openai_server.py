@@ -17,7 +17,7 @@ import pytest
 
 from polypref import pipeline
 from polypref.config import load_config
-from polypref.judges.llm import LLMJudge as OpenAIJudge
+from polypref.judges.llm import LLMJudge
 from tests.conftest import run_without_prefect
 from tests.openai_api import ChatAPIServer, judge_settings, serve
 
@@ -51,7 +51,7 @@ def test_a_token_in_base_url_never_reaches_parquet_or_logs(
     config = load_config(tiny_config, settings)
     out = tmp_path / "out"
     plan = pipeline.plan(config, out)
-    judge = OpenAIJudge(config.judge, config.seed, plan.state.judge_dir)
+    judge = LLMJudge(config.judge, config.seed, plan.state.judge_dir)
     try:
         run_without_prefect(plan, judge)
     finally:
@@ -91,7 +91,7 @@ def test_connections_stay_open_at_the_most_requests_in_flight(tiny_config: Path,
         ]
         config = load_config(tiny_config, settings)
         plan = pipeline.plan(config, tmp_path / "out")
-        judge = OpenAIJudge(config.judge, config.seed, plan.state.judge_dir)
+        judge = LLMJudge(config.judge, config.seed, plan.state.judge_dir)
         try:
             run_without_prefect(plan, judge)
         finally:

@@ -30,10 +30,10 @@ def _settings(tiny_model: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def engine(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """One engine for every format's build: loading it is most of a vLLM test's time."""
-    from polypref.judges.llm import LLMJudge as VllmJudge
+    from polypref.judges.llm import LLMJudge
 
     config = load_config(None, _settings(tiny_model))
-    judge = VllmJudge(config.judge, config.seed, tmp_path_factory.mktemp("vllm-judge"))
+    judge = LLMJudge(config.judge, config.seed, tmp_path_factory.mktemp("vllm-judge"))
     try:
         yield judge
     finally:

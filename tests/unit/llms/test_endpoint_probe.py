@@ -22,8 +22,7 @@ from polypref.config import load_config
 from polypref.errors import EndpointUnreachable, JudgeFatalError
 from polypref.judges import collect_verdicts
 from polypref.judges.base import NO_ANSWER, error_category
-from polypref.judges.llm import Completion, Request
-from polypref.judges.llm import LLMJudge as OpenAIJudge
+from polypref.judges.llm import Completion, LLMJudge, Request
 from polypref.llms.openai_wire import OpenAIJudgeConfig
 from polypref.llms.ratelimit import AdaptiveLimiter, EndpointPool
 from tests.conftest import run_without_prefect
@@ -39,16 +38,16 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-def make_judge(base_url: str | list[str], **settings: object) -> OpenAIJudge:
+def make_judge(base_url: str | list[str], **settings: object) -> LLMJudge:
     config = OpenAIJudgeConfig(model="served-model", base_url=base_url, api_key_env=None, **settings)
-    return OpenAIJudge(config, seed=0)
+    return LLMJudge(config, seed=0)
 
 
 def requests(count: int = 4) -> list[Request]:
     return [Request(i, 0, [{"role": "user", "content": f"question {i}"}], i) for i in range(count)]
 
 
-def generate(judge: OpenAIJudge, batch: list[Request]) -> list[Completion]:
+def generate(judge: LLMJudge, batch: list[Request]) -> list[Completion]:
     try:
         return judge._generate(batch)
     finally:
@@ -97,7 +96,7 @@ def test_a_refused_key_is_a_setup_error_found_by_the_probe(status: int, advice: 
         config = OpenAIJudgeConfig(model="served-model", base_url=server.base_url, api_key_env="POLYPREF_PROBE_KEY")
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("POLYPREF_PROBE_KEY", TOKEN)
-            judge = OpenAIJudge(config, seed=0)
+            judge = LLMJudge(config, seed=0)
         with pytest.raises(JudgeFatalError) as fatal:
             generate(judge, requests())
         assert not isinstance(fatal.value, EndpointUnreachable)  # exit 2: the key, not the endpoint's health
@@ -107,7 +106,7 @@ def test_a_refused_key_is_a_setup_error_found_by_the_probe(status: int, advice: 
 
 
 def test_a_model_the_endpoint_does_not_serve_stops_naming_what_it_lists(listing: ChatAPIServer) -> None:
-    judge = OpenAIJudge(OpenAIJudgeConfig(model="no-such-model", base_url=listing.base_url, api_key_env=None), seed=0)
+    judge = LLMJudge(OpenAIJudgeConfig(model="no-such-model", base_url=listing.base_url, api_key_env=None), seed=0)
     with pytest.raises(JudgeFatalError, match=r"HTTP 404: .*it lists served-model, other-model; not no-such-model"):
         generate(judge, requests(16))
     assert listing.requests == 1  # the one-token check that settles it, not the micro-batch
@@ -150,7 +149,7 @@ def test_attempts_count_transport_retries(tiny_config: Path, tmp_path: Path) -> 
         settings = [*judge_settings(server), "judge.max_retries=2", "judge.backoff_base_s=0.01"]
         config = load_config(tiny_config, [*settings, "judge.backoff_max_s=0.02", "population.size=2"])
         plan = pipeline.plan(config, tmp_path / "out")
-        judge = OpenAIJudge(config.judge, config.seed, tmp_path / "judge")
+        judge = LLMJudge(config.judge, config.seed, tmp_path / "judge")
         try:
             verdicts = collect_verdicts(judge, plan.batch(0))
         finally:

@@ -14,8 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from polypref.judges.llm import Completion, Request
-from polypref.judges.llm import LLMJudge as OpenAIJudge
+from polypref.judges.llm import Completion, LLMJudge, Request
 from polypref.llms.openai_wire import OpenAIJudgeConfig
 from polypref.llms.ratelimit import backoff_delay, retry_note
 from tests.openai_api import ChatAPIServer, serve
@@ -23,7 +22,7 @@ from tests.openai_api import ChatAPIServer, serve
 CONCURRENCY = 2  # requests in flight per endpoint: the most that can be sent before the first refusal is back
 
 
-def make_judge(base_url: str | list[str], **settings: object) -> OpenAIJudge:
+def make_judge(base_url: str | list[str], **settings: object) -> LLMJudge:
     config = OpenAIJudgeConfig(
         model="served-model",
         base_url=base_url,
@@ -32,7 +31,7 @@ def make_judge(base_url: str | list[str], **settings: object) -> OpenAIJudge:
         max_concurrency=CONCURRENCY,
         **settings,
     )
-    return OpenAIJudge(config, seed=0)
+    return LLMJudge(config, seed=0)
 
 
 def requests(start: int, count: int, options: tuple[str, ...] | None = None) -> list[Request]:
@@ -41,7 +40,7 @@ def requests(start: int, count: int, options: tuple[str, ...] | None = None) -> 
     ]
 
 
-def generate_at_once(judge: OpenAIJudge, *batches: list[Request]) -> list[list[Completion]]:
+def generate_at_once(judge: LLMJudge, *batches: list[Request]) -> list[list[Completion]]:
     """Micro-batches sent at the same time, as shard threads send them: they share the judge's loop and limits."""
     results: list[list[Completion]] = [[] for _ in batches]
 

@@ -26,8 +26,7 @@ from polypref.config import load_config
 from polypref.errors import JudgeFatalError
 from polypref.judges import collect_verdicts
 from polypref.judges.base import NO_ANSWER, error_category
-from polypref.judges.llm import LLMJudge as OpenAIJudge
-from polypref.judges.llm import Request
+from polypref.judges.llm import LLMJudge, Request
 from polypref.llms.openai_wire import batch_lines, chat_body, format_rejected
 from tests.conftest import run_without_prefect
 
@@ -91,22 +90,22 @@ FAST_RETRIES = [
 ]
 
 
-def build(tiny_config: Path, tmp_path: Path, handler, *overrides: str) -> tuple[dict, pl.DataFrame, OpenAIJudge]:
+def build(tiny_config: Path, tmp_path: Path, handler, *overrides: str) -> tuple[dict, pl.DataFrame, LLMJudge]:
     config = load_config(tiny_config, [*STUB_JUDGE, *FAST_RETRIES, *overrides])
     out = tmp_path / "out"
     plan = pipeline.plan(config, out)
-    judge = OpenAIJudge(config.judge, config.seed, plan.state.judge_dir, transport=httpx2.MockTransport(handler))
+    judge = LLMJudge(config.judge, config.seed, plan.state.judge_dir, transport=httpx2.MockTransport(handler))
     # the personas' requests only: the persona-free run's are counted in test_pipeline
     summary = run_without_prefect(plan, judge, persona_free=False)
     return summary, pl.read_parquet(out / "data" / "judgments"), judge
 
 
-def judge_all(tiny_config: Path, tmp_path: Path, handler, *overrides: str) -> tuple[pl.DataFrame, OpenAIJudge]:
+def judge_all(tiny_config: Path, tmp_path: Path, handler, *overrides: str) -> tuple[pl.DataFrame, LLMJudge]:
     """Every unit of the build through the real judge, without the pipeline's bookkeeping: for outcomes the
     pipeline treats specially (no_answer units are not saved as done), the judge's own verdicts are the contract."""
     config = load_config(tiny_config, [*STUB_JUDGE, *FAST_RETRIES, *overrides])
     plan = pipeline.plan(config, tmp_path / "out")
-    judge = OpenAIJudge(config.judge, config.seed, tmp_path / "judge-state", transport=httpx2.MockTransport(handler))
+    judge = LLMJudge(config.judge, config.seed, tmp_path / "judge-state", transport=httpx2.MockTransport(handler))
     try:
         frames = [collect_verdicts(judge, plan.batch(i)) for i in range(plan.num_shards)]
     finally:
@@ -464,7 +463,7 @@ def test_batch_lines_are_pure_and_match_live_bodies(tiny_config):
     assert lines[0]["url"] == "/v1/chat/completions" and lines[0]["method"] == "POST"
 
 
-class _DiesOnCall(OpenAIJudge):
+class _DiesOnCall(LLMJudge):
     """The real judge, but the process 'dies' on its n-th engine call (as a killed worker would)."""
 
     def __init__(self, *args, die_on: int, **kwargs):
@@ -495,7 +494,7 @@ def test_a_crash_mid_shard_loses_at_most_one_micro_batch(tiny_config, tmp_path):
     assert len(stub.bodies) == 10  # two micro-batches of 5 were answered ...
     assert plan.state.stored_judgments() == 10  # ... and saved
 
-    again = OpenAIJudge(config.judge, config.seed, transport=httpx2.MockTransport(stub))
+    again = LLMJudge(config.judge, config.seed, transport=httpx2.MockTransport(stub))
     report = pipeline.run_shard(plan, run, 0, again)
     assert report.units == UNITS and len(stub.bodies) == UNITS  # nothing was asked twice
     assert plan.state.stored_judgments() == UNITS  # each answer stored once
@@ -553,7 +552,7 @@ def test_shard_threads_share_one_client_and_limit_and_overlap(tiny_config, tmp_p
     plan = pipeline.plan(config, tmp_path / "out")
     assert plan.num_shards == 4
     run = pipeline.prepare_output(plan)
-    judge = OpenAIJudge(config.judge, config.seed, transport=httpx2.MockTransport(handler))
+    judge = LLMJudge(config.judge, config.seed, transport=httpx2.MockTransport(handler))
     threads = [threading.Thread(target=pipeline.run_shard, args=(plan, run, i, judge)) for i in range(4)]
     for t in threads:
         t.start()
@@ -703,7 +702,7 @@ def test_a_setup_error_cancels_requests_in_flight_and_fails_every_later_call(tin
             state["in_flight"] -= 1
 
     stub = AsyncChatStub(reply)
-    judge = OpenAIJudge(config.judge, config.seed, transport=httpx2.MockTransport(stub))
+    judge = LLMJudge(config.judge, config.seed, transport=httpx2.MockTransport(stub))
     errors: list[BaseException | None] = [None] * plan.num_shards
 
     def shard(i: int) -> None:
