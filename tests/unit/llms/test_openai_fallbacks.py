@@ -99,7 +99,10 @@ def test_each_endpoint_of_a_fleet_keeps_its_own_response_format(refusing, accept
         judge.close()
     assert [c.error for c in answers] == [None] * 60
     assert 1 <= refusing.statuses.count(400) <= CONCURRENCY
-    assert set(formats(refusing)[refusing.statuses.count(400) :]) == {"json_object"}
+    # only requests in flight when the first refusal came back went as json_schema, each refused once; they may
+    # reach the server after the first fallbacks, so their count is what is checked, not their place
+    assert formats(refusing).count("json_schema") == refusing.statuses.count(400)
+    assert set(formats(refusing)) == {"json_schema", "json_object"}
     # the endpoint that never refused keeps the structured output it supports
     assert accepting.requests > 0 and set(formats(accepting)) == {"json_schema"}
     assert accepting.statuses.count(400) == 0
