@@ -16,7 +16,7 @@ import pytest
 
 from polypref import pipeline
 from polypref.config import load_config
-from tests.conftest import CPU_ENGINE, load_with_datasets, polypref_command, run_without_prefect
+from tests.conftest import CPU_ENGINE, load_with_datasets, run_cli, run_without_prefect
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
 
@@ -221,13 +221,7 @@ def test_cli_builds_with_both_llm_backends(vllm_server, tiny_model, tiny_config,
     }
     for backend, args in runs.items():
         out = tmp_path / backend
-        result = subprocess.run(
-            polypref_command("build", *common, *args, "--out", str(out)),
-            capture_output=True,
-            text=True,
-            timeout=900,
-            cwd=tmp_path,
-        )
+        result = run_cli("build", *common, *args, "--out", str(out), cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
         counts = {c: load_with_datasets(out, c).num_rows for c in ("preferences", "judgments", "personas")}
         assert counts["personas"] == 2 and counts["judgments"] == 2 * 6 * 2
@@ -248,13 +242,8 @@ def test_fidelity_command_on_the_tiny_model(tiny_model, tiny_config, tmp_path):
     """`polypref fidelity` with the in-process engine: it runs and reports, whatever a random model scores."""
     path = tmp_path / "fidelity.json"
     settings = ["population.size=6", "judge.backend=vllm", f"judge.model={tiny_model}", *CPU_ENGINE]
-    result = subprocess.run(
-        polypref_command("fidelity", str(tiny_config), "--json", str(path))
-        + [a for o in settings for a in ("--set", o)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=tmp_path,
+    result = run_cli(
+        "fidelity", str(tiny_config), "--json", str(path), *(a for o in settings for a in ("--set", o)), cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(path.read_text())
@@ -291,13 +280,29 @@ def test_ctrl_c_reaching_the_engine_loses_no_answer_and_resumes(tiny_model, tiny
     saved = saved_micro_batches(out)
     assert saved and all(frame["error"].null_count() == frame.height for frame in saved), "a dead engine's rows"
 
-    again = subprocess.run(
-        polypref_command("build", str(config), "--out", str(out), "--no-progress"),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    again = run_cli("build", str(config), "--out", str(out), "--no-progress")  # the session's engine: no new load
     assert again.returncode == 0, again.stdout + again.stderr
     judgments = pl.read_parquet(out / "data" / "judgments")
     assert not judgments["error"].str.starts_with("engine_error").any()
     assert f"reused: {sum(f.height for f in saved)} of the {judgments.height} judgments" in again.stdout
+
+
+def test_every_opening_with_the_same_engine_settings_shares_one_engine(tiny_model):
+    """A build's fidelity check then its judge, a choice-mode judge, a generator: one load per process."""
+    from polypref import llms
+
+    config = load_config(None, ["judge.backend=vllm", f"judge.model={tiny_model}", *CPU_ENGINE]).judge
+    first = llms.open(config, 0)
+    try:
+        sampling = llms.open(config.model_copy(update={"temperature": 1.0, "mode": "choice"}), 0)
+        assert sampling.llm is first.llm
+        sampling.close()
+        engine = first.llm
+    finally:
+        first.close()
+    again = llms.open(config, 0)
+    try:
+        assert again.llm is engine  # kept loaded after every user closed it
+        assert again.generate([]) == []
+    finally:
+        again.close()

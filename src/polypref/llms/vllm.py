@@ -1,4 +1,4 @@
-"""In-process vLLM transport: one engine per process, whole micro-batches per ``LLM.chat`` call.
+"""In-process vLLM transport: one engine per process (``llms.engines``), whole micro-batches per ``LLM.chat`` call.
 
 The only module that imports vllm, and only when a vllm transport is opened, so the base install never needs it.
 Structured decoding (``StructuredOutputsParams``) constrains every output to the verdict schema, or to the
@@ -16,6 +16,7 @@ from pydantic import Field
 
 from polypref.errors import Interrupted, PolyprefError
 from polypref.interrupt import signal_name, stop_requested
+from polypref.llms import engines
 from polypref.llms.base import ENGINE_ERROR, Completion, LLMJudgeConfig, Request, request_schema
 from polypref.safety.secrets import scrub
 
@@ -109,7 +110,9 @@ class VllmLLM:
             **({"kv_cache_memory_bytes": config.kv_cache_memory_bytes} if config.kv_cache_memory_bytes else {}),
             **config.engine_kwargs,
         }
-        self.llm = LLM(model=config.model, **engine)
+        key = engines.settings_key(config.model, engine)
+        self._lease = engines.lease(key, lambda: LLM(model=config.model, **engine))
+        self.llm = self._lease.engine
         self.params = config.model_dump(exclude={"backend", "model"})
 
     @staticmethod
@@ -128,6 +131,7 @@ class VllmLLM:
             outputs = self._chat(requests)
         except Exception as e:  # one bad prompt (say, too long) fails the whole call: isolate it
             if _engine_dead(e):
+                self._lease.discard()
                 # no request of this call was answered: nothing of it may be saved as done
                 if stop_requested():  # a terminal's Ctrl-C reaches the engine's processes too
                     raise Interrupted(signal_name()) from None
@@ -158,12 +162,13 @@ class VllmLLM:
             )
             for r in requests
         ]
-        return self.llm.chat(
-            [r.messages for r in requests],
-            params,
-            use_tqdm=False,
-            chat_template_kwargs=cfg.chat_template_kwargs or None,
-        )
+        with self._lease.lock:  # transports lent one engine take turns
+            return self.llm.chat(
+                [r.messages for r in requests],
+                params,
+                use_tqdm=False,
+                chat_template_kwargs=cfg.chat_template_kwargs or None,
+            )
 
     def _completion(self, output: Any) -> Completion:
         choice = output.outputs[0]
@@ -185,9 +190,7 @@ class VllmLLM:
         return int(counters.get("vllm:prefix_cache_queries", 0)), int(counters.get("vllm:prefix_cache_hits", 0))
 
     def close(self) -> None:
-        engine = getattr(self, "llm", None)
-        if engine is not None:
-            shutdown = getattr(getattr(engine, "llm_engine", None), "shutdown", None)
-            if callable(shutdown):
-                shutdown()
+        """Give the engine back: kept loaded for the next opening with its settings (``llms.engines``)."""
+        if getattr(self, "llm", None) is not None:
             self.llm = None
+            self._lease.release()

@@ -1,0 +1,94 @@
+"""One loaded vLLM engine per process, lent to every transport that opens it with the same engine settings.
+
+Loading a model is the slowest step of a vLLM run (tens of seconds on a GPU, more on a CPU), and one process often
+opens the same engine more than once: a build's fidelity check and then its judge, every scheduled run of
+`polypref serve`, a notebook's second build. Each of those now gets the engine already loaded. Opening other
+settings (a generator's model, then the judge's) shuts the idle engine down first, so at most one holds the GPU's
+memory; an engine still lent out is never shut down under its borrower: the other is loaded beside it, unkept, and
+shut down when closed, as every engine was before.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("polypref.llms.vllm")
+
+
+class Lease:
+    """An engine lent to one transport: ``engine`` to call under ``lock`` (one engine call at a time, whoever
+    holds it), ``release`` when done, ``discard`` when the engine died under it (the next opening loads anew)."""
+
+    def __init__(self, key: str, engine: Any, kept: bool) -> None:
+        self.key, self.engine, self.kept = key, engine, kept
+        self.lock = threading.Lock()
+        self.borrowers = 1
+
+    def release(self) -> None:
+        with _guard:
+            self.borrowers -= 1
+            if self.kept:  # stays loaded for the next opening with its settings
+                return
+        shut_down(self.engine)
+
+    def discard(self) -> None:
+        """The engine is dead: nobody may be lent it again."""
+        global _kept
+        with _guard:
+            if _kept is self:
+                _kept = None
+            self.kept = False
+
+
+_guard = threading.Lock()
+_kept: Lease | None = None
+
+
+def settings_key(model: str, settings: dict[str, Any]) -> str:
+    """Engines with equal keys are interchangeable: the model and every argument it was loaded with."""
+    return json.dumps({"model": model, **settings}, sort_keys=True, default=str)
+
+
+def lease(key: str, load: Callable[[], Any]) -> Lease:
+    """The engine ``key`` names: the one kept, if it has those settings, else ``load()``-ed now (after shutting an
+    idle kept engine of other settings down, so that two never hold the GPU at once)."""
+    global _kept
+    with _guard:
+        kept = _kept
+        if kept is not None and kept.key == key:
+            kept.borrowers += 1
+            return kept
+        if kept is not None and kept.borrowers == 0:
+            _kept = None
+            log.info("vLLM: shutting down the idle engine of other settings before loading %s", key)
+        else:
+            kept = None  # nothing idle to replace
+    if kept is not None:
+        shut_down(kept.engine)
+    engine = load()  # outside the guard: minutes, during which other leases are released freely
+    with _guard:
+        keep = _kept is None
+        fresh = Lease(key, engine, kept=keep)
+        if keep:
+            _kept = fresh
+    return fresh
+
+
+def shut_down(engine: Any) -> None:
+    """Stop an engine's processes now rather than at garbage collection (vLLM's engine core is a child process)."""
+    shutdown = getattr(getattr(engine, "llm_engine", None), "shutdown", None)
+    if callable(shutdown):
+        shutdown()
+
+
+@atexit.register
+def _shut_down_kept() -> None:
+    global _kept
+    kept, _kept = _kept, None
+    if kept is not None:
+        shut_down(kept.engine)
