@@ -9,6 +9,7 @@ it moves.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
@@ -42,8 +43,10 @@ def use_defaults() -> None:
         os.environ.setdefault(key, value)
 
 
+@functools.cache
 def load_flow(entrypoint: str) -> Any:
-    """A flow of flows/ (``"build.py:build_dataset"``), as the CLI and served runs load it."""
+    """A flow of flows/ (``"build.py:build_dataset"``), as the CLI and served runs load it: once per process (loading
+    runs the flow file and makes Prefect derive each flow's parameter schema, ~0.25 s a time)."""
     from prefect.flows import load_flow_from_entrypoint
 
     file, _, name = entrypoint.partition(":")
