@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -16,36 +15,16 @@ import polars as pl
 import pytest
 import yaml
 
-pytest_plugins = ("tests.hubstub.fixtures",)  # the Hub stub: one per session, shared by every module
-
-TEST_ENV = {
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",  # a fresh DB takes ~29 s on 2 cores
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DO_NOT_TRACK": "1",
-    "PREFECT_LOGGING_LEVEL": "WARNING",
-    "HF_HUB_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-}
+# the session's environment and one Prefect server (prefect_session); the Hub stub, one per session
+pytest_plugins = ("tests.prefect_session", "tests.hubstub.fixtures")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def isolated_environment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    """Prefect's database, results and every HF cache live in a temp folder for the session; where the session
-    runs flows (tests marked `integration` or `process`), one Prefect server serves them all (prefect_api), started
-    before any fixture builds."""
-    home = tmp_path_factory.mktemp("home")
-    mp = pytest.MonkeyPatch()
-    for key, value in TEST_ENV.items():
-        mp.setenv(key, value)
-    mp.setenv("PREFECT_HOME", str(home / "prefect"))
-    mp.setenv("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(home / "prefect-results"))
-    mp.setenv("HF_HOME", str(home / "hf"))
-    mp.setenv("HF_DATASETS_CACHE", str(home / "hf-datasets"))
-    if any(item.get_closest_marker(m) for item in request.session.items for m in ("integration", "process")):
-        request.getfixturevalue("prefect_api")
-    yield
-    mp.undo()
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, the vLLM tests run on one worker: one tiny-model engine per session (llms.engines)."""
+    for item in items:
+        if item.get_closest_marker("vllm"):
+            item.add_marker(pytest.mark.xdist_group("vllm"))
 
 
 def load_with_datasets(folder: Path, config: str | None = None, split: str | None = None):
@@ -303,30 +282,6 @@ def prefect_servers_under(pid: int) -> list:
         except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
             continue
     return servers
-
-
-@pytest.fixture(scope="session")
-def prefect_api() -> Iterator[str]:
-    """The session's one Prefect server, for every test that runs a flow: Prefect's default instance, so flows run
-    in this process use it, and exported as PREFECT_API_URL, so every `polypref` process started from then on uses
-    it instead of booting its own (run_polypref). A test about the CLI's own server removes the variable
-    (``own_prefect_server``). The session's first start migrates a fresh database (~30 s on 2 cores)."""
-    from prefect.server.api.server import SubprocessASGIServer
-
-    server = SubprocessASGIServer()  # the default instance (port None): a flow run here may have started it already
-    server.start(timeout=240)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("PREFECT_API_URL", server.api_url)
-    try:
-        yield server.api_url
-    finally:
-        mp.undo()  # Prefect's own exit hook stops its default instance, once its log handlers are flushed
-
-
-@pytest.fixture
-def own_prefect_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    """For a test about the server a `polypref` command boots for itself: no session server named."""
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)
 
 
 # One way to run `polypref` as a real process, for the tests marked `process`: what only a process shows (the

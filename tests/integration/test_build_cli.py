@@ -53,9 +53,8 @@ def run_build(config: Path, out: Path) -> subprocess.CompletedProcess[str]:
     return test_signals.run_build(config, out)
 
 
-def _flow_runs(out: Path) -> list[dict[str, Any]]:
+def _flow_runs(out: Path, database: Path) -> list[dict[str, Any]]:
     """Prefect's records of the flow runs that built ``out``: state, stored parameters, task runs, artifacts."""
-    database = Path(os.environ["PREFECT_HOME"]) / "prefect.db"
     with sqlite3.connect(database) as db:
         rows = db.execute(
             "SELECT flow_run.id, flow_run.state_type, flow_run.parameters, flow_run.start_time FROM flow_run "
@@ -150,7 +149,9 @@ def test_card_states_source_config_and_filters(built: dict[str, Any]) -> None:
     assert f"size: {PERSONAS}" in card and f"samples: {SAMPLES}" in card  # the config used
 
 
-def test_evaluate_on_the_build_matches_its_card_and_prefect_artifact(built: dict[str, Any], tmp_path: Path) -> None:
+def test_evaluate_on_the_build_matches_its_card_and_prefect_artifact(
+    built: dict[str, Any], tmp_path: Path, prefect_database: Path
+) -> None:
     """`polypref evaluate` on the build's own test split gives the figures the build put in its summary, card
     and Prefect artifact; the held-out personas are exactly the build's test split."""
     out = built["out"]
@@ -168,12 +169,13 @@ def test_evaluate_on_the_build_matches_its_card_and_prefect_artifact(built: dict
     overall = figures["overall"]
     row = f"| overall | {overall['personas']} | {overall['labels']} | {overall['global_majority']:.3f} |"
     assert "## Personalization" in card and row in card
-    mine = [run["artifacts"]["personalization"] for run in _flow_runs(out) if "personalization" in run["artifacts"]]
+    runs = _flow_runs(out, prefect_database)
+    mine = [run["artifacts"]["personalization"] for run in runs if "personalization" in run["artifacts"]]
     assert mine and all(row in markdown for markdown in mine)
 
 
-def test_the_flow_ran_on_prefect(built: dict[str, Any]) -> None:
-    runs = _flow_runs(built["out"])  # this build's runs, not any other test's
+def test_the_flow_ran_on_prefect(built: dict[str, Any], prefect_database: Path) -> None:
+    runs = _flow_runs(built["out"], prefect_database)  # this build's runs, not any other test's
     assert runs and all(run["state"] == "COMPLETED" for run in runs)
 
 
@@ -235,7 +237,7 @@ def refusing_server() -> Iterator[ChatAPIServer]:
 
 @pytest.mark.process  # what the console shows, Prefect's own log lines included
 def test_rejected_key_stops_the_build_at_once_without_retrying(
-    tiny: dict[str, Path], refusing_server: ChatAPIServer
+    tiny: dict[str, Path], refusing_server: ChatAPIServer, prefect_database: Path
 ) -> None:
     # one shard at a time, one micro-batch as large as the concurrency: the first wave is all that may be sent
     config = openai_config(
@@ -247,7 +249,7 @@ def test_rejected_key_stops_the_build_at_once_without_retrying(
     assert "Traceback" not in result.stdout + result.stderr
     assert "error:" in result.stderr and "401" in result.stderr
     assert refusing_server.requests <= 2
-    (run,) = _flow_runs(out)
+    (run,) = _flow_runs(out, prefect_database)
     assert run["state"] == "FAILED"
     assert run["task_run_counts"] and max(run["task_run_counts"]) == 1  # Prefect ran no shard twice
 
@@ -278,7 +280,9 @@ def test_judgments_without_an_answer_exit_3_and_a_rerun_asks_for_exactly_those(t
 
 
 @pytest.mark.process  # what the console shows, Prefect's own log lines included
-def test_secrets_in_the_config_reach_the_judge_and_nothing_published(tiny: dict[str, Path]) -> None:
+def test_secrets_in_the_config_reach_the_judge_and_nothing_published(
+    tiny: dict[str, Path], prefect_database: Path
+) -> None:
     """A token inside base_url and a secret in a free-form provider field: the server receives both, and neither
     reaches the card, summary.json, any file of the build, its output, or Prefect's database."""
     url_token, field_secret = "tok-url-5be1c09a7f", "tok-9f2c41d7e8b3a605"
@@ -293,7 +297,7 @@ def test_secrets_in_the_config_reach_the_judge_and_nothing_published(tiny: dict[
         assert result.returncode == 0, result.stdout + result.stderr
         assert server.bodies and all(body["metadata"] == {"proxy_token": field_secret} for body in server.bodies)
         assert server.authorizations[0].startswith("Basic ")  # the URL's credentials were sent
-        (run,) = _flow_runs(out)
+        (run,) = _flow_runs(out, prefect_database)
         stored = json.loads(run["parameters"])
         assert stored["config"]["judge"]["extra_body"] == {"metadata": {"proxy_token": "<redacted>"}}
         assert stored["config"]["judge"]["base_url"] == f"http://***@127.0.0.1:{server.port}/v1"
@@ -301,7 +305,7 @@ def test_secrets_in_the_config_reach_the_judge_and_nothing_published(tiny: dict[
         assert f"http://***@127.0.0.1:{server.port}/v1" in card  # provenance kept, credentials gone
         published = [p for p in out.rglob("*") if p.is_file()]
         assert any(p.name == "summary.json" for p in published)
-        prefect_db = [p for p in Path(os.environ["PREFECT_HOME"]).glob("prefect.db*") if p.is_file()]
+        prefect_db = [p for p in prefect_database.parent.glob("prefect.db*") if p.is_file()]
         for secret in (url_token, field_secret):
             assert secret not in result.stdout + result.stderr
             for path in [*published, *prefect_db]:
@@ -319,7 +323,7 @@ def test_the_fidelity_questions_go_out_while_prefect_starts_and_are_asked_once(
         out = tiny["dir"] / "out"
         result = test_signals.run_build(config, out)
         assert result.returncode == 0, result.stdout + result.stderr
-        (run,) = _flow_runs(out)
+        (run,) = _flow_runs(out, Path(os.environ["PREFECT_HOME"]) / "prefect.db")  # the build's own server's
         asked_at = [
             t for body, t in zip(server.bodies, server.received_at, strict=True) if request_kind(body) == "survey"
         ]

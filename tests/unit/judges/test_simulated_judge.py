@@ -18,7 +18,7 @@ from polypref.records import VERDICT, UnitBatch
 @pytest.fixture(scope="module")
 def batch() -> UnitBatch:
     spec = load_spec("gss_spending")
-    personas = sample_population(spec, 1500, "proportional", seed=0).personas
+    personas = sample_population(spec, 500, "proportional", seed=0).personas
     return UnitBatch.persona_major(personas, make_pairs(load_items("gss_spending", spec)), samples=1)
 
 
@@ -41,7 +41,7 @@ def _accuracy(frame: pl.DataFrame) -> float:
 
 def test_position_bias_shows_up_as_configured(batch):
     rates = [_first_rate(_judged(batch, swap=False, position_bias=b, noise=0.0)) for b in (0.0, 0.5, 1.5)]
-    assert rates[0] == pytest.approx(0.5, abs=0.01)  # 162k verdicts: the standard error is 0.0012
+    assert rates[0] == pytest.approx(0.5, abs=0.01)  # 54k verdicts: the standard error is 0.0022
     assert rates[0] < rates[1] < rates[2]
     assert rates[2] > 0.55
 
