@@ -1,5 +1,6 @@
-"""The JSON documents a build keeps in ``.polypref/``, typed: a finished shard's report (``shards/NNNNN.json``)
-and the build's summary (``summary.json``). state.json's is ``build.state_file.StateFile``.
+"""The JSON documents a build keeps in ``.polypref/``, typed: a finished shard's report (``shards/NNNNN.json``),
+the build's summary (``summary.json``) and the judge its workers ran (``judge-info.json``). state.json's is
+``build.state_file.StateFile``.
 
 Each reads with ``from_json`` (ValueError when the document is not one: damaged, edited, or of another kind)
 and writes with ``to_json``, which gives back the very dict earlier versions wrote, so the bytes on disk do not
@@ -16,6 +17,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from polypref.files import WrittenFile
+from polypref.judges.base import JudgeInfo
 
 
 @dataclass
@@ -157,3 +159,25 @@ class Summary:
 
 
 _SUMMARY = TypeAdapter(Summary)
+
+
+@dataclass
+class JudgeRecord:
+    """The judge the workers of a distributed build ran (the head runs none, and writes its provenance from this),
+    and the run whose persona-free votes they finished."""
+
+    run_id: str
+    judge: JudgeInfo
+
+    @classmethod
+    def from_json(cls, data: Any) -> JudgeRecord:
+        try:
+            return _JUDGE_RECORD.validate_python(data)
+        except ValidationError as e:
+            raise ValueError(f"not a judge record: {e.errors()[0]['msg']}") from None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_JUDGE_RECORD = TypeAdapter(JudgeRecord)

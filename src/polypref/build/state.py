@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from polypref.build import integrity
-from polypref.build.documents import ShardReport, Summary
+from polypref.build.documents import JudgeRecord, ShardReport, Summary
 from polypref.build.integrity import is_temp
 from polypref.build.layout import Layout
 from polypref.build.lock import LOCK_NAME
@@ -217,12 +217,15 @@ class BuildState:
         """Leases of the workers judging this build's jobs (runners.claims)."""
         return self.root / "claims"
 
-    def write_judge_info(self, info: dict[str, Any]) -> None:
-        """The provenance of the judge the workers ran (the head of a distributed build runs none)."""
-        write_json(info, self.root / "judge-info.json")
+    def write_judge_record(self, record: JudgeRecord) -> None:
+        write_json(record.to_json(), self.root / "judge-info.json")
 
-    def read_judge_info(self) -> dict[str, Any] | None:
-        return info if isinstance(info := _json(self.root / "judge-info.json"), dict) else None
+    def judge_record(self) -> JudgeRecord | None:
+        """The judge the workers ran (None: none finished the persona-free run, or the file does not read)."""
+        try:
+            return JudgeRecord.from_json(_json(self.root / "judge-info.json"))
+        except ValueError:
+            return None
 
     # -- shards -------------------------------------------------------------------------------------
     @property

@@ -5,10 +5,13 @@ again after a restart (its id kept in the work folder) instead of paid for twice
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
 
 from polypref.errors import PolyprefError
 from polypref.files import write_json
@@ -27,6 +30,32 @@ from polypref.records import content_hash
 from polypref.safety.secrets import scrub
 
 log = logging.getLogger("polypref.llms.openai")  # the transport's own: one logger for its messages
+
+
+@dataclass(frozen=True)
+class PendingBatch:
+    """A submitted batch, kept in the work folder (``batches/<key>.json``) until its micro-batch is saved, so a
+    rerun polls it rather than pays for it again."""
+
+    batch_id: str
+    input_file_id: str
+    response_format: str
+
+    @classmethod
+    def read(cls, path: Path) -> PendingBatch:
+        try:
+            return _PENDING_BATCH.validate_json(path.read_bytes())
+        except (OSError, ValidationError) as e:
+            raise PolyprefError(
+                f"{path}: not a pending batch's record ({type(e).__name__}); if no batch of this build is still "
+                "running at the provider, delete the file and rerun (its micro-batch is submitted again)"
+            ) from None
+
+    def write(self, path: Path) -> None:
+        write_json(asdict(self), path)
+
+
+_PENDING_BATCH = TypeAdapter(PendingBatch)
 
 
 class BatchAPI:
@@ -54,7 +83,7 @@ class BatchAPI:
         state_file = self.workdir / "batches" / f"{key}.json"
         async with self._client(self.config.endpoints[0]) as client:
             if state_file.exists():
-                batch_id = json.loads(state_file.read_text())["batch_id"]
+                batch_id = PendingBatch.read(state_file).batch_id
                 log.info("found pending batch %s for micro-batch %s", batch_id, key)
             else:
                 upload = await client.files.create(
@@ -68,7 +97,7 @@ class BatchAPI:
                     metadata={"polypref": key},
                 )
                 batch_id = batch.id
-                write_json({"batch_id": batch_id, "input_file_id": upload.id, "response_format": fmt}, state_file)
+                PendingBatch(batch_id, upload.id, fmt).write(state_file)
             batch = await self._finished_batch(client, batch_id, stop)
             if batch is None:  # a stop: the batch goes on at the provider, and a rerun finds it (state_file)
                 stopped = f"{NO_ANSWER}: stopped while batch {batch_id} was pending"

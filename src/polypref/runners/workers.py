@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 
 from polypref import pipeline
-from polypref.build.documents import ShardReport
+from polypref.build.documents import JudgeRecord, ShardReport
 from polypref.build.plan import BuildPlan, RunState
 from polypref.config import BuildConfig
 from polypref.errors import Interrupted, OutputError
@@ -76,7 +76,7 @@ def work(
                     if job == PERSONA_FREE:
                         if not persona_free_done(plan, run):
                             pipeline.persona_free_votes(plan, run, judge)
-                            plan.state.write_judge_info({"run_id": run.run_id, "judge": asdict(judge.info)})
+                            plan.state.write_judge_record(JudgeRecord(run.run_id, judge.info))
                             report.jobs.append(-1)
                     elif pipeline.shard_report(plan, int(job)) is None:  # finished by another since we looked
                         done = pipeline.run_shard(plan, run, int(job), judge)
@@ -101,8 +101,8 @@ def work_from_config(config: BuildConfig, out: str, source: str = "config") -> W
 
 
 def persona_free_done(plan: BuildPlan, run: RunState) -> bool:
-    info = plan.state.read_judge_info()
-    return info is not None and info.get("run_id") == run.run_id
+    record = plan.state.judge_record()
+    return record is not None and record.run_id == run.run_id
 
 
 def gather(plan: BuildPlan, run: RunState) -> tuple[list[ShardReport], JudgeInfo, pl.DataFrame]:
@@ -110,14 +110,13 @@ def gather(plan: BuildPlan, run: RunState) -> tuple[list[ShardReport], JudgeInfo
     votes read back from the store (a vote no worker got an answer for is counted unanswered, not asked here)."""
     reports = [pipeline.shard_report(plan, i) for i in range(plan.num_shards)]
     missing = [i for i, r in enumerate(reports) if r is None]
-    saved = plan.state.read_judge_info()
-    if missing or saved is None or saved.get("run_id") != run.run_id:
+    saved = plan.state.judge_record()
+    if missing or saved is None or saved.run_id != run.run_id:
         left = f"shards {missing[:10]}" if missing else "the persona-free run"
         raise OutputError(f"the workers stopped with {left} unfinished; run the build again to resume")
-    info = JudgeInfo(**saved["judge"])
     plan.store.refresh()
-    free = pipeline.persona_free_votes(plan, run, StoredOnlyJudge(info))
-    return [r for r in reports if r is not None], info, free
+    free = pipeline.persona_free_votes(plan, run, StoredOnlyJudge(saved.judge))
+    return [r for r in reports if r is not None], saved.judge, free
 
 
 def worker_count(plan: BuildPlan) -> int:

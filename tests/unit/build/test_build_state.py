@@ -138,6 +138,24 @@ def test_the_folders_documents_read_typed_and_write_back_the_same_json(tiny_conf
     assert state.summary() is None
 
 
+def test_the_workers_judge_record_reads_back_as_written_and_as_earlier_versions_wrote_it(tmp_path):
+    from dataclasses import asdict
+
+    from polypref.build.documents import JudgeRecord
+    from polypref.judges.base import JudgeInfo
+
+    state = BuildState(tmp_path / "out")
+    state.root.mkdir(parents=True)
+    assert state.judge_record() is None
+    info = JudgeInfo("openai", "m", simulated=False, params={"temperature": 0.0}, template="t:abc")
+    state.write_judge_record(JudgeRecord("run-1", info))
+    assert state.judge_record() == JudgeRecord("run-1", info)
+    on_disk = json.loads((state.root / "judge-info.json").read_text())
+    assert on_disk == {"run_id": "run-1", "judge": asdict(info)}  # the shape 0.2.0's workers wrote
+    (state.root / "judge-info.json").write_text(json.dumps({"run_id": "run-1", "judge": {"model": 3}}))
+    assert state.judge_record() is None  # damaged: read as none, so the persona-free run is done again
+
+
 def test_a_dangling_symlink_as_the_output_folder_is_named(tiny_config, tmp_path):
     link = tmp_path / "dangling"
     link.symlink_to(tmp_path / "nowhere" / "dir")

@@ -23,7 +23,7 @@ import pytest
 
 from polypref import pipeline
 from polypref.config import load_config
-from polypref.errors import JudgeFatalError
+from polypref.errors import JudgeFatalError, PolyprefError
 from polypref.judges import collect_verdicts
 from polypref.judges.base import NO_ANSWER, error_category
 from polypref.judges.llm import LLMJudge, Request
@@ -449,6 +449,19 @@ def test_batch_api_resumes_its_pending_batch_instead_of_paying_twice(tiny_config
     assert judgments.height == UNITS and judgments["error"].null_count() == UNITS
     assert summary["tokens"]["prompt_tokens"] == 100 * UNITS
     assert not list((tmp_path / "out" / ".polypref" / "judge" / "batches").glob("*.json"))
+
+
+def test_a_damaged_pending_batch_record_is_named_and_nothing_is_paid_for_twice(tiny_config, tmp_path):
+    stub = BatchStub(fail_first_poll=True)
+    args = ("judge.batch_api=true", "judge.batch_poll_s=0.01", "judge.micro_batch=100")
+    with pytest.raises(Exception, match=r"went down|Connection"):
+        build(tiny_config, tmp_path, stub, *args)
+    (pending,) = (tmp_path / "out" / ".polypref" / "judge" / "batches").glob("*.json")
+    assert set(json.loads(pending.read_text())) == {"batch_id", "input_file_id", "response_format"}
+    pending.write_text('{"batch_id": ')  # cut short: the id it held is lost
+    with pytest.raises(PolyprefError, match=rf"{pending}: not a pending batch's record .*delete the file"):
+        build(tiny_config, tmp_path, stub, *args)
+    assert stub.created == 1  # not submitted again behind the user's back
 
 
 def test_batch_lines_are_pure_and_match_live_bodies(tiny_config):
