@@ -1,13 +1,15 @@
 """Goodput against a rate-limited OpenAI-compatible server: how close the judge runs to the allowed rate, and
 how many of its requests the server refuses.
 
-    python benchmarks/ratelimit.py [--rpm 1200] [--n 600] [--concurrency 16] [--endpoints 1]
+    python benchmarks/ratelimit.py [--rpm 1200] [--n 600] [--concurrency 16] [--endpoints 1] [--no-headers] [--known]
 
 The server (tests/openai_api.py, ``rpm``) keeps a request budget as OpenAI does: a token bucket refilled
 continuously (holding one second's worth), told in ``x-ratelimit-*`` headers on every answer, HTTP 429 with no
 Retry-After past it; it answers at once otherwise. ``--n`` judgments of the default GSS personas and items go
 through the OpenAI judge (slow start from ``--concurrency``, then pacing from the headers). With
 ``--endpoints`` > 1, each endpoint has its own budget of ``--rpm`` and the judge gets them all as a fleet.
+``--no-headers``: the server announces nothing (no x-ratelimit-* headers, a 429 with no Retry-After), as vLLM's
+server and most gateways; ``--known``: the judge is told the limit (judge.max_requests_per_minute = ``--rpm``).
 
 Prints, as its last line, JSON with goodput_ratio (answered requests per second over the allowed rate, from the
 first request to the last answer; target >= 0.9) and refused_share (429s over all requests; target <= 0.05),
@@ -48,9 +50,14 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=600, help="Judgments to make")
     parser.add_argument("--concurrency", type=int, default=16, help="judge.concurrency (where slow start begins)")
     parser.add_argument("--endpoints", type=int, default=1, help="Endpoints of the fleet, each with its own budget")
+    parser.add_argument("--no-headers", action="store_true", help="The server sends no x-ratelimit-* headers")
+    parser.add_argument("--known", action="store_true", help="Tell the judge the limit (max_requests_per_minute)")
     args = parser.parse_args()
 
-    servers = [ChatAPIServer(reply=prefer_the_longer, rpm=args.rpm) for _ in range(args.endpoints)]
+    servers = [
+        ChatAPIServer(reply=prefer_the_longer, rpm=args.rpm, rate_headers=not args.no_headers)
+        for _ in range(args.endpoints)
+    ]
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     urls = [s.base_url for s in servers]
@@ -64,6 +71,7 @@ def main() -> None:
             f"judge.micro_batch={args.n}",
             f"judge.concurrency={args.concurrency}",
             "judge.max_retries=20",
+            *([f"judge.max_requests_per_minute={args.rpm}"] if args.known else []),
         ],
     )
     judge = make_judge(config.judge, config.seed)
@@ -82,6 +90,8 @@ def main() -> None:
     figures = {
         "rpm": args.rpm,
         "endpoints": args.endpoints,
+        "headers": not args.no_headers,
+        "known_limit": args.known,
         "judgments": args.n,
         "unanswered": unanswered,
         "requests": answered + refused,

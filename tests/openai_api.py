@@ -36,6 +36,7 @@ class ChatAPIServer(ThreadingHTTPServer):
         reply: Callable[[dict], tuple[str | None, str]] | None = None,
         fail_after: int | None = None,
         rpm: int | None = None,
+        rate_headers: bool = True,
         throttle: int = 0,
         retry_after: str | None = None,
         models: list[str] | None = None,
@@ -48,7 +49,8 @@ class ChatAPIServer(ThreadingHTTPServer):
         instead of a verdict (free text); ``fail_after``: requests after the first ``fail_after`` get HTTP 503
         (an attribute: set it to None to bring the server back); ``rpm``: a request budget per minute, kept as
         OpenAI keeps it (a token bucket refilled continuously, here holding one second's worth), told in
-        x-ratelimit-* headers on every answer and refused with HTTP 429 past it; ``throttle``: the first ``throttle``
+        x-ratelimit-* headers on every answer (``rate_headers`` False: in none, as vLLM's server and most gateways) and
+        refused with HTTP 429 past it; ``throttle``: the first ``throttle``
         requests get HTTP 429; ``retry_after``: the Retry-After header of every 429; ``models``: what
         ``GET /v1/models`` lists (None: an empty list, which names no model, so any is taken), and when given, a
         chat request for another model gets HTTP 404 as vLLM answers it; ``models_route``: False answers
@@ -73,6 +75,7 @@ class ChatAPIServer(ThreadingHTTPServer):
         self.authorizations: list[str] = []
         self.lock = threading.Lock()
         self.rpm = rpm
+        self.rate_headers = rate_headers
         self.refused = 0  # requests answered 429 for the rate limit
         self.answered_at: list[float] = []  # monotonic time of each request admitted under the rate limit
         self.received_at: list[float] = []  # monotonic time of every request
@@ -100,7 +103,7 @@ class ChatAPIServer(ThreadingHTTPServer):
                 "x-ratelimit-remaining-requests": str(int(self._tokens)),
                 "x-ratelimit-reset-requests": f"{(rate - self._tokens) / rate * 1000:.0f}ms",
             }
-            return ok, headers
+            return ok, headers if self.rate_headers else {}
 
     @property
     def port(self) -> int:

@@ -31,8 +31,8 @@ def fleet() -> Iterator[tuple[ChatAPIServer, ChatAPIServer]]:
             yield fast, slow
 
 
-def _build(tiny_config: Path, out: Path, base_url: str) -> dict:
-    plan = pipeline.plan(load_config(tiny_config, _settings(base_url)), out)
+def _build(tiny_config: Path, out: Path, base_url: str, *settings: str) -> dict:
+    plan = pipeline.plan(load_config(tiny_config, [*_settings(base_url), *settings]), out)
     return run_without_prefect(plan)
 
 
@@ -95,3 +95,18 @@ def test_rate_limited_endpoints_are_paced_by_their_headers_not_run_into(tiny_con
             assert answered == summary["judgments"] + 2 * summary["pairs"] and "no_answer" not in summary["errors"]
             assert len(first.answered_at) > 0 and len(second.answered_at) > 0
             assert refused <= 0.05 * (answered + refused), (refused, answered)
+
+
+def test_a_known_limit_of_a_server_that_announces_none_is_paced_under_not_run_into(
+    tiny_config: Path, tmp_path: Path
+) -> None:
+    """vLLM's server and most gateways send no x-ratelimit-* headers: told the limit, the judge spaces its
+    requests under it (here 50 requests/s, against a concurrency that could send four times that at once)."""
+    for server in serve(ChatAPIServer(reply=prefer_the_longer, rpm=3000, rate_headers=False)):
+        known = ["judge.max_requests_per_minute=3000", "judge.concurrency=16", "judge.max_concurrency=64"]
+        summary = _build(tiny_config, tmp_path / "out", server.base_url, *known)
+        answered = len(server.answered_at)
+        assert answered == summary["judgments"] + 2 * summary["pairs"] and "no_answer" not in summary["errors"]
+        assert server.refused <= 0.01 * (answered + server.refused), (server.refused, answered)
+        span = server.answered_at[-1] - server.answered_at[0]
+        assert answered / span <= 50 * 1.05, answered / span  # paced, not sent at once and refused

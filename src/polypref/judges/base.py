@@ -39,6 +39,8 @@ RUN_SETTINGS = frozenset(
         "api_key_env",
         "concurrency",
         "max_concurrency",
+        "max_requests_per_minute",
+        "max_tokens_per_minute",
         "timeout_s",
         "max_retries",  # transport retries: an answer that never came is retried by a rerun anyway
         "backoff_base_s",

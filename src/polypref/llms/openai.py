@@ -84,8 +84,12 @@ class OpenAILLM(LiveRequests, BatchAPI):
         self._formats = [first] * len(config.endpoints)
         self._options_format = [True] * len(config.endpoints)  # until it refuses a JSON schema for named options
         self._rng = random.Random(seed)
+        per_s = {
+            "requests_per_s": config.max_requests_per_minute / 60 if config.max_requests_per_minute else None,
+            "tokens_per_s": config.max_tokens_per_minute / 60 if config.max_tokens_per_minute else None,
+        }
         self.limiter = EndpointPool(
-            [AdaptiveLimiter(config.concurrency, config.max_concurrency) for _ in config.endpoints]
+            [AdaptiveLimiter(config.concurrency, config.max_concurrency, **per_s) for _ in config.endpoints]
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

@@ -79,7 +79,7 @@ class LiveRequests:
         failures = sent = 0
         last, fmt = "", self._request_format(request)
         while True:
-            endpoint = await self.limiter.acquire_unless(stop)
+            endpoint = await self.limiter.acquire_unless(stop, self._tokens(request))
             if endpoint is None:  # a stop: nothing new is sent
                 why = f"{last} (stopped before retry {failures})" if last else "stopped before it was sent"
                 why += " again" if sent and not last else ""  # after a refused output format
@@ -104,6 +104,13 @@ class LiveRequests:
             if await stopped_within(stop, delay):
                 why = f"{last} (stopped before retry {failures} of {self.config.max_retries})"
                 return Counted(error=f"{NO_ANSWER}: {why}", response_format=fmt, requests=sent)
+
+    def _tokens(self, request: Request) -> int:
+        """What a request counts against a token limit, as providers reserve it: its prompt (a token per 4
+        characters, no tokenizer needed) and max_tokens. Zero where no token limit is set."""
+        if not self.config.max_tokens_per_minute:
+            return 0
+        return sum(len(m.get("content") or "") for m in request.messages) // 4 + self.config.max_tokens
 
     async def _attempt(self, client: Any, request: Request, endpoint: int, fmt: str) -> Completion | _Failure | None:
         """Send ``request`` once: its completion (an answer or a rejection), a failure worth retrying, or None

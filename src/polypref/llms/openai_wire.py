@@ -85,6 +85,18 @@ class OpenAIJudgeConfig(LLMJudgeConfig):
     )
     concurrency: int = Field(16, ge=1, description="Requests in flight to start with")
     max_concurrency: int = Field(128, ge=1, description="Upper bound the adaptive limit may grow to")
+    max_requests_per_minute: int | None = Field(
+        None,
+        ge=1,
+        description="The endpoint's request limit, where you know it (per endpoint of a fleet): requests are paced "
+        "under it rather than run into; null: adapt to the server's 429s and rate-limit headers",
+    )
+    max_tokens_per_minute: int | None = Field(
+        None,
+        ge=1,
+        description="The endpoint's token limit (per endpoint of a fleet), paced likewise; a request counts its "
+        "prompt (a token per 4 characters) and max_tokens, as providers reserve them",
+    )
     timeout_s: float | None = Field(120, gt=0, description="Per-request timeout (null: wait as long as it takes)")
     max_retries: int = Field(8, ge=0, le=50, description="Retries per request on 429, 5xx, timeouts, lost connections")
     backoff_base_s: float = Field(1.0, gt=0)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+CATCH_UP_S = 0.25  # how far behind its schedule a paced endpoint may start requests back to back
 
 
 class AdaptiveLimiter:
@@ -24,12 +25,22 @@ class AdaptiveLimiter:
     then halves on a 429 and grows by 1/limit per success (AIMD).
 
     The state and arithmetic only; ``EndpointPool`` does the waiting. ``pause`` holds new requests back until a
-    rate-limit window resets.
+    rate-limit window resets. ``requests_per_s`` and ``tokens_per_s``: limits the user knows the endpoint holds
+    (``judge.max_requests_per_minute``, ``judge.max_tokens_per_minute``): requests start evenly spaced under
+    them, whatever the server says, so a server that says nothing (no x-ratelimit-* headers, as vLLM's and most
+    gateways) is never run into.
     """
 
     def __init__(
-        self, initial: int, maximum: int, minimum: int = 1, clock: Callable[[], float] = time.monotonic
+        self,
+        initial: int,
+        maximum: int,
+        minimum: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+        requests_per_s: float | None = None,
+        tokens_per_s: float | None = None,
     ) -> None:
+        self.requests_per_s, self.tokens_per_s = requests_per_s, tokens_per_s
         self.limit = float(max(minimum, min(initial, maximum)))
         self.minimum, self.maximum = minimum, maximum
         self.in_flight = 0
@@ -55,11 +66,24 @@ class AdaptiveLimiter:
         """Requests this endpoint may take now: 0 while paused."""
         return 0 if self.paused_until > now else max(0, int(self.limit) - self.in_flight)
 
-    def take(self) -> None:
+    def take(self, tokens: int = 0) -> None:
+        """A request of ``tokens`` (its prompt and max_tokens, for a token limit) starts now."""
         self._tick()
         self.in_flight += 1
-        if self.rate:  # the next request may start one interval after this one
-            self.paused_until = max(self.paused_until, self._clock()) + 1 / self.rate
+        told = max(
+            1 / self.requests_per_s if self.requests_per_s else 0.0,
+            tokens / self.tokens_per_s if self.tokens_per_s and tokens else 0.0,
+        )
+        heard = 1 / self.rate if self.rate else 0.0
+        if not (told or heard):
+            return
+        # the next request may start one interval after this one's slot. Under a limit the user told us, a
+        # waiter woken late makes its lag up (CATCH_UP_S at most, which a server's bucket absorbs), or the mean
+        # rate would fall short of the limit by every wake-up's latency; a rate read off the headers is
+        # measured from the server's own state, so it never runs ahead of it
+        now = self._clock()
+        behind = told >= heard and self.paused_until >= now - CATCH_UP_S
+        self.paused_until = (self.paused_until if behind else max(self.paused_until, now)) + max(told, heard)
 
     def give(self, throttled: bool = False, success: bool = False) -> None:
         self._tick()
@@ -140,9 +164,10 @@ class EndpointPool:
         assert index is not None  # nothing to stop it
         return index
 
-    async def acquire_unless(self, stop: asyncio.Event | None) -> int | None:
+    async def acquire_unless(self, stop: asyncio.Event | None, tokens: int = 0) -> int | None:
         """``acquire``, or None once ``stop`` is set (``wake`` makes waiters look): a run that is stopping sends
-        nothing new, and must not wait out a rate-limit pause first."""
+        nothing new, and must not wait out a rate-limit pause first. ``tokens``: what the request will count
+        against a token limit."""
         cond = self._condition()
         async with cond:
             while True:
@@ -152,7 +177,7 @@ class EndpointPool:
                 free = [limiter.free(now) for limiter in self.limiters]
                 best = max(range(len(free)), key=lambda i: (free[i], -i))
                 if free[best] > 0:
-                    self.limiters[best].take()
+                    self.limiters[best].take(tokens)
                     return best
                 paused = [limiter.paused_until - now for limiter in self.limiters if limiter.paused_until > now]
                 with contextlib.suppress(TimeoutError):

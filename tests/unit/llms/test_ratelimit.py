@@ -152,3 +152,24 @@ def test_backoff_has_jitter_and_honours_the_server():
     assert min(delays) >= 0 and max(delays) <= 8 and len(set(delays)) > 100
     hinted = backoff_delay(0, 1.0, 60.0, 5.0, rng)
     assert 5.0 <= hinted <= 5.5
+
+
+def test_known_limits_space_requests_evenly_whatever_the_server_says():
+    clock = Clock()
+    limiter = AdaptiveLimiter(64, 64, clock=clock, requests_per_s=10, tokens_per_s=100)
+    pool = pool_of(limiter, clock=clock)
+
+    async def scenario() -> None:
+        await pool.acquire_unless(None, tokens=5)  # 5 tokens at 100/s: the request limit's 0.1 s is longer
+        assert limiter.paused_until == pytest.approx(100.1) and limiter.free(clock.now) == 0
+        clock.now = 100.1
+        await pool.acquire_unless(None, tokens=50)  # 0.5 s of the token budget
+        assert limiter.paused_until == pytest.approx(100.6)
+        budget = {"limit": "8", "remaining": "2", "reset": "1s"}  # the server's slower budget paces tighter
+        limiter.observe_headers({f"x-ratelimit-{k}-requests": v for k, v in budget.items()})
+        clock.now = 100.6
+        await pool.acquire()
+        assert limiter.paused_until == pytest.approx(100.6 + 1 / 6)
+
+    asyncio.run(scenario())
+    assert limiter.in_flight == 3
