@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -213,15 +214,18 @@ def vllm_installed() -> None:
 
 
 @pytest.fixture(scope="session")
-def tiny_model(vllm_installed, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_model(vllm_installed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The tiny random Llama from benchmarks/make_tiny_model.py, built offline once per session."""
+    from polypref.llms import engines
+
     directory = tmp_path_factory.mktemp("tiny-model")
     subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "make_tiny_model.py"), str(directory)],
         check=True,
         capture_output=True,
     )
-    return directory
+    yield directory
+    engines.shut_down_kept()  # the session's one engine (llms.engines), while pytest's streams still take its logs
 
 
 # Settings that let the tiny model run on vLLM's CPU build.

@@ -80,14 +80,20 @@ def lease(key: str, load: Callable[[], Any]) -> Lease:
 
 
 def shut_down(engine: Any) -> None:
-    """Stop an engine's processes now rather than at garbage collection (vLLM's engine core is a child process)."""
-    shutdown = getattr(getattr(engine, "llm_engine", None), "shutdown", None)
-    if callable(shutdown):
-        shutdown()
+    """Stop an engine's processes now rather than at garbage collection (vLLM's engine core is a child process).
+    vLLM 0.32's V1 engine has no shutdown of its own: its engine core client has."""
+    llm_engine = getattr(engine, "llm_engine", None)
+    for part in (llm_engine, getattr(llm_engine, "engine_core", None)):
+        shutdown = getattr(part, "shutdown", None)
+        if callable(shutdown):
+            shutdown()
+            return
 
 
 @atexit.register
-def _shut_down_kept() -> None:
+def shut_down_kept() -> None:
+    """Shut the kept engine down now (at the latest, at exit): a session that is ending while its logging streams
+    are still open (a test session) calls it itself."""
     global _kept
     kept, _kept = _kept, None
     if kept is not None:
