@@ -102,6 +102,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_state] = {"home": home, "saved": saved, "server": None}
 
 
+@pytest.hookimpl(trylast=True)  # after -m/-k deselection: a server only where a selected test runs flows
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Start the server now, and run the modules that need it last (each module's tests stay together, in their
     order, so module fixtures are made once): its database migrates while the others run."""

@@ -1,11 +1,12 @@
 """One loaded vLLM engine per process, lent to every transport that opens it with the same engine settings.
 
 Loading a model is the slowest step of a vLLM run (tens of seconds on a GPU, more on a CPU), and one process often
-opens the same engine more than once: a build's fidelity check and then its judge, every scheduled run of
-`polypref serve`, a notebook's second build. Each of those now gets the engine already loaded. Opening other
-settings (a generator's model, then the judge's) shuts the idle engine down first, so at most one holds the GPU's
-memory; an engine still lent out is never shut down under its borrower: the other is loaded beside it, unkept, and
-shut down when closed, as every engine was before.
+opens the same engine more than once: a build's fidelity check and then its judge, a notebook's second build, a
+test session. Each of those gets the engine already loaded. Opening other settings (a generator's model, then the
+judge's) shuts the idle engine down first; an engine still lent out is never shut down under its borrower: the
+other is loaded beside it, unkept, and shut down when closed. An engine whose processes died while it was idle
+(Ctrl-C reached them, the OOM killer) is not lent again. The kept engine holds its GPU memory until the process
+exits or ``shut_down_kept`` is called (a notebook that goes on to train on the dataset calls it first).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -32,12 +34,12 @@ class Lease:
     def release(self) -> None:
         with _guard:
             self.borrowers -= 1
-            if self.kept:  # stays loaded for the next opening with its settings
+            if self.kept or self.borrowers > 0:  # kept for the next opening, or still in another's hands
                 return
         shut_down(self.engine)
 
     def discard(self) -> None:
-        """The engine is dead: nobody may be lent it again."""
+        """The engine is dead, or holds requests an interrupted call left: nobody may be lent it again."""
         global _kept
         with _guard:
             if _kept is self:
@@ -50,8 +52,17 @@ _kept: Lease | None = None
 
 
 def settings_key(model: str, settings: dict[str, Any]) -> str:
-    """Engines with equal keys are interchangeable: the model and every argument it was loaded with."""
-    return json.dumps({"model": model, **settings}, sort_keys=True, default=str)
+    """Engines with equal keys are interchangeable: the model (a local folder by its real path, so another working
+    directory's same relative path is another model) and every argument it was loaded with. Weights overwritten in
+    place are not seen: call ``shut_down_kept`` after fine-tuning into the same folder."""
+    where = os.path.realpath(model) if os.path.isdir(model) else model
+    return json.dumps({"model": where, **settings}, sort_keys=True, default=str)
+
+
+def _dead(engine: Any) -> bool:
+    """vLLM's engine-core monitor marks an engine whose processes exited; any other engine counts as alive."""
+    core = getattr(getattr(engine, "llm_engine", None), "engine_core", None)
+    return bool(getattr(getattr(core, "resources", None), "engine_dead", False))
 
 
 def lease(key: str, load: Callable[[], Any]) -> Lease:
@@ -60,6 +71,8 @@ def lease(key: str, load: Callable[[], Any]) -> Lease:
     global _kept
     with _guard:
         kept = _kept
+        if kept is not None and kept.borrowers == 0 and _dead(kept.engine):
+            _kept = kept = None  # its processes died while idle: nothing to shut down, nobody to lend it to
         if kept is not None and kept.key == key:
             kept.borrowers += 1
             return kept

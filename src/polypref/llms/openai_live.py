@@ -110,7 +110,8 @@ class LiveRequests:
         characters, no tokenizer needed) and max_tokens. Zero where no token limit is set."""
         if not self.config.max_tokens_per_minute:
             return 0
-        return sum(len(m.get("content") or "") for m in request.messages) // 4 + self.config.max_tokens
+        answer = 1 if self.config.mode == "choice" else self.config.max_tokens  # what chat_body asks for
+        return sum(len(m.get("content") or "") for m in request.messages) // 4 + answer
 
     async def _attempt(self, client: Any, request: Request, endpoint: int, fmt: str) -> Completion | _Failure | None:
         """Send ``request`` once: its completion (an answer or a rejection), a failure worth retrying, or None

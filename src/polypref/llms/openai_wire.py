@@ -95,7 +95,7 @@ class OpenAIJudgeConfig(LLMJudgeConfig):
         None,
         ge=1,
         description="The endpoint's token limit (per endpoint of a fleet), paced likewise; a request counts its "
-        "prompt (a token per 4 characters) and max_tokens, as providers reserve them",
+        "prompt (a token per 4 characters) and max_tokens (1 in choice mode), as providers reserve them",
     )
     timeout_s: float | None = Field(120, gt=0, description="Per-request timeout (null: wait as long as it takes)")
     max_retries: int = Field(8, ge=0, le=50, description="Retries per request on 429, 5xx, timeouts, lost connections")

@@ -162,13 +162,19 @@ class VllmLLM:
             )
             for r in requests
         ]
-        with self._lease.lock:  # transports lent one engine take turns
-            return self.llm.chat(
-                [r.messages for r in requests],
-                params,
-                use_tqdm=False,
-                chat_template_kwargs=cfg.chat_template_kwargs or None,
-            )
+        try:
+            with self._lease.lock:  # transports lent one engine take turns
+                return self.llm.chat(
+                    [r.messages for r in requests],
+                    params,
+                    use_tqdm=False,
+                    chat_template_kwargs=cfg.chat_template_kwargs or None,
+                )
+        except Exception:
+            raise
+        except BaseException:  # interrupted mid-call (KeyboardInterrupt): its requests may still run in the engine
+            self._lease.discard()
+            raise
 
     def _completion(self, output: Any) -> Completion:
         choice = output.outputs[0]

@@ -45,7 +45,7 @@ def use_defaults() -> None:
 
 @functools.cache
 def load_flow(entrypoint: str) -> Any:
-    """A flow of flows/ (``"build.py:build_dataset"``), as the CLI and served runs load it: once per process (loading
+    """A flow of flows/ (``"build.py:build_dataset"``), as the CLI and `serve` load it: once per process (loading
     runs the flow file and makes Prefect derive each flow's parameter schema, ~0.25 s a time)."""
     from prefect.flows import load_flow_from_entrypoint
 

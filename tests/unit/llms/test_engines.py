@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import ClassVar
 
 import pytest
@@ -17,6 +18,7 @@ class Engine:
     def __init__(self, name: str) -> None:
         self.name, self.down = name, False
         self.llm_engine = self
+        self.engine_core = SimpleNamespace(resources=SimpleNamespace(engine_dead=False))  # vLLM's monitor's mark
         Engine.loaded.append(self)
 
     def shutdown(self) -> None:
@@ -70,3 +72,30 @@ def test_a_dead_engine_is_not_lent_again() -> None:
     first.release()
     again = engines.lease(key, lambda: Engine("b"))
     assert again.engine.name == "b"
+
+
+def test_a_discarded_engine_is_shut_down_once_by_its_last_borrower() -> None:
+    key = engines.settings_key("m", {"seed": 0})
+    first = engines.lease(key, lambda: Engine("a"))
+    second = engines.lease(key, lambda: Engine("b"))
+    first.discard()  # the engine failed under one borrower's call
+    first.release()
+    assert not first.engine.down  # the other still holds it
+    second.release()
+    assert first.engine.down  # and Engine.shutdown refuses a second time
+
+
+def test_an_engine_that_died_while_idle_is_not_lent_again() -> None:
+    key = engines.settings_key("m", {"seed": 0})
+    first = engines.lease(key, lambda: Engine("a"))
+    first.release()
+    first.engine.engine_core.resources.engine_dead = True  # Ctrl-C or the OOM killer reached its processes
+    again = engines.lease(key, lambda: Engine("b"))
+    assert again.engine.name == "b" and again.kept
+
+
+def test_a_model_folder_is_keyed_by_its_real_path(tmp_path, monkeypatch) -> None:
+    (tmp_path / "model").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert engines.settings_key("model", {}) == engines.settings_key(str(tmp_path / "model"), {})
+    assert engines.settings_key("org/name", {}) != engines.settings_key("org/other", {})  # a Hub id as it is
