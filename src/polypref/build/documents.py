@@ -20,6 +20,14 @@ from polypref.files import WrittenFile
 from polypref.judges.base import JudgeInfo
 
 
+def _validated(adapter: TypeAdapter[Any], data: Any, kind: str) -> Any:
+    """``data`` as the document ``adapter`` types, every field checked; ValueError naming ``kind`` if it is not."""
+    try:
+        return adapter.validate_python(data)
+    except ValidationError as e:
+        raise ValueError(f"not a {kind}: {e.errors()[0]['msg']}") from None
+
+
 @dataclass
 class ShardReport:
     """A finished shard's figures, kept beside its files as its completion marker."""
@@ -61,10 +69,7 @@ class ShardReport:
     @classmethod
     def from_json(cls, data: Any) -> ShardReport:
         """A stored report, every field's type checked; ValueError if it is not one."""
-        try:
-            return _SHARD_REPORT.validate_python(data)
-        except ValidationError as e:
-            raise ValueError(f"not a shard report: {e.errors()[0]['msg']}") from None
+        return _validated(_SHARD_REPORT, data, "shard report")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,10 +153,7 @@ class Summary:
             raise ValueError("not a summary: not a JSON object")
         known = {f.name for f in fields(cls)} - {"extra"}
         extra = {k: v for k, v in data.items() if k not in known}
-        try:
-            return _SUMMARY.validate_python({k: v for k, v in data.items() if k in known} | {"extra": extra})
-        except ValidationError as e:
-            raise ValueError(f"not a summary: {e.errors()[0]['msg']}") from None
+        return _validated(_SUMMARY, {k: v for k, v in data.items() if k in known} | {"extra": extra}, "summary")
 
     def to_json(self) -> dict[str, Any]:
         figures = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
@@ -171,10 +173,7 @@ class JudgeRecord:
 
     @classmethod
     def from_json(cls, data: Any) -> JudgeRecord:
-        try:
-            return _JUDGE_RECORD.validate_python(data)
-        except ValidationError as e:
-            raise ValueError(f"not a judge record: {e.errors()[0]['msg']}") from None
+        return _validated(_JUDGE_RECORD, data, "judge record")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
