@@ -22,24 +22,17 @@ from __future__ import annotations
 
 import string
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from polypref import assets, files
 from polypref.errors import ConfigError, validation_problem
+from polypref.items.texts import Text  # visible, and storable as UTF-8
 from polypref.population.spec import SurveySpec
 from polypref.records import Item, Response
 from polypref.strict import StrictModel
 
-
-def _visible(text: str) -> str:
-    if files.is_blank(text):
-        raise ValueError("is blank")
-    return text
-
-
-Text = Annotated[str, AfterValidator(_visible)]
 QUESTION_FIELDS = frozenset({"topic", "group"})
 OPTION_FIELDS = frozenset({"topic", "group", "argument"})
 
